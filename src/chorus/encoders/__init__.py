@@ -1,0 +1,30 @@
+"""Encoders: one per modality family, each mapping a batch tensor to :class:`Encoded`.
+
+Importing this package registers every encoder in :data:`ENCODERS`; build one
+with :func:`build_encoder` (name + size + overrides). See ``docs/encoders.md``.
+"""
+
+from chorus.encoders.audio_cnn import AudioCNNEncoder
+from chorus.encoders.audio_transformer import AudioTransformer
+from chorus.encoders.base import Encoded
+from chorus.encoders.cnn import CNNEncoder
+from chorus.encoders.factory import ENCODERS, build_encoder, encoder_modality, encoder_sizes
+from chorus.encoders.minilm import MiniLMEncoder
+from chorus.encoders.resnet import ResNetEncoder
+from chorus.encoders.text_transformer import TextTransformer
+from chorus.encoders.vit import VisionTransformer
+
+__all__ = [
+    "ENCODERS",
+    "AudioCNNEncoder",
+    "AudioTransformer",
+    "CNNEncoder",
+    "Encoded",
+    "MiniLMEncoder",
+    "ResNetEncoder",
+    "TextTransformer",
+    "VisionTransformer",
+    "build_encoder",
+    "encoder_modality",
+    "encoder_sizes",
+]
