@@ -341,8 +341,7 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         scalars: dict[str, torch.Tensor] = {}
         for micro in range(cfg.grad_accum):
-            batch = self._to_device(next(batches))
-            self.batch_in_epoch += 1
+            batch = self._to_device(self._next_batch(batches))
             sync = micro == cfg.grad_accum - 1 or not isinstance(model, DistributedDataParallel)
             with contextlib.nullcontext() if sync else model.no_sync():
                 with autocast:
@@ -376,6 +375,9 @@ class Trainer:
                 self.sampler.set_epoch(self.epoch, skip_batches=self.batch_in_epoch)
                 yield from self.loader
             else:
+                set_epoch = getattr(self.loader.dataset, "set_epoch", None)
+                if callable(set_epoch):  # e.g. ShardDataset reshuffles its shard order per epoch
+                    set_epoch(self.epoch)
                 iterator = iter(self.loader)
                 for _ in range(self.batch_in_epoch):  # an IterableDataset can only skip by reading
                     next(iterator, None)
@@ -384,6 +386,15 @@ class Trainer:
                 raise TrainingError("the training data yielded no batch in a whole epoch")
             self.epoch += 1
             self.batch_in_epoch = 0
+
+    def _next_batch(self, batches: Iterator[Any]) -> Any:
+        """The next batch, passing over batches whose samples were all skipped as bad data (``None``)."""
+        while True:
+            batch = next(batches)
+            self.batch_in_epoch += 1
+            if batch is not None:
+                return batch
+            log.warning("epoch %d batch %d: every sample was skipped as bad data", self.epoch, self.batch_in_epoch)
 
     def _to_device(self, batch: Any) -> dict[str, Any]:
         if not isinstance(batch, dict):
