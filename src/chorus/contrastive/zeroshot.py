@@ -1,0 +1,140 @@
+"""Zero-shot classification with a contrastive model: class names become a linear classifier.
+
+What: each class name is written into several prompt templates ("a photo of a
+{}."), the text tower embeds them, the normalised embeddings are averaged per
+class and renormalised; the resulting [embed_dim, n_classes] matrix scores
+image embeddings by cosine similarity (Radford et al. 2021, §3.1.4).
+
+Why it works: the contrastive objective places an image near the texts that
+describe it, so the class whose prompts it is nearest to is its best guess.
+Averaging over templates ("prompt ensembling") smooths out the wording of any
+single prompt and gave CLIP ~+3.5 points on ImageNet over one template; doing
+it in embedding space costs nothing at inference time.
+
+Baseline to beat: chance (1/n_classes top-1); a supervised linear probe on
+the same image features is the usual upper reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from chorus.errors import ConfigError, DataError
+from chorus.eval.metrics import topk_accuracy
+from chorus.eval.mode import evaluating
+
+__all__ = [
+    "CLIP_TEMPLATES",
+    "DIGIT_TEMPLATES",
+    "build_zero_shot_classifier",
+    "zero_shot_predict",
+    "zero_shot_accuracy",
+]
+
+Tokenize = Callable[[list[str]], tuple[Tensor, Tensor]]
+
+CLIP_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a bad photo of the {}.",
+    "a photo of the large {}.",
+    "a photo of the small {}.",
+    "a close-up photo of a {}.",
+    "a bright photo of a {}.",
+    "art of the {}.",
+    "a drawing of a {}.",
+)
+"""Generic photo prompts (a short ensemble in the spirit of CLIP's ImageNet set)."""
+
+DIGIT_TEMPLATES: tuple[str, ...] = (
+    'a photo of the number: "{}".',
+    "a handwritten digit {}.",
+    "a picture of the digit {}.",
+    "the number {}.",
+)
+"""Prompts for digit classes (MNIST, spoken digits), class names "0"…"9" or "zero"…"nine"."""
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _fill(template: str, classname: str) -> str:
+    if "{}" not in template and "{c}" not in template:
+        raise ConfigError(f"template {template!r} has no '{{}}' or '{{c}}' placeholder for the class name")
+    return template.format(classname, c=classname)
+
+
+def build_zero_shot_classifier(
+    model: nn.Module,
+    tokenize: Tokenize,
+    classnames: Sequence[str],
+    templates: Sequence[str],
+    modality: str = "text",
+    batch_size: int = 256,
+) -> Tensor:
+    """Class weights [embed_dim, n_classes]: per-class mean of normalised prompt embeddings, renormalised.
+
+    ``tokenize(texts) -> (ids [N, L], mask [N, L])``; ``model.encode(modality,
+    ids, mask)`` must return normalised embeddings (as ContrastiveModel does).
+    """
+    if not classnames or not templates:
+        raise ConfigError(f"need at least one class name and one template, got {len(classnames)} and {len(templates)}")
+    prompts = [_fill(t, c) for c in classnames for t in templates]
+    device = _device(model)
+    chunks = []
+    with evaluating(model):
+        for start in range(0, len(prompts), batch_size):
+            ids, mask = tokenize(prompts[start : start + batch_size])
+            chunks.append(model.encode(modality, ids.to(device), mask.to(device)).float())
+    per_prompt = torch.cat(chunks).view(len(classnames), len(templates), -1)
+    return F.normalize(per_prompt.mean(dim=1), dim=-1).T
+
+
+def _predict(
+    model: nn.Module,
+    loader: Iterable[Mapping[str, object]],
+    classifier: Tensor,
+    modality: str,
+    label_key: str | None,
+) -> tuple[Tensor, Tensor | None]:
+    device = _device(model)
+    classifier = classifier.to(device)
+    scale = model.current_logit_scale().float()
+    logits, labels = [], []
+    with evaluating(model):
+        for i, batch in enumerate(loader):
+            if modality not in batch or (label_key is not None and label_key not in batch):
+                raise DataError(f"batch {i} lacks {modality!r} or {label_key!r}; keys: {sorted(batch)}")
+            mask = batch.get(f"{modality}_mask")
+            z = model.encode(modality, batch[modality].to(device), None if mask is None else mask.to(device))
+            logits.append(scale * z.float() @ classifier)
+            if label_key is not None:
+                labels.append(torch.as_tensor(batch[label_key], device=device))
+    return torch.cat(logits), (torch.cat(labels) if label_key is not None else None)
+
+
+def zero_shot_predict(
+    model: nn.Module,
+    loader: Iterable[Mapping[str, object]],
+    classifier: Tensor,
+    modality: str = "image",
+) -> Tensor:
+    """Logits [N, n_classes] (logit_scale × cosine) for every example the loader yields, in order."""
+    return _predict(model, loader, classifier, modality, label_key=None)[0]
+
+
+def zero_shot_accuracy(
+    model: nn.Module,
+    loader: Iterable[Mapping[str, object]],
+    classifier: Tensor,
+    modality: str = "image",
+    label_key: str = "label",
+    ks: Sequence[int] = (1, 5),
+) -> dict[str, float]:
+    """``{"top1": ..., "top5": ...}`` of the zero-shot classifier on a labelled loader."""
+    logits, labels = _predict(model, loader, classifier, modality, label_key)
+    return topk_accuracy(logits, labels, ks)
