@@ -15,7 +15,9 @@ from chorus.errors import ConfigError, DataNotFoundError
 
 
 def test_registry_names_and_unknown(real_data_root):
-    assert DATASETS.names() == ["caltech101", "coco_captions", "digits", "fsdd", "mnist"]
+    assert DATASETS.names() == [
+        "av_sequences", "avdigits", "caltech101", "coco_captions", "digit_strings", "digits", "fsdd", "mnist"
+    ]
     with pytest.raises(ConfigError, match="fsdd"):
         build_dataset("fsd", root=real_data_root)
     with pytest.raises(ConfigError, match="mnist"):

@@ -10,6 +10,7 @@ See ``docs/data.md`` for each dataset's layout, sample dict and download.
 """
 
 from chorus.data.audio import LogMel, load_audio, mel_filterbank, resample
+from chorus.data.avdigits import AVDigits, Degradation, load_avdigits_config
 from chorus.data.base import ChorusDataset, split_indices
 from chorus.data.caltech101 import Caltech101, download_caltech101
 from chorus.data.coco_captions import COCOCaptions, download_coco_captions
@@ -22,13 +23,16 @@ from chorus.data.image import CLIP_MEAN, CLIP_STD, ImageTransform
 from chorus.data.mnist import MNIST, download_mnist
 from chorus.data.registry import DATASETS, DOWNLOADS, build_dataset, dataset_info, download
 from chorus.data.root import data_root
+from chorus.data.sequences import AVSequences, DigitStrings, trim_silence
 from chorus.data.text import BPETokenizer, SubwordTokenizer, WordPieceTokenizer
 from chorus.data.transforms import SampleTransform
 
 __all__ = [
     "CLIP_MEAN", "CLIP_STD", "DATASETS", "DOWNLOADS", "FSDD", "MNIST", "BPETokenizer", "COCOCaptions",
+    "AVDigits", "AVSequences", "Degradation", "DigitStrings",
     "Caltech101", "ChorusDataset", "Collate", "Digits", "ImageTransform", "LogMel", "SampleTransform",
     "SubwordTokenizer", "WordPieceTokenizer", "build_dataset", "data_root", "dataset_info", "decode_audio",
     "decode_image", "download", "download_caltech101", "download_coco_captions", "download_fsdd",
-    "download_mnist", "extract", "fetch", "load_audio", "mel_filterbank", "resample", "split_indices",
+    "download_mnist", "extract", "fetch", "load_audio", "load_avdigits_config", "mel_filterbank", "resample",
+    "split_indices", "trim_silence",
 ]
