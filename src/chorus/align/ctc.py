@@ -1,0 +1,94 @@
+"""CTC helpers: the loss, greedy decoding and forced alignment, with Chorus batch conventions.
+
+Connectionist Temporal Classification (Graves et al. 2006, "Connectionist
+Temporal Classification: Labelling Unsegmented Sequence Data with Recurrent
+Neural Networks", ICML) trains a frame classifier from unsegmented transcripts
+by summing over every frame labelling that collapses (merge repeats, drop
+blanks) to the transcript. It beats the baseline of training on uniformly
+segmented frames because it never needs the segmentation.
+
+Conventions here (differing from ``torch.nn.functional.ctc_loss``): inputs are
+batch-first ``log_probs`` [B, T, C] (already log-softmaxed), ``targets`` [B, L]
+right-padded, and lengths come as Chorus masks (``frame_mask`` [B, T],
+``target_mask`` [B, L], True = real). ``reduction="mean"`` is torch's: each
+item's loss divided by its target length, then averaged over the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from chorus.align.lattice import lengths_from_mask
+from chorus.align.monotonic import ForcedAlignment, forced_align
+from chorus.errors import DataError
+
+
+def ctc_loss(
+    log_probs: Tensor,
+    targets: Tensor,
+    frame_mask: Tensor | None = None,
+    target_mask: Tensor | None = None,
+    blank: int = 0,
+    reduction: Literal["mean", "sum", "none"] = "mean",
+    zero_infinity: bool = False,
+) -> Tensor:
+    """CTC negative log-likelihood of ``targets`` [B, L] under ``log_probs`` [B, T, C].
+
+    A thin wrapper of :func:`torch.nn.functional.ctc_loss` (see the module
+    docstring for the conventions). ``zero_infinity`` zeroes the loss of items
+    whose transcript cannot fit in their frames instead of returning inf.
+    """
+    if log_probs.dim() != 3 or targets.dim() != 2 or targets.shape[0] != log_probs.shape[0]:
+        raise DataError(
+            f"expected log_probs [B, T, C] and targets [B, L], got {tuple(log_probs.shape)} and {tuple(targets.shape)}"
+        )
+    batch, frames, _ = log_probs.shape
+    frame_lengths = lengths_from_mask(frame_mask, frames, batch, log_probs.device, "frame_mask")
+    target_lengths = lengths_from_mask(target_mask, targets.shape[1], batch, log_probs.device, "target_mask")
+    return F.ctc_loss(
+        log_probs.transpose(0, 1),
+        targets.long(),
+        frame_lengths,
+        target_lengths,
+        blank=blank,
+        reduction=reduction,
+        zero_infinity=zero_infinity,
+    )
+
+
+def ctc_greedy_decode(log_probs: Tensor, frame_mask: Tensor | None = None, blank: int = 0) -> list[list[int]]:
+    """Best-path decoding: per-frame argmax, merge repeats, drop blanks -> one id list per item.
+
+    Exact for the most likely *frame labelling*, not the most likely transcript
+    (that needs beam search); the standard cheap decoder for CTC models.
+    """
+    if log_probs.dim() != 3:
+        raise DataError(f"expected log_probs [B, T, C], got {tuple(log_probs.shape)}")
+    batch, frames, _ = log_probs.shape
+    lengths = lengths_from_mask(frame_mask, frames, batch, log_probs.device, "frame_mask").tolist()
+    best = log_probs.argmax(dim=2)
+    new = torch.ones_like(best, dtype=torch.bool)
+    new[:, 1:] = best[:, 1:] != best[:, :-1]
+    keep = (new & (best != blank)).cpu()
+    best = best.cpu()
+    return [best[b, :n][keep[b, :n]].tolist() for b, n in enumerate(lengths)]
+
+
+def ctc_forced_align(
+    log_probs: Tensor,
+    targets: Tensor,
+    blank: int = 0,
+    frame_mask: Tensor | None = None,
+    target_mask: Tensor | None = None,
+) -> ForcedAlignment:
+    """Most likely CTC path that collapses to ``targets``, as per-token frame spans.
+
+    Viterbi over the CTC topology (blanks anywhere, a blank required between two
+    equal consecutive labels). A token's span covers its frames only; blank
+    frames belong to no token. Shapes as :func:`chorus.align.monotonic.forced_align`.
+    """
+    return forced_align(log_probs, targets, blank, frame_mask, target_mask, ctc=True)
