@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train a small CLIP on scikit-learn digits offline and evaluate it zero-shot")
     p.add_argument("--run-dir", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object on stdout")
     p.set_defaults(func=cmd_demo)

@@ -100,7 +100,7 @@ def _plot(run_dir: Path, image_emb: torch.Tensor, labels: torch.Tensor, class_em
 
 
 def run_demo(
-    run_dir: str | os.PathLike = "runs/demo", *, seed: int = 0, epochs: int = 30, progress: bool = True
+    run_dir: str | os.PathLike = "runs/demo", *, seed: int = 0, epochs: int = 20, progress: bool = True
 ) -> dict[str, Any]:
     """Train the demo CLIP, evaluate it zero-shot, write plots and ``metrics.json``; return the metrics."""
     run_dir = Path(run_dir)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from chorus.data.captions import fill_template
 from chorus.errors import ConfigError, DataError
 from chorus.eval.metrics import topk_accuracy
 from chorus.eval.mode import evaluating
@@ -62,12 +63,6 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _fill(template: str, classname: str) -> str:
-    if "{}" not in template and "{c}" not in template:
-        raise ConfigError(f"template {template!r} has no '{{}}' or '{{c}}' placeholder for the class name")
-    return template.format(classname, c=classname)
-
-
 def build_zero_shot_classifier(
     model: nn.Module,
     tokenize: Tokenize,
@@ -83,7 +78,7 @@ def build_zero_shot_classifier(
     """
     if not classnames or not templates:
         raise ConfigError(f"need at least one class name and one template, got {len(classnames)} and {len(templates)}")
-    prompts = [_fill(t, c) for c in classnames for t in templates]
+    prompts = [fill_template(t, c) for c in classnames for t in templates]
     device = _device(model)
     chunks = []
     with evaluating(model):
