@@ -22,7 +22,8 @@ What it guarantees, and why:
   global batch is ``batch_size * grad_accum * world_size``.
 * **AdamW done right** (Loshchilov & Hutter, 2019): no weight decay on biases,
   norms, embeddings or anything else with ``ndim < 2`` or a name in
-  ``no_decay``; fused kernels on CUDA.
+  ``no_decay``; fused kernels on CPU and CUDA (one kernel for all tensors —
+  on CPU this beat OpenCLIP's per-tensor default, see ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -244,7 +245,7 @@ class Trainer:
         split = [g for g in split if g["params"]]
         if not split:
             raise ConfigError("the model has no trainable parameters")
-        fused = all(p.device.type == "cuda" and p.is_floating_point() for g in split for p in g["params"])
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in split for p in g["params"])
         return torch.optim.AdamW(
             split, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
             fused=fused or None, foreach=None if fused else True,

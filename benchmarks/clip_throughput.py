@@ -1,0 +1,346 @@
+"""CLIP training throughput: Chorus vs OpenCLIP 3.3.0, same architecture, same batch, same init.
+
+Run: ``python benchmarks/clip_throughput.py [--config tiny64|base224|all]
+[--steps N] [--rounds R] [--precision fp32|bf16|both] [--compile]``
+(project venv; OpenCLIP runs in ``/work/openclip-venv``, or ``--openclip-python``).
+Writes ``benchmarks/results/clip_throughput.{json,md,png}``.
+
+What is compared, per config and precision (fp32, and bf16 autocast — CPU
+autocast's dtype, which is what OpenCLIP's default ``--precision amp`` gives
+on a CPU):
+
+- ``chorus``: ``ContrastiveModel`` with ``vit`` + ``text_transformer`` built to
+  OpenCLIP's exact shapes (parameter counts are printed and must agree), fused
+  AdamW, channels-last images (+ ``torch.compile`` with ``--compile``);
+- ``openclip``: ``open_clip.create_model`` from the same config with
+  ``open_clip.loss.ClipLoss`` and the training step of ``open_clip_train`` at
+  its defaults (plain ``torch.optim.AdamW``, contiguous images, eager);
+- ``openclip+tricks``: OpenCLIP with the same step-level tricks as Chorus
+  (fused AdamW, channels-last, ``--compile`` when given, and for CPU bf16 the
+  SDPA math backend that Chorus's attention selects itself because CPU flash
+  attention's bf16 backward is slow), so the part of the speed-up that is not
+  Chorus's model code is visible.
+
+How: the driver builds the Chorus model from a fixed seed, exports it to
+OpenCLIP's format (``chorus.contrastive.interop.export_open_clip``), draws the
+synthetic batches (Gaussian images; token ids with CLIP's layout: random
+lengths, end-of-text = the largest id last, zero padding) and hands both to one
+worker process per variant (``_clip_train_worker.py``, identical timing code in
+either venv). After an untimed warm-up round, ``--rounds`` rounds alternate the
+variants (order rotated each round); every round restarts from the shared
+initial weights with a fresh optimizer and trains ``--steps`` steps, so every
+round of every variant ends at a comparable "final loss after the same steps".
+Throughput is the median over rounds; ratios between variants of one run are
+the result (the absolute numbers depend on what else the machine is doing).
+
+FLOPs (documented in ``docs/benchmarks.md``): per sample, forward matmul FLOPs
+are, for a transformer of width ``d``, ``L`` layers and ``n`` tokens,
+``L · (24 n d² + 4 n² d)`` (q/k/v 6nd², output 2nd², MLP 16nd², QKᵀ and AV
+2n²d each; the causal text mask is not discounted), plus the patch conv
+``2 · n_patches · 3p² · d``, the two projections ``2 d E`` and the loss logits
+``2 · 2 · B · E`` per sample; training is 3× forward (backward = 2× forward).
+MFU = training FLOPs per second / the matmul peak measured at the start of the
+run (best of square fp32 / bf16 matmuls of several sizes on the same threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from _clip_train_worker import build_chorus  # this folder is on sys.path when run as a script
+from chorus.contrastive.interop import export_open_clip
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+WORKER = HERE / "_clip_train_worker.py"
+OPENCLIP_PYTHON = "/work/openclip-venv/bin/python"
+N_BATCHES = 4  # distinct synthetic batches, cycled
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    # A small CLIP at 64 px: CLIP's real vocabulary, so the token embedding is
+    # most of the parameters (as in small real CLIPs) and the optimizer matters.
+    "tiny64": {
+        "batch": 32, "embed_dim": 256, "steps": 10,
+        "vision": {"image_size": 64, "patch_size": 16, "width": 192, "layers": 6, "heads": 3},
+        "text": {"context_length": 32, "vocab_size": 49408, "width": 128, "layers": 4, "heads": 2},
+    },
+    # ViT-B/16's depth, patching and resolution at ViT-S width (384, 6 heads):
+    # ViT-B/16 proper (~105 GFLOP per training sample) is too slow for a 2-core
+    # machine; this keeps its 197-token sequences at a quarter of the FLOPs.
+    "base224": {
+        "batch": 16, "embed_dim": 384, "steps": 2,
+        "vision": {"image_size": 224, "patch_size": 16, "width": 384, "layers": 12, "heads": 6},
+        "text": {"context_length": 77, "vocab_size": 49408, "width": 256, "layers": 6, "heads": 4},
+    },
+}
+
+# (name, framework, fused AdamW, channels-last, compile when --compile, math SDPA for CPU bf16)
+VARIANTS = [
+    ("chorus", "chorus", True, True, True, False),  # Chorus's attention chooses the backend itself
+    ("openclip", "openclip", False, False, False, False),
+    ("openclip+tricks", "openclip", True, True, True, True),
+]
+
+
+def synthetic_batches(cfg: dict[str, Any], generator: torch.Generator) -> list[dict[str, torch.Tensor]]:
+    """Gaussian images and CLIP-layout token ids (EOT = largest id, last; zero padding)."""
+    v, t = cfg["vision"], cfg["text"]
+    b, ctx, vocab = cfg["batch"], t["context_length"], t["vocab_size"]
+    batches = []
+    for _ in range(N_BATCHES):
+        lengths = torch.randint(max(2, ctx // 4), ctx + 1, (b,), generator=generator)
+        mask = torch.arange(ctx)[None] < lengths[:, None]
+        ids = torch.randint(1, vocab - 1, (b, ctx), generator=generator) * mask
+        ids[torch.arange(b), lengths - 1] = vocab - 1
+        images = torch.randn(b, 3, v["image_size"], v["image_size"], generator=generator)
+        batches.append({"image": images, "text": ids, "text_mask": mask})
+    return batches
+
+
+def train_flops_per_sample(cfg: dict[str, Any]) -> float:
+    """Analytic training FLOPs per sample: 3 × forward matmul FLOPs (see the module docstring)."""
+    v, t, e = cfg["vision"], cfg["text"], cfg["embed_dim"]
+
+    def transformer(n: int, d: int, layers: int) -> float:
+        return layers * (24 * n * d * d + 4 * n * n * d)
+
+    patches = (v["image_size"] // v["patch_size"]) ** 2
+    vision = 2 * patches * 3 * v["patch_size"] ** 2 * v["width"] + transformer(patches + 1, v["width"], v["layers"])
+    text = transformer(t["context_length"], t["width"], t["layers"])
+    heads = 2 * v["width"] * e + 2 * t["width"] * e + 2 * 2 * cfg["batch"] * e
+    return 3.0 * (vision + text + heads)
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device) -> float:
+    """Best measured FLOP/s of square matmuls (1024–4096) in ``dtype`` on this device and thread count."""
+    best = 0.0
+    for n in (1024, 2048, 4096):
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        a @ b  # warm-up: kernel selection, first-touch allocation
+        for _ in range(3):
+            _sync(device)
+            start = time.perf_counter()
+            a @ b
+            _sync(device)
+            best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Worker:
+    """One variant's training process (see ``_clip_train_worker.py`` for the protocol)."""
+
+    def __init__(self, python: str, spec: dict[str, Any]) -> None:
+        self.proc = subprocess.Popen(
+            [python, str(WORKER), json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self.info = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line:
+            raise RuntimeError(f"worker {self.proc.args[:2]} exited with {self.proc.wait()} (see its stderr above)")
+        return json.loads(line)
+
+    def round(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("round\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def run_config(
+    name: str, precision: str, steps: int, rounds: int, compile_: bool, device: torch.device,
+    threads: int, openclip_python: str, workdir: Path,
+) -> dict[str, Any]:
+    """All variants of one config at one precision, alternated; one result row per variant."""
+    cfg = {"name": name, **CONFIGS[name]}
+    torch.manual_seed(0)
+    chorus_model = build_chorus(cfg)[0]
+    paths = {"chorus": workdir / f"{name}_chorus.pt", "openclip": workdir / f"{name}_openclip"}
+    torch.save(chorus_model.state_dict(), paths["chorus"])
+    export_open_clip(chorus_model, paths["openclip"])  # EOT is the largest id: OpenCLIP's argmax pooling
+    data_path = workdir / f"{name}_data.pt"
+    torch.save(synthetic_batches(cfg, torch.Generator().manual_seed(1)), data_path)
+
+    workers: dict[str, Worker] = {}
+    try:
+        for variant, framework, fused, channels_last, compiles, math_sdpa in VARIANTS:
+            spec = {
+                "framework": framework, "config": cfg, "precision": precision, "steps": steps,
+                "fused_adamw": fused, "channels_last": channels_last, "compile": compiles and compile_,
+                "math_sdpa": math_sdpa,
+                "threads": threads, "device": str(device), "init_path": str(paths[framework]),
+                "data_path": str(data_path),
+            }
+            python = sys.executable if framework == "chorus" else openclip_python
+            workers[variant] = Worker(python, spec)
+        counts = {v: w.info["params"] for v, w in workers.items()}
+        print(f"[{name} {precision}] parameters: {counts}", flush=True)
+        if len(set(counts.values())) != 1:
+            raise RuntimeError(f"architectures differ: parameter counts {counts}")
+        for worker in workers.values():
+            worker.round()  # warm-up (first-call allocation, kernel selection, compilation)
+        results: dict[str, list[dict[str, Any]]] = {v: [] for v in workers}
+        order = list(workers)
+        for r in range(rounds):
+            for variant in order[r % len(order):] + order[: r % len(order)]:
+                results[variant].append(workers[variant].round())
+                print(f"[{name} {precision}] round {r + 1} {variant}: "
+                      f"{steps / results[variant][-1]['seconds']:.3f} steps/s", flush=True)
+    finally:
+        for worker in workers.values():
+            worker.close()
+
+    flops = train_flops_per_sample(cfg) * cfg["batch"]
+    rows = []
+    for variant, runs in results.items():
+        steps_per_s = statistics.median(steps / run["seconds"] for run in runs)
+        rows.append({
+            "config": name, "precision": precision, "variant": variant, "params": counts[variant],
+            "torch": workers[variant].info["torch"], "version": workers[variant].info["framework_version"],
+            "steps_per_s": steps_per_s, "samples_per_s": steps_per_s * cfg["batch"],
+            "achieved_tflops": steps_per_s * flops / 1e12,
+            "peak_train_mib": max(run["peak_bytes"] - run["baseline_bytes"] for run in runs) / 2**20,
+            "initial_loss": runs[0]["losses"][0], "final_loss": runs[0]["losses"][-1],
+            "final_loss_spread": max(run["losses"][-1] for run in runs) - min(run["losses"][-1] for run in runs),
+            "round_seconds": [run["seconds"] for run in runs], "losses": runs[0]["losses"],
+        })
+    return {"config": cfg, "train_gflops_per_step": flops / 1e9, "rows": rows}
+
+
+def summarise(groups: list[dict[str, Any]], peaks: dict[str, float]) -> list[dict[str, Any]]:
+    """Add MFU and Chorus's speed-ups over both OpenCLIP variants to every row."""
+    rows = []
+    for group in groups:
+        by_variant = {row["variant"]: row for row in group["rows"]}
+        chorus = by_variant["chorus"]
+        for row in group["rows"]:
+            row["mfu"] = row["achieved_tflops"] * 1e12 / peaks[row["precision"]]
+            row["chorus_speedup"] = chorus["steps_per_s"] / row["steps_per_s"]
+            row["chorus_loss_minus_this"] = chorus["final_loss"] - row["final_loss"]
+            rows.append(row)
+    return rows
+
+
+def write_outputs(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "clip_throughput.json").write_text(json.dumps({**meta, "results": rows}, indent=2) + "\n")
+    header = ("| config | precision | variant | steps/s | samples/s | chorus speed-up | MFU | peak train MiB "
+              "| loss @1 | loss @N |")
+    lines = [f"# CLIP training throughput: Chorus vs OpenCLIP {meta['openclip_version']}", "", header,
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['config']} | {r['precision']} | {r['variant']} | {r['steps_per_s']:.3f} | "
+            f"{r['samples_per_s']:.1f} | {r['chorus_speedup']:.2f}x | {100 * r['mfu']:.1f}% | "
+            f"{r['peak_train_mib']:.0f} | {r['initial_loss']:.4f} | {r['final_loss']:.4f} |"
+        )
+    lines += [
+        "",
+        f"Median of {meta['rounds']} alternating rounds of N steps per variant (N: {meta['steps']}), after one "
+        f"warm-up round; every round starts from the same initial weights. Matmul peak measured in the run: "
+        f"fp32 {meta['matmul_peak_tflops']['fp32']:.3f} TFLOP/s, bf16 {meta['matmul_peak_tflops']['bf16']:.3f} "
+        f"TFLOP/s. Device: {meta['device']}, {meta['threads']} threads; torch {meta['torch_chorus']} (Chorus), "
+        f"{meta['torch_openclip']} (OpenCLIP). compile: {meta['compile']}. 1-min load average at start/end: "
+        f"{meta['load_average_start_end']} on {meta['cpu_count']} CPUs. {meta['note']}",
+    ]
+    (RESULTS / "clip_throughput.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(rows, RESULTS / "clip_throughput.png")
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Grouped bars: samples/s of every variant, one group per (config, precision)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys((r["config"], r["precision"]) for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3.6), squeeze=False)
+    for ax, (config, precision) in zip(axes[0], groups):
+        values = [next(r["samples_per_s"] for r in rows
+                       if (r["config"], r["precision"], r["variant"]) == (config, precision, v)) for v in variants]
+        bars = ax.bar(range(len(variants)), values, color=["tab:blue", "tab:gray", "tab:orange"][: len(variants)])
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+        ax.set_xticks(range(len(variants)), variants, rotation=20, fontsize=8)
+        ax.set_title(f"{config} {precision}", fontsize=9)
+        ax.set_ylabel("training samples/s")
+    fig.suptitle("CLIP training throughput (higher is better)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    parser.add_argument("--steps", type=int, help="training steps per round (default: per config)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
+    parser.add_argument("--compile", action="store_true", help="torch.compile Chorus and openclip+tricks")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--openclip-python", default=OPENCLIP_PYTHON)
+    parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
+    print(f"matmul peak TFLOP/s: { {k: round(v / 1e12, 3) for k, v in peaks.items()} }", flush=True)
+    names = list(CONFIGS) if args.config == "all" else [args.config]
+    precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    start, load_at_start = time.perf_counter(), os.getloadavg()
+    groups = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            for precision in precisions:
+                groups.append(run_config(
+                    name, precision, args.steps or CONFIGS[name]["steps"], args.rounds, args.compile, device,
+                    args.threads, args.openclip_python, Path(tmp),
+                ))
+    rows = summarise(groups, peaks)
+    openclip_row = next(r for r in rows if r["variant"] == "openclip")
+    meta = {
+        "task": "CLIP training step (forward, loss, backward, AdamW) on synthetic batches",
+        "configs": {g["config"]["name"]: g["config"] for g in groups},
+        "train_gflops_per_step": {g["config"]["name"]: g["train_gflops_per_step"] for g in groups},
+        "steps": {g["config"]["name"]: args.steps or g["config"]["steps"] for g in groups},
+        "rounds": args.rounds, "compile": args.compile, "threads": args.threads,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "cpu_count": os.cpu_count(), "load_average_start_end": [load_at_start[0], os.getloadavg()[0]],
+        "matmul_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
+        "torch_chorus": torch.__version__, "torch_openclip": openclip_row["torch"],
+        "openclip_version": openclip_row["version"], "wall_seconds": time.perf_counter() - start,
+        "note": args.note,
+    }
+    write_outputs(rows, meta)
+
+
+if __name__ == "__main__":
+    main()
