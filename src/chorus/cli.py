@@ -1,7 +1,7 @@
 """``chorus`` command line: thin wrappers that parse arguments and call the library.
 
 Subcommands: ``demo``, ``train``, ``eval``, ``zeroshot``, ``retrieve``,
-``data info|download|pack`` and ``bench NAME``. Every
+``data info|download|pack``, ``bench NAME``, ``serve`` and ``index build``. Every
 user error (bad config, missing data, corrupt file) is a ``ChorusError`` and is
 reported as one line on stderr with exit code 2, never a traceback.
 """
@@ -68,6 +68,21 @@ def cmd_retrieve(args: argparse.Namespace) -> None:
 
     metrics = retrieve_run(args.run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out)
     _print_json(metrics) if args.json else _print_table(metrics)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from chorus.serve.main import serve_main
+
+    serve_main(args.host, args.port, args.runs, args.index_dir, data_root=args.data_root, device=args.device,
+               max_body_mb=args.max_body_mb)
+
+
+def cmd_index_build(args: argparse.Namespace) -> None:
+    from chorus.serve.main import index_main
+
+    info = index_main(args.run_dir, args.dataset, args.out, split=args.split, modality=args.modality,
+                      kind=args.kind, max_items=args.max_items, data_root=args.data_root)
+    print(json.dumps(info, indent=2, default=str))
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -141,6 +156,29 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true")
         data_root_arg(p)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("serve", help="HTTP API and web explorer for trained runs")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--runs", default="runs", help="a run folder or a folder of runs (default: runs)")
+    p.add_argument("--index-dir", default=None, help="folder of indexes made by `chorus index build`")
+    p.add_argument("--device", default=None)
+    p.add_argument("--max-body-mb", type=float, default=10.0, help="largest accepted upload")
+    data_root_arg(p)
+    p.set_defaults(func=cmd_serve)
+
+    index = sub.add_parser("index", help="search indexes").add_subparsers(dest="index_command", required=True)
+    p = index.add_parser("build", help="embed a dataset with a run and save a FAISS index")
+    p.add_argument("run_dir")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", default=None, help="output folder (default: indexes/<run>-<dataset>)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--modality", default=None, help="which modality of the dataset to index")
+    p.add_argument("--kind", default="auto", choices=["auto", "flat", "hnsw", "ivf"],
+                   help="exact (flat) for small collections, HNSW or IVF for large (auto chooses by size)")
+    p.add_argument("--max-items", type=int, default=None)
+    data_root_arg(p)
+    p.set_defaults(func=cmd_index_build)
 
     from chorus.bench import BENCHMARKS
 

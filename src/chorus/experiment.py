@@ -112,7 +112,7 @@ def load_experiment(path: str | os.PathLike, overrides: list[str] | tuple[str, .
 # ---------------------------------------------------------------------------- data
 
 
-class _ToFeatures:
+class SampleFeatures:
     """Per-sample transform: images → normalised tensors, waveforms → log-mel [n_mels, frames]."""
 
     def __init__(self, cfg: DataConfig, train: bool) -> None:
@@ -139,7 +139,7 @@ def build_datasets(cfg: ExperimentConfig, data_root: str | None = None) -> tuple
     root = data_root if data_root is not None else data.root
 
     def split(name: str, train: bool) -> Dataset:
-        return build_dataset(data.name, root=root, split=name, transform=_ToFeatures(data, train),
+        return build_dataset(data.name, root=root, split=name, transform=SampleFeatures(data, train),
                              on_error=data.on_error, **data.options)
 
     train, evaluation = split(data.train_split, True), split(data.eval_split, False)

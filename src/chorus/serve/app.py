@@ -1,0 +1,302 @@
+"""The ``chorus serve`` web app: a FastAPI JSON API over trained runs and search indexes, plus one page.
+
+Endpoints (the OpenAPI spec is served at ``/openapi.json``, browsable at ``/docs``):
+
+- ``POST /embed``    one image, audio clip or text → its unit-norm vector;
+- ``POST /zeroshot`` an image or audio clip + class names → labels ranked by probability;
+- ``POST /search``   a query in any modality of an index's run → the top-k items, with preview URLs;
+- ``POST /align``    two recordings → DTW path, distance and a picture;
+- ``GET /runs``, ``GET /health``, ``GET /media/{index}/{item}`` (previews), ``GET /`` (the page).
+
+Why this shape: runs and indexes are loaded once, in :func:`create_app`, and
+requests only read them (see :mod:`chorus.serve.runs`), so the app can be
+served by one process with a thread pool and concurrent requests stay
+correct. Handlers are plain ``def`` functions: FastAPI runs them in its
+thread pool, where PyTorch and FAISS release the GIL during compute. All
+untrusted bytes go through :mod:`chorus.serve.uploads`; every user mistake
+becomes a 4xx JSON ``{"detail": "..."}`` naming the field at fault, and
+request data is never turned into a file path (runs, indexes, previews and
+page assets are looked up by name or number in tables built at start-up).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, replace
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel
+
+from chorus.errors import ChorusError, ConfigError, DataError
+from chorus.serve.alignment import align_audio
+from chorus.serve.index import SearchIndex
+from chorus.serve.runs import LoadedRun
+from chorus.serve.uploads import BadInput, BodyLimit, Limits, read_audio, read_classes, read_image, read_text
+
+MAX_ALIGN_SECONDS = 10.0  # DTW is quadratic in length: 10 s is 1000 × 1000 frames
+ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+
+
+# ---------------------------------------------------------------------------- response schemas
+
+
+class Embedding(BaseModel):
+    run: str
+    modality: str
+    dim: int
+    vector: list[float]
+
+
+class Label(BaseModel):
+    label: str
+    score: float
+
+
+class Prediction(BaseModel):
+    run: str
+    modality: str
+    labels: list[Label]
+
+
+class Hit(BaseModel):
+    rank: int
+    item: int
+    score: float
+    label: str | None = None
+    text: str | None = None
+    media_url: str | None = None
+    media_type: str | None = None
+
+
+class SearchResult(BaseModel):
+    index: str
+    run: str
+    query_modality: str
+    index_modality: str
+    hits: list[Hit]
+
+
+class Alignment(BaseModel):
+    distance: float
+    mean_cost: float
+    frames: list[int]
+    frame_seconds: float
+    path: list[list[int]]
+    picture: str
+
+
+class Health(BaseModel):
+    status: str
+    runs: int
+    indexes: int
+
+
+class Catalogue(BaseModel):
+    runs: list[dict[str, Any]]
+    indexes: list[dict[str, Any]]
+    limits: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _folders(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], marker: str) -> list[Path]:
+    """One folder holding ``marker``, or the sub-folders of a folder that hold it, or an explicit list."""
+    if isinstance(root, (str, os.PathLike)):
+        root = Path(root)
+        if (root / marker).is_file():
+            return [root]
+        if not root.is_dir():
+            raise ConfigError(f"{root}: no such folder")
+        found = sorted(p for p in root.iterdir() if (p / marker).is_file())
+        if not found:
+            raise ConfigError(f"{root}: no folder with {marker} in it")
+        return found
+    return [Path(p) for p in root]
+
+
+class Catalog:
+    """Runs and indexes by name, loaded once."""
+
+    def __init__(self, runs: Any, index_dir: Any, data_root: str | None, device: str | None) -> None:
+        self.runs: dict[str, LoadedRun] = {}
+        for folder in _folders(runs, "experiment.yaml"):
+            self._add_run(LoadedRun(folder, data_root, device))
+        self.indexes: dict[str, SearchIndex] = {}
+        self.index_runs: dict[str, LoadedRun] = {}
+        if index_dir is not None:
+            for folder in _folders(index_dir, "index.json"):
+                index = SearchIndex(folder)
+                run = next((r for r in self.runs.values() if str(r.run_dir) == index.meta["run_dir"]), None)
+                run = run or self._add_run(LoadedRun(index.meta["run_dir"], data_root, device))
+                index.check_model(run)
+                if index.name in self.indexes:
+                    raise ConfigError(f"two indexes are named {index.name!r}: rename one folder")
+                self.indexes[index.name], self.index_runs[index.name] = index, run
+
+    def _add_run(self, run: LoadedRun) -> LoadedRun:
+        if run.name in self.runs:
+            raise ConfigError(f"two runs are named {run.name!r} ({self.runs[run.name].run_dir}, {run.run_dir})")
+        self.runs[run.name] = run
+        return run
+
+    def run(self, name: str | None, modality: str, zero_shot: bool = False) -> LoadedRun:
+        """The named run, or the first that reads ``modality`` (and can classify it, if ``zero_shot``)."""
+        if name:
+            if name not in self.runs:
+                raise BadInput(404, f"run: unknown run {name!r}; available: {', '.join(self.runs)}")
+            return self.runs[name]
+        for run in self.runs.values():
+            if modality in run.modalities and (not zero_shot or run.can_zero_shot(modality)):
+                return run
+        need = "classify" if zero_shot else "embed"
+        raise BadInput(422, f"no loaded run can {need} {modality}; runs: {', '.join(self.runs)}")
+
+    def index(self, name: str | None) -> tuple[SearchIndex, LoadedRun]:
+        if not self.indexes:
+            raise BadInput(404, "index: this server has no search index (start it with --index-dir)")
+        if not name:
+            name = next(iter(self.indexes))
+        if name not in self.indexes:
+            raise BadInput(404, f"index: unknown index {name!r}; available: {', '.join(self.indexes)}")
+        return self.indexes[name], self.index_runs[name]
+
+
+# ---------------------------------------------------------------------------- the app
+
+
+def _one_query(image: UploadFile | None, audio: UploadFile | None, text: str | None,
+               limits: Limits) -> tuple[str, Any]:
+    given = [name for name, value in (("image", image), ("audio", audio), ("text", text)) if value is not None]
+    if len(given) != 1:
+        raise BadInput(422, f"send exactly one of the fields image, audio or text (got {given or 'none'})")
+    if image is not None:
+        return "image", read_image("image", image.file.read(limits.max_body_bytes + 1), image.content_type, limits)
+    if audio is not None:
+        return "audio", read_audio("audio", audio.file.read(limits.max_body_bytes + 1), audio.content_type, limits)
+    return "text", read_text("text", text, limits)
+
+
+def _page() -> tuple[str, dict[str, bytes]]:
+    static = resources.files("chorus.serve") / "static"
+    return (static / "index.html").read_text(encoding="utf-8"), {n: (static / n).read_bytes() for n in ASSETS}
+
+
+def create_app(
+    runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    index_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    *,
+    data_root: str | None = None,
+    device: str | None = None,
+    limits: Limits = Limits(),
+) -> FastAPI:
+    """Load ``runs`` (a run folder, a folder of runs, or a list) and the indexes in ``index_dir`` into an app."""
+    catalog = Catalog(runs, index_dir, data_root, device)
+    html, assets = _page()
+    app = FastAPI(title="Chorus", version="1",
+                  description="Embed, classify, search and align images, audio and text with trained Chorus runs.")
+    app.state.catalog = catalog
+
+    @app.exception_handler(BadInput)
+    def bad_input(_: Request, err: BadInput) -> JSONResponse:
+        return JSONResponse({"detail": err.message}, status_code=err.status)
+
+    @app.exception_handler(ChorusError)
+    def chorus_error(_: Request, err: ChorusError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=422 if isinstance(err, DataError) else 400)
+
+    @app.get("/health", response_model=Health, tags=["info"])
+    def health() -> Health:
+        """Liveness: the server is up and how many runs and indexes it loaded."""
+        return Health(status="ok", runs=len(catalog.runs), indexes=len(catalog.indexes))
+
+    @app.get("/runs", response_model=Catalogue, tags=["info"])
+    def list_runs() -> Catalogue:
+        """The loaded runs (task, modalities, classes) and search indexes, and the request limits."""
+        return Catalogue(runs=[r.describe() for r in catalog.runs.values()],
+                         indexes=[i.describe() for i in catalog.indexes.values()],
+                         limits=asdict(limits))
+
+    @app.post("/embed", response_model=Embedding, tags=["models"])
+    def embed(image: Annotated[UploadFile | None, File(description="an image file")] = None,
+              audio: Annotated[UploadFile | None, File(description="a WAV/FLAC/OGG clip")] = None,
+              text: Annotated[str | None, Form(description="text to embed")] = None,
+              run: Annotated[str | None, Form(description="run name (default: first that reads the modality)")] = None,
+              ) -> Embedding:
+        """Embed one image, audio clip or text; the vector is unit-norm (cosine = dot product)."""
+        modality, raw = _one_query(image, audio, text, limits)
+        loaded = catalog.run(run, modality)
+        loaded.require(modality)
+        vector = loaded.embed(modality, raw)
+        return Embedding(run=loaded.name, modality=modality, dim=vector.numel(), vector=vector.cpu().tolist())
+
+    @app.post("/zeroshot", response_model=Prediction, tags=["models"])
+    def zeroshot(image: Annotated[UploadFile | None, File(description="an image file")] = None,
+                 audio: Annotated[UploadFile | None, File(description="a WAV/FLAC/OGG clip")] = None,
+                 classes: Annotated[str | None, Form(description="class names, comma-separated "
+                                                                 "(default: the run's classes)")] = None,
+                 run: Annotated[str | None, Form(description="run name")] = None) -> Prediction:
+        """Rank class names for an image or a clip by zero-shot similarity (or the run's classifier head)."""
+        modality, raw = _one_query(image, audio, None, limits)
+        names = read_classes("classes", classes, limits)
+        loaded = catalog.run(run, modality, zero_shot=True)
+        ranked = loaded.classify(modality, raw, names)
+        return Prediction(run=loaded.name, modality=modality, labels=[Label(label=n, score=s) for n, s in ranked])
+
+    @app.post("/search", response_model=SearchResult, tags=["search"])
+    def search(image: Annotated[UploadFile | None, File(description="an image query")] = None,
+               audio: Annotated[UploadFile | None, File(description="an audio query")] = None,
+               text: Annotated[str | None, Form(description="a text query")] = None,
+               index: Annotated[str | None, Form(description="index name (default: the first)")] = None,
+               k: Annotated[int, Form(description="how many neighbours")] = 8) -> SearchResult:
+        """Nearest items of an index to a query in any modality its run encodes, with preview URLs."""
+        if not 1 <= k <= limits.max_k:
+            raise BadInput(422, f"k: must be between 1 and {limits.max_k}, got {k}")
+        modality, raw = _one_query(image, audio, text, limits)
+        found, loaded = catalog.index(index)
+        loaded.require(modality)
+        hits = []
+        for rank, (pos, score) in enumerate(found.search(loaded.embed(modality, raw), k), start=1):
+            item = found.items[pos]
+            media = found.modality if "media" in item else None
+            hits.append(Hit(rank=rank, item=pos, score=score, label=item.get("label"), text=item.get("text"),
+                            media_url=f"/media/{found.name}/{pos}" if media else None, media_type=media))
+        return SearchResult(index=found.name, run=loaded.name, query_modality=modality,
+                            index_modality=found.modality, hits=hits)
+
+    @app.post("/align", response_model=Alignment, tags=["alignment"])
+    def align(a: Annotated[UploadFile, File(description="first recording (WAV/FLAC/OGG)")],
+              b: Annotated[UploadFile, File(description="second recording")]) -> Alignment:
+        """Align two recordings with DTW over log-mel frames: path, distance and a picture."""
+        clip_limits = replace(limits, max_audio_seconds=min(limits.max_audio_seconds, MAX_ALIGN_SECONDS))
+        clips = [read_audio(name, f.file.read(limits.max_body_bytes + 1), f.content_type, clip_limits)
+                 for name, f in (("a", a), ("b", b))]
+        return Alignment(**align_audio(*clips))
+
+    @app.get("/media/{index}/{item}", tags=["search"], responses={200: {"content": {"image/png": {}, "audio/wav": {}}}})
+    def media(index: str, item: int) -> Response:
+        """The stored preview (PNG thumbnail or WAV clip) of item number ``item`` of an index."""
+        found, _ = catalog.index(index)
+        preview = found.media(item) if 0 <= item < len(found.items) else None
+        if preview is None:
+            raise BadInput(404, f"item: index {index!r} has no preview for item {item}")
+        data, media_type = preview
+        return Response(data, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(html)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def asset(name: str) -> Response:
+        if name not in assets:
+            raise BadInput(404, f"no asset {name!r}")
+        return Response(assets[name], media_type=ASSETS[name])
+
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    return app
