@@ -1,0 +1,570 @@
+"""``chorus bench align``: forced, unsupervised and implicit alignment scored against exact word boundaries.
+
+What it measures (issue #5 §2–3), all on held-out FSDD speakers (``--test-speakers``)
+using the composite sets of :mod:`chorus.data.sequences`, whose word boundaries
+are exact to the sample:
+
+1. **Supervised forced alignment.** A :class:`~chorus.align.models.FrameTagger`
+   (1-D CNN over 10 ms log-mel frames) trained with frame labels; Viterbi forced
+   alignment of the known transcript (:func:`~chorus.align.forced_align`) with
+   silence between words → mean absolute boundary error (ms)
+   and % of speech frames on the right digit. Baseline: uniform segmentation
+   (the utterance split equally among its digits). Target ≤ 20 ms.
+2. **Speaker-to-speaker DTW.** The same digit string by two held-out speakers
+   aligned by DTW on raw log-mel, on MFCC (DCT of the log-mel, per-utterance
+   mean/variance normalised) and on the learned posteriorgram of task 1
+   (cost −log pᵀq, Hazen et al. 2009). Boundaries of one utterance are mapped
+   through the path and compared to the other's. Baseline: proportional-time
+   (diagonal) mapping. Target ≤ 60 ms.
+3. **Audio ↔ video.** An MNIST slide-show aligned to the spoken digits by DTW
+   over −log p(video frame | audio frame) (softmax of scaled cosines) in a frame/image space learnt contrastively from isolated
+   AV-Digits (clip, image) pairs — no boundary is ever seen
+   (:class:`~chorus.align.models.FrameImageEmbedding`). Score: % of video frames
+   whose matched audio lies on the right digit. Baseline: the diagonal alignment.
+   Target ≥ 90 %.
+4. **Implicit alignment.** An :class:`~chorus.align.models.AttentionRecognizer`
+   trained on transcripts only; the share of attention peaks inside the right
+   word (chance = mean word length / frames), against the uniform baseline's
+   peak at the centre of the k-th equal part.
+
+Timings are not reported; every training task runs once per seed (mean ± std).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.fft
+import torch
+from torch import Tensor
+
+from chorus.align import cost_matrix, dtw_from_cost, forced_align, frame_accuracy, peak_hit_rate
+from chorus.align.metrics import path_to_frame_labels
+from chorus.align.models import IGNORE, AttentionRecognizer, FrameImageEmbedding, FrameTagger
+from chorus.align.attention import attention_peaks
+from chorus.data import LogMel
+from chorus.data.avdigits import AVDigits
+from chorus.data.collate import pad_time
+from chorus.data.sequences import AVSequences, DigitStrings
+from chorus.encoders import build_encoder
+from chorus.eval.mode import evaluating
+from chorus.eval.report import MethodCard, environment, fmt_mean_std, markdown_table, mean_std, write_json
+from chorus.train import TrainConfig, Trainer
+
+SAMPLE_RATE = 8000
+HOP = 80  # samples: 10 ms frames at 8 kHz
+N_MELS = 40
+N_MFCC = 13
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/bench/align", help="output folder")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--data-root", default=None, help="data root (default $CHORUS_DATA)")
+    parser.add_argument("--quick", action="store_true", help="reduced sizes and steps (minutes, not tens)")
+    parser.add_argument("--test-speakers", nargs="+", default=["theo", "lucas"],
+                        help="held-out FSDD speakers (>= 2, so test pairs have two speakers)")
+    parser.add_argument("--train-size", type=int, default=None, help="training utterances (default 64, quick 32)")
+    parser.add_argument("--test-size", type=int, default=None, help="test utterances / pairs (default 30, quick 8)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per model (default 60, quick 20)")
+    parser.add_argument("--attention-seeds", type=int, nargs="+", default=None,
+                        help="seeds for the attention recogniser, the costliest model (default: --seeds)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+
+
+def sizes(args: argparse.Namespace) -> dict[str, int]:
+    quick = bool(args.quick)
+    return {
+        "train": args.train_size or (32 if quick else 64),
+        "test": args.test_size or (8 if quick else 30),
+        "steps": args.steps or (20 if quick else 60),
+        "av_clips": 256 if quick else 512,
+    }
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def cmvn(features: Tensor) -> Tensor:
+    """Per-utterance mean/variance normalisation of [bands, T] features (per band): the model input.
+
+    Removes channel and speaker level offsets and puts silence (log of the
+    noise floor, ~-14) and speech on one scale, so small models train in few steps.
+    """
+    return (features - features.mean(1, keepdim=True)) / features.std(1, keepdim=True).clamp_min(1e-5)
+
+
+def featurize(sample: dict[str, Any], logmel: LogMel) -> dict[str, Any]:
+    """CMVN log-mel ``audio`` [n_mels, T] (raw in ``logmel``) plus per-frame truth of one digit-string sample.
+
+    Frame ``i`` is centred on sample ``i * HOP``; it belongs to word ``k`` when
+    that centre lies in the word's sample span. Boundaries are kept as exact
+    fractional frame positions (``sample / HOP``), so quantisation is scored too.
+    """
+    with torch.no_grad():
+        raw = logmel(sample["audio"])
+    feats = cmvn(raw)
+    frames = feats.shape[1]
+    bounds = np.asarray(sample["boundary_samples"], dtype=np.float64)  # [L, 2]
+    centres = np.arange(frames) * HOP
+    position = np.full(frames, -1, dtype=np.int64)
+    for k, (s, e) in enumerate(bounds):
+        position[(centres >= s) & (centres < e)] = k
+    digits = torch.tensor(sample["digits"], dtype=torch.long)
+    classes = np.where(position >= 0, digits.numpy()[np.maximum(position, 0)] + 1, 0)
+    return {"audio": feats, "logmel": raw, "digits": digits, "bounds": bounds / HOP, "position": position,
+            "frame_labels": torch.from_numpy(classes), "speaker": sample["speaker"]}
+
+
+def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Pad log-mels (→ ``audio``, ``audio_mask``), frame labels (IGNORE) and transcripts (``targets``, ``target_mask``).
+
+    Transcripts hold class ids (digit + 1; 0 is the silence / blank class).
+    """
+    audio, mask = pad_time([it["audio"] for it in items], "audio")
+    labels, _ = pad_time([it["frame_labels"] for it in items], "frame_labels")
+    labels = labels.masked_fill(~mask, IGNORE)
+    targets, target_mask = pad_time([it["digits"] + 1 for it in items], "digits")
+    return {"audio": audio, "audio_mask": mask, "frame_labels": labels, "targets": targets, "target_mask": target_mask}
+
+
+def nearest_word(position: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Word index of each frame, pauses taking the word whose span [start, end) is nearest (ties: the earlier word)."""
+    x = np.arange(len(position))[:, None].astype(np.float64)
+    distance = np.maximum(np.maximum(bounds[None, :, 0] - x, 0.0), x - bounds[None, :, 1])
+    return np.where(position >= 0, position, distance.argmin(axis=1))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train(model: torch.nn.Module, data: Sequence[Any], collate_fn: Any, steps: int, batch_size: int, lr: float,
+          seed: int, run_dir: Path, device: str | None) -> torch.nn.Module:
+    """The one Trainer, bf16 autocast, cosine schedule with warm-up, no progress bar or TensorBoard."""
+    config = TrainConfig(max_steps=steps, batch_size=batch_size, lr=lr, warmup_steps=max(1, steps // 10),
+                         precision="bf16", seed=seed, progress=False, tensorboard=False, log_every=max(1, steps // 4),
+                         device=device)
+    trainer = Trainer(model, list(data), config, run_dir, collate_fn=collate_fn)
+    trainer.fit()
+    return trainer.raw_model
+
+
+def audio_cnn(strides: tuple[int, ...]) -> torch.nn.Module:
+    """The audio backbone of every task: ``audio_cnn`` with 64-wide kernel-5 blocks, one per stride, 40 mel bands.
+
+    Kept this small on purpose: the benchmark trains 9 models on a shared CPU.
+    """
+    return build_encoder("audio_cnn", "tiny", n_mels=N_MELS, widths=(64,) * len(strides), strides=strides)
+
+
+# ----------------------------------------------------------------------------- task 1: forced alignment
+
+
+def boundary_ms(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Absolute boundary errors (ms) of fractional frame positions."""
+    return np.abs(pred - true) * HOP / SAMPLE_RATE * 1000.0
+
+
+def uniform_segmentation(item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Baseline: the utterance's frames split into L equal parts → (boundaries [L, 2], word per frame)."""
+    frames, words = item["audio"].shape[1], len(item["digits"])
+    edges = np.arange(words + 1) * frames / words
+    return np.stack([edges[:-1], edges[1:]], axis=1), np.minimum(np.arange(frames) * words // frames, words - 1)
+
+
+def score_segmentation(items: Sequence[dict[str, Any]], bounds: Sequence[np.ndarray],
+                       frame_words: Sequence[np.ndarray]) -> dict[str, float]:
+    errors = np.concatenate([boundary_ms(b, it["bounds"]).ravel() for b, it in zip(bounds, items)])
+    acc = frame_accuracy(np.concatenate(frame_words), np.concatenate([it["position"] for it in items]), ignore=-1)
+    return {"boundary_ms": float(errors.mean()), "boundary_ms_median": float(np.median(errors)),
+            "within_20ms": float((errors <= 20.0).mean()), "frame_acc": acc}
+
+
+@torch.no_grad()
+def tagger_alignments(model: FrameTagger, items: Sequence[dict[str, Any]], device: torch.device,
+                      batch_size: int = 16) -> tuple[list[np.ndarray], list[np.ndarray], list[Tensor]]:
+    """Forced-align each transcript: (boundaries [L, 2] in fractional frames, word per frame, log-posteriors [T, C])."""
+    bounds, words, posteriors = [], [], []
+    with evaluating(model):
+        for i in range(0, len(items), batch_size):
+            batch = collate(items[i : i + batch_size])
+            log_probs, frame_mask = model.log_probs(batch["audio"].to(device), batch["audio_mask"].to(device))
+            targets, target_mask = batch["targets"].to(device), batch["target_mask"].to(device)
+            ali = forced_align(log_probs, targets, 0, frame_mask, target_mask)
+            for b, n in enumerate(batch["target_mask"].sum(1).tolist()):
+                frames = int(frame_mask[b].sum())
+                # A boundary lies half-way between the last frame before it and the first frame after it.
+                starts, ends = ali.starts[b, :n].cpu().numpy() - 0.5, ali.ends[b, :n].cpu().numpy() - 0.5
+                bounds.append(np.stack([starts, ends], axis=1))
+                words.append(ali.frame_tokens[b, :frames].cpu().numpy())
+                posteriors.append(log_probs[b, :frames].cpu())
+    return bounds, words, posteriors
+
+
+# ----------------------------------------------------------------------------- task 2: speaker-to-speaker DTW
+
+
+def mfcc(logmel: Tensor) -> Tensor:
+    """MFCC [T, 13]: orthonormal DCT-II of the log-mel over bands, then per-utterance mean/variance normalisation."""
+    coeffs = torch.from_numpy(scipy.fft.dct(logmel.numpy(), type=2, norm="ortho", axis=0)[:N_MFCC].T.copy())
+    return (coeffs - coeffs.mean(0)) / coeffs.std(0).clamp_min(1e-5)
+
+
+def posteriorgram_cost(a: Tensor, b: Tensor) -> Tensor:
+    """−log(pᵀq) between frame posteriors (Hazen, Shen & White 2009, posteriorgram template matching)."""
+    return -(a.exp() @ b.exp().T).clamp_min(1e-10).log()
+
+
+def map_through_path(path: np.ndarray, bounds_a: np.ndarray, frames_a: int) -> np.ndarray:
+    """Each fractional boundary of A → the mean B frame matched to A's nearest frame."""
+    index = np.clip(np.rint(bounds_a), 0, frames_a - 1).astype(np.int64)
+    total = np.bincount(path[:, 0], weights=path[:, 1], minlength=frames_a)
+    count = np.bincount(path[:, 0], minlength=frames_a)
+    return (total / count)[index]
+
+
+def score_pair_path(path: np.ndarray, a: dict[str, Any], b: dict[str, Any]) -> tuple[np.ndarray, float]:
+    """(boundary errors ms of A's boundaries mapped into B, share of A's speech frames matched into the same word of B)."""
+    errors = boundary_ms(map_through_path(path, a["bounds"], a["audio"].shape[1]), b["bounds"]).ravel()
+    matched = path_to_frame_labels(path, b["position"])
+    keep = a["position"] >= 0
+    return errors, float((matched[keep] == a["position"][keep]).mean())
+
+
+def diagonal_path(n: int, m: int) -> np.ndarray:
+    """Baseline path: row i ↦ column round(i (m-1)/(n-1)) (proportional time)."""
+    rows = np.arange(n)
+    return np.stack([rows, np.rint(rows * (m - 1) / max(n - 1, 1)).astype(np.int64)], axis=1)
+
+
+def dtw_path(cost: Tensor) -> np.ndarray:
+    return np.asarray(dtw_from_cost(cost.float(), return_path=True).paths[0])
+
+
+def summarize_pairs(errors: list[np.ndarray], accs: list[float]) -> dict[str, float]:
+    flat = np.concatenate(errors)
+    return {"boundary_ms": float(flat.mean()), "boundary_ms_median": float(np.median(flat)),
+            "within_60ms": float((flat <= 60.0).mean()), "frame_acc": float(np.mean(accs))}
+
+
+# ----------------------------------------------------------------------------- task 3: audio ↔ video
+
+
+def av_item(sample: dict[str, Any], logmel: LogMel) -> dict[str, Any]:
+    item = featurize(sample, logmel)
+    item.update(frames=sample["frames"], frame_position=sample["frame_position"].numpy())
+    return item
+
+
+def av_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    audio, mask = pad_time([s["audio"] for s in samples], "audio")
+    return {"audio": audio, "audio_mask": mask, "image": torch.stack([s["image"] for s in samples])}
+
+
+def score_av_path(path: np.ndarray, item: dict[str, Any]) -> float:
+    """Share of video frames whose matched audio frames mostly lie on (or nearest to) the right word."""
+    audio_words = nearest_word(item["position"], item["bounds"])
+    frames = len(item["frame_position"])
+    votes = np.zeros((frames, len(item["digits"])), dtype=np.int64)
+    np.add.at(votes, (path[:, 0], audio_words[path[:, 1]]), 1)
+    return float((votes.argmax(1) == item["frame_position"]).mean())
+
+
+@torch.no_grad()
+def av_costs(model: FrameImageEmbedding, items: Sequence[dict[str, Any]], device: torch.device) -> list[Tensor]:
+    """−log p(video frame | audio frame): [F, T] per item, the softmax over video frames of the scaled cosines.
+
+    Normalising per audio frame over the video's frames (the InfoNCE posterior
+    with the learnt temperature) removes how "speech-like" an audio frame is —
+    which raw cosines are dominated by — and keeps only *which* image it matches.
+    """
+    costs = []
+    with evaluating(model):
+        scale = model.logit_scale.exp().clamp(max=100.0)
+        for item in items:
+            audio, _ = model.audio_frames(item["audio"][None].to(device))
+            video = model.images(item["frames"].to(device))
+            costs.append(-(scale * video @ audio[0].T).log_softmax(dim=0).cpu())
+    return costs
+
+
+# ----------------------------------------------------------------------------- task 4: attention
+
+
+@torch.no_grad()
+def attention_scores(model: AttentionRecognizer, items: Sequence[dict[str, Any]], device: torch.device,
+                     stride: int, batch_size: int = 16) -> tuple[dict[str, float], list[Tensor]]:
+    """String accuracy, peak hit rate and its uniform baseline / chance, plus each item's weights [L, T']."""
+    hits, base_hits, chance, correct, maps = [], [], [], [], []
+    with evaluating(model):
+        for i in range(0, len(items), batch_size):
+            chunk = items[i : i + batch_size]
+            batch = collate(chunk)
+            logits, weights, key_mask = model.attend(batch["audio"].to(device), batch["audio_mask"].to(device))
+            peaks = attention_peaks(weights).cpu().numpy()
+            predicted = logits.argmax(-1).cpu()
+            for b, item in enumerate(chunk):
+                n, keys = len(item["digits"]), int(key_mask[b].sum())
+                # Key j is centred on input frame j * stride: it lies in word k iff start <= j * stride < end.
+                starts, ends = np.ceil(item["bounds"][:, 0] / stride), np.ceil(item["bounds"][:, 1] / stride)
+                hits.append(peak_hit_rate(peaks[b, :n], starts, ends))
+                uniform = np.floor((np.arange(n) + 0.5) * keys / n)
+                base_hits.append(peak_hit_rate(uniform, starts, ends))
+                chance.append(float(np.mean(ends - starts) / keys))
+                target = torch.full((model.max_len,), model.num_labels)
+                target[:n] = item["digits"]
+                correct.append(bool((predicted[b] == target).all()))
+                maps.append(weights[b].mean(0)[:n, :keys].float().cpu())
+    summary = {"peak_hit": float(np.mean(hits)), "uniform_peak_hit": float(np.mean(base_hits)),
+               "chance": float(np.mean(chance)), "string_acc": float(np.mean(correct))}
+    return summary, maps
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def plot_matrix(path_png: Path, matrix: np.ndarray, title: str, xlabel: str, ylabel: str,
+                path: np.ndarray | None = None, row_bounds: np.ndarray | None = None,
+                col_bounds: np.ndarray | None = None, cmap: str = "viridis") -> None:
+    """A matrix (rows × columns) with an alignment path and true boundaries (red: rows, white: columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=80)
+    ax.imshow(matrix, aspect="auto", origin="lower", cmap=cmap, interpolation="nearest")
+    if path is not None:
+        ax.plot(path[:, 1], path[:, 0], color="magenta", lw=1.2, label="alignment path")
+    for edge in [] if row_bounds is None else np.asarray(row_bounds).ravel():
+        ax.axhline(edge, color="red", lw=0.6, ls="--")
+    for edge in [] if col_bounds is None else np.asarray(col_bounds).ravel():
+        ax.axvline(edge, color="white", lw=0.6, ls="--")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    if path is not None:
+        ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path_png)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    size = sizes(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    logmel = LogMel(sample_rate=SAMPLE_RATE, n_fft=256, hop_length=HOP, n_mels=N_MELS)
+    speakers = tuple(args.test_speakers)
+    started = time.perf_counter()
+
+    strings_kw = dict(root=args.data_root, test_speakers=speakers, seed=0)
+    train_ds = DigitStrings(split="train", size=size["train"], **strings_kw)
+    test_ds = DigitStrings(split="test", size=size["test"], **strings_kw)
+    train_items = [featurize(train_ds[i], logmel) for i in range(len(train_ds))]
+    test_items = [featurize(test_ds[i], logmel) for i in range(len(test_ds))]
+    pairs = [tuple(featurize(s, logmel) for s in test_ds.pair(i)) for i in range(len(test_ds))]
+
+    results: dict[str, Any] = {"sizes": size, "test_speakers": list(speakers), "seeds": list(args.seeds),
+                               "attention_seeds": list(args.attention_seeds or args.seeds),
+                               "hop_ms": 1000.0 * HOP / SAMPLE_RATE}
+
+    # 1. forced alignment
+    base_b, base_w = zip(*(uniform_segmentation(it) for it in test_items))
+    forced: dict[str, Any] = {"uniform": score_segmentation(test_items, base_b, base_w), "tagger": []}
+    taggers: list[FrameTagger] = []
+    for seed in args.seeds:
+        torch.manual_seed(seed)
+        model = FrameTagger(audio_cnn((1, 1, 1)), 11)
+        model = train(model, train_items, collate, size["steps"], 8, 3e-3, seed, out / "runs" / f"tagger_{seed}", args.device)
+        b, w, post = tagger_alignments(model, test_items, device)
+        forced["tagger"].append(score_segmentation(test_items, b, w))
+        taggers.append(model)
+        if seed == args.seeds[0]:
+            it = test_items[0]
+            classes = np.where(w[0] >= 0, it["digits"].numpy()[np.maximum(w[0], 0)] + 1, 0)
+            plot_matrix(out / "forced_alignment.png", post[0].numpy().T, "frame log-posteriors + forced alignment",
+                        "frame (10 ms)", "class (0 silence, d+1 digit d)", np.stack([classes, np.arange(len(classes))], 1),
+                        None, it["bounds"])
+    results["forced"] = forced
+
+    # 2. speaker-to-speaker DTW
+    features = {
+        "log-mel": lambda a, b: cost_matrix(a["logmel"].T, b["logmel"].T, "euclidean"),
+        "MFCC": lambda a, b: cost_matrix(mfcc(a["logmel"]), mfcc(b["logmel"]), "euclidean"),
+    }
+    speaker: dict[str, Any] = {}
+    errors, accs = zip(*(score_pair_path(diagonal_path(a["audio"].shape[1], b["audio"].shape[1]), a, b) for a, b in pairs))
+    speaker["diagonal"] = summarize_pairs(list(errors), list(accs))
+    example: dict[str, tuple[Tensor, np.ndarray]] = {}
+    for name, cost_fn in features.items():
+        costs = [cost_fn(a, b) for a, b in pairs]
+        paths = [dtw_path(c) for c in costs]
+        errors, accs = zip(*(score_pair_path(p, a, b) for p, (a, b) in zip(paths, pairs)))
+        speaker[name] = summarize_pairs(list(errors), list(accs))
+        example[name] = (costs[0], paths[0])
+    speaker["posteriorgram"] = []
+    for seed, model in zip(args.seeds, taggers):
+        _, _, post_a = tagger_alignments(model, [a for a, _ in pairs], device)
+        _, _, post_b = tagger_alignments(model, [b for _, b in pairs], device)
+        costs = [posteriorgram_cost(pa, pb) for pa, pb in zip(post_a, post_b)]
+        paths = [dtw_path(c) for c in costs]
+        errors, accs = zip(*(score_pair_path(p, a, b) for p, (a, b) in zip(paths, pairs)))
+        speaker["posteriorgram"].append(summarize_pairs(list(errors), list(accs)))
+        if seed == args.seeds[0]:
+            example["posteriorgram"] = (costs[0], paths[0])
+    results["speaker_dtw"] = speaker
+    a, b = pairs[0]
+    cost, path = example["MFCC"]
+    plot_matrix(out / "speaker_dtw.png", -cost.numpy(), f"MFCC DTW: {a['speaker']} vs {b['speaker']} (−cost)",
+                f"{b['speaker']} frame (10 ms)", f"{a['speaker']} frame", path, a["bounds"], b["bounds"])
+
+    # 3. audio ↔ video
+    av_kw = dict(root=args.data_root, test_speakers=speakers, seed=0)
+    clips = AVDigits(split="train", level="clean", features=logmel, **av_kw)
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(clips), min(size["av_clips"], len(clips)), replace=False)
+    clip_items = [{"audio": cmvn(clips[int(i)]["audio"]), "image": clips[int(i)]["image"]} for i in chosen]
+    av_ds = AVSequences(split="test", size=size["test"], **av_kw)
+    av_items = [av_item(av_ds[i], logmel) for i in range(len(av_ds))]
+    diagonal = [score_av_path(diagonal_path(len(it["frame_position"]), it["audio"].shape[1]), it) for it in av_items]
+    av: dict[str, Any] = {"diagonal": {"frame_acc": float(np.mean(diagonal))}, "contrastive_dtw": []}
+    for seed in args.seeds:
+        torch.manual_seed(seed)
+        image_encoder = build_encoder("cnn", "tiny", in_channels=1, image_size=28)
+        model = FrameImageEmbedding(audio_cnn((1, 1, 1)), image_encoder, dim=64)
+        model = train(model, clip_items, av_collate, size["steps"], 32, 3e-3, seed, out / "runs" / f"av_{seed}", args.device)
+        costs = av_costs(model, av_items, device)
+        paths = [dtw_path(c) for c in costs]
+        av["contrastive_dtw"].append({"frame_acc": float(np.mean([score_av_path(p, it) for p, it in zip(paths, av_items)]))})
+        if seed == args.seeds[0]:
+            it = av_items[0]
+            segments = np.asarray(av_ds[0]["frame_segments"], dtype=float) - 0.5
+            plot_matrix(out / "av_dtw.png", -costs[0].numpy(), "log p(video frame | audio frame), DTW path",
+                        "audio frame (10 ms)", "video frame (25 fps)", paths[0], segments, it["bounds"])
+    results["av"] = av
+
+    # 4. implicit alignment by attention
+    stride = 2
+    attention: list[dict[str, float]] = []
+    attention_seeds = args.attention_seeds or args.seeds
+    for seed in attention_seeds:
+        torch.manual_seed(seed)
+        encoder = build_encoder("audio_transformer", "tiny", n_mels=N_MELS, subsample=stride)
+        model = AttentionRecognizer(encoder, num_labels=10, max_len=7)
+        model = train(model, train_items, collate, size["steps"], 8, 3e-3, seed,
+                      out / "runs" / f"attention_{seed}", args.device)
+        summary, maps = attention_scores(model, test_items, device, stride)
+        attention.append(summary)
+        if seed == attention_seeds[0]:
+            it = test_items[0]
+            plot_matrix(out / "attention.png", maps[0].numpy(), "attention weights (query k = k-th digit)",
+                        f"key frame ({10 * stride} ms)", "query", None, None, it["bounds"] / stride, cmap="magma")
+    results["attention"] = attention
+
+    results["environment"] = environment()
+    results["command"] = "chorus bench align " + shlex.join(sys.argv[1:])
+    results["wall_s"] = time.perf_counter() - started
+    write_json(out / "results.json", results)
+    table = results_table(results)
+    (out / "results.md").write_text(table)
+    write_cards(out, results)
+    return results
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def _ms(runs: Sequence[dict[str, float]] | dict[str, float], key: str, scale: float = 1.0, digits: int = 1) -> str:
+    values = [runs[key]] if isinstance(runs, dict) else [r[key] for r in runs]
+    return fmt_mean_std(values, scale=scale, digits=digits) if len(values) > 1 else f"{values[0] * scale:.{digits}f}"
+
+
+def results_table(results: dict[str, Any]) -> str:
+    f, s, av, att = results["forced"], results["speaker_dtw"], results["av"], results["attention"]
+    rows = [
+        ["forced alignment", "uniform segmentation (baseline)", _ms(f["uniform"], "boundary_ms"),
+         _ms(f["uniform"], "frame_acc", 100), "≤ 20 ms"],
+        ["forced alignment", "frame-label CNN + Viterbi", _ms(f["tagger"], "boundary_ms"), _ms(f["tagger"], "frame_acc", 100), "≤ 20 ms"],
+        ["speaker ↔ speaker", "diagonal (baseline)", _ms(s["diagonal"], "boundary_ms"), _ms(s["diagonal"], "frame_acc", 100), "≤ 60 ms"],
+        ["speaker ↔ speaker", "DTW, log-mel", _ms(s["log-mel"], "boundary_ms"), _ms(s["log-mel"], "frame_acc", 100), "≤ 60 ms"],
+        ["speaker ↔ speaker", "DTW, MFCC + CMVN", _ms(s["MFCC"], "boundary_ms"), _ms(s["MFCC"], "frame_acc", 100), "≤ 60 ms"],
+        ["speaker ↔ speaker", "DTW, learned posteriorgram", _ms(s["posteriorgram"], "boundary_ms"),
+         _ms(s["posteriorgram"], "frame_acc", 100), "≤ 60 ms"],
+        ["audio ↔ video", "diagonal (baseline)", "–", _ms(av["diagonal"], "frame_acc", 100), "≥ 90 %"],
+        ["audio ↔ video", "contrastive frame/image space + DTW", "–", _ms(av["contrastive_dtw"], "frame_acc", 100), "≥ 90 %"],
+        ["implicit (attention)", "chance (random peak)", "–", _ms(att, "chance", 100), "–"],
+        ["implicit (attention)", "uniform peaks (baseline)", "–", _ms(att, "uniform_peak_hit", 100), "–"],
+        ["implicit (attention)", f"attention recogniser (string acc {_ms(att, 'string_acc', 100)} %)", "–",
+         _ms(att, "peak_hit", 100), "–"],
+    ]
+    headers = ["task", "method", "mean boundary error (ms)", "frames / peaks on the right digit (%)", "target"]
+    return markdown_table(headers, rows)
+
+
+def write_cards(out: Path, results: dict[str, Any]) -> None:
+    f, s, av, att = results["forced"], results["speaker_dtw"], results["av"], results["attention"]
+    cards = [
+        MethodCard(
+            "Forced alignment (frame-label CNN + Viterbi)",
+            "Viterbi finds the exact best monotone segmentation of the known transcript under the frame posteriors, "
+            "so word boundaries follow the acoustics instead of the clock.",
+            "audio_cnn (3 stride-1 64-wide conv blocks, kernel 5) over 40-band 10 ms log-mel",
+            f"uniform segmentation: {_ms(f['uniform'], 'boundary_ms')} ms",
+            f"{_ms(f['tagger'], 'boundary_ms')} ms, {_ms(f['tagger'], 'frame_acc', 100)} % of speech frames on the right digit "
+            "(target ≤ 20 ms)",
+            "McAuliffe et al. 2017 (Montreal Forced Aligner) report ~70-80 % of phone boundaries within 20 ms on "
+            "Buckeye/TIMIT; word boundaries between pause-separated digits are an easier case.",
+        ),
+        MethodCard(
+            "Speaker-to-speaker DTW (log-mel, MFCC, posteriorgram)",
+            "DTW undoes the different local speaking rates; speaker-normalised features (CMVN MFCC, or posteriors "
+            "of a speaker-independent tagger) make the local costs speaker-independent.",
+            "no training (log-mel, MFCC) / the frame-label tagger's posteriors",
+            f"diagonal mapping: {_ms(s['diagonal'], 'boundary_ms')} ms",
+            f"log-mel {_ms(s['log-mel'], 'boundary_ms')}, MFCC {_ms(s['MFCC'], 'boundary_ms')}, posteriorgram "
+            f"{_ms(s['posteriorgram'], 'boundary_ms')} ms (target ≤ 60 ms)",
+            "Sakoe & Chiba 1978; Hazen, Shen & White 2009 (posteriorgram templates beat MFCC templates for "
+            "query-by-example) — no boundary-error figure to compare with.",
+        ),
+        MethodCard(
+            "Audio ↔ video alignment in a contrastive frame/image space",
+            "InfoNCE on isolated (clip, image) pairs with mean-pooled frame embeddings pulls every speech frame toward "
+            "its digit's images; DTW over −log softmax (over the video's frames) of the scaled cosines then recovers the order-preserving alignment "
+            "without any boundary label.",
+            "audio_cnn (3 stride-1 64-wide blocks) + cnn tiny (MNIST), 64-d projections, trained on AV-Digits train speakers",
+            f"diagonal alignment: {_ms(av['diagonal'], 'frame_acc', 100)} % of video frames",
+            f"{_ms(av['contrastive_dtw'], 'frame_acc', 100)} % of video frames on the right digit (target ≥ 90 %)",
+            "Harwath et al. 2018 (DAVEnet matchmaps) localise spoken words in images without labels; no directly "
+            "comparable sequence-alignment number.",
+        ),
+        MethodCard(
+            "Implicit alignment by an attention recogniser",
+            "Each position query must name its digit, so it learns to attend to the frames that carry it; the "
+            "peak of its weights is an alignment nobody supervised.",
+            "audio_transformer tiny (conv stem with stride 2, 2 layers, width 64) + 7 learnt queries, 1-head cross-attention",
+            f"uniform peaks {_ms(att, 'uniform_peak_hit', 100)} %, chance {_ms(att, 'chance', 100)} %",
+            f"{_ms(att, 'peak_hit', 100)} % of peaks inside the right word (string accuracy {_ms(att, 'string_acc', 100)} %)",
+            "Chorowski et al. 2015 (attention-based speech recognition) show attention aligning with phones "
+            "qualitatively; no peak-hit figure to compare with.",
+        ),
+    ]
+    (out / "method_card.md").write_text("\n".join(card.markdown() for card in cards))
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="chorus bench align")
+    configure(_parser)
+    run(_parser.parse_args())
