@@ -1,0 +1,155 @@
+"""Shared pieces of the CLIP benchmarks (``caltech_zeroshot``, ``coco_retrieval``): not a benchmark itself.
+
+- :func:`preload_images`: decode every image once into a uint8 tensor, so an
+  epoch costs no JPEG decoding (the 2-core machine spends most of a PIL
+  pipeline's time there).
+- :class:`BatchAugment` / :class:`AugmentedEncoder`: augmentation as the first
+  layer of the image tower, batched in torch on the tower's device — random
+  resized crop + horizontal flip in one ``grid_sample`` (Szegedy et al. 2015's
+  crop, as used by CLIP/SimCLR), brightness/contrast/saturation jitter; at eval
+  time a plain antialiased resize. Doing it in the model keeps the data
+  pipeline a tensor lookup and makes train/eval switch with ``model.train()``.
+- :class:`TensorImages`: a map-style dataset over the preloaded tensor.
+- :func:`lit_text_tower`: frozen MiniLM as a :class:`CachedTextEncoder` over a fixed text list.
+- :func:`fit`: one Trainer run with the settings both benchmarks share.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from chorus.contrastive.text_cache import CachedTextEncoder
+from chorus.data import WordPieceTokenizer
+from chorus.encoders import build_encoder
+from chorus.encoders.base import Encoded
+from chorus.train import Trainer, TrainConfig
+
+# Per-channel statistics of ImageNet: a fixed, dataset-independent normalisation.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def preload_images(images: Sequence[Image.Image], size: int) -> Tensor:
+    """uint8 [N, 3, size, size]: each RGB image's shorter side resized to ``size`` (bicubic), centre-cropped."""
+    out = torch.empty(len(images), 3, size, size, dtype=torch.uint8)
+    for i, img in enumerate(images):
+        w, h = img.size
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        img = img.convert("RGB").resize((nw, nh), Image.Resampling.BICUBIC)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        arr = np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+        out[i] = torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    return out
+
+
+class BatchAugment(nn.Module):
+    """uint8/float images [B, 3, H, W] → normalised float [B, 3, size, size]; random only in training mode.
+
+    Training: a crop covering ``scale`` of the area with aspect ratio in
+    ``ratio`` (log-uniform), flipped with probability ½, resampled bilinearly
+    to ``size``; then brightness, contrast and saturation each scaled by a
+    factor in [1 − ``jitter``, 1 + ``jitter``]. Eval: antialiased resize of the
+    whole image. ``scale=(1, 1)``, ``flip=False``, ``jitter=0`` is the plain resize.
+    """
+
+    def __init__(self, size: int, scale: tuple[float, float] = (0.35, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                 flip: bool = True, jitter: float = 0.3) -> None:
+        super().__init__()
+        self.size, self.scale, self.ratio, self.flip, self.jitter = size, scale, ratio, flip, jitter
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+
+    def _crop(self, x: Tensor) -> Tensor:
+        b = x.shape[0]
+        area = torch.empty(b, device=x.device).uniform_(*self.scale)
+        log_r = torch.empty(b, device=x.device).uniform_(math.log(self.ratio[0]), math.log(self.ratio[1]))
+        # Half-widths in normalised [-1, 1] coordinates, clipped to the image.
+        sx = (area * log_r.exp()).sqrt().clamp(max=1.0)
+        sy = (area / log_r.exp()).sqrt().clamp(max=1.0)
+        cx = (torch.rand(b, device=x.device) * 2 - 1) * (1 - sx)
+        cy = (torch.rand(b, device=x.device) * 2 - 1) * (1 - sy)
+        if self.flip:
+            sx = sx * torch.where(torch.rand(b, device=x.device) < 0.5, -1.0, 1.0)
+        theta = torch.zeros(b, 2, 3, device=x.device)
+        theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, sy, cy
+        grid = F.affine_grid(theta, [b, 3, self.size, self.size], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    def _jitter(self, x: Tensor) -> Tensor:
+        b = x.shape[0]
+
+        def factor() -> Tensor:
+            return 1 + (torch.rand(b, 1, 1, 1, device=x.device) * 2 - 1) * self.jitter
+
+        x = x * factor()
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * factor() + mean
+        grey = (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        return ((x - grey) * factor() + grey).clamp(0, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+            if self.training:
+                x = self._crop(x)
+                if self.jitter > 0:
+                    x = self._jitter(x)
+            elif x.shape[-2:] != (self.size, self.size):
+                x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+            return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+
+class AugmentedEncoder(nn.Module):
+    """``encoder(augment(x))``: an image encoder whose first layer is :class:`BatchAugment`."""
+
+    def __init__(self, encoder: nn.Module, augment: BatchAugment) -> None:
+        super().__init__()
+        self.augment, self.encoder = augment, encoder
+        self.out_dim: int = encoder.out_dim
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Encoded:
+        return self.encoder(self.augment(x), mask)
+
+
+def image_tower(name: str, size: str, image_size: int, augment: BatchAugment, **options: Any) -> AugmentedEncoder:
+    """A from-scratch ``chorus.encoders`` image encoder behind its augmentation layer."""
+    return AugmentedEncoder(build_encoder(name, size, image_size=image_size, **options), augment)
+
+
+class TensorImages(Dataset):
+    """Items ``{"image": uint8 [3, H, W], **extra(i)}`` over a preloaded image tensor."""
+
+    def __init__(self, images: Tensor, extra: Callable[[int], dict[str, Any]], classes: Sequence[str] = ()) -> None:
+        self.images, self.extra, self.classes = images, extra, list(classes)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"image": self.images[index], **self.extra(index)}
+
+
+def lit_text_tower(texts: Sequence[str]) -> CachedTextEncoder:
+    """Frozen all-MiniLM-L6-v2 (``minilm`` encoder, its WordPiece tokenizer) cached over ``texts``."""
+    return CachedTextEncoder.build(build_encoder("minilm"), WordPieceTokenizer.from_minilm(), texts)
+
+
+def fit(model: nn.Module, data: Dataset, collate: Callable, run_dir: Path, *, epochs: int, batch_size: int, lr: float,
+        weight_decay: float, seed: int, bf16: bool) -> dict[str, Any]:
+    """Train with the one Trainer: AdamW, cosine schedule with a 5 % warm-up, no progress bar or TensorBoard."""
+    steps = epochs * math.ceil(len(data) / batch_size)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                      warmup_steps=max(1, steps // 20), precision="bf16" if bf16 else "fp32",
+                      channels_last=True, progress=False, tensorboard=False, log_every=max(1, steps // 10))
+    return Trainer(model, data, cfg, run_dir, collate_fn=collate).fit()

@@ -1,0 +1,223 @@
+"""``chorus bench coco_retrieval``: image↔text Recall@K on COCO-mini with a frozen MiniLM text tower (LiT).
+
+What: an image tower trained from scratch on the 189 training images of
+``coco_captions`` (945 human captions; one caption drawn at random per image
+and epoch, so no batch holds two captions of one photo — no false negatives)
+against the FROZEN pretrained all-MiniLM-L6-v2 text tower (LiT, Zhai et al.
+2022; CLIP's symmetric InfoNCE, Radford et al. 2021), evaluated on the fixed
+50-image test gallery (250 captions): image→text Recall@1/5/10 (a hit if any
+of the image's 5 captions is in the top k) and text→image Recall@1/5/10.
+
+Why it can work on 189 photos: the frozen sentence encoder already groups
+"a man riding a wave on a surfboard" with "surfer in the ocean", so the image
+tower only has to learn a coarse map from photos into a space whose geometry
+is given; a text tower trained from scratch on 945 sentences has to learn that
+geometry too, from almost nothing. Every caption is embedded once into a
+:class:`~chorus.contrastive.text_cache.CachedTextEncoder` (the frozen tower is
+a pure function of its input), so a step costs only the image tower.
+
+Baselines: chance (text→image R@k = k/50; image→text ≈ 1 − C(245, k)/C(250, k)
+with 5 correct captions among 250) and the same image tower with a BPE
+``text_transformer`` trained from scratch. Tiny data: expect low numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from math import comb
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from chorus.bench._clip_common import BatchAugment, TensorImages, fit, image_tower, lit_text_tower, preload_images
+from chorus.contrastive import ContrastiveModel, image_text_retrieval
+from chorus.data import BPETokenizer, Collate, build_dataset
+from chorus.encoders import build_encoder
+from chorus.eval.mode import evaluating
+from chorus.eval.report import MethodCard, environment, fmt_mean_std, markdown_table, mean_std, write_json
+from chorus.train import seed_everything
+
+KS = (1, 5, 10)
+METHODS = {"lit": "LiT: frozen MiniLM text (ours)", "scratch": "baseline: BPE text tower from scratch"}
+
+
+def chance(n_images: int, per_image: int) -> dict[str, float]:
+    """Expected Recall@k of random scores: k/N for text→image, 1 − C(T−c, k)/C(T, k) for image→text."""
+    n_texts = n_images * per_image
+    out = {f"text_to_image_R@{k}": k / n_images for k in KS}
+    out |= {f"image_to_text_R@{k}": 1 - comb(n_texts - per_image, k) / comb(n_texts, k) for k in KS}
+    return out
+
+
+def load_coco(data_root: str | None, size: int, captions_per_image: int) -> dict[str, Any]:
+    """Preloaded uint8 images and their caption lists for the fixed ``train`` / ``test`` image split."""
+    out = {}
+    for split in ("train", "test"):
+        dataset = build_dataset("coco_captions", root=data_root, split=split, mode="images")
+        items = [dataset.load(i) for i in range(len(dataset))]
+        keep = captions_per_image if split == "train" else None
+        out[split] = (preload_images([it["image"] for it in items], size), [it["captions"][:keep] for it in items])
+    return out
+
+
+def _embed(model: ContrastiveModel, images: Tensor, captions: list[list[str]], tokenize) -> dict[str, float]:
+    texts = [c for cs in captions for c in cs]
+    text_to_image = torch.tensor([i for i, cs in enumerate(captions) for _ in cs])
+    device = next(model.parameters()).device
+    with evaluating(model):
+        image_emb = torch.cat([model.encode("image", images[s : s + 128].to(device)).float()
+                               for s in range(0, len(images), 128)])
+        ids, mask = tokenize(texts)
+        text_emb = model.encode("text", ids.to(device), mask.to(device)).float()
+    return image_text_retrieval(image_emb, text_emb, text_to_image.to(device), KS)
+
+
+def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: int,
+            cache: nn.Module | None, run_dir: Path) -> dict[str, float]:
+    """Train one model (``lit`` or ``scratch``) and evaluate it on the test gallery."""
+    seed_everything(seed)
+    images, captions = data["train"]
+    augment = BatchAugment(args.image_size, scale=(args.crop_min, 1.0), jitter=args.jitter)
+    tower = image_tower(args.encoder, args.encoder_size, args.image_size, augment, **args.encoder_options)
+
+    def caption(i: int) -> dict[str, str]:
+        # torch's global RNG: the Trainer checkpoints it, so a resumed run draws the same captions.
+        return {"text": captions[i][int(torch.randint(len(captions[i]), ()))]}
+
+    train_set = TensorImages(images, caption)
+    if method == "lit":
+        text, frozen, context, tokenizer = cache, ("text",), 1, cache.tokenizer
+    else:
+        tokenizer = BPETokenizer.train([c for cs in captions for c in cs], vocab_size=2000, min_frequency=1)
+        context = 40
+        text = build_encoder("text_transformer", "tiny", vocab_size=tokenizer.vocab_size, context_length=context)
+        frozen = ()
+    model = ContrastiveModel({"image": tower, "text": text}, args.embed_dim, frozen=frozen)
+    start = time.perf_counter()
+    fit(model, train_set, Collate(tokenizer, context), run_dir, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, seed=seed, bf16=not args.fp32)
+    scores = _embed(model, *data["test"], lambda texts: tokenizer(texts, context))
+    return scores | {"train_seconds": time.perf_counter() - start}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/bench/coco_retrieval", help="output folder")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (0 with --quick)")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--quick", action="store_true", help="1 seed, 32 px CNN, 15 epochs, 2 captions per image")
+    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["lit", "scratch"])
+    parser.add_argument("--encoder", default="cnn")
+    parser.add_argument("--encoder-size", default="small")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--embed-dim", type=int, default=256)
+    parser.add_argument("--crop-min", type=float, default=0.35)
+    parser.add_argument("--jitter", type=float, default=0.3)
+    parser.add_argument("--fp32", action="store_true")
+
+
+def _settle(args: argparse.Namespace) -> None:
+    args.captions_per_image = None
+    args.encoder_options = {"stem_stride": 2} if args.encoder == "resnet" and args.image_size > 48 else {}
+    if args.seeds is None:
+        args.seeds = [0] if args.quick else [0, 1, 2]
+    if args.quick:
+        args.encoder, args.encoder_size, args.image_size, args.encoder_options = "cnn", "small", 32, {}
+        args.epochs = min(args.epochs, 15)
+        args.captions_per_image = 2
+
+
+def _plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3), dpi=100, sharey=True)
+    for ax, direction in zip(axes, ("image_to_text", "text_to_image")):
+        for method in results["methods"]:
+            stats = [mean_std(results["per_seed"][method][f"{direction}_R@{k}"]) for k in KS]
+            ax.errorbar(KS, [100 * s[0] for s in stats], yerr=[100 * s[1] for s in stats], marker="o",
+                        capsize=3, label=METHODS[method])
+        ax.plot(KS, [100 * results["chance"][f"{direction}_R@{k}"] for k in KS], "k:", label="chance")
+        ax.set_title(direction.replace("_", " "), fontsize=9)
+        ax.set_xlabel("k")
+    axes[0].set_ylabel("Recall@k (%)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    _settle(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_coco(args.data_root, round(args.image_size * 1.25), args.captions_per_image)
+    texts = [c for split in ("train", "test") for cs in data[split][1] for c in cs]
+    cache = lit_text_tower(texts) if "lit" in args.methods else None
+    per_seed: dict[str, dict[str, list[float]]] = {m: {} for m in args.methods}
+    with tempfile.TemporaryDirectory(prefix="coco_retrieval_") as tmp:
+        for seed in args.seeds:
+            for method in args.methods:
+                scores = run_one(args, data, method, seed, cache, Path(tmp) / f"{method}_{seed}")
+                for key, value in scores.items():
+                    per_seed[method].setdefault(key, []).append(value)
+                print(f"seed {seed} {method}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()), flush=True)
+    n_test = len(data["test"][1])
+    results = {"benchmark": "coco_retrieval", "command": " ".join(sys.argv),
+               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "methods": list(args.methods),
+               "gallery": {"images": n_test, "captions": sum(map(len, data["test"][1]))},
+               "per_seed": per_seed, "chance": chance(n_test, 5), "environment": environment()}
+    results["summary"] = {m: {k: mean_std(v) for k, v in per_seed[m].items()} for m in args.methods}
+    write_json(out / "results.json", results)
+    keys = [f"{d}_R@{k}" for d in ("image_to_text", "text_to_image") for k in KS]
+    rows = [[key.replace("_", " ")] + [fmt_mean_std(per_seed[m][key]) for m in args.methods]
+            + [f"{100 * results['chance'][key]:.1f}"] for key in keys]
+    table = markdown_table(["Recall (%)"] + [METHODS[m] for m in args.methods] + ["chance"], rows)
+    (out / "results.md").write_text(f"# COCO-mini retrieval ({n_test}-image test gallery, {len(args.seeds)} seeds)\n\n{table}")
+    _plot(results, out / "coco_retrieval.png")
+    _method_card(results).write(out / "method_card.md")
+    print(table)
+    return results
+
+
+def _method_card(results: dict[str, Any]) -> MethodCard:
+    summary = results["summary"]
+
+    def pct(method: str, key: str) -> str:
+        if method not in summary:
+            return "n/a"
+        mean, std = summary[method][key]
+        return f"{100 * mean:.1f} ± {100 * std:.1f} %"
+
+    s = results["settings"]
+    return MethodCard(
+        method="LiT-style image–text contrastive training with a locked pretrained text tower "
+               "(frozen all-MiniLM-L6-v2), image tower from scratch",
+        why="the frozen sentence encoder supplies the geometry of caption space; with 189 photos the image "
+            "tower only learns to map into it, instead of two towers co-inventing a space from 945 sentences",
+        backbone=f"{s['encoder']}/{s['encoder_size']} at {s['image_size']} px, embed dim {s['embed_dim']}",
+        baseline=f"chance (text→image R@1 = {100 * results['chance']['text_to_image_R@1']:.0f} %) and the same "
+                 "image tower with a BPE text_transformer trained from scratch",
+        result=f"text→image R@5 {pct('lit', 'text_to_image_R@5')} vs baseline {pct('scratch', 'text_to_image_R@5')}; "
+               f"image→text R@5 {pct('lit', 'image_to_text_R@5')} vs {pct('scratch', 'image_to_text_R@5')}",
+        reference="CLIP (Radford et al. 2021) zero-shot on the 5k-image COCO test set: text→image R@1 37.8 %, "
+                  "image→text R@1 58.4 % (ViT-L/14@336, 400M pairs); LiT (Zhai et al. 2022). Not comparable "
+                  "in size: our gallery is 50 images (easier) but our training set is 189 images (≈2·10⁶× "
+                  "fewer pairs), so the honest comparison is against chance and the from-scratch text tower.",
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    configure(parser)
+    run(parser.parse_args())

@@ -1,0 +1,76 @@
+"""The CLIP benchmarks (``caltech_zeroshot``, ``coco_retrieval``) in ``--quick`` mode on the real data.
+
+Quick mode is small (32 px CNN, a few epochs, one seed), so the margins are
+against chance, not against the full benchmark's numbers: Caltech seen-class
+81-way zero-shot top-1 (chance 1.2 %) and COCO text→image Recall@10 on the
+50-image gallery (chance 20 %). Both runs must write every report file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from chorus.bench import load_benchmark
+
+REPORTS = ("results.json", "results.md", "method_card.md")
+
+
+def _run(name: str, out: Path, data_root: Path, *extra: str) -> dict:
+    module = load_benchmark(name)
+    parser = argparse.ArgumentParser()
+    module.configure(parser)
+    return module.run(parser.parse_args(["--quick", "--out", str(out), "--data-root", str(data_root), *extra]))
+
+
+def test_caltech_zeroshot_quick(tmp_path: Path, real_data_root: Path) -> None:
+    results = _run("caltech_zeroshot", tmp_path, real_data_root, "--methods", "lit")
+    lit = results["summary"]["lit"]
+    # 81-way seen-class zero-shot from class-name prompts on held-out images: chance 1.2 %,
+    # demand 3× that (measured 10.5 % for seed 0). Quick mode (4 epochs on 12 images/class) is
+    # too short for a reliable unseen-class margin (measured 6.5 % top-1 vs 5 % chance), so
+    # the unseen numbers are only checked to be valid accuracies.
+    assert lit["seen_top1"][0] > 3 / 81
+    assert 0.0 <= lit["unseen_top1"][0] <= lit["unseen_top5"][0] <= 1.0
+    for name in REPORTS + ("caltech_zeroshot.png",):
+        assert (tmp_path / name).is_file(), name
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["per_seed"]) == {"lit"} and saved["environment"]["torch"]
+
+
+def test_coco_retrieval_quick(tmp_path: Path, real_data_root: Path) -> None:
+    results = _run("coco_retrieval", tmp_path, real_data_root, "--methods", "lit")
+    lit = results["summary"]["lit"]
+    assert results["chance"]["text_to_image_R@10"] == pytest.approx(10 / 50)
+    # Text→image recall over 250 caption queries on 50 test images after 15 epochs on 189 photos
+    # (measured seed 0: R@5 23.6 %, R@10 36.8 %; chance 10 % and 20 %).
+    assert lit["text_to_image_R@5"][0] > 0.10 + 0.06
+    assert lit["text_to_image_R@10"][0] > 0.20 + 0.08
+    for name in REPORTS + ("coco_retrieval.png",):
+        assert (tmp_path / name).is_file(), name
+
+
+def test_batch_augment_identity_and_eval_resize() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from chorus.bench._clip_common import MEAN, STD, BatchAugment
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (4, 3, 24, 24), dtype=torch.uint8)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    # Full-area crop, no flip, no jitter at the same size: grid_sample reproduces every pixel.
+    plain = BatchAugment(24, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False, jitter=0.0).train()
+    torch.testing.assert_close(plain(x), (x.float() / 255 - mean) / std, atol=1e-5, rtol=0)
+    # Eval mode is a deterministic antialiased resize.
+    small = BatchAugment(12).eval()
+    expected = F.interpolate(x.float() / 255, size=(12, 12), mode="bilinear", antialias=True, align_corners=False)
+    torch.testing.assert_close(small(x), (expected - mean) / std)
+    # Training mode is random: two calls differ, and values stay those of [0, 1] images.
+    rand = BatchAugment(12).train()
+    a, b = rand(x), rand(x)
+    assert not torch.allclose(a, b)
+    assert a.min() >= ((0 - mean) / std).min() - 1e-5 and a.max() <= ((1 - mean) / std).max() + 1e-5
