@@ -1,0 +1,158 @@
+"""The shared digit space: an image–text CLIP on MNIST with an audio tower bound to its image side.
+
+What: :func:`train_space` builds the towers of ``configs/mnist_clip.yaml``
+(image CNN, text transformer, BPE tokenizer trained on the label captions,
+``embed_dim`` 64) and trains them with InfoNCE on in-memory MNIST tensors;
+:func:`bind_audio` then trains an ``audio_cnn`` tower so that a spoken digit
+lands next to the *frozen* embedding of the MNIST image it is paired with in
+AV-Digits. Any modality then maps to any other through one 64-d unit sphere.
+
+Why binding to the frozen image side works (ImageBind, Girdhar et al.,
+CVPR 2023): the image embeddings already cluster by digit and sit next to the
+matching captions, so pulling each recording onto its paired image's
+embedding places speech in the same clusters; text↔speech alignment then
+emerges without a single text–speech pair. Freezing the image tower *and its
+projection* is what keeps the space fixed, so the generators conditioned on
+text embeddings also accept speech embeddings.
+
+Why in-memory instead of ``chorus.experiment.train_experiment``: the same
+architecture and loss, but reading pre-decoded tensors instead of PIL images
+makes a step several times cheaper on a shared CPU; the batch budget is a
+parameter so the benchmark can trade fidelity for time.
+
+Baseline: the same towers at random initialisation (``steps=0``): retrieval at
+chance.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from chorus.contrastive import ContrastiveModel
+from chorus.data import BPETokenizer, Collate
+from chorus.data.captions import fill_template
+from chorus.encoders import build_encoder
+from chorus.errors import ConfigError
+from chorus.eval.mode import evaluating
+from chorus.experiment import ExperimentConfig
+from chorus.train import TrainConfig, Trainer, seed_everything
+from chorus.translate.digits import DigitData
+
+__all__ = ["SharedSpace", "train_space", "bind_audio"]
+
+
+class _Rows(Dataset):
+    """A map-style dataset over precomputed per-item dicts."""
+
+    def __init__(self, rows: Sequence[dict]) -> None:
+        self.rows = list(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.rows[index]
+
+
+class _Captioned(Dataset):
+    """MNIST pixels with a random label caption each time an item is read (as ``CaptionedDataset``)."""
+
+    def __init__(self, pixels: Tensor, labels: Tensor, templates: Sequence[str], names: Sequence[str]) -> None:
+        self.pixels, self.labels, self.templates, self.names = pixels, labels.tolist(), list(templates), list(names)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        template = self.templates[int(torch.randint(len(self.templates), ()))]
+        return {"image": self.pixels[index], "text": fill_template(template, self.names[self.labels[index]]),
+                "label": self.labels[index]}
+
+
+def _train_config(steps: int, batch_size: int, lr: float, seed: int) -> TrainConfig:
+    return TrainConfig(max_steps=max(steps, 1), batch_size=batch_size, lr=lr, warmup_steps=min(20, steps // 5),
+                       precision="bf16", seed=seed, progress=False, tensorboard=False, log_every=max(steps, 1))
+
+
+@dataclass
+class SharedSpace:
+    """The trained towers and how to reach them: ``embed_images``, ``embed_texts``, ``embed_audio``."""
+
+    clip: ContrastiveModel  # image + text
+    tokenizer: BPETokenizer
+    context_length: int
+    class_names: list[str]
+    audio: ContrastiveModel | None = None  # audio + frozen image (same image projection as clip)
+
+    @torch.no_grad()
+    def embed_images(self, pixels: Tensor, batch_size: int = 512) -> Tensor:
+        with evaluating(self.clip):
+            return torch.cat([self.clip.encode("image", pixels[i:i + batch_size]).float()
+                              for i in range(0, len(pixels), batch_size)])
+
+    @torch.no_grad()
+    def embed_texts(self, texts: Sequence[str]) -> Tensor:
+        ids, mask = self.tokenizer(list(texts), self.context_length)
+        with evaluating(self.clip):
+            return self.clip.encode("text", ids, mask).float()
+
+    def prompts(self, templates: Sequence[str], digits: Sequence[int]) -> list[str]:
+        return [fill_template(t, self.class_names[d]) for t in templates for d in digits]
+
+    @torch.no_grad()
+    def embed_audio(self, mels: Sequence[Tensor], batch_size: int = 256) -> Tensor:
+        if self.audio is None:
+            raise ConfigError("SharedSpace.embed_audio: no audio tower yet; call bind_audio(space, ...) first")
+        out = []
+        with evaluating(self.audio):
+            for i in range(0, len(mels), batch_size):
+                batch = Collate()([{"audio": m} for m in mels[i:i + batch_size]])
+                out.append(self.audio.encode("audio", batch["audio"], batch["audio_mask"]).float())
+        return torch.cat(out)
+
+
+def train_space(cfg: ExperimentConfig, data: DigitData, steps: int, run_dir: str | os.PathLike, seed: int = 0,
+                batch_size: int = 128, image_size: str | None = None) -> SharedSpace:
+    """Train the image–text towers of ``cfg`` (``configs/mnist_clip.yaml``) for ``steps`` on MNIST train.
+
+    ``image_size`` overrides the image encoder size (e.g. ``"tiny"`` for a cheaper tower).
+    """
+    seed_everything(seed)
+    names = list(cfg.data.class_names or [str(d) for d in range(10)])
+    templates = cfg.data.caption_templates
+    tokenizer = BPETokenizer.train([fill_template(t, n) for n in names for t in templates],
+                                   vocab_size=cfg.data.vocab_size, min_frequency=1)
+    enc = cfg.model.encoders
+    image = build_encoder(enc["image"].name, image_size or enc["image"].size, in_channels=1,
+                          image_size=cfg.data.image_size, **enc["image"].options)
+    text = build_encoder(enc["text"].name, enc["text"].size, vocab_size=tokenizer.vocab_size,
+                         context_length=cfg.data.context_length, **enc["text"].options)
+    clip = ContrastiveModel({"image": image, "text": text}, cfg.model.embed_dim)
+    train_idx = data.mnist_train
+    if steps > 0:
+        dataset = _Captioned(data.pixels[train_idx], data.digit_of_image[train_idx], templates, names)
+        Trainer(clip, dataset, _train_config(steps, batch_size, cfg.train.lr, seed), run_dir,
+                collate_fn=Collate(tokenizer, cfg.data.context_length)).fit()
+    return SharedSpace(clip.eval(), tokenizer, cfg.data.context_length, names)
+
+
+def bind_audio(space: SharedSpace, data: DigitData, steps: int, run_dir: str | os.PathLike, seed: int = 0,
+               batch_size: int = 64,
+               size: str = "tiny", lr: float = 3e-3) -> SharedSpace:
+    """Train an ``audio_cnn`` tower onto the frozen image embeddings of its AV-Digits pairs (train speakers)."""
+    seed_everything(seed)
+    audio = build_encoder("audio_cnn", size, n_mels=data.logmel.n_mels)
+    model = ContrastiveModel({"image": space.clip.encoders["image"], "audio": audio}, space.clip.embed_dim,
+                             frozen=("image",), freeze_projection=True)
+    model.projections["image"].load_state_dict(space.clip.projections["image"].state_dict())
+    if steps > 0:
+        rows = [{"image": data.pixels[i], "audio": data.mels[c]} for c, i in data.pairs_train.tolist()]
+        Trainer(model, _Rows(rows), _train_config(steps, batch_size, lr, seed), run_dir, collate_fn=Collate()).fit()
+    space.audio = model.eval()
+    return space
