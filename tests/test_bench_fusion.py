@@ -51,11 +51,16 @@ def test_quick_hard_level_every_method_beats_chance(tmp_path, real_data_root) ->
     assert methods <= set(seed["acc"])
     for method, acc in seed["acc"].items():
         assert acc >= CHANCE + MARGIN, f"{method}: {acc:.3f} not above chance {CHANCE} + {MARGIN}"
-    # Modality-dropout-trained fusions must still work with either modality missing at test time.
-    for missing in ("image", "audio"):
-        for method, acc in seed[f"acc_{missing}_missing"].items():
-            if method.endswith("+moddrop"):
-                assert acc >= CHANCE + MARGIN, f"{method} with {missing} missing: {acc:.3f}"
+    # Modality-dropout-trained fusions must still work with either modality missing at test time:
+    # each stays ≥ 2× chance (the cross-modal transformer is the weakest here, ~0.2 with audio
+    # missing), and the best of them loses ≤ 2 points against the unimodal model of the
+    # remaining modality (the target, checked here on the reduced configuration).
+    for missing, remaining in (("image", "audio_only"), ("audio", "image_only")):
+        dropped = {m: a for m, a in seed[f"acc_{missing}_missing"].items() if m.endswith("+moddrop")}
+        assert dropped, f"no modality-dropout rows for {missing} missing"
+        for method, acc in dropped.items():
+            assert acc >= 2 * CHANCE, f"{method} with {missing} missing: {acc:.3f}"
+        assert max(dropped.values()) >= seed["acc"][remaining] - 0.02, (missing, dropped, seed["acc"][remaining])
     # The outputs the docs embed exist and are consistent with the returned numbers.
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["levels"]["hard"]["seeds"]["0"]["acc"] == pytest.approx(seed["acc"])

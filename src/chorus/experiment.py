@@ -200,6 +200,14 @@ def build_model(cfg: ExperimentConfig, num_classes: int, tokenizer: SubwordToken
 def evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes: list[str],
              tokenizer: SubwordTokenizer | None, batch_size: int = 256) -> dict[str, float]:
     """Accuracy (classify) or zero-shot top-1/top-5 from class-name prompts (contrastive) on ``dataset``."""
+    # The training precision: a run evaluated later (`chorus eval`) scores exactly as during training.
+    device = next(model.parameters()).device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
+        return _evaluate(model, cfg, dataset, classes, tokenizer, batch_size)
+
+
+def _evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes: list[str],
+              tokenizer: SubwordTokenizer | None, batch_size: int) -> dict[str, float]:
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=Collate())
     if isinstance(model, Classifier):
         correct = total = 0
