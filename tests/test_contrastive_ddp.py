@@ -79,8 +79,12 @@ def _worker(out_path: str) -> None:
         rank_losses = [torch.zeros((), dtype=torch.float64) for _ in range(world)]
         dist.all_gather(rank_losses, loss.detach())
         results[config] = {"rank_losses": torch.stack(rank_losses), "grads": grads(model)}
+        # Free the DDP reducer while the process group is alive: destroyed at interpreter exit, it
+        # joins gloo's worker thread while holding the GIL that thread waits for (a deadlock).
+        del model, loss
     if rank == 0:
         torch.save(results, out_path)
+    dist.barrier()
     dist.destroy_process_group()
 
 

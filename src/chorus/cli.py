@@ -45,8 +45,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     cfg = load_experiment(args.config, args.overrides)
     run_dir = args.run_dir or f"runs/{cfg.name}"
+    from chorus.train import distributed
+
     metrics = train_experiment(cfg, run_dir, resume=args.resume, data_root=args.data_root)
-    _print_json(metrics) if args.json else _print_table(metrics)
+    main_process = distributed.is_main()
+    distributed.barrier()  # under torchrun: every rank is done before the process group goes
+    distributed.cleanup()
+    if main_process:
+        _print_json(metrics) if args.json else _print_table(metrics)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

@@ -37,7 +37,7 @@ from chorus.data.text import SubwordTokenizer
 from chorus.encoders import build_encoder, encoder_modality
 from chorus.errors import ConfigError, DataError
 from chorus.eval.mode import evaluating
-from chorus.train import Trainer, TrainConfig, seed_everything
+from chorus.train import Trainer, TrainConfig, distributed, seed_everything
 
 
 @dataclass
@@ -165,8 +165,10 @@ def build_tokenizer(cfg: ExperimentConfig, train: Dataset, run_dir: Path | None)
     if not isinstance(train, CaptionedDataset):
         raise ConfigError("a BPE tokenizer is trained on captions: use a captioned dataset or data.tokenizer=minilm")
     tokenizer = BPETokenizer.train(train.captions(), vocab_size=cfg.data.vocab_size, min_frequency=1)
-    if saved is not None:
-        tokenizer.save(saved)
+    if saved is not None and distributed.is_main():  # under torchrun every rank trains the same merges
+        temporary = saved.with_suffix(".json.tmp")
+        tokenizer.save(temporary)
+        os.replace(temporary, saved)  # atomic: another rank never reads half a file
     return tokenizer
 
 
@@ -237,17 +239,21 @@ def train_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resum
     """Train ``cfg`` into ``run_dir`` (resuming from its last checkpoint if asked); return final metrics."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    distributed.init_distributed()  # under torchrun: ranks known before anything is written
     seed_everything(cfg.train.seed)
     train, evaluation, classes = build_datasets(cfg, data_root)
     tokenizer = build_tokenizer(cfg, train, run_dir)
     model = build_model(cfg, len(classes), tokenizer)
-    save_config(cfg, run_dir / "experiment.yaml")
+    if distributed.is_main():
+        save_config(cfg, run_dir / "experiment.yaml")
     collate = Collate(tokenizer, cfg.data.context_length)
     trainer = Trainer(model, train, cfg.train, run_dir, collate_fn=collate, resume=resume,
                       eval_fn=lambda m: evaluate(m, cfg, evaluation, classes, tokenizer))
     metrics = trainer.fit()
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(run_dir / "model.safetensors"))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    if distributed.is_main():  # the ranks hold identical weights after DDP training
+        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(weights, str(run_dir / "model.safetensors"))
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     return metrics
 
 

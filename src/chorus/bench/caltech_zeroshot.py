@@ -55,7 +55,9 @@ from chorus.data.captions import CaptionedDataset, fill_template
 from chorus.encoders import build_encoder
 from chorus.errors import ConfigError, DataError
 from chorus.eval.probe import LinearProbe, extract_features
-from chorus.eval.report import MethodCard, environment, fmt_mean_std, markdown_table, mean_std, write_json
+from chorus.eval.report import (
+    MethodCard, environment, fmt_mean_std, markdown_table, mean_std, summary_percent, write_json,
+)
 from chorus.train import seed_everything
 
 SPLIT_FILE = Path(__file__).resolve().parents[3] / "configs" / "caltech_split.yaml"
@@ -311,10 +313,7 @@ def _method_card(results: dict[str, Any]) -> MethodCard:
     summary = results["summary"]
 
     def pct(method: str, key: str) -> str:
-        if method not in summary:
-            return "n/a"
-        mean, std = summary[method][key]
-        return f"{100 * mean:.1f} ± {100 * std:.1f} %"
+        return summary_percent(summary, method, key)
 
     return MethodCard(
         method="LiT-style contrastive training with a locked pretrained text tower (frozen all-MiniLM-L6-v2), "

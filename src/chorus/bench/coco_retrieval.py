@@ -39,7 +39,9 @@ from chorus.contrastive import ContrastiveModel, image_text_retrieval
 from chorus.data import BPETokenizer, Collate, build_dataset
 from chorus.encoders import build_encoder
 from chorus.eval.mode import evaluating
-from chorus.eval.report import MethodCard, environment, fmt_mean_std, markdown_table, mean_std, write_json
+from chorus.eval.report import (
+    MethodCard, environment, fmt_mean_std, markdown_table, mean_std, summary_percent, write_json,
+)
 from chorus.train import seed_everything
 
 KS = (1, 5, 10)
@@ -194,10 +196,7 @@ def _method_card(results: dict[str, Any]) -> MethodCard:
     summary = results["summary"]
 
     def pct(method: str, key: str) -> str:
-        if method not in summary:
-            return "n/a"
-        mean, std = summary[method][key]
-        return f"{100 * mean:.1f} ± {100 * std:.1f} %"
+        return summary_percent(summary, method, key)
 
     s = results["settings"]
     return MethodCard(

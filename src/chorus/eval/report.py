@@ -35,6 +35,14 @@ def fmt_mean_std(values: Sequence[float], scale: float = 100.0, digits: int = 1)
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
+def summary_percent(summary: Mapping[str, Mapping[str, tuple[float, float]]], method: str, key: str) -> str:
+    """``"85.3 ± 1.2 %"`` from a ``{method: {metric: (mean, std)}}`` summary, ``"n/a"`` if the method did not run."""
+    if method not in summary:
+        return "n/a"
+    mean, std = summary[method][key]
+    return f"{100 * mean:.1f} ± {100 * std:.1f} %"
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub-flavoured Markdown table; floats shown with 4 significant digits."""
 
