@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from chorus.bench import load_benchmark
+from chorus.eval.report import invocation
 
 align_bench = load_benchmark("align")
 
@@ -67,7 +68,7 @@ def test_writes_every_report(results) -> None:
                  "av_dtw.png", "attention.png"):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "results.json").read_text())
-    assert saved["command"].startswith("chorus bench align")
+    assert saved["command"] == invocation()  # the command line that produced the results
     assert "uniform segmentation" in (out / "results.md").read_text()
 
 

@@ -33,8 +33,6 @@ Timings are not reported; every training task runs once per seed (mean ± std).
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,7 +53,9 @@ from chorus.data.collate import pad_time
 from chorus.data.sequences import AVSequences, DigitStrings
 from chorus.encoders import build_encoder
 from chorus.eval.mode import evaluating
-from chorus.eval.report import MethodCard, environment, fmt_mean_std, markdown_table, mean_std, write_json
+from chorus.eval.report import (
+    environment, fmt_mean_std, invocation, markdown_table, MethodCard, write_json,
+)
 from chorus.train import TrainConfig, Trainer
 
 SAMPLE_RATE = 8000
@@ -475,7 +475,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["attention"] = attention
 
     results["environment"] = environment()
-    results["command"] = "chorus bench align " + shlex.join(sys.argv[1:])
+    results["command"] = invocation()
     results["wall_s"] = time.perf_counter() - started
     write_json(out / "results.json", results)
     table = results_table(results)

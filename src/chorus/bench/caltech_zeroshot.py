@@ -36,7 +36,6 @@ Chance: 5 % (unseen top-1), 25 % (top-5), 1.2 % (seen top-1).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -56,7 +55,7 @@ from chorus.encoders import build_encoder
 from chorus.errors import ConfigError, DataError
 from chorus.eval.probe import LinearProbe, extract_features
 from chorus.eval.report import (
-    MethodCard, environment, fmt_mean_std, markdown_table, mean_std, summary_percent, write_json,
+    environment, fmt_mean_std, invocation, markdown_table, mean_std, MethodCard, summary_percent, write_json,
 )
 from chorus.train import seed_everything
 
@@ -292,7 +291,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     per_seed[method].setdefault(key, []).append(value)
                 print(f"seed {seed} {method}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()), flush=True)
     settings = {k: v for k, v in vars(args).items() if k not in ("out",)}
-    results = {"benchmark": "caltech_zeroshot", "command": " ".join(sys.argv), "settings": settings,
+    results = {"benchmark": "caltech_zeroshot", "command": invocation(), "settings": settings,
                "seen_eval": "val (4/class)" if args.select else "heldout (6/class)", "methods": list(args.methods),
                "per_seed": per_seed, "chance": CHANCE, "environment": environment()}
     results["summary"] = {m: {k: mean_std(v) for k, v in per_seed[m].items()} for m in args.methods}

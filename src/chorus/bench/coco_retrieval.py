@@ -24,7 +24,6 @@ with 5 correct captions among 250) and the same image tower with a BPE
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from math import comb
@@ -40,7 +39,7 @@ from chorus.data import BPETokenizer, Collate, build_dataset
 from chorus.encoders import build_encoder
 from chorus.eval.mode import evaluating
 from chorus.eval.report import (
-    MethodCard, environment, fmt_mean_std, markdown_table, mean_std, summary_percent, write_json,
+    environment, fmt_mean_std, invocation, markdown_table, mean_std, MethodCard, summary_percent, write_json,
 )
 from chorus.train import seed_everything
 
@@ -175,7 +174,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     per_seed[method].setdefault(key, []).append(value)
                 print(f"seed {seed} {method}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()), flush=True)
     n_test = len(data["test"][1])
-    results = {"benchmark": "coco_retrieval", "command": " ".join(sys.argv),
+    results = {"benchmark": "coco_retrieval", "command": invocation(),
                "settings": {k: v for k, v in vars(args).items() if k != "out"}, "methods": list(args.methods),
                "gallery": {"images": n_test, "captions": sum(map(len, data["test"][1]))},
                "per_seed": per_seed, "chance": chance(n_test, 5), "environment": environment()}

@@ -26,7 +26,6 @@ unseen Caltech-101 classes) is ``chorus bench caltech_zeroshot``; see
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ from chorus.data.collate import Collate  # noqa: E402
 from chorus.encoders import build_encoder  # noqa: E402
 from chorus.eval.report import (  # noqa: E402
     MethodCard,
+    invocation,
     environment,
     fmt_mean_std,
     markdown_table,
@@ -301,7 +301,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"seed {seed}: " + ", ".join(f"{k}={v:.3f}" for k, v in record.items() if isinstance(v, float)))
     values = summarise(per_seed)
     results = {
-        "command": " ".join(["chorus bench colearn", *sys.argv[1:]]),
+        "command": invocation(),
         "quick": args.quick, "seeds": seeds, "budget": budget.__dict__, "environment": environment(),
         "clip_pivot_metrics": clip_metrics, "per_seed": per_seed,
         "summary": {k: {"mean": mean_std(v)[0], "std": mean_std(v)[1]} for k, v in values.items()},

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -61,7 +60,9 @@ from chorus.data.collate import Collate
 from chorus.encoders import build_encoder
 from chorus.errors import ConfigError
 from chorus.eval.mode import evaluating
-from chorus.eval.report import MethodCard, environment, fmt_mean_std, markdown_table, mean_std, write_json
+from chorus.eval.report import (
+    environment, fmt_mean_std, invocation, markdown_table, mean_std, MethodCard, write_json,
+)
 from chorus.fusion import (
     BayesianProductFusion,
     HMMClassifier,
@@ -448,7 +449,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)  # small models: one thread copes best with a shared CPU
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "chorus bench fusion " + " ".join(sys.argv[1:])
+    command = invocation()
     if args.calibrate:
         return calibrate(args, out, command)
     cfg = load_avdigits_config(args.config)

@@ -22,8 +22,6 @@ sample grids, a spectrogram plot, WAVs and ``method_card.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -35,7 +33,9 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
-from chorus.eval.report import MethodCard, environment, fmt_mean_std, markdown_table, mean_std, write_json  # noqa: E402
+from chorus.eval.report import (  # noqa: E402
+    environment, fmt_mean_std, invocation, markdown_table, mean_std, MethodCard, write_json,
+)
 from chorus.experiment import load_experiment  # noqa: E402
 from chorus.train import TrainConfig, Trainer, seed_everything  # noqa: E402
 from chorus.translate.conditions import ConditionedTargets  # noqa: E402
@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> dict:
         per_seed.append(result)
 
     random_retrieval = retrieval(random_space, data, test_templates)
-    command = "chorus bench translate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = invocation()
     results = {"command": command, "budget": budget, "seeds": seeds, "judges": judges, "per_seed": per_seed,
                "random_space_retrieval": random_retrieval, "seconds": time.time() - t0,
                "environment": environment()}

@@ -13,6 +13,8 @@ import json
 import math
 import os
 import platform
+import shlex
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -68,6 +70,11 @@ def environment() -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def invocation() -> str:
+    """The command line that started this process (e.g. ``chorus bench fusion --seeds 0``), for results.json."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 def write_json(path: str | os.PathLike, obj: Mapping[str, Any]) -> Path:
