@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from chorus.align.lattice import INF, allowed_cells, lengths_from_mask, skew
+from chorus.align.lattice import INF, allowed_cells, batch_cost, skew
 from chorus.align.similarity import Metric, cost_matrix
-from chorus.errors import DataError
 
 
 class DTWResult(NamedTuple):
@@ -104,14 +103,8 @@ def dtw_from_cost(
     :func:`chorus.align.lattice.allowed_cells`). Returns the summed cost of the
     best path (no normalisation) and, if ``return_path``, the paths.
     """
-    unbatched = cost.dim() == 2
-    if unbatched:
-        cost = cost.unsqueeze(0)
-    if cost.dim() != 3:
-        raise DataError(f"cost must be [B, N, M] or [N, M], got shape {tuple(cost.shape)}")
+    cost, unbatched, x_lengths, y_lengths = batch_cost(cost, x_mask, y_mask)
     batch, n, m = cost.shape
-    x_lengths = lengths_from_mask(x_mask, n, batch, cost.device, "x_mask")
-    y_lengths = lengths_from_mask(y_mask, m, batch, cost.device, "y_mask")
     with torch.no_grad():
         cost = cost.detach().to(torch.promote_types(cost.dtype, torch.float32))
         if band is not None:  # cells past an item's lengths cannot reach its end cell: no need to mask them

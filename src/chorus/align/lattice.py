@@ -45,6 +45,19 @@ def lengths_from_mask(mask: Tensor | None, size: int, batch: int, device: torch.
     return lengths
 
 
+def batch_cost(cost: Tensor, x_mask: Tensor | None, y_mask: Tensor | None) -> tuple[Tensor, bool, Tensor, Tensor]:
+    """``cost`` as [B, N, M] (an [N, M] cost gets a batch of one), whether it was unbatched, and the lengths."""
+    unbatched = cost.dim() == 2
+    if unbatched:
+        cost = cost.unsqueeze(0)
+    if cost.dim() != 3:
+        raise DataError(f"cost must be [B, N, M] or [N, M], got shape {tuple(cost.shape)}")
+    batch, n, m = cost.shape
+    x_lengths = lengths_from_mask(x_mask, n, batch, cost.device, "x_mask")
+    y_lengths = lengths_from_mask(y_mask, m, batch, cost.device, "y_mask")
+    return cost, unbatched, x_lengths, y_lengths
+
+
 def allowed_cells(
     n: int, m: int, x_lengths: Tensor, y_lengths: Tensor, band: int | None, slope: bool
 ) -> Tensor:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from chorus.align.lattice import INF, allowed_cells, lengths_from_mask, skew, unskew
+from chorus.align.lattice import INF, allowed_cells, batch_cost, skew, unskew
 from chorus.align.similarity import Metric, cost_matrix
 from chorus.errors import DataError
 
@@ -95,14 +95,8 @@ def soft_dtw_from_cost(
     """
     if not gamma > 0:
         raise DataError(f"gamma must be > 0, got {gamma}")
-    unbatched = cost.dim() == 2
-    if unbatched:
-        cost = cost.unsqueeze(0)
-    if cost.dim() != 3:
-        raise DataError(f"cost must be [B, N, M] or [N, M], got shape {tuple(cost.shape)}")
+    cost, unbatched, x_lengths, y_lengths = batch_cost(cost, x_mask, y_mask)
     batch, n, m = cost.shape
-    x_lengths = lengths_from_mask(x_mask, n, batch, cost.device, "x_mask")
-    y_lengths = lengths_from_mask(y_mask, m, batch, cost.device, "y_mask")
     with torch.autocast(device_type=cost.device.type, enabled=False):
         cost = cost.to(torch.promote_types(cost.dtype, torch.float32))
         cost = cost.masked_fill(~allowed_cells(n, m, x_lengths, y_lengths, band, slope), INF)
