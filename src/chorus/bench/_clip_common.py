@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,18 @@ def fit(model: nn.Module, data: Dataset, collate: Callable, run_dir: Path, *, ep
                       warmup_steps=max(1, steps // 20), precision="bf16" if bf16 else "fp32",
                       channels_last=True, progress=False, tensorboard=False, log_every=max(1, steps // 10))
     return Trainer(model, data, cfg, run_dir, collate_fn=collate).fit()
+
+
+def run_seeds(args: Any, data: Any, cache: CachedTextEncoder | None, run_one: Callable[..., dict[str, float]],
+              name: str) -> dict[str, dict[str, list[float]]]:
+    """``{method: {metric: [one value per seed]}}``: ``run_one(args, data, method, seed, cache, run_dir)``
+    for every seed × method of ``args``, each in a scratch run folder."""
+    per_seed: dict[str, dict[str, list[float]]] = {m: {} for m in args.methods}
+    with tempfile.TemporaryDirectory(prefix=f"{name}_") as tmp:
+        for seed in args.seeds:
+            for method in args.methods:
+                scores = run_one(args, data, method, seed, cache, Path(tmp) / f"{method}_{seed}")
+                for key, value in scores.items():
+                    per_seed[method].setdefault(key, []).append(value)
+                print(f"seed {seed} {method}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()), flush=True)
+    return per_seed

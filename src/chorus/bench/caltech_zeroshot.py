@@ -36,7 +36,6 @@ Chance: 5 % (unseen top-1), 25 % (top-5), 1.2 % (seen top-1).
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,7 +46,9 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from chorus.bench._clip_common import BatchAugment, TensorImages, fit, image_tower, lit_text_tower, preload_images
+from chorus.bench._clip_common import (
+    BatchAugment, TensorImages, fit, image_tower, lit_text_tower, preload_images, run_seeds,
+)
 from chorus.contrastive import CLIP_TEMPLATES, ContrastiveModel, build_zero_shot_classifier, zero_shot_accuracy
 from chorus.data import BPETokenizer, Collate, build_dataset
 from chorus.data.captions import CaptionedDataset, fill_template
@@ -282,14 +283,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prompts = [fill_template(t, c) for c in data["seen_names"] + data["unseen_names"]
                for t in dict.fromkeys(args.train_templates + args.eval_templates)]
     cache = lit_text_tower(prompts) if "lit" in args.methods else None
-    per_seed: dict[str, dict[str, list[float]]] = {m: {} for m in args.methods}
-    with tempfile.TemporaryDirectory(prefix="caltech_zeroshot_") as tmp:
-        for seed in args.seeds:
-            for method in args.methods:
-                scores = run_one(args, data, method, seed, cache, Path(tmp) / f"{method}_{seed}")
-                for key, value in scores.items():
-                    per_seed[method].setdefault(key, []).append(value)
-                print(f"seed {seed} {method}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()), flush=True)
+    per_seed = run_seeds(args, data, cache, run_one, "caltech_zeroshot")
     settings = {k: v for k, v in vars(args).items() if k not in ("out",)}
     results = {"benchmark": "caltech_zeroshot", "command": invocation(), "settings": settings,
                "seen_eval": "val (4/class)" if args.select else "heldout (6/class)", "methods": list(args.methods),

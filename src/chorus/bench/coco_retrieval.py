@@ -24,7 +24,6 @@ with 5 correct captions among 250) and the same image tower with a BPE
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from math import comb
 from pathlib import Path
@@ -33,7 +32,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from chorus.bench._clip_common import BatchAugment, TensorImages, fit, image_tower, lit_text_tower, preload_images
+from chorus.bench._clip_common import (
+    BatchAugment, TensorImages, fit, image_tower, lit_text_tower, preload_images, run_seeds,
+)
 from chorus.contrastive import ContrastiveModel, image_text_retrieval
 from chorus.data import BPETokenizer, Collate, build_dataset
 from chorus.encoders import build_encoder
@@ -165,14 +166,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data = load_coco(args.data_root, round(args.image_size * 1.25), args.captions_per_image)
     texts = [c for split in ("train", "test") for cs in data[split][1] for c in cs]
     cache = lit_text_tower(texts) if "lit" in args.methods else None
-    per_seed: dict[str, dict[str, list[float]]] = {m: {} for m in args.methods}
-    with tempfile.TemporaryDirectory(prefix="coco_retrieval_") as tmp:
-        for seed in args.seeds:
-            for method in args.methods:
-                scores = run_one(args, data, method, seed, cache, Path(tmp) / f"{method}_{seed}")
-                for key, value in scores.items():
-                    per_seed[method].setdefault(key, []).append(value)
-                print(f"seed {seed} {method}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()), flush=True)
+    per_seed = run_seeds(args, data, cache, run_one, "coco_retrieval")
     n_test = len(data["test"][1])
     results = {"benchmark": "coco_retrieval", "command": invocation(),
                "settings": {k: v for k, v in vars(args).items() if k != "out"}, "methods": list(args.methods),
