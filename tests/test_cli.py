@@ -50,6 +50,27 @@ def test_fsdd_audio_classifier_speaker_held_out(tmp_path, real_data_root):
     assert metrics["accuracy"] == pytest.approx(trained["eval/accuracy"], abs=1e-9)
 
 
+def test_coco_clip_trains_and_retrieves(tmp_path, real_data_root):
+    """`chorus train` on COCO captions evaluates by retrieval; `chorus eval` reproduces it exactly.
+
+    50 test images with 5 captions each: chance text→image R@10 is 10/50 = 20 %; one epoch of a
+    tiny CNN against the frozen MiniLM must beat it by a wide margin.
+    """
+    run = tmp_path / "coco"
+    result = chorus("train", "configs/coco_clip.yaml", "--run-dir", str(run), "--json", "train.epochs=2",
+                    "train.progress=false", "data.image_size=32", "model.encoders.image.name=cnn",
+                    "model.encoders.image.size=tiny", "model.encoders.image.options={}", data_root=real_data_root)
+    assert result.returncode == 0, result.stderr
+    trained = json.loads(result.stdout)
+    assert trained["eval/n"] == 50
+    assert trained["eval/text_to_image_R@10"] >= 0.30, trained
+    assert trained["eval/image_to_text_R@10"] >= trained["eval/image_to_text_R@1"]
+    evaluated = chorus("eval", str(run), "--json", data_root=real_data_root)
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads(evaluated.stdout)
+    assert metrics["text_to_image_R@10"] == pytest.approx(trained["eval/text_to_image_R@10"], abs=1e-9)
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from chorus.classifier import Classifier
 from chorus.config import load_config, save_config
 from chorus.contrastive import ContrastiveModel, SigmoidLoss, build_zero_shot_classifier, zero_shot_accuracy
+from chorus.contrastive.retrieval import dataset_retrieval
 from chorus.data import BPETokenizer, Collate, ImageTransform, LogMel, SampleTransform, WordPieceTokenizer, build_dataset
 from chorus.data.base import Sample
 from chorus.data.captions import CaptionedDataset
@@ -49,6 +50,7 @@ class DataConfig:
     train_split: str = "train"
     eval_split: str = "test"
     options: dict[str, Any] = field(default_factory=dict)
+    eval_options: dict[str, Any] = field(default_factory=dict)  # override ``options`` for the eval split
     on_error: Literal["raise", "skip"] = "raise"
     image_size: int = 32
     image_channels: int = 3
@@ -139,8 +141,9 @@ def build_datasets(cfg: ExperimentConfig, data_root: str | None = None) -> tuple
     root = data_root if data_root is not None else data.root
 
     def split(name: str, train: bool) -> Dataset:
+        options = data.options if train else data.options | data.eval_options
         return build_dataset(data.name, root=root, split=name, transform=SampleFeatures(data, train),
-                             on_error=data.on_error, **data.options)
+                             on_error=data.on_error, **options)
 
     train, evaluation = split(data.train_split, True), split(data.eval_split, False)
     classes = list(data.class_names or train.classes)
@@ -201,7 +204,8 @@ def build_model(cfg: ExperimentConfig, num_classes: int, tokenizer: SubwordToken
 
 def evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes: list[str],
              tokenizer: SubwordTokenizer | None, batch_size: int = 256) -> dict[str, float]:
-    """Accuracy (classify) or zero-shot top-1/top-5 from class-name prompts (contrastive) on ``dataset``."""
+    """Accuracy (classify); zero-shot top-1/top-5 from class-name prompts (contrastive, labelled data); or
+    Recall@1/5/10 both ways (contrastive on a dataset without classes, e.g. COCO captions)."""
     # The training precision: a run evaluated later (`chorus eval`) scores exactly as during training.
     device = next(model.parameters()).device
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
@@ -225,6 +229,9 @@ def _evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes
         return {}
     query = next(m for m in model.encoders if m != "text")
     context = cfg.data.context_length
+    if not classes:
+        scores = dataset_retrieval(model, dataset, lambda t: tokenizer(t, context), query, batch_size=batch_size)
+        return scores["metrics"] | {"n": scores["n"]}
     classifier = build_zero_shot_classifier(model, lambda t: tokenizer(t, context), classes,
                                             cfg.model.zero_shot_templates)
     scores = zero_shot_accuracy(model, loader, classifier, modality=query)

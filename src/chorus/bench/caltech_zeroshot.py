@@ -50,6 +50,7 @@ from chorus.bench._clip_common import (
     BatchAugment, TensorImages, fit, image_tower, lit_text_tower, preload_images, run_seeds,
 )
 from chorus.contrastive import CLIP_TEMPLATES, ContrastiveModel, build_zero_shot_classifier, zero_shot_accuracy
+from chorus.contrastive.unicl import LabelContrastiveModel
 from chorus.data import BPETokenizer, Collate, build_dataset
 from chorus.data.captions import CaptionedDataset, fill_template
 from chorus.encoders import build_encoder
@@ -176,9 +177,11 @@ def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: i
         context = 32
         text = build_encoder("text_transformer", "tiny", vocab_size=tokenizer.vocab_size, context_length=context)
         frozen = ()
-    model = ContrastiveModel({"image": tower, "text": text}, args.embed_dim, frozen=frozen)
+    model = ContrastiveModel({"image": tower, "text": text}, args.embed_dim, frozen=frozen,
+                             freeze_projection=args.freeze_text_projection and method == "lit")
+    trained = LabelContrastiveModel(model) if args.loss == "unicl" else model
     start = time.perf_counter()
-    fit(model, train_set, Collate(tokenizer, context), run_dir, epochs=args.epochs, batch_size=args.batch_size,
+    fit(trained, train_set, Collate(tokenizer, context), run_dir, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, seed=seed, bf16=not args.fp32)
     train_seconds = time.perf_counter() - start
     tokenize = lambda texts: tokenizer(texts, context)  # noqa: E731
@@ -218,9 +221,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--loss", choices=("clip", "unicl"), default="clip",
+                        help="clip: in-batch InfoNCE; unicl: same-class captions in the batch are positives too")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--embed-dim", type=int, default=256)
+    parser.add_argument("--freeze-text-projection", action="store_true",
+                        help="LiT only: keep the text projection at its random init, so the 81 seen class names "
+                             "cannot move away from the unseen ones in the shared space")
     parser.add_argument("--crop-min", type=float, default=0.35, help="smallest crop area of random resized crop")
     parser.add_argument("--jitter", type=float, default=0.3, help="colour jitter strength (0 = off)")
     parser.add_argument("--train-per-class", type=int, default=None,

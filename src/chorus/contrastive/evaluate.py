@@ -28,12 +28,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from chorus.contrastive.retrieval import retrieval_metrics
+from chorus.contrastive.retrieval import dataset_retrieval
 from chorus.contrastive.zeroshot import CLIP_TEMPLATES, DIGIT_TEMPLATES, build_zero_shot_classifier, zero_shot_accuracy
 from chorus.data import Collate, build_dataset
-from chorus.data.captions import fill_template
 from chorus.errors import ConfigError, DataError
-from chorus.eval.mode import evaluating
 from chorus.eval.report import markdown_table, write_json
 from chorus.experiment import SampleFeatures, load_run
 
@@ -141,37 +139,9 @@ def retrieve_run(
         raise DataError(f"dataset {dataset!r} split {used_split!r} is empty")
     if dataset != cfg.data.name:
         classes = list(getattr(data, "classes", []))
-    templates = _default_templates(cfg, dataset)
-    device = next(model.parameters()).device
-    image_emb: list[torch.Tensor] = []
-    text_rows: dict[str, int] = {}
-    image_to_texts: list[set[int]] = []
-    with evaluating(model):
-        for batch in DataLoader(data, batch_size=64, collate_fn=Collate()):
-            if query not in batch:
-                raise DataError(f"dataset {dataset!r} items lack {query!r}; keys: {sorted(batch)}")
-            if "captions" in batch:
-                captions = batch["captions"]
-            elif "text" in batch:
-                captions = [[t] for t in batch["text"]]
-            elif "label" in batch and classes:
-                captions = [[fill_template(t, classes[int(y)]) for t in templates] for y in batch["label"]]
-            else:
-                raise DataError(f"dataset {dataset!r} items have no 'captions', 'text' or class label to retrieve")
-            image_emb.append(model.encode(query, batch[query].to(device)).float())
-            image_to_texts += [{text_rows.setdefault(c, len(text_rows)) for c in cs} for cs in captions]
-        texts = list(text_rows)
-        context = cfg.data.context_length
-        text_emb = torch.cat([model.encode("text", *(t.to(device) for t in tokenizer(texts[s : s + 256], context))).float()
-                              for s in range(0, len(texts), 256)])
-    text_to_images: list[set[int]] = [set() for _ in texts]
-    for image, rows in enumerate(image_to_texts):
-        for row in rows:
-            text_to_images[row].add(image)
-    images = torch.cat(image_emb)
-    metrics = {f"image_to_text_{k}": v for k, v in retrieval_metrics(images, text_emb, image_to_texts).items()}
-    metrics |= {f"text_to_image_{k}": v for k, v in retrieval_metrics(text_emb, images, text_to_images).items()}
-    result = {"run_dir": str(run_dir), "dataset": dataset, "split": used_split, "n": images.shape[0],
-              "n_texts": len(texts), "metrics": metrics}
+    context = cfg.data.context_length
+    scores = dataset_retrieval(model, data, lambda texts: tokenizer(texts, context), query, classes,
+                               _default_templates(cfg, dataset))
+    result = {"run_dir": str(run_dir), "dataset": dataset, "split": used_split} | scores
     _write(out, "retrieval", result, "Image–text retrieval (Recall@K)")
     return result

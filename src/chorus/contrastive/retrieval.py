@@ -22,14 +22,19 @@ query)/Ng.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
+from chorus.data import Collate
+from chorus.data.captions import fill_template
 from chorus.errors import DataError
+from chorus.eval.mode import evaluating
 
-__all__ = ["retrieval_metrics", "image_text_retrieval"]
+__all__ = ["retrieval_metrics", "image_text_retrieval", "dataset_retrieval"]
 
 Positives = Tensor | Sequence[Iterable[int]]
 
@@ -133,3 +138,57 @@ def image_text_retrieval(
     i2t = retrieval_metrics(image_emb, text_emb, image_to_texts, ks, chunk_size)
     t2i = retrieval_metrics(text_emb, image_emb, text_to_image, ks, chunk_size)
     return {f"image_to_text_{k}": v for k, v in i2t.items()} | {f"text_to_image_{k}": v for k, v in t2i.items()}
+
+
+@torch.no_grad()
+def dataset_retrieval(
+    model: torch.nn.Module,
+    data: Dataset,
+    tokenize: Callable[[list[str]], tuple[Tensor, Tensor]],
+    query: str = "image",
+    classes: Sequence[str] = (),
+    templates: Sequence[str] = ("{}",),
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Embed a dataset's items and their texts with a contrastive ``model``; Recall@1/5/10 both ways.
+
+    Each item's texts are its ``"captions"`` (COCO ``mode="images"``), else its
+    ``"text"``, else its class name in ``templates`` (class-level retrieval).
+    Identical strings are one gallery text whose correct items are all items
+    carrying it, so every query may have several correct matches both ways.
+    Returns ``{"n", "n_texts", "metrics": {"image_to_text_R@k", "text_to_image_R@k"}}``
+    (``image`` stands for ``query``, the non-text modality).
+    """
+    device = next(model.parameters()).device
+    item_emb: list[Tensor] = []
+    text_rows: dict[str, int] = {}
+    item_to_texts: list[set[int]] = []
+    with evaluating(model):
+        for batch in DataLoader(data, batch_size=batch_size, collate_fn=Collate()):
+            if query not in batch:
+                raise DataError(f"dataset items lack {query!r}; keys: {sorted(batch)}")
+            if "captions" in batch:
+                captions = batch["captions"]
+            elif "text" in batch:
+                captions = [[t] for t in batch["text"]]
+            elif "label" in batch and classes:
+                captions = [[fill_template(t, classes[int(y)]) for t in templates] for y in batch["label"]]
+            else:
+                raise DataError("dataset items have no 'captions', 'text' or class label to retrieve")
+            mask = batch.get(f"{query}_mask")
+            item_emb.append(model.encode(query, batch[query].to(device),
+                                         None if mask is None else mask.to(device)).float())
+            item_to_texts += [{text_rows.setdefault(c, len(text_rows)) for c in cs} for cs in captions]
+        if not item_emb:
+            raise DataError("dataset_retrieval: the dataset is empty")
+        texts = list(text_rows)
+        text_emb = torch.cat([model.encode("text", *(t.to(device) for t in tokenize(texts[s : s + 256]))).float()
+                              for s in range(0, len(texts), 256)])
+    text_to_items: list[set[int]] = [set() for _ in texts]
+    for item, rows in enumerate(item_to_texts):
+        for row in rows:
+            text_to_items[row].add(item)
+    items = torch.cat(item_emb)
+    metrics = {f"image_to_text_{k}": v for k, v in retrieval_metrics(items, text_emb, item_to_texts).items()}
+    metrics |= {f"text_to_image_{k}": v for k, v in retrieval_metrics(text_emb, items, text_to_items).items()}
+    return {"n": items.shape[0], "n_texts": len(texts), "metrics": metrics}

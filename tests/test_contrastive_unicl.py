@@ -1,0 +1,92 @@
+"""UniCL label-aware contrastive loss: reduces to InfoNCE, matches a numpy reference, fixes false negatives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.special import logsumexp
+from torch import nn
+
+from chorus.contrastive import ContrastiveLoss, ContrastiveModel
+from chorus.contrastive.unicl import LabelContrastiveModel, unicl_loss
+from chorus.encoders.base import Encoded
+from chorus.errors import ConfigError, DataError
+
+
+def features(n: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(n, d, generator=g), dim=1), F.normalize(torch.randn(n, d, generator=g), dim=1)
+
+
+def numpy_unicl(a: np.ndarray, b: np.ndarray, labels: np.ndarray, scale: float) -> float:
+    """The paper's form: −mean_i 1/|P(i)| Σ_{j∈P(i)} log softmax, both directions."""
+    logits = scale * a @ b.T
+    same = labels[:, None] == labels[None, :]
+    rows = logits - logsumexp(logits, axis=1, keepdims=True)
+    cols = logits - logsumexp(logits, axis=0, keepdims=True)
+    row_loss = -(rows * same).sum(1) / same.sum(1)
+    col_loss = -(cols * same).sum(0) / same.sum(0)
+    return float((row_loss.mean() + col_loss.mean()) / 2)
+
+
+def test_distinct_labels_give_plain_infonce() -> None:
+    a, b = features(9, 6, seed=0)
+    scale = torch.tensor(1 / 0.07)
+    torch.testing.assert_close(unicl_loss(a, b, torch.arange(9), scale), ContrastiveLoss()(a, b, scale))
+
+
+@pytest.mark.parametrize("scale", [1.0, 14.3, 100.0])
+def test_repeated_labels_match_numpy(scale: float) -> None:
+    a, b = features(10, 5, seed=1)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 3, 3, 4, 1])
+    got = unicl_loss(a, b, labels, torch.tensor(scale))
+    assert got.item() == pytest.approx(numpy_unicl(a.double().numpy(), b.double().numpy(), labels.numpy(), scale),
+                                       rel=1e-5)
+
+
+def test_class_clustered_embeddings_are_stationary_only_for_unicl() -> None:
+    # Images 0 and 1 share a class and score equally high against both of their captions
+    # (b = I, so logits = scale · a). UniCL's target is exactly that softmax: zero gradient.
+    # InfoNCE treats caption 1 as a negative of image 0 and pushes the two apart.
+    labels = torch.tensor([0, 0, 1, 2])
+    b = torch.eye(4)
+    scale = torch.tensor(100.0)
+
+    def grad(loss_fn) -> torch.Tensor:
+        a = torch.tensor([[1.0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], requires_grad=True)
+        loss_fn(a).backward()
+        return a.grad
+
+    assert grad(lambda a: unicl_loss(a, b, labels, scale)).abs().max() < 1e-6
+    assert grad(lambda a: ContrastiveLoss()(a, b, scale)).abs().max() > 10.0  # scale · ½ / 4 rows ≈ 12.5
+
+
+class Linear(nn.Module):
+    def __init__(self, d_in: int, out_dim: int) -> None:
+        super().__init__()
+        self.out_dim, self.net = out_dim, nn.Linear(d_in, out_dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Encoded:
+        return Encoded(self.net(x))
+
+
+def test_wrapper_trains_the_wrapped_model_and_keeps_lit_freezing() -> None:
+    torch.manual_seed(0)
+    model = ContrastiveModel({"image": Linear(6, 8), "text": Linear(5, 8)}, embed_dim=8, frozen=("text",))
+    trained = LabelContrastiveModel(model).train()
+    assert not model.encoders["text"].training and model.encoders["image"].training
+    batch = {"image": torch.randn(12, 6), "text": torch.randn(12, 5), "label": torch.arange(12) % 4}
+    out = trained(batch)
+    with torch.no_grad():
+        a, b = model.encode("image", batch["image"]), model.encode("text", batch["text"])
+    torch.testing.assert_close(out["loss"], unicl_loss(a, b, batch["label"], model.current_logit_scale()))
+    assert 0.0 <= out["acc_image_text"].item() <= 1.0
+    out["loss"].backward()
+    assert model.encoders["image"].net.weight.grad.abs().sum() > 0
+    assert model.encoders["text"].net.weight.grad is None
+    with pytest.raises(DataError, match="label"):
+        trained({"image": batch["image"], "text": batch["text"]})
+    with pytest.raises(ConfigError, match="pair"):
+        LabelContrastiveModel(model, pair=("image", "audio"))
