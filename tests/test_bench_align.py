@@ -21,6 +21,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from chorus.bench import load_benchmark
 from chorus.eval.report import invocation
@@ -48,6 +49,32 @@ def test_nearest_word_gives_pauses_to_the_closer_word() -> None:
     words = align_bench.nearest_word(position, np.array([[1.0, 3.0], [7.0, 8.0]]))
     # Frame 5 is 2 from the end of word 0 (3) and 2 from the start of word 1 (7): ties go to the earlier word.
     assert words.tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 1]
+
+
+def test_attention_targets_keep_digit_nine_apart_from_none() -> None:
+    items = [{"audio": torch.zeros(40, 30), "frame_labels": torch.zeros(30, dtype=torch.long),
+              "digits": torch.tensor(digits)} for digits in ([9, 0, 9], [4])]
+    batch = align_bench.attention_collate(items)
+    assert batch["targets"].tolist() == [[9, 0, 9], [4, 0, 0]]
+    assert batch["target_mask"].tolist() == [[True, True, True], [True, False, False]]
+    # The recogniser's "none" class is num_labels = 10, which no digit may take.
+    assert int(batch["targets"].max()) < 10
+
+
+def test_pause_padded_clip_marks_exactly_the_trimmed_speech() -> None:
+    strings = argparse.Namespace(top_db=40.0, pause_s=(0.05, 0.4), noise_floor=1e-4)
+    rng = np.random.default_rng(0)
+    wave = torch.zeros(4000)
+    wave[1000:3000] = 0.5 * torch.sin(torch.arange(2000) * 0.3)  # 250 ms tone inside 500 ms of silence
+    logmel = align_bench.LogMel(sample_rate=8000, n_fft=256, hop_length=80, n_mels=40)
+    clip = align_bench.pause_padded_clip(wave, logmel, strings, rng)
+    speech = clip["speech_mask"]
+    assert clip["audio"].shape == (40, len(speech))
+    # The trim keeps ~2000 samples of tone (25 frames of 10 ms, ±1 window at each edge); pauses are 50-400 ms each.
+    assert 23 <= int(speech.sum()) <= 30
+    frames = np.flatnonzero(speech.numpy())
+    assert frames.max() - frames.min() + 1 == len(frames)  # one contiguous span
+    assert frames.min() >= 5 and len(speech) - 1 - frames.max() >= 5
 
 
 @pytest.fixture(scope="module")

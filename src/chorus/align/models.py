@@ -11,12 +11,13 @@ a Chorus batch dict and returns ``{"loss", ...}`` so the one Trainer trains them
   Baseline: splitting the utterance uniformly among its words.
 - :class:`FrameImageEmbedding` — a shared audio-frame / image space learnt
   contrastively (CLIP's InfoNCE, Radford et al. 2021) from isolated
-  clip–image pairs: the clip's embedding is the mean of its frame embeddings,
-  so every frame is pulled toward the image of the digit it belongs to, in the
-  spirit of DAVEnet's matchmaps (Harwath et al. 2018, "Jointly Discovering
-  Visual Objects and Spoken Words from Raw Sensory Input", ECCV). No boundary
-  is ever seen; DTW over the frame–image cosine cost then aligns a video of
-  digits to speech. Baseline: the diagonal (proportional-time) alignment.
+  clip–image pairs: a clip's score for an image is the mean of its speech
+  frames' cosines with it, so every frame is pulled toward the image of the
+  digit it belongs to, as in DAVEnet's matchmaps (Harwath et al. 2018,
+  "Jointly Discovering Visual Objects and Spoken Words from Raw Sensory
+  Input", ECCV). No boundary is ever seen; DTW over the frame–image cost then
+  aligns a video of digits to speech. Baseline: the diagonal
+  (proportional-time) alignment.
 - :class:`AttentionRecognizer` — recognises the digit string with one learnt
   query per output position cross-attending (Bahdanau et al. 2015) to
   contextualised frame states; the attention weights are an implicit
@@ -33,7 +34,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chorus.align.attention import CrossAttention
-from chorus.contrastive.loss import ContrastiveLoss
 from chorus.encoders.masking import masked_mean
 from chorus.errors import ConfigError, DataError
 
@@ -84,8 +84,15 @@ class FrameImageEmbedding(nn.Module):
     """Shared space for audio frames and images, learnt from (clip, image) pairs by symmetric InfoNCE.
 
     ``forward`` reads ``batch["audio"]`` [B, n_mels, T], ``batch["audio_mask"]``,
-    ``batch["image"]`` [B, C, H, W]. :meth:`audio_frames` and :meth:`images`
-    give L2-normalised embeddings for alignment.
+    ``batch["image"]`` [B, C, H, W] and optionally ``batch["speech_mask"]``
+    [B, T'] (frames that carry speech, e.g. from an energy trim; default: all
+    real frames). The clip–image logit is the scaled mean over speech frames of
+    the frame–image cosines (DAVEnet's "SISA" pooling) rather than the cosine
+    of a mean-pooled clip embedding: with a pooled embedding only the *mean*
+    must point at the image, and single frames — what alignment uses — stay
+    weak (one seed, 600 steps: 35 % vs 38 % of held-out speakers' speech
+    frames nearest to the right digit's image). :meth:`audio_frames` and :meth:`images` give
+    L2-normalised embeddings for alignment.
     """
 
     def __init__(self, audio_encoder: nn.Module, image_encoder: nn.Module, dim: int = 64,
@@ -95,7 +102,6 @@ class FrameImageEmbedding(nn.Module):
         self.audio_proj = nn.Linear(audio_encoder.out_dim, dim)
         self.image_proj = nn.Linear(image_encoder.out_dim, dim)
         self.logit_scale = nn.Parameter(torch.tensor(1.0 / init_temperature).log())
-        self.loss_fn = ContrastiveLoss(gather=False)
 
     def audio_frames(self, audio: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(unit-norm frame embeddings [B, T', dim], frame_mask [B, T'])``."""
@@ -108,11 +114,19 @@ class FrameImageEmbedding(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         frames, frame_mask = self.audio_frames(batch["audio"], batch.get("audio_mask"))
-        clip = F.normalize(masked_mean(frames, frame_mask), dim=-1)
+        speech = batch.get("speech_mask")
+        if speech is not None:
+            if speech.shape != frame_mask.shape:
+                raise DataError(f"speech_mask {tuple(speech.shape)} must match the encoder frames {tuple(frame_mask.shape)}")
+            frame_mask = frame_mask & speech
         image = self.images(batch["image"])
         scale = self.logit_scale.exp().clamp(max=100.0)
-        loss = self.loss_fn(clip, image, scale)
-        accuracy = ((clip @ image.T).argmax(dim=1) == torch.arange(len(clip), device=clip.device)).float().mean()
+        cosines = torch.einsum("btd,cd->btc", frames, image)  # [B audio, T', B images]
+        similarity = masked_mean(cosines, frame_mask)  # [B, B]: mean over each clip's speech frames
+        logits = scale * similarity
+        target = torch.arange(len(image), device=logits.device)
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        accuracy = (similarity.argmax(dim=1) == target).float().mean()
         return {"loss": loss, "retrieval_acc": accuracy.detach(), "temperature": (1.0 / scale).detach()}
 
 
