@@ -1,23 +1,28 @@
-"""Image → speech: regress the log-mel spectrogram of the spoken digit from a shared-space embedding.
+"""Image → speech: regress the log-mel spectrogram of the spoken digit, and its duration, from a shared embedding.
 
 What: an MLP maps the condition ``c`` (the shared embedding of an MNIST image)
-to a fixed-size log-mel [n_mels, frames]; it is trained with an L1 loss
-against the recordings paired with images of the same digit (train speakers
-only), and its output is turned into a waveform with
+to a *time-normalised* log-mel [n_mels, frames] — every recording resampled to
+the same number of frames — plus the recording's log-duration. Both are
+regressed (L1 on the spectrogram, squared error on log-duration) against the
+recordings paired with images of the same digit (train speakers only). To
+generate, the spectrogram is stretched back to the predicted duration
+(:meth:`MelDecoder.generate`) and turned into a waveform with
 :func:`~chorus.translate.griffinlim.log_mel_to_audio`.
 
-Why it works: given only the digit identity carried by ``c``, the L1-optimal
-prediction is the per-frequency, per-frame *median* spectrogram of that
-digit's recordings — a clean, speaker-averaged template whose formant
-trajectory is what identifies the word, and which median (unlike mean)
-regression keeps sharp where takes agree. Recordings are left-aligned
-(FSDD clips are trimmed to the word), so frames line up across takes. This
-is the conditional spectrogram-regression half of text-to-speech systems
-such as Tacotron (Wang et al., Interspeech 2017: frames regressed with an L1
-loss and inverted with Griffin-Lim) reduced to a one-word vocabulary.
+Why time-normalised: given only the digit identity carried by ``c``, the
+L1-optimal prediction is the per-bin *median* over that digit's recordings.
+Speakers say a word at different speeds, so medians of left-aligned frames
+smear each formant trajectory over the others and padding frames drag the
+tail to silence; measured on FSDD, median left-aligned 80-frame templates
+were recognised by the audio judge as the right digit for 6 of 10 digits,
+time-normalised templates stretched to the median duration for 10 of 10. Predicting the duration separately
+is the same split of "what" and "how long" that parametric speech synthesis
+makes (duration models in HMM/DNN TTS; FastSpeech, Ren et al. 2019) — here
+reduced to one word per utterance. Spectrogram regression with an L1 loss
+inverted by Griffin-Lim is Tacotron's recipe (Wang et al., Interspeech 2017).
 
 Baseline: the decoder fed a shuffled condition (judge agreement at chance,
-10 %); the ceiling is the judge's accuracy on real held-out recordings.
+10 %); the ceiling is the judge's accuracy on real recordings.
 """
 
 from __future__ import annotations
@@ -28,29 +33,70 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MelDecoder", "fit_frames"]
+from chorus.errors import DataError
+
+__all__ = ["MelDecoder", "time_normalise"]
 
 
-def fit_frames(mels: Sequence[Tensor], frames: int, silence: float) -> Tensor:
-    """Left-align log-mels [n_mels, T]: crop to ``frames`` or pad with the ``silence`` level → [N, n_mels, frames]."""
-    out = torch.full((len(mels), mels[0].shape[0], frames), silence)
-    for i, m in enumerate(mels):
-        n = min(frames, m.shape[-1])
-        out[i, :, :n] = m[:, :n]
-    return out
+def _resample(mel: Tensor, frames: int) -> Tensor:
+    """Linear interpolation of a log-mel [n_mels, T] along time to ``frames`` frames."""
+    return F.interpolate(mel[None].float(), size=frames, mode="linear", align_corners=True)[0]
+
+
+def time_normalise(mels: Sequence[Tensor], frames: int) -> tuple[Tensor, Tensor]:
+    """Log-mels [n_mels, T_i] → (resampled to ``frames`` [N, n_mels, frames], log of each T_i [N])."""
+    if not mels or any(m.ndim != 2 or m.shape[-1] < 2 for m in mels):
+        raise DataError("time_normalise needs log-mels [n_mels, T] with T >= 2")
+    lengths = torch.tensor([float(m.shape[-1]) for m in mels])
+    return torch.stack([_resample(m, frames) for m in mels]), lengths.log()
 
 
 class MelDecoder(nn.Module):
-    """``cond`` [B, cond_dim] → log-mel [B, n_mels, frames]; ``forward(batch)`` → ``{"loss"}`` (L1 to ``target``)."""
+    """``cond`` [B, cond_dim] → time-normalised log-mel [B, n_mels, frames] and log-duration [B].
 
-    def __init__(self, cond_dim: int, n_mels: int = 40, frames: int = 80, hidden: int = 512) -> None:
+    The network predicts the *deviation* from a fixed template — by default
+    the per-bin median spectrogram and median log-duration of the training
+    targets (:meth:`from_targets`) — so training starts at the
+    condition-independent L1 optimum and only has to learn what the digit
+    changes. Without it, an L1-trained MLP spends most of its steps moving its
+    outputs from 0 to log-mel levels around −9 (measured: 300 steps left it
+    ~1 nat per bin from the digit medians, and the judge heard one digit for all ten).
+
+    ``forward(batch)`` reads ``"cond"``, ``"target"`` (time-normalised) and
+    ``"log_frames"`` and returns ``{"loss", "mel_l1", "duration_mse"}``.
+    """
+
+    def __init__(self, cond_dim: int, n_mels: int = 40, frames: int = 48, hidden: int = 512,
+                 template: Tensor | None = None, log_frames: float = 0.0) -> None:
         super().__init__()
         self.n_mels, self.frames = n_mels, frames
         self.net = nn.Sequential(nn.Linear(cond_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, n_mels * frames))
+                                 nn.Linear(hidden, n_mels * frames + 1))
+        offset = torch.zeros(n_mels * frames + 1)
+        if template is not None:
+            offset[:-1] = template.reshape(-1)
+        offset[-1] = log_frames
+        self.register_buffer("offset", offset)
 
-    def generate(self, cond: Tensor) -> Tensor:
-        return self.net(cond).float().view(len(cond), self.n_mels, self.frames)
+    @classmethod
+    def from_targets(cls, cond_dim: int, targets: Tensor, log_frames: Tensor, hidden: int = 512) -> MelDecoder:
+        """A decoder whose template is the median of ``targets`` [N, n_mels, frames] and of ``log_frames`` [N]."""
+        return cls(cond_dim, targets.shape[1], targets.shape[2], hidden, targets.median(0).values,
+                   float(log_frames.median()))
+
+    def predict(self, cond: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.net(cond).float() + self.offset
+        return out[:, :-1].view(len(cond), self.n_mels, self.frames), out[:, -1]
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {"loss": F.l1_loss(self.generate(batch["cond"]), batch["target"].float())}
+        mel, log_frames = self.predict(batch["cond"])
+        mel_l1 = F.l1_loss(mel, batch["target"].float())
+        duration_mse = F.mse_loss(log_frames, batch["log_frames"].float())
+        return {"loss": mel_l1 + duration_mse, "mel_l1": mel_l1.detach(), "duration_mse": duration_mse.detach()}
+
+    @torch.no_grad()
+    def generate(self, cond: Tensor) -> list[Tensor]:
+        """One log-mel [n_mels, T_i] per condition row, stretched to its predicted duration (≥ 2 frames)."""
+        mel, log_frames = self.predict(cond)
+        lengths = log_frames.exp().round().clamp_min(2).long().tolist()
+        return [_resample(m, n) for m, n in zip(mel, lengths)]
