@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import Dataset
 
 from chorus.data import FSDD, LogMel
 from chorus.errors import DataError
 from chorus.train import TrainConfig, Trainer
-from chorus.translate.mel_decoder import MelDecoder, time_normalise
+from chorus.translate.mel_decoder import MelDecoder, SpeechTargets, time_normalise
 
 
 @pytest.fixture(scope="module")
@@ -40,29 +39,18 @@ def test_time_normalise_rejects_bad_input():
         time_normalise([], 48)
 
 
-class _Rows(Dataset):
-    def __init__(self, targets: torch.Tensor, log_frames: torch.Tensor, cond: torch.Tensor) -> None:
-        self.targets, self.log_frames, self.cond = targets, log_frames, cond
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"target": self.targets[i], "log_frames": self.log_frames[i], "cond": self.cond[i]}
-
-
 def test_decoder_learns_each_digits_template(mels, tmp_path):
     """Conditioned on a one-hot digit, the output is nearest to that digit's median spectrogram (≥ 8 of 10),
     and its predicted duration is within 20 % of that digit's median duration; a decoder that ignored the
     condition would match one digit in ten."""
     clips, labels = mels
-    targets, log_frames = time_normalise(clips, 48)
-    cond = torch.nn.functional.one_hot(labels, 10).float()
+    data = SpeechTargets(clips, torch.nn.functional.one_hot(labels, 10).float(), frames=48)
+    targets, log_frames = data.targets, data.log_frames
     torch.manual_seed(0)
-    decoder = MelDecoder.from_targets(10, targets, log_frames, hidden=128)
+    decoder = MelDecoder.from_targets(data, hidden=128)
     cfg = TrainConfig(max_steps=150, batch_size=64, lr=2e-3, warmup_steps=10, seed=0, progress=False,
                       tensorboard=False, log_every=150)
-    Trainer(decoder, _Rows(targets, log_frames, cond), cfg, tmp_path).fit()
+    Trainer(decoder, data, cfg, tmp_path).fit()
     decoder.eval()
     with torch.no_grad():
         mel, predicted_log_frames = decoder.predict(torch.eye(10))

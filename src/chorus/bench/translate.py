@@ -44,7 +44,7 @@ from chorus.translate.cvae import ConditionalVAE  # noqa: E402
 from chorus.translate.digits import DigitData, load_digit_data  # noqa: E402
 from chorus.translate.griffinlim import log_mel_to_audio  # noqa: E402
 from chorus.translate.judges import diversity, judge_predictions, train_judge  # noqa: E402
-from chorus.translate.mel_decoder import MelDecoder, time_normalise  # noqa: E402
+from chorus.translate.mel_decoder import MelDecoder, SpeechTargets  # noqa: E402
 from chorus.translate.retrieval import chance_recall, class_retrieval  # noqa: E402
 from chorus.translate.space import SharedSpace, bind_audio, train_space  # noqa: E402
 
@@ -168,10 +168,9 @@ def image_to_speech(space: SharedSpace, data: DigitData, judge, budget: dict[str
                     out: Path | None) -> dict[str, float]:
     train_pairs = data.pairs_train[data.repetition_of_clip[data.pairs_train[:, 0]] % 2 == 1]
     cond = space.embed_images(data.pixels[train_pairs[:, 1]])
-    targets, log_frames = time_normalise([data.mels[c] for c in train_pairs[:, 0].tolist()], MEL_FRAMES)
-    rows = _PairRows(targets, log_frames, cond)
+    rows = SpeechTargets([data.mels[c] for c in train_pairs[:, 0].tolist()], cond, MEL_FRAMES)
     seed_everything(seed)
-    decoder = MelDecoder.from_targets(cond.shape[1], targets, log_frames)
+    decoder = MelDecoder.from_targets(rows)
     cfg = TrainConfig(max_steps=budget["mel_steps"], batch_size=64, lr=1e-3, warmup_steps=20, seed=seed,
                       progress=False, tensorboard=False, log_every=budget["mel_steps"])
     Trainer(decoder, rows, cfg, run_dir).fit()
@@ -191,17 +190,6 @@ def image_to_speech(space: SharedSpace, data: DigitData, judge, budget: dict[str
             if out is not None and not name:
                 _save_speech(out, mels, waves, y, data)
     return results
-
-
-class _PairRows(torch.utils.data.Dataset):
-    def __init__(self, targets: torch.Tensor, log_frames: torch.Tensor, cond: torch.Tensor) -> None:
-        self.targets, self.log_frames, self.cond = targets, log_frames, cond
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"target": self.targets[i], "log_frames": self.log_frames[i], "cond": self.cond[i]}
 
 
 def _save_speech(out: Path, mel: list[torch.Tensor], waves: list[torch.Tensor], y: torch.Tensor, data: DigitData) -> None:

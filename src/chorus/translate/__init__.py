@@ -16,13 +16,13 @@ from chorus.translate.cvae import ConditionalVAE
 from chorus.translate.digits import DigitData, load_digit_data
 from chorus.translate.griffinlim import griffin_lim, log_mel_to_audio, mel_to_linear, spectral_convergence
 from chorus.translate.judges import diversity, judge_predictions, train_judge
-from chorus.translate.mel_decoder import MelDecoder, time_normalise
+from chorus.translate.mel_decoder import MelDecoder, SpeechTargets, time_normalise
 from chorus.translate.retrieval import chance_recall, class_retrieval
 from chorus.translate.space import SharedSpace, bind_audio, train_space
 
 __all__ = [
     "ConditionalVAE", "ConditionedTargets", "DigitData", "Generator", "MelDecoder", "ProjectionDiscriminator",
-    "SharedSpace", "bind_audio", "chance_recall", "class_retrieval", "diversity", "griffin_lim",
+    "SharedSpace", "SpeechTargets", "bind_audio", "chance_recall", "class_retrieval", "diversity", "griffin_lim",
     "judge_predictions", "load_digit_data", "log_mel_to_audio", "mel_to_linear", "spectral_convergence", "time_normalise",
     "train_cgan", "train_judge", "train_space",
 ]

@@ -32,10 +32,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from chorus.errors import DataError
 
-__all__ = ["MelDecoder", "time_normalise"]
+__all__ = ["MelDecoder", "SpeechTargets", "time_normalise"]
 
 
 def _resample(mel: Tensor, frames: int) -> Tensor:
@@ -49,6 +50,26 @@ def time_normalise(mels: Sequence[Tensor], frames: int) -> tuple[Tensor, Tensor]
         raise DataError("time_normalise needs log-mels [n_mels, T] with T >= 2")
     lengths = torch.tensor([float(m.shape[-1]) for m in mels])
     return torch.stack([_resample(m, frames) for m in mels]), lengths.log()
+
+
+class SpeechTargets(Dataset):
+    """Training items ``{"target", "log_frames", "cond"}``: recordings' time-normalised log-mels with conditions.
+
+    ``mels`` are log-mels [n_mels, T_i]; ``cond`` [N, D] the condition of each
+    (e.g. the shared embedding of the image paired with the recording).
+    """
+
+    def __init__(self, mels: Sequence[Tensor], cond: Tensor, frames: int = 48) -> None:
+        if len(mels) != len(cond):
+            raise DataError(f"SpeechTargets: {len(mels)} recordings but {len(cond)} conditions")
+        self.targets, self.log_frames = time_normalise(mels, frames)
+        self.cond = cond
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"target": self.targets[i], "log_frames": self.log_frames[i], "cond": self.cond[i]}
 
 
 class MelDecoder(nn.Module):
@@ -79,10 +100,10 @@ class MelDecoder(nn.Module):
         self.register_buffer("offset", offset)
 
     @classmethod
-    def from_targets(cls, cond_dim: int, targets: Tensor, log_frames: Tensor, hidden: int = 512) -> MelDecoder:
-        """A decoder whose template is the median of ``targets`` [N, n_mels, frames] and of ``log_frames`` [N]."""
-        return cls(cond_dim, targets.shape[1], targets.shape[2], hidden, targets.median(0).values,
-                   float(log_frames.median()))
+    def from_targets(cls, data: SpeechTargets, hidden: int = 512) -> MelDecoder:
+        """A decoder for ``data`` whose template is the median of its spectrograms and log-durations."""
+        return cls(data.cond.shape[1], data.targets.shape[1], data.targets.shape[2], hidden,
+                   data.targets.median(0).values, float(data.log_frames.median()))
 
     def predict(self, cond: Tensor) -> tuple[Tensor, Tensor]:
         out = self.net(cond).float() + self.offset
