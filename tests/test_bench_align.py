@@ -8,7 +8,10 @@ training are checked against their baselines with margins:
   boundary error by ≥ 30 % (uniform is ~160 ms on these utterances; pauses of
   50–400 ms make the equal split drift);
 - MFCC DTW between two speakers must beat the diagonal mapping by ≥ 30 % and
-  put more speech frames on the right word.
+  put more speech frames on the right word;
+- the segmental audio ↔ video alignment with its embedding-free position cost
+  must beat the diagonal by ≥ 10 points (the units come from energy and frame
+  differencing, which need no training).
 
 Independent checks of the scoring helpers use hand-made paths whose answer is
 known (the identity path scores 0 ms and 100 %).
@@ -92,7 +95,7 @@ def results(real_data_root, tmp_path_factory) -> dict:
 def test_writes_every_report(results) -> None:
     out = results["out"]
     for name in ("results.json", "results.md", "method_card.md", "forced_alignment.png", "speaker_dtw.png",
-                 "av_dtw.png", "attention.png"):
+                 "av_dtw.png", "av_segments.png", "attention.png"):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "results.json").read_text())
     assert saved["command"] == invocation()  # the command line that produced the results
@@ -116,3 +119,11 @@ def test_attention_chance_is_a_share(results) -> None:
     # Words take well under half of an utterance's frames (pauses of 50-400 ms surround each).
     assert 0.0 < summary["chance"] < 0.5
     assert 0.0 <= summary["peak_hit"] <= 1.0 and 0.0 <= summary["uniform_peak_hit"] <= 1.0
+
+
+def test_segmental_av_alignment_beats_the_diagonal(results) -> None:
+    av = results["av"]
+    assert av["segmental_position"]["frame_acc"] > av["diagonal"]["frame_acc"] + 0.10, av
+    assert 0.0 <= av["contrastive_dtw"][0]["segmental_frame_acc"] <= 1.0
+    # Slides are identical frames, so differencing finds exactly one shot per digit.
+    assert av["segments"]["shot_count_match"] == 1.0
