@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from chorus.bench import load_benchmark
@@ -35,10 +36,20 @@ def test_caltech_zeroshot_quick(tmp_path: Path, real_data_root: Path) -> None:
     # the unseen numbers are only checked to be valid accuracies.
     assert lit["seen_top1"][0] > 3 / 81
     assert 0.0 <= lit["unseen_top1"][0] <= lit["unseen_top5"][0] <= 1.0
+    # Every unseen class has 30 images, so the per-class accuracies average to the overall top-1.
+    per_class = [mean for key, (mean, _) in lit.items() if key.startswith("unseen_top1/")]
+    assert len(per_class) == 20 and np.mean(per_class) == pytest.approx(lit["unseen_top1"][0])
     for name in REPORTS + ("caltech_zeroshot.png",):
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["per_seed"]) == {"lit"} and saved["environment"]["torch"]
+
+
+def test_caltech_select_never_scores_unseen_classes(tmp_path: Path, real_data_root: Path) -> None:
+    results = _run("caltech_zeroshot", tmp_path, real_data_root, "--methods", "lit", "--select", "--epochs", "1")
+    lit = results["summary"]["lit"]
+    assert np.isnan(lit["unseen_top1"][0]) and not any(k.startswith("unseen_top1/") for k in lit)
+    assert results["seen_eval"] == "val (4/class)" and 0.0 <= lit["seen_top1"][0] <= 1.0
 
 
 def test_coco_retrieval_quick(tmp_path: Path, real_data_root: Path) -> None:

@@ -90,3 +90,28 @@ def test_wrapper_trains_the_wrapped_model_and_keeps_lit_freezing() -> None:
         trained({"image": batch["image"], "text": batch["text"]})
     with pytest.raises(ConfigError, match="pair"):
         LabelContrastiveModel(model, pair=("image", "audio"))
+
+
+def test_class_prompt_mode_is_cross_entropy_against_one_random_prompt_per_class() -> None:
+    torch.manual_seed(1)
+    model = ContrastiveModel({"image": Linear(6, 8), "text": Linear(5, 8)}, embed_dim=8, frozen=("text",))
+    prompts = torch.randn(3 * 2, 5)  # 3 classes × 2 prompts, class-major
+    trained = LabelContrastiveModel(model, class_prompts=(prompts, torch.ones(6, 1, dtype=torch.bool)),
+                                    prompts_per_class=2).eval()
+    batch = {"image": torch.randn(7, 6), "text": torch.randn(7, 5), "label": torch.tensor([0, 1, 2, 2, 1, 0, 0])}
+    torch.manual_seed(5)
+    out = trained(batch)
+    torch.manual_seed(5)
+    rows = torch.arange(3) * 2 + torch.randint(2, (3,))  # the draw the step made
+    with torch.no_grad():
+        logits = model.current_logit_scale() * model.encode("image", batch["image"]) @ model.encode(
+            "text", prompts[rows]).T
+    torch.testing.assert_close(out["loss"], F.cross_entropy(logits, batch["label"]))
+    assert out["acc_image_text"].item() == pytest.approx((logits.argmax(1) == batch["label"]).float().mean().item())
+    # Another draw, another classifier: the loss changes between steps on one batch.
+    losses = {round(trained(batch)["loss"].item(), 5) for _ in range(20)}
+    assert len(losses) > 1
+    out["loss"].backward()  # the text projection learns through the class embeddings
+    assert model.projections["text"].weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="multiple"):
+        LabelContrastiveModel(model, class_prompts=(prompts, torch.ones(6, 1)), prompts_per_class=4)
