@@ -57,7 +57,7 @@ def test_coco_clip_trains_and_retrieves(tmp_path, real_data_root):
     tiny CNN against the frozen MiniLM must beat it by a wide margin.
     """
     run = tmp_path / "coco"
-    result = chorus("train", "configs/coco_clip.yaml", "--run-dir", str(run), "--json", "train.epochs=2",
+    result = chorus("train", "coco_clip", "--run-dir", str(run), "--json", "train.epochs=2",  # a shipped config by name
                     "train.progress=false", "data.image_size=32", "model.encoders.image.name=cnn",
                     "model.encoders.image.size=tiny", "model.encoders.image.options={}", data_root=real_data_root)
     assert result.returncode == 0, result.stderr

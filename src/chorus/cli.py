@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from chorus.errors import ChorusError
@@ -41,9 +42,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from chorus.config import CONFIG_DIR
     from chorus.experiment import load_experiment, train_experiment
 
-    cfg = load_experiment(args.config, args.overrides)
+    shipped = CONFIG_DIR / f"{args.config}.yaml"
+    path = shipped if not Path(args.config).exists() and shipped.is_file() else args.config
+    cfg = load_experiment(path, args.overrides)
     run_dir = args.run_dir or f"runs/{cfg.name}"
     from chorus.train import distributed
 
@@ -137,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train an experiment from a YAML config")
-    p.add_argument("config", help="experiment YAML (see configs/)")
+    p.add_argument("config", help="experiment YAML, or the name of a shipped one (e.g. coco_clip; see configs/)")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4")
     p.add_argument("--run-dir", default=None, help="output folder (default: runs/<name>)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")

@@ -34,7 +34,11 @@ from chorus.errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["load_config", "to_dict", "save_config", "require_path", "parse_overrides"]
+__all__ = ["CONFIG_DIR", "load_config", "to_dict", "save_config", "require_path", "parse_overrides"]
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+"""The experiment and benchmark YAMLs shipped inside the package (the repository's ``configs/`` links here),
+so benchmarks find their fixed splits and levels in a pip-installed Chorus too."""
 
 
 class _Loader(yaml.SafeLoader):

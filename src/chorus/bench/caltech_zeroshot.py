@@ -59,6 +59,7 @@ from torch import Tensor, nn
 from chorus.bench._clip_common import (
     BatchAugment, TensorImages, fit, image_tower, lit_text_tower, preload_images, run_seeds,
 )
+from chorus.config import CONFIG_DIR
 from chorus.contrastive import CLIP_TEMPLATES, ContrastiveModel, build_zero_shot_classifier, zero_shot_predict
 from chorus.contrastive.unicl import LabelContrastiveModel
 from chorus.data import BPETokenizer, Collate, build_dataset
@@ -72,7 +73,7 @@ from chorus.eval.report import (
 )
 from chorus.train import seed_everything
 
-SPLIT_FILE = Path(__file__).resolve().parents[3] / "configs" / "caltech_split.yaml"
+SPLIT_FILE = CONFIG_DIR / "caltech_split.yaml"
 
 TRAIN_TEMPLATES: tuple[str, ...] = (
     "a photo of a {}.",

@@ -38,6 +38,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from chorus.classifier import Classifier  # noqa: E402
+from chorus.config import CONFIG_DIR  # noqa: E402
 from chorus.colearn import (  # noqa: E402
     N_MELS,
     CoTrainer,
@@ -62,7 +63,7 @@ from chorus.eval.report import (  # noqa: E402
 from chorus.experiment import load_experiment, load_run, train_experiment  # noqa: E402
 from chorus.train import Trainer, TrainConfig, seed_everything  # noqa: E402
 
-CLIP_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "mnist_clip.yaml"
+CLIP_CONFIG = CONFIG_DIR / "mnist_clip.yaml"
 METHODS = ("pivot", "distill", "cotrain")
 
 

@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
+from chorus.config import CONFIG_DIR  # noqa: E402
 from chorus.eval.report import (  # noqa: E402
     environment, fmt_mean_std, invocation, markdown_table, mean_std, MethodCard, write_json,
 )
@@ -48,7 +49,7 @@ from chorus.translate.mel_decoder import MelDecoder, SpeechTargets  # noqa: E402
 from chorus.translate.retrieval import chance_recall, class_retrieval  # noqa: E402
 from chorus.translate.space import SharedSpace, bind_audio, train_space  # noqa: E402
 
-CONFIG = Path(__file__).resolve().parents[3] / "configs" / "mnist_clip.yaml"
+CONFIG = CONFIG_DIR / "mnist_clip.yaml"
 KS = (1, 5, 10)
 MEL_FRAMES = 48  # time-normalised spectrogram length of the mel decoder (FSDD words: 15-229 frames, mean 44)
 FULL = {"space_steps": 1000, "bind_steps": 200, "judge_steps": 600, "cvae_steps": 1500, "gan_steps": 2000,

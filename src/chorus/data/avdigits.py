@@ -48,7 +48,6 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -56,7 +55,7 @@ import torch
 from sklearn.decomposition import PCA
 from torch import Tensor
 
-from chorus.config import load_config
+from chorus.config import CONFIG_DIR, load_config
 from chorus.data.audio import LogMel
 from chorus.data.base import ChorusDataset, OnError, Sample, check_choice
 from chorus.data.fsdd import FSDD
@@ -65,7 +64,7 @@ from chorus.data.registry import DATASETS
 from chorus.data.root import data_root
 from chorus.errors import ConfigError, DataError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "avdigits.yaml"
+DEFAULT_CONFIG = CONFIG_DIR / "avdigits.yaml"
 SPLIT_CODES = {"train": 0, "test": 1}
 CLASSES = [str(d) for d in range(10)]
 NoiseKind = Literal["white", "pink"]
