@@ -27,7 +27,7 @@ chance.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +35,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from chorus.contrastive import ContrastiveModel
-from chorus.data import BPETokenizer, Collate
+from chorus.contrastive.text_cache import CachedTextEncoder
+from chorus.data import BPETokenizer, Collate, WordPieceTokenizer
 from chorus.data.captions import fill_template
 from chorus.encoders import build_encoder
 from chorus.errors import ConfigError
@@ -85,7 +86,7 @@ class SharedSpace:
     """The trained towers and how to reach them: ``embed_images``, ``embed_texts``, ``embed_audio``."""
 
     clip: ContrastiveModel  # image + text
-    tokenizer: BPETokenizer
+    tokenizer: Callable[..., tuple[Tensor, Tensor]]  # BPE, or the row lookup of a cached frozen MiniLM
     context_length: int
     class_names: list[str]
     audio: ContrastiveModel | None = None  # audio + frozen image (same image projection as clip)
@@ -118,22 +119,33 @@ class SharedSpace:
 
 
 def train_space(cfg: ExperimentConfig, data: DigitData, steps: int, run_dir: str | os.PathLike, seed: int = 0,
-                batch_size: int = 128, image_size: str | None = None) -> SharedSpace:
+                batch_size: int = 128, image_size: str | None = None,
+                frozen_text_prompts: Sequence[str] | None = None) -> SharedSpace:
     """Train the image–text towers of ``cfg`` (``configs/mnist_clip.yaml``) for ``steps`` on MNIST train.
 
     ``image_size`` overrides the image encoder size (e.g. ``"tiny"`` for a cheaper tower).
+    ``frozen_text_prompts``: instead of the config's text tower trained from scratch, use the frozen
+    pretrained all-MiniLM-L6-v2 (LiT) cached over these prompts — the training captions are added; every
+    text the space will embed must be among them. Why: a text tower trained on six caption templates
+    generalises imperfectly to new wording, a pretrained sentence encoder has seen most wordings.
     """
     seed_everything(seed)
     names = list(cfg.data.class_names or [str(d) for d in range(10)])
     templates = cfg.data.caption_templates
-    tokenizer = BPETokenizer.train([fill_template(t, n) for n in names for t in templates],
-                                   vocab_size=cfg.data.vocab_size, min_frequency=1)
+    captions = [fill_template(t, n) for n in names for t in templates]
     enc = cfg.model.encoders
     image = build_encoder(enc["image"].name, image_size or enc["image"].size, in_channels=1,
                           image_size=cfg.data.image_size, **enc["image"].options)
-    text = build_encoder(enc["text"].name, enc["text"].size, vocab_size=tokenizer.vocab_size,
-                         context_length=cfg.data.context_length, **enc["text"].options)
-    clip = ContrastiveModel({"image": image, "text": text}, cfg.model.embed_dim)
+    if frozen_text_prompts is None:
+        tokenizer = BPETokenizer.train(captions, vocab_size=cfg.data.vocab_size, min_frequency=1)
+        text = build_encoder(enc["text"].name, enc["text"].size, vocab_size=tokenizer.vocab_size,
+                             context_length=cfg.data.context_length, **enc["text"].options)
+        frozen: tuple[str, ...] = ()
+    else:
+        text = CachedTextEncoder.build(build_encoder("minilm"), WordPieceTokenizer.from_minilm(),
+                                       captions + list(frozen_text_prompts))
+        tokenizer, frozen = text.tokenizer, ("text",)
+    clip = ContrastiveModel({"image": image, "text": text}, cfg.model.embed_dim, frozen=frozen)
     train_idx = data.mnist_train
     if steps > 0:
         dataset = _Captioned(data.pixels[train_idx], data.digit_of_image[train_idx], templates, names)
