@@ -53,7 +53,7 @@ from chorus.translate.space import SharedSpace, bind_audio, train_space  # noqa:
 CONFIG = CONFIG_DIR / "mnist_clip.yaml"
 KS = (1, 5, 10)
 MEL_FRAMES = 48  # time-normalised spectrogram length of the mel decoder (FSDD words: 15-229 frames, mean 44)
-FULL = {"space_steps": 1000, "bind_steps": 1000, "judge_steps": 600, "cvae_steps": 1500, "gan_steps": 2000,
+FULL = {"space_steps": 1000, "bind_steps": 1000, "judge_steps": 1500, "cvae_steps": 1500, "gan_steps": 2000,
         "mel_steps": 600, "samples_per_prompt": 20, "griffin_lim_iters": 64}
 QUICK = {"space_steps": 80, "bind_steps": 60, "judge_steps": 80, "cvae_steps": 300, "gan_steps": 300,
          "mel_steps": 150, "samples_per_prompt": 5, "griffin_lim_iters": 16}
