@@ -33,6 +33,7 @@ from chorus.contrastive.text_cache import CachedTextEncoder
 from chorus.data import WordPieceTokenizer
 from chorus.encoders import build_encoder
 from chorus.encoders.base import Encoded
+from chorus.eval.report import MethodCard, fmt_mean_std, markdown_table, mean_std, write_json
 from chorus.train import Trainer, TrainConfig
 
 # Per-channel statistics of ImageNet: a fixed, dataset-independent normalisation.
@@ -169,3 +170,25 @@ def run_seeds(args: Any, data: Any, cache: CachedTextEncoder | None, run_one: Ca
                     per_seed[method].setdefault(key, []).append(value)
                 print(f"seed {seed} {method}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()), flush=True)
     return per_seed
+
+
+METHODS = {"lit": "LiT: frozen MiniLM text (ours)", "scratch": "baseline: BPE text tower from scratch"}
+"""The two text towers both CLIP benchmarks compare, by ``--methods`` name."""
+
+
+def method_table(first: str, per_seed: dict[str, dict[str, list[float]]], methods: Sequence[str],
+                 rows: Sequence[tuple[str, str, float]]) -> str:
+    """Markdown: a row per ``(label, metric key, chance)``, a column per method (mean ± std over seeds, %), chance."""
+    body = [[label] + [fmt_mean_std(per_seed[m][key]) for m in methods] + [f"{100 * chance:.1f}"]
+            for label, key, chance in rows]
+    return markdown_table([first] + [METHODS[m] for m in methods] + ["chance"], body)
+
+
+def save_report(out: Path, name: str, results: dict[str, Any], report: str,
+                plot: Callable[[dict[str, Any], Path], None], card: Callable[[dict[str, Any]], MethodCard]) -> None:
+    """Add the per-method summary to ``results``; write results.json, results.md, ``name``.png and method_card.md."""
+    results["summary"] = {m: {k: mean_std(v) for k, v in results["per_seed"][m].items()} for m in results["methods"]}
+    write_json(out / "results.json", results)
+    (out / "results.md").write_text(report)
+    plot(results, out / f"{name}.png")
+    card(results).write(out / "method_card.md")

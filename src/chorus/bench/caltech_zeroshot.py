@@ -57,7 +57,8 @@ import yaml
 from torch import Tensor, nn
 
 from chorus.bench._clip_common import (
-    BatchAugment, TensorImages, fit, image_tower, lit_text_tower, preload_images, run_seeds,
+    METHODS, BatchAugment, TensorImages, fit, image_tower, lit_text_tower, method_table, preload_images, run_seeds,
+    save_report,
 )
 from chorus.config import CONFIG_DIR
 from chorus.contrastive import CLIP_TEMPLATES, ContrastiveModel, build_zero_shot_classifier, zero_shot_predict
@@ -69,7 +70,7 @@ from chorus.errors import ConfigError, DataError
 from chorus.eval.metrics import topk_accuracy
 from chorus.eval.probe import LinearProbe, extract_features
 from chorus.eval.report import (
-    environment, fmt_mean_std, invocation, markdown_table, mean_std, MethodCard, summary_percent, write_json,
+    environment, fmt_mean_std, invocation, markdown_table, mean_std, MethodCard, summary_percent,
 )
 from chorus.train import seed_everything
 
@@ -231,7 +232,6 @@ METRICS = (
     ("probe_seen_top1", "seen linear probe top-1 (81-way)"),
     ("train_top1", "training images zero-shot top-1 (81-way)"),
 )
-METHODS = {"lit": "LiT: frozen MiniLM text (ours)", "scratch": "baseline: BPE text tower from scratch"}
 CHANCE = {"unseen_top1": 1 / 20, "unseen_top5": 5 / 20, "seen_top1": 1 / 81, "probe_seen_top1": 1 / 81,
           "train_top1": 1 / 81}
 
@@ -327,22 +327,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results = {"benchmark": "caltech_zeroshot", "command": invocation(), "settings": settings,
                "seen_eval": "val (4/class)" if args.select else "heldout (6/class)", "methods": list(args.methods),
                "per_seed": per_seed, "chance": CHANCE, "environment": environment()}
-    results["summary"] = {m: {k: mean_std(v) for k, v in per_seed[m].items()} for m in args.methods}
-    write_json(out / "results.json", results)
     seen_label = "seen val" if args.select else "seen held-out"
-    rows = [[label.replace("seen", seen_label, 1) if key.startswith("seen") else label]
-            + [fmt_mean_std(per_seed[m][key]) for m in args.methods] + [f"{100 * CHANCE[key]:.1f}"]
-            for key, label in METRICS]
-    table = markdown_table(["metric (%)"] + [METHODS[m] for m in args.methods] + ["chance"], rows)
+    table = method_table("metric (%)", per_seed, args.methods,
+                         [(label.replace("seen", seen_label, 1) if key.startswith("seen") else label, key, CHANCE[key])
+                          for key, label in METRICS])
     report = f"# Caltech-101 zero-shot ({len(args.seeds)} seeds)\n\n{table}"
     if not args.select:
         per_class = [[name] + [fmt_mean_std(per_seed[m][f"unseen_top1/{name}"]) for m in args.methods]
                      for name in data["unseen_names"]]
         report += ("\n\n## Unseen classes: zero-shot top-1 per class (%, 30 images each)\n\n"
                    + markdown_table(["class"] + [METHODS[m] for m in args.methods], per_class))
-    (out / "results.md").write_text(report)
-    _plot(results, out / "caltech_zeroshot.png")
-    _method_card(results).write(out / "method_card.md")
+    save_report(out, "caltech_zeroshot", results, report, _plot, _method_card)
     print(table)
     return results
 

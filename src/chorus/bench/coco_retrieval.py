@@ -33,19 +33,19 @@ import torch
 from torch import Tensor, nn
 
 from chorus.bench._clip_common import (
-    BatchAugment, TensorImages, fit, image_tower, lit_text_tower, preload_images, run_seeds,
+    METHODS, BatchAugment, TensorImages, fit, image_tower, lit_text_tower, method_table, preload_images, run_seeds,
+    save_report,
 )
 from chorus.contrastive import ContrastiveModel, image_text_retrieval
 from chorus.data import BPETokenizer, Collate, build_dataset
 from chorus.encoders import build_encoder
 from chorus.eval.mode import evaluating
 from chorus.eval.report import (
-    environment, fmt_mean_std, invocation, markdown_table, mean_std, MethodCard, summary_percent, write_json,
+    environment, invocation, mean_std, MethodCard, summary_percent,
 )
 from chorus.train import seed_everything
 
 KS = (1, 5, 10)
-METHODS = {"lit": "LiT: frozen MiniLM text (ours)", "scratch": "baseline: BPE text tower from scratch"}
 
 
 def chance(n_images: int, per_image: int) -> dict[str, float]:
@@ -172,15 +172,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                "settings": {k: v for k, v in vars(args).items() if k != "out"}, "methods": list(args.methods),
                "gallery": {"images": n_test, "captions": sum(map(len, data["test"][1]))},
                "per_seed": per_seed, "chance": chance(n_test, 5), "environment": environment()}
-    results["summary"] = {m: {k: mean_std(v) for k, v in per_seed[m].items()} for m in args.methods}
-    write_json(out / "results.json", results)
     keys = [f"{d}_R@{k}" for d in ("image_to_text", "text_to_image") for k in KS]
-    rows = [[key.replace("_", " ")] + [fmt_mean_std(per_seed[m][key]) for m in args.methods]
-            + [f"{100 * results['chance'][key]:.1f}"] for key in keys]
-    table = markdown_table(["Recall (%)"] + [METHODS[m] for m in args.methods] + ["chance"], rows)
-    (out / "results.md").write_text(f"# COCO-mini retrieval ({n_test}-image test gallery, {len(args.seeds)} seeds)\n\n{table}")
-    _plot(results, out / "coco_retrieval.png")
-    _method_card(results).write(out / "method_card.md")
+    table = method_table("Recall (%)", per_seed, args.methods,
+                         [(key.replace("_", " "), key, results["chance"][key]) for key in keys])
+    report = f"# COCO-mini retrieval ({n_test}-image test gallery, {len(args.seeds)} seeds)\n\n{table}"
+    save_report(out, "coco_retrieval", results, report, _plot, _method_card)
     print(table)
     return results
 
