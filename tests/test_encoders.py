@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chorus.encoders import ENCODERS, build_encoder, encoder_modality, encoder_sizes
-from chorus.encoders.transformer import SelfAttention, attention_mask
+from chorus.encoders.transformer import SelfAttention, attention_mask, explicit_attention
 from chorus.errors import ConfigError, DataError
 
 SCRATCH = [n for n in ENCODERS.names() if n != "minilm"]  # encoders built from random init
@@ -189,6 +189,45 @@ def test_attention_equals_naive_and_multihead_attention(causal: bool) -> None:
     full = torch.ones(3, 7, dtype=torch.bool)
     masked = attn(x, attention_mask(full, 7, causal), causal)
     torch.testing.assert_close(attn(x, None, causal), masked, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["none", "causal", "padding", "padding+causal"])
+def test_explicit_attention_matches_sdpa_values_and_gradients(case: str) -> None:
+    """The CPU-bf16-training path computes exactly what SDPA computes (checked in fp64)."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 6, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    causal = "causal" in case
+    mask = None
+    if "padding" in case:
+        real = torch.ones(2, 6, dtype=torch.bool)
+        real[1, 3:] = False
+        mask = attention_mask(real, 6, causal)
+    ours = explicit_attention(q, k, v, mask, causal)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+    torch.testing.assert_close(ours, ref, atol=1e-10, rtol=1e-10)
+    grads = torch.autograd.grad(ours.square().sum(), (q, k, v))
+    ref_grads = torch.autograd.grad(ref.square().sum(), (q, k, v))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=1e-10, rtol=1e-10)
+
+
+def test_bf16_training_attention_close_to_fp32() -> None:
+    """Under CPU bf16 autocast with gradients on, SelfAttention takes the explicit path; it must stay accurate."""
+    torch.manual_seed(0)
+    attn = SelfAttention(width=32, heads=4)
+    nn.init.normal_(attn.in_proj_weight, std=0.2)
+    x = torch.randn(4, 9, 32)
+    real = torch.ones(4, 9, dtype=torch.bool)
+    real[2, 5:] = False
+    mask = attention_mask(real, 9, causal=True)
+    ref = attn(x, mask, True)
+    ref_grad = torch.autograd.grad(ref[real].sum(), attn.in_proj_weight)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = attn(x, mask, True)
+    low_grad = torch.autograd.grad(low[real].float().sum(), attn.in_proj_weight)[0]
+    assert low.dtype == torch.bfloat16 and torch.isfinite(low).all()
+    assert (F.cosine_similarity(low[real].float(), ref[real], dim=-1) > 0.99).all()
+    assert F.cosine_similarity(low_grad.flatten(), ref_grad.flatten(), dim=0) > 0.99
 
 
 # ---------------------------------------------------------------- CLIP exactness (HF CLIP as reference)
