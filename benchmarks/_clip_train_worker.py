@@ -175,8 +175,8 @@ def main() -> None:
         batches = [{"image": b["image"], "text": b["text"]} for b in batches]  # argmax-of-ids pooling, no mask
     step_model = torch.compile(model) if spec["compile"] else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if spec["precision"] == "bf16" else nullcontext()
-    # Chorus's attention picks SDPA's math backend itself for CPU bf16 training (its flash
-    # backward is slow there); "math_sdpa" gives OpenCLIP's nn.MultiheadAttention the same.
+    # Chorus's attention avoids CPU flash attention itself for bf16 training (its backward is
+    # slow there); "math_sdpa" gives OpenCLIP's nn.MultiheadAttention SDPA's math backend instead.
     math_sdpa = spec["math_sdpa"] and device.type == "cpu" and spec["precision"] == "bf16"
 
     def backend() -> AbstractContextManager:  # sdpa_kernel's context managers are single-use

@@ -17,9 +17,11 @@ on a CPU):
   its defaults (plain ``torch.optim.AdamW``, contiguous images, eager);
 - ``openclip+tricks``: OpenCLIP with the same step-level tricks as Chorus
   (fused AdamW, channels-last, ``--compile`` when given, and for CPU bf16 the
-  SDPA math backend that Chorus's attention selects itself because CPU flash
-  attention's bf16 backward is slow), so the part of the speed-up that is not
-  Chorus's model code is visible.
+  SDPA math backend instead of CPU flash attention, whose bf16 backward is
+  slow), so the part of the speed-up that is not Chorus's model code is
+  visible. Chorus's own attention goes further for CPU bf16 training (an
+  explicit ``softmax(q kᵀ) v``, see ``chorus.encoders.transformer``), which
+  ``nn.MultiheadAttention`` has no switch for.
 
 How: the driver builds the Chorus model from a fixed seed, exports it to
 OpenCLIP's format (``chorus.contrastive.interop.export_open_clip``), draws the
