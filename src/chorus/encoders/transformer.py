@@ -72,11 +72,12 @@ def _cpu_bf16_training(q: Tensor) -> bool:
     runs 10-20x slower than its fp32 one (torch 2.13 and 2.14, e.g. 39 ms vs
     1.8 ms for [32, 3, 17, 64]); the math backend adds a NaN-safe softmax (three
     extra passes over the [B, H, L, L] scores) and scales q and k separately.
-    :func:`explicit_attention` is 2.4x faster than the math backend for
-    [16, 6, 197, 64] forward + backward on one thread (22.6 vs 54.1 ms), with the
-    same bf16 matmuls on the matrix units (AMX). The forward-only case keeps the
-    flash kernel, whose bf16 forward is fast. Measured by
-    ``benchmarks/clip_throughput.py``.
+    :func:`explicit_attention` runs forward + backward of [16, 6, 197, 64]
+    2-3x faster than the math backend and ~2x faster than flash on one thread,
+    with bf16 matmuls on the matrix units (AMX); training losses track fp32 as
+    closely as with the math backend. The forward-only case keeps the flash
+    kernel, whose bf16 forward is fast. Measured by
+    ``benchmarks/attention_cpu_bf16.py`` and ``benchmarks/clip_throughput.py``.
     """
     return q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
 
