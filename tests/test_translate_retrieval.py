@@ -1,10 +1,13 @@
-"""Class-level retrieval and its exact chance level, checked by simulation."""
+"""Class-level retrieval, its exact chance level (checked by simulation), and the nearest-image prior."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from chorus.errors import DataError
+from chorus.translate.conditions import nearest_image_prior
 from chorus.translate.retrieval import chance_recall, class_retrieval
 
 
@@ -29,3 +32,20 @@ def test_class_retrieval_perfect_and_collapsed():
     assert class_retrieval(perfect, labels, perfect, labels)["R@1"] == 1.0
     collapsed = torch.ones(20, 5)
     assert class_retrieval(collapsed, labels, collapsed, labels)["R@1"] == 0.0  # ties count against the query
+
+
+def test_nearest_image_prior_moves_a_shifted_condition_onto_its_image_cluster():
+    """Speech-like queries sit off the image clusters (a constant modality-gap shift plus noise): the prior
+    returns a point on the right digit's image cluster, far closer to it than the query was."""
+    g = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(10, 32, generator=g), dim=-1)
+    labels = torch.arange(10).repeat_interleave(40)
+    images = torch.nn.functional.normalize(centres[labels] + 0.1 * torch.randn(400, 32, generator=g), dim=-1)
+    gap = 0.6 * torch.nn.functional.normalize(torch.randn(32, generator=g), dim=0)
+    queries = torch.nn.functional.normalize(centres + gap + 0.1 * torch.randn(10, 32, generator=g), dim=-1)
+    mapped = nearest_image_prior(queries, images, k=10)
+    assert torch.equal((mapped @ centres.T).argmax(1), torch.arange(10))
+    assert ((mapped - centres).norm(dim=1) < 0.5 * (queries - centres).norm(dim=1)).all()
+    torch.testing.assert_close(mapped.norm(dim=1), torch.ones(10))
+    with pytest.raises(DataError):
+        nearest_image_prior(queries, images, k=401)

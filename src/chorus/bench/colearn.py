@@ -2,7 +2,8 @@
 
 Every method is run next to its baseline on the same speaker-held-out split
 (FSDD speaker ``theo`` never heard in training; MNIST test images never seen),
-over ``--seeds``:
+over ``--seeds``. Every audio tower is ``audio_cnn`` tiny with the speaker-robust
+input of :data:`chorus.encoders.speaker_robust.SPEECH_TOWER`:
 
 1. **Pivot binding** (hybrid, ImageBind): the image–text CLIP of
    ``configs/mnist_clip.yaml`` is trained once (seed 0) and frozen; an audio
@@ -51,6 +52,7 @@ from chorus.colearn import (  # noqa: E402
 from chorus.contrastive import build_zero_shot_classifier, zero_shot_accuracy  # noqa: E402
 from chorus.data.collate import Collate  # noqa: E402
 from chorus.encoders import build_encoder  # noqa: E402
+from chorus.encoders.speaker_robust import SPEECH_TOWER  # noqa: E402
 from chorus.eval.report import (  # noqa: E402
     MethodCard,
     invocation,
@@ -101,7 +103,7 @@ def train_config(steps: int, seed: int, lr: float = 3e-3) -> TrainConfig:
 
 
 def audio_classifier(size: str = "tiny") -> Classifier:
-    return Classifier(build_encoder("audio_cnn", size, n_mels=N_MELS), 10, "audio", dropout=0.1)
+    return Classifier(build_encoder("audio_cnn", size, n_mels=N_MELS, **SPEECH_TOWER), 10, "audio", dropout=0.1)
 
 
 def image_classifier(size: str = "tiny") -> Classifier:
@@ -126,7 +128,7 @@ def run_pivot(clip_dir: Path, train: Dataset, test: Dataset, budget: Budget, see
               data_root: str | None) -> dict[str, float]:
     """Bind a fresh audio tower to the frozen CLIP image tower; zero-shot spoken digits from text prompts."""
     cfg, clip, _, classes, tokenizer = load_run(clip_dir, data_root=data_root)
-    bound = bind_to_pivot(clip, fresh(seed, build_encoder, "audio_cnn", "tiny", n_mels=N_MELS), "audio")
+    bound = bind_to_pivot(clip, fresh(seed, build_encoder, "audio_cnn", "tiny", n_mels=N_MELS, **SPEECH_TOWER), "audio")
     fit(bound, train, budget.pivot_steps, seed, work / "pivot")
     classifier = build_zero_shot_classifier(bound, lambda t: tokenizer(t, cfg.data.context_length), classes,
                                             cfg.model.zero_shot_templates)
@@ -242,7 +244,8 @@ def method_card(values: dict[str, list[float]]) -> str:
             "Pivot binding (ImageBind-style emergent zero-shot)",
             "an audio tower is aligned (InfoNCE) to a frozen image tower that is itself aligned to text, so "
             "audio lands next to the text of its class without ever seeing an audio–text pair",
-            "image cnn + text transformer of configs/mnist_clip.yaml (--quick: cnn tiny, 60 steps), frozen; audio_cnn tiny bound",
+            "image cnn + text transformer of configs/mnist_clip.yaml (--quick: cnn tiny, 60 steps), frozen; audio_cnn tiny "
+            "bound (every audio tower here: speaker-robust input, chorus.encoders.speaker_robust.SPEECH_TOWER)",
             "supervised audio classifier (audio_cnn tiny + linear head, all audio labels)",
             f"zero-shot {m('pivot_zero_shot')} % vs supervised {m('supervised_audio')} % (target ≥ 85 % of supervised)",
             "Girdhar et al., ImageBind, CVPR 2023 — emergent zero-shot audio classification (ESC-50 66.9 %) "

@@ -1,15 +1,21 @@
 """``chorus bench translate``: retrieval and generative translation between speech, text and handwritten digits.
 
 Per seed: train the MNIST image–text space (towers of ``configs/mnist_clip.yaml``)
-and bind an audio tower to it (:mod:`chorus.translate.space`); then
+and bind a speech tower to it once per **speech protocol**
+(:data:`~chorus.translate.digits.PROTOCOLS`: ``speaker`` — FSDD speaker
+``theo`` held out; ``official`` — FSDD's own split, takes 0–4 of every
+speaker held out); then
 
 1. **retrieval** through the space — speech↔image, text↔image, speech↔text —
    Recall@1/5/10 at class level (a hit is any item of the query's digit),
-   against exact chance and the same towers at random initialisation;
+   against exact chance and the same towers at random initialisation, with
+   each protocol's held-out recordings as the speech side;
 2. **text/speech → image** with a conditional VAE and a conditional GAN
-   conditioned on the shared embedding, judged by an independent MNIST
-   classifier (share recognised as the intended digit) plus a diversity ratio,
-   against the same generators fed shuffled conditions;
+   conditioned on the shared embedding (trained once per seed, on caption and
+   image conditions only), judged by an independent MNIST classifier (share
+   recognised as the intended digit) plus a diversity ratio, against the same
+   generators fed shuffled conditions; speech conditions come from each
+   protocol's held-out recordings through that protocol's speech tower;
 3. **image → speech**: a log-mel decoder from the image embedding, inverted
    with Griffin-Lim and judged by an independent FSDD classifier (speaker
    held out), against shuffled conditions.
@@ -40,10 +46,10 @@ from chorus.eval.report import (  # noqa: E402
 from chorus.data.captions import fill_template  # noqa: E402
 from chorus.experiment import load_experiment  # noqa: E402
 from chorus.train import TrainConfig, Trainer, seed_everything  # noqa: E402
-from chorus.translate.conditions import ConditionedTargets  # noqa: E402
+from chorus.translate.conditions import ConditionedTargets, nearest_image_prior  # noqa: E402
 from chorus.translate.cgan import train_cgan  # noqa: E402
 from chorus.translate.cvae import ConditionalVAE  # noqa: E402
-from chorus.translate.digits import DigitData, load_digit_data  # noqa: E402
+from chorus.translate.digits import PROTOCOLS, DigitData, load_digit_data  # noqa: E402
 from chorus.translate.griffinlim import log_mel_to_audio  # noqa: E402
 from chorus.translate.judges import diversity, judge_predictions, train_judge  # noqa: E402
 from chorus.translate.mel_decoder import MelDecoder, SpeechTargets  # noqa: E402
@@ -79,11 +85,10 @@ def _budget(args: argparse.Namespace) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------- retrieval
 
 
-def retrieval(space: SharedSpace, data: DigitData, templates: list[str]) -> dict[str, dict[str, float]]:
-    """Class-level Recall@K for every direction between held-out speech, unseen prompts and MNIST test images."""
+def retrieval(space: SharedSpace, data: DigitData, templates: list[str], clips: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Class-level Recall@K for every direction between held-out speech ``clips``, unseen prompts and MNIST test images."""
     images = space.embed_images(data.pixels[data.mnist_test])
     image_y = data.digit_of_image[data.mnist_test]
-    clips = data.clips(test=True)
     speech, speech_y = space.embed_audio([data.mels[i] for i in clips]), data.digit_of_clip[clips]
     text = space.embed_texts(space.prompts(templates, range(10)))
     text_y = torch.arange(10).repeat(len(templates))
@@ -119,13 +124,22 @@ def condition_bank(space: SharedSpace, data: DigitData, train_templates: list[st
             torch.cat([text_y.repeat(copies), data.digit_of_image[data.generator_images]]))
 
 
-def test_conditions(space: SharedSpace, data: DigitData, templates: list[str], per_prompt: int) -> dict[str, tuple]:
-    """Held-out conditions per source: unseen prompt templates (repeated) and the held-out speaker's clips."""
+def test_conditions(spaces: dict[str, SharedSpace], data: DigitData, templates: list[str],
+                    per_prompt: int) -> dict[str, tuple]:
+    """Held-out conditions per source: unseen prompt templates (repeated), and per speech protocol its held-out
+    clips through its own speech tower, as embedded (``speech_<protocol>``) and moved onto the image side by
+    :func:`nearest_image_prior` over the generators' own training images (``speech_<protocol>_prior``)."""
+    space = spaces[PROTOCOLS[0]]
     text = space.embed_texts(space.prompts(templates, range(10))).repeat_interleave(per_prompt, 0)
     text_y = torch.arange(10).repeat(len(templates)).repeat_interleave(per_prompt)
-    clips = data.clips(test=True)
-    return {"text": (text, text_y),
-            "speech": (space.embed_audio([data.mels[i] for i in clips]), data.digit_of_clip[clips])}
+    out = {"text": (text, text_y)}
+    generator_images = space.embed_images(data.pixels[data.generator_images])
+    for protocol, bound in spaces.items():
+        clips = data.speech_split(protocol)[1]
+        speech, y = bound.embed_audio([data.mels[i] for i in clips]), data.digit_of_clip[clips]
+        out[f"speech_{protocol}"] = (speech, y)
+        out[f"speech_{protocol}_prior"] = (nearest_image_prior(speech, generator_images), y)
+    return out
 
 
 def train_cvae(bank: ConditionedTargets, steps: int, seed: int, run_dir: Path) -> ConditionalVAE:
@@ -243,14 +257,16 @@ def run(args: argparse.Namespace) -> dict:
     prompts = ([fill_template(t, n) for t in test_templates for n in cfg.data.class_names]
                if args.text_tower == "minilm" else None)
     random_space = bind_audio(train_space(cfg, data, 0, work / "random", image_size=args.image_encoder_size,
-                                          frozen_text_prompts=prompts), data, 0, work / "random")
+                                          frozen_text_prompts=prompts), data, data.pairs_train, 0, work / "random")
     per_seed = []
     for seed in seeds:
         sdir = work / f"seed{seed}"
-        space = train_space(cfg, data, budget["space_steps"], sdir / "space", seed, image_size=args.image_encoder_size,
-                            frozen_text_prompts=prompts)
-        space = bind_audio(space, data, budget["bind_steps"], sdir / "bind", seed)
-        result: dict = {"seed": seed, "retrieval": retrieval(space, data, test_templates)}
+        space = train_space(cfg, data, budget["space_steps"], sdir / "space", seed,
+                            image_size=args.image_encoder_size, frozen_text_prompts=prompts)
+        spaces = {p: bind_audio(space, data, data.speech_split(p)[0], budget["bind_steps"], sdir / f"bind_{p}", seed)
+                  for p in PROTOCOLS}
+        result: dict = {"seed": seed, "retrieval": {p: retrieval(spaces[p], data, test_templates, data.speech_split(p)[1])
+                                                    for p in PROTOCOLS}}
         bank_emb, bank_y = condition_bank(space, data, train_templates)
         # standardise with the bank's statistics: a briefly trained space keeps digits at cosine ≈ 0.9 of each
         # other, and raw differences that small were ignored by the generators in the recorded quick run
@@ -258,7 +274,7 @@ def run(args: argparse.Namespace) -> dict:
         bank = ConditionedTargets(data.pixels[data.generator_images], data.digit_of_image[data.generator_images],
                                   (bank_emb - mu) / sigma, bank_y)
         conditions = {k: ((c - mu) / sigma, y) for k, (c, y) in
-                      test_conditions(space, data, test_templates, budget["samples_per_prompt"]).items()}
+                      test_conditions(spaces, data, test_templates, budget["samples_per_prompt"]).items()}
         cvae = train_cvae(bank, budget["cvae_steps"], seed, sdir / "cvae")
         gen, gan_losses = train_cgan(bank, bank.bank.shape[1], budget["gan_steps"], seed=seed)
         result["cvae"] = judge_generator(cvae.sample, conditions, image_judge, data, seed)
@@ -274,7 +290,7 @@ def run(args: argparse.Namespace) -> dict:
                                                     out if first else None)
         per_seed.append(result)
 
-    random_retrieval = retrieval(random_space, data, test_templates)
+    random_retrieval = {p: retrieval(random_space, data, test_templates, data.speech_split(p)[1]) for p in PROTOCOLS}
     command = invocation()
     results = {"command": command, "budget": budget, "seeds": seeds, "judges": judges, "per_seed": per_seed,
                "random_space_retrieval": random_retrieval, "seconds": time.time() - t0,
@@ -296,21 +312,33 @@ def _values(per_seed: list[dict], *path: str) -> list[float]:
     return vals
 
 
+SOURCES = {"text": "text → image (unseen prompt wording)",
+           "speech_speaker": "speech → image (speaker protocol: theo held out)",
+           "speech_speaker_prior": "speech → image, nearest-image prior (speaker protocol)",
+           "speech_official": "speech → image (official split: takes 0–4 held out)",
+           "speech_official_prior": "speech → image, nearest-image prior (official split)"}
+
+
 def _markdown(random_retrieval: dict, per_seed: list[dict], judges: dict, budget: dict, seeds: list[int], command: str) -> str:
-    directions = [k for k in per_seed[0]["retrieval"] if not k.endswith(":chance")]
+    first = per_seed[0]["retrieval"]
+    directions = [k for k in first[PROTOCOLS[0]] if not k.endswith(":chance")]
     rows = []
     for d in directions:
         for k in KS:
-            rows.append([d, f"R@{k}", fmt_mean_std(_values(per_seed, "retrieval", d, f"R@{k}")),
-                         f"{random_retrieval[d][f'R@{k}'] * 100:.1f}",
-                         f"{per_seed[0]['retrieval'][d + ':chance'][f'R@{k}'] * 100:.1f}"])
+            rows.append([d, f"R@{k}", *[fmt_mean_std(_values(per_seed, "retrieval", p, d, f"R@{k}")) for p in PROTOCOLS],
+                         *[f"{random_retrieval[p][d][f'R@{k}'] * 100:.1f}" for p in PROTOCOLS],
+                         f"{first[PROTOCOLS[0]][d + ':chance'][f'R@{k}'] * 100:.1f}"])
     text = [f"# Translation benchmark\n\nCommand: `{command}`; seeds {seeds}; budget {budget}.\n",
             "## Retrieval through the shared space (class-level Recall@K, %, mean ± std over seeds)\n",
-            markdown_table(["direction", "metric", "trained space", "random-init space", "chance"], rows)]
+            "Speech protocols: *speaker* = FSDD speaker theo held out (500 clips); *official* = FSDD's own split, "
+            "takes 0–4 of all six speakers held out (300 clips). Text↔image rows do not involve speech and are "
+            "the same under both.\n",
+            markdown_table(["direction", "metric", "trained (speaker)", "trained (official)", "random-init (speaker)",
+                            "random-init (official)", "chance"], rows)]
     gen_rows = []
     for method in ("cvae", "cgan"):
-        for source in ("text", "speech"):
-            gen_rows.append([method, f"{source} → image",
+        for source, label in SOURCES.items():
+            gen_rows.append([method, label,
                              fmt_mean_std(_values(per_seed, method, f"{source}_accuracy")),
                              fmt_mean_std(_values(per_seed, method, f"{source}_shuffled_accuracy")),
                              fmt_mean_std(_values(per_seed, method, f"{source}_diversity"), scale=1.0, digits=2)])
@@ -328,13 +356,18 @@ def _markdown(random_retrieval: dict, per_seed: list[dict], judges: dict, budget
 
 
 def _retrieval_plot(random_retrieval: dict, per_seed: list[dict], path: Path) -> None:
-    directions = [k for k in per_seed[0]["retrieval"] if not k.endswith(":chance")]
+    first = per_seed[0]["retrieval"][PROTOCOLS[0]]
+    directions = [k for k in first if not k.endswith(":chance")]
     x = np.arange(len(directions))
-    trained = [mean_std(_values(per_seed, "retrieval", d, "R@1")) for d in directions]
-    fig, ax = plt.subplots(figsize=(7, 3), dpi=90)
-    ax.bar(x - 0.27, [m * 100 for m, _ in trained], 0.27, yerr=[s * 100 for _, s in trained], label="trained space")
-    ax.bar(x, [random_retrieval[d]["R@1"] * 100 for d in directions], 0.27, label="random-init space")
-    ax.bar(x + 0.27, [per_seed[0]["retrieval"][d + ":chance"]["R@1"] * 100 for d in directions], 0.27, label="chance")
+    fig, ax = plt.subplots(figsize=(8, 3), dpi=90)
+    width = 0.2
+    for i, p in enumerate(PROTOCOLS):
+        trained = [mean_std(_values(per_seed, "retrieval", p, d, "R@1")) for d in directions]
+        ax.bar(x + (i - 1.5) * width, [m * 100 for m, _ in trained], width, yerr=[s * 100 for _, s in trained],
+               label=f"trained space ({p} protocol)")
+    ax.bar(x + 0.5 * width, [random_retrieval[PROTOCOLS[0]][d]["R@1"] * 100 for d in directions], width,
+           label="random-init space (speaker)")
+    ax.bar(x + 1.5 * width, [first[d + ":chance"]["R@1"] * 100 for d in directions], width, label="chance")
     ax.set_xticks(x, directions, fontsize=8)
     ax.set_ylabel("class-level R@1 (%)")
     ax.legend(fontsize=7)
@@ -353,12 +386,17 @@ def _cards(per_seed: list[dict], judges: dict) -> MethodCard:
         why="A CLIP space aligns images and captions; an audio tower bound to the frozen image side puts speech in the "
             "same digit clusters, so nearest neighbours translate and generators conditioned on the embedding accept "
             "any source modality.",
-        backbone="cnn (image) + text_transformer tiny (text) from configs/mnist_clip.yaml, audio_cnn tiny bound to "
-                 "the image side; MLP CVAE, DCGAN-style generator + projection discriminator, MLP mel decoder",
+        backbone="cnn tiny (image) + frozen all-MiniLM-L6-v2 (text, LiT); audio_cnn tiny with per-utterance CMVN "
+                 "and training-time mel warp + SpecAugment, bound to the frozen image side (colearn.bind_to_pivot); "
+                 "MLP CVAE, DCGAN-style generator + projection discriminator, MLP mel decoder",
         baseline="retrieval: chance and random-init towers; generators: same model with shuffled conditions",
-        result=f"speech→image R@1 {m('retrieval', 'speech->image', 'R@1')} %; CVAE text→image {m('cvae', 'text_accuracy')} %, "
-               f"speech→image {m('cvae', 'speech_accuracy')} %; cGAN text→image {m('cgan', 'text_accuracy')} %, "
-               f"speech→image {m('cgan', 'speech_accuracy')} %; image→speech (Griffin-Lim) "
+        result=f"speech→image R@1 {m('retrieval', 'speaker', 'speech->image', 'R@1')} % (theo held out) / "
+               f"{m('retrieval', 'official', 'speech->image', 'R@1')} % (official split); "
+               f"CVAE text→image {m('cvae', 'text_accuracy')} %, speech→image {m('cvae', 'speech_speaker_accuracy')} / "
+               f"{m('cvae', 'speech_official_accuracy')} %; cGAN text→image {m('cgan', 'text_accuracy')} %, "
+               f"speech→image {m('cgan', 'speech_speaker_accuracy')} / {m('cgan', 'speech_official_accuracy')} % "
+               f"(theo / official; with the nearest-image prior {m('cgan', 'speech_speaker_prior_accuracy')} / "
+               f"{m('cgan', 'speech_official_prior_accuracy')} %); image→speech (Griffin-Lim) "
                f"{m('image_to_speech', 'accuracy')} % (judges: {judges['image_judge_test_accuracy'] * 100:.1f} % / "
                f"{judges['audio_judge_heldout_speaker_accuracy'] * 100:.1f} %)",
         reference="ImageBind (Girdhar et al., CVPR 2023) binds audio to images at scale (no digit numbers to compare); "

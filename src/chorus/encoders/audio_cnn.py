@@ -23,6 +23,7 @@ from chorus.encoders.base import Encoded
 from chorus.encoders.factory import ENCODERS
 from chorus.encoders.frames import MaskedConvBlock
 from chorus.encoders.inputs import check_sequence
+from chorus.encoders.speaker_robust import MelAugment, floor_dynamic_range, utterance_cmn
 from chorus.encoders.masking import mask_or_all_real, masked_mean
 from chorus.errors import ConfigError, DataError
 
@@ -39,9 +40,12 @@ class AudioCNNEncoder(nn.Module):
     }
 
     def __init__(
-        self, widths: tuple[int, ...], strides: tuple[int, ...], n_mels: int = 64, kernel_size: int = 5
+        self, widths: tuple[int, ...], strides: tuple[int, ...], n_mels: int = 64, kernel_size: int = 5,
+        top_db: float | None = None, cmn: bool = False, augment: bool = False,
     ) -> None:
         super().__init__()
+        self.top_db, self.cmn = top_db, cmn
+        self.augment = MelAugment() if augment else None
         if len(widths) != len(strides):
             raise ConfigError(f"audio_cnn: widths {widths} and strides {strides} need equal length")
         self.n_mels = n_mels
@@ -57,6 +61,12 @@ class AudioCNNEncoder(nn.Module):
         check_sequence(x, mask, 3, "audio_cnn")
         if x.shape[1] != self.n_mels:
             raise DataError(f"audio_cnn: expected [B, {self.n_mels}, T] log-mel, got {tuple(x.shape)}")
+        if self.top_db is not None:
+            x = floor_dynamic_range(x, mask, self.top_db)
+        if self.cmn:
+            x = utterance_cmn(x, mask)
+        if self.augment is not None:
+            x = self.augment(x, mask)
         for block in self.blocks:
             x, mask = block(x, mask)
         tokens = x.transpose(1, 2)

@@ -11,7 +11,7 @@ by :mod:`~chorus.translate.space`; judges and diversity live in
 """
 
 from chorus.translate.cgan import Generator, ProjectionDiscriminator, train_cgan
-from chorus.translate.conditions import ConditionedTargets
+from chorus.translate.conditions import ConditionedTargets, nearest_image_prior
 from chorus.translate.cvae import ConditionalVAE
 from chorus.translate.digits import DigitData, load_digit_data
 from chorus.translate.griffinlim import griffin_lim, log_mel_to_audio, mel_to_linear, spectral_convergence
@@ -23,6 +23,7 @@ from chorus.translate.space import SharedSpace, bind_audio, train_space
 __all__ = [
     "ConditionalVAE", "ConditionedTargets", "DigitData", "Generator", "MelDecoder", "ProjectionDiscriminator",
     "SharedSpace", "SpeechTargets", "bind_audio", "chance_recall", "class_retrieval", "diversity", "griffin_lim",
-    "judge_predictions", "load_digit_data", "log_mel_to_audio", "mel_to_linear", "spectral_convergence", "time_normalise",
+    "judge_predictions", "load_digit_data", "log_mel_to_audio", "mel_to_linear", "nearest_image_prior",
+    "spectral_convergence", "time_normalise",
     "train_cgan", "train_judge", "train_space",
 ]

@@ -8,6 +8,12 @@ train-speaker recordings) teaches the generator the region of the space a
 digit occupies rather than one point, and the modality gap between text and
 speech embeddings is covered by training on both. Test-time conditions come
 from unseen caption templates and the held-out speaker.
+
+:func:`nearest_image_prior` is the simplest *prior* in the sense of DALL·E 2
+(Ramesh et al. 2022, which learns a map from text to image embeddings): a
+source embedding is replaced by the mean of its nearest image embeddings, so
+a condition from a modality the generator never trained on (speech) is moved
+onto the image side of the modality gap, where the generator's conditions lie.
 """
 
 from __future__ import annotations
@@ -18,7 +24,17 @@ from torch.utils.data import Dataset
 
 from chorus.errors import DataError
 
-__all__ = ["ConditionedTargets"]
+__all__ = ["ConditionedTargets", "nearest_image_prior"]
+
+
+def nearest_image_prior(queries: Tensor, images: Tensor, k: int = 10) -> Tensor:
+    """Each query [N, D] replaced by the unit-normalised mean of its ``k`` most cosine-similar ``images`` [M, D]."""
+    if not 0 < k <= len(images):
+        raise DataError(f"nearest_image_prior: k={k} needs 1..{len(images)} image embeddings")
+    q = torch.nn.functional.normalize(queries.float(), dim=-1)
+    g = torch.nn.functional.normalize(images.float(), dim=-1)
+    top = (q @ g.T).topk(k, dim=-1).indices
+    return torch.nn.functional.normalize(g[top].mean(1), dim=-1)
 
 
 class ConditionedTargets(Dataset):

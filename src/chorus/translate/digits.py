@@ -14,11 +14,20 @@ Disjointness (so that judges are independent of what they judge):
   halved by position parity — even positions train the **generators**, odd
   positions train the **image judge**; the 2,000 test images are only
   evaluated on.
-- FSDD (speaker protocol, ``theo`` held out): train-speaker recordings with
-  an odd repetition index train the **mel decoder**, even ones train the
-  **audio judge**; ``theo``'s 500 recordings are only evaluated on.
+- FSDD has two speech protocols (:data:`PROTOCOLS`, :meth:`DigitData.speech_split`):
+  ``speaker`` — the audio tower is bound on the five train speakers and
+  evaluated on ``theo``'s 500 recordings (a voice never heard); ``official`` —
+  FSDD's own split, bound on takes 5–49 of all six speakers and evaluated on
+  takes 0–4 (voices heard, recordings not). Only the speaker protocol trains
+  the speech *generator* side: train-speaker recordings with an odd take index
+  train the **mel decoder**, even ones the **audio judge**, so neither has
+  heard ``theo``. (Under the official protocol the audio judge would have
+  heard the test takes 0, 2, 4 of five speakers; speech is only a *source*
+  there, judged through generated images by the image judge.)
 - Pairs image↔speech come from :class:`~chorus.data.avdigits.AVDigits`
-  (level ``clean``), whose records index the same t10k images and FSDD rows.
+  (level ``clean``), whose records index the same t10k images and FSDD rows:
+  for the official protocol, AV-Digits with no held-out speaker, restricted to
+  takes 5–49 (every clip paired with a distinct MNIST train image).
 """
 
 from __future__ import annotations
@@ -33,10 +42,13 @@ from chorus.data.audio import LogMel
 from chorus.data.avdigits import AVDigits
 from chorus.data.fsdd import FSDD
 from chorus.data.mnist import MNIST
+from chorus.data.base import check_choice
 
-__all__ = ["DigitData", "load_digit_data", "TEST_SPEAKERS"]
+__all__ = ["DigitData", "load_digit_data", "PROTOCOLS", "TEST_SPEAKERS"]
 
 TEST_SPEAKERS = ("theo",)
+PROTOCOLS = ("speaker", "official")
+"""Speech protocols: ``theo`` held out (unseen voice), FSDD's official split (unseen takes 0–4 of known voices)."""
 
 
 @dataclass
@@ -53,6 +65,8 @@ class DigitData:
     repetition_of_clip: Tensor  # long [3000], FSDD's per-speaker take index 0..49
     pairs_train: Tensor  # long [N, 2]: (clip, image) AV-Digits train pairs
     pairs_test: Tensor  # long [M, 2]: AV-Digits test pairs (held-out speaker, MNIST test images)
+    official_pairs_train: Tensor  # long [K, 2]: (clip, MNIST train image) pairs of FSDD's official train takes 5-49
+    official_test_clip: Tensor  # bool [3000]: FSDD's official test split (takes 0-4 of every speaker)
     logmel: LogMel
 
     @property
@@ -72,6 +86,13 @@ class DigitData:
         if repetition_parity is not None:
             keep &= self.repetition_of_clip % 2 == repetition_parity
         return keep.nonzero().flatten()
+
+    def speech_split(self, protocol: str) -> tuple[Tensor, Tensor]:
+        """(binding pairs [N, 2] of (clip, image), evaluation clip indices) of a speech protocol (:data:`PROTOCOLS`)."""
+        check_choice("speech protocol", protocol, PROTOCOLS)
+        if protocol == "speaker":
+            return self.pairs_train, self.clips(test=True)
+        return self.official_pairs_train, self.official_test_clip.nonzero().flatten()
 
 
 def load_digit_data(root: str | os.PathLike[str] | None = None, n_mels: int = 40) -> DigitData:
@@ -95,14 +116,19 @@ def load_digit_data(root: str | os.PathLike[str] | None = None, n_mels: int = 40
     speakers = [c["speaker"] for c in clips]
     takes = [int(r["index"]) for r in fsdd.records]
 
-    def pairs(split: str) -> Tensor:
-        records = AVDigits(root, split=split, level="clean", test_speakers=TEST_SPEAKERS).records
+    def pairs(split: str, held_out: tuple[str, ...] = TEST_SPEAKERS) -> Tensor:
+        records = AVDigits(root, split=split, level="clean", test_speakers=held_out).records
         return torch.tensor([[r["audio"], r["image_index"]] for r in records], dtype=torch.long)
+
+    official_test = torch.tensor([r["split"] == "test" for r in fsdd.records])
+    every_clip = pairs("train", held_out=())
 
     return DigitData(
         pixels=pixels, digit_of_image=digits,
         mnist_train=train, mnist_test=test, mels=mels,
         digit_of_clip=torch.tensor(fsdd.labels, dtype=torch.long), speaker_of_clip=speakers,
         repetition_of_clip=torch.tensor(takes, dtype=torch.long),
-        pairs_train=pairs("train"), pairs_test=pairs("test"), logmel=logmel,
+        pairs_train=pairs("train"), pairs_test=pairs("test"),
+        official_pairs_train=every_clip[~official_test[every_clip[:, 0]]], official_test_clip=official_test,
+        logmel=logmel,
     )

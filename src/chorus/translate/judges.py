@@ -27,13 +27,16 @@ from torch.utils.data import Dataset
 from chorus.classifier import Classifier
 from chorus.data import Collate
 from chorus.encoders import build_encoder
+from chorus.encoders.speaker_robust import SPEECH_TOWER
 from chorus.eval.mode import evaluating
 from chorus.train import TrainConfig, Trainer, seed_everything
 
-__all__ = ["train_judge", "judge_predictions", "diversity"]
+__all__ = ["LabelledInputs", "train_judge", "judge_predictions", "diversity"]
 
 
-class _Items(Dataset):
+class LabelledInputs(Dataset):
+    """``{key: inputs[i], "label": labels[i]}`` items over in-memory tensors (what a judge trains on)."""
+
     def __init__(self, key: str, inputs: Sequence[Tensor], labels: Tensor) -> None:
         self.key, self.inputs, self.labels = key, inputs, labels.tolist()
 
@@ -46,16 +49,19 @@ class _Items(Dataset):
 
 def train_judge(modality: str, inputs: Sequence[Tensor], labels: Tensor, steps: int, run_dir: str | os.PathLike,
                 seed: int = 0, size: str = "tiny", batch_size: int = 64, lr: float = 3e-3) -> Classifier:
-    """A 10-way ``cnn`` (``"image"``, inputs [1, 28, 28]) or ``audio_cnn`` (``"audio"``, log-mels) classifier."""
+    """A 10-way ``cnn`` (``"image"``, inputs [1, 28, 28]) or ``audio_cnn`` (``"audio"``, log-mels) classifier.
+
+    The audio judge is the same speaker-robust tower as every speech tower (:data:`SPEECH_TOWER`).
+    """
     seed_everything(seed)
     if modality == "image":
         encoder = build_encoder("cnn", size, in_channels=1, image_size=inputs[0].shape[-1])
     else:
-        encoder = build_encoder("audio_cnn", size, n_mels=inputs[0].shape[0])
+        encoder = build_encoder("audio_cnn", size, n_mels=inputs[0].shape[0], **SPEECH_TOWER)
     model = Classifier(encoder, 10, modality, dropout=0.1)
     cfg = TrainConfig(max_steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(20, steps // 5),
                       precision="bf16", seed=seed, progress=False, tensorboard=False, log_every=steps)
-    Trainer(model, _Items(modality, inputs, labels), cfg, run_dir, collate_fn=Collate()).fit()
+    Trainer(model, LabelledInputs(modality, inputs, labels), cfg, run_dir, collate_fn=Collate()).fit()
     return model.eval()
 
 

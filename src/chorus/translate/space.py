@@ -5,7 +5,9 @@ What: :func:`train_space` builds the towers of ``configs/mnist_clip.yaml``
 ``embed_dim`` 64) and trains them with InfoNCE on in-memory MNIST tensors;
 :func:`bind_audio` then trains an ``audio_cnn`` tower so that a spoken digit
 lands next to the *frozen* embedding of the MNIST image it is paired with in
-AV-Digits. Any modality then maps to any other through one 64-d unit sphere.
+AV-Digits — :func:`chorus.colearn.bind_to_pivot`, the one binding of Chorus,
+with images as the pivot. Any modality then maps to any other through one
+64-d unit sphere.
 
 Why binding to the frozen image side works (ImageBind, Girdhar et al.,
 CVPR 2023): the image embeddings already cluster by digit and sit next to the
@@ -28,17 +30,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from chorus.colearn.pivot import bind_to_pivot
 from chorus.contrastive import ContrastiveModel
 from chorus.contrastive.text_cache import CachedTextEncoder
 from chorus.data import BPETokenizer, Collate, WordPieceTokenizer
 from chorus.data.captions import fill_template
 from chorus.encoders import build_encoder
+from chorus.encoders.speaker_robust import SPEECH_TOWER
 from chorus.errors import ConfigError
 from chorus.eval.mode import evaluating
 from chorus.experiment import ExperimentConfig
@@ -89,7 +93,7 @@ class SharedSpace:
     tokenizer: Callable[..., tuple[Tensor, Tensor]]  # BPE, or the row lookup of a cached frozen MiniLM
     context_length: int
     class_names: list[str]
-    audio: ContrastiveModel | None = None  # audio + frozen image (same image projection as clip)
+    audio: ContrastiveModel | None = None  # clip's towers frozen + a bound audio tower (bind_audio)
 
     @torch.no_grad()
     def embed_images(self, pixels: Tensor, batch_size: int = 512) -> Tensor:
@@ -109,7 +113,7 @@ class SharedSpace:
     @torch.no_grad()
     def embed_audio(self, mels: Sequence[Tensor], batch_size: int = 256) -> Tensor:
         if self.audio is None:
-            raise ConfigError("SharedSpace.embed_audio: no audio tower yet; call bind_audio(space, ...) first")
+            raise ConfigError("SharedSpace.embed_audio: no audio tower yet; call bind_audio(space, ...)")
         out = []
         with evaluating(self.audio):
             for i in range(0, len(mels), batch_size):
@@ -154,17 +158,17 @@ def train_space(cfg: ExperimentConfig, data: DigitData, steps: int, run_dir: str
     return SharedSpace(clip.eval(), tokenizer, cfg.data.context_length, names)
 
 
-def bind_audio(space: SharedSpace, data: DigitData, steps: int, run_dir: str | os.PathLike, seed: int = 0,
-               batch_size: int = 64,
-               size: str = "tiny", lr: float = 3e-3) -> SharedSpace:
-    """Train an ``audio_cnn`` tower onto the frozen image embeddings of its AV-Digits pairs (train speakers)."""
+def bind_audio(space: SharedSpace, data: DigitData, pairs: Tensor, steps: int, run_dir: str | os.PathLike,
+               seed: int = 0, batch_size: int = 64, size: str = "tiny", lr: float = 3e-3) -> SharedSpace:
+    """A copy of ``space`` with a speech tower bound to its frozen image side on ``pairs`` [N, 2] of (clip, image).
+
+    The binding itself is :func:`chorus.colearn.bind_to_pivot` (images as the pivot); this adds the
+    in-memory pairs and the training run. The tower is :data:`~chorus.encoders.speaker_robust.SPEECH_TOWER`'s ``audio_cnn``.
+    """
     seed_everything(seed)
-    audio = build_encoder("audio_cnn", size, n_mels=data.logmel.n_mels)
-    model = ContrastiveModel({"image": space.clip.encoders["image"], "audio": audio}, space.clip.embed_dim,
-                             frozen=("image",), freeze_projection=True)
-    model.projections["image"].load_state_dict(space.clip.projections["image"].state_dict())
+    audio = build_encoder("audio_cnn", size, n_mels=data.logmel.n_mels, **SPEECH_TOWER)
+    model = bind_to_pivot(space.clip, audio, "audio")
     if steps > 0:
-        rows = [{"image": data.pixels[i], "audio": data.mels[c]} for c, i in data.pairs_train.tolist()]
+        rows = [{"image": data.pixels[i], "audio": data.mels[c]} for c, i in pairs.tolist()]
         Trainer(model, _Rows(rows), _train_config(steps, batch_size, lr, seed), run_dir, collate_fn=Collate()).fit()
-    space.audio = model.eval()
-    return space
+    return replace(space, audio=model.eval())
