@@ -11,6 +11,7 @@ from chorus.encoders.cnn import CNNEncoder
 from chorus.encoders.factory import ENCODERS, build_encoder, encoder_modality, encoder_sizes
 from chorus.encoders.minilm import MiniLMEncoder
 from chorus.encoders.resnet import ResNetEncoder
+from chorus.encoders.scattering import ScatteringEncoder
 from chorus.encoders.text_transformer import TextTransformer
 from chorus.encoders.vit import VisionTransformer
 
@@ -22,6 +23,7 @@ __all__ = [
     "Encoded",
     "MiniLMEncoder",
     "ResNetEncoder",
+    "ScatteringEncoder",
     "TextTransformer",
     "VisionTransformer",
     "build_encoder",
