@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import time
 from pathlib import Path
@@ -79,8 +80,8 @@ def main() -> None:
         print(name, json.dumps(rows[name]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     command = "python benchmarks/speech_tower_ablation.py " + " ".join(
-        f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
-        if k != "variants" or len(v) < len(VARIANTS))
+        f"--{k} {' '.join(shlex.quote(str(x)) for x in v) if isinstance(v, list) else v}"
+        for k, v in vars(args).items() if k != "variants" or len(v) < len(VARIANTS))
     stem = RESULTS / f"speech_tower_ablation_{args.steps}steps"
     stem.with_suffix(".json").write_text(json.dumps(
         {"command": command, "steps": args.steps, "val": args.val, "seeds": args.seeds, "rows": rows,

@@ -370,9 +370,9 @@ def _retrieval_plot(random_retrieval: dict, per_seed: list[dict], path: Path) ->
     ax.bar(x + 1.5 * width, [first[d + ":chance"]["R@1"] * 100 for d in directions], width, label="chance")
     ax.set_xticks(x, directions, fontsize=8)
     ax.set_ylabel("class-level R@1 (%)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -386,9 +386,11 @@ def _cards(per_seed: list[dict], judges: dict) -> MethodCard:
         why="A CLIP space aligns images and captions; an audio tower bound to the frozen image side puts speech in the "
             "same digit clusters, so nearest neighbours translate and generators conditioned on the embedding accept "
             "any source modality.",
-        backbone="cnn tiny (image) + frozen all-MiniLM-L6-v2 (text, LiT); audio_cnn tiny with per-utterance CMVN "
-                 "and training-time mel warp + SpecAugment, bound to the frozen image side (colearn.bind_to_pivot); "
-                 "MLP CVAE, DCGAN-style generator + projection discriminator, MLP mel decoder",
+        backbone="cnn tiny (image) + frozen all-MiniLM-L6-v2 (text, LiT; --text-tower scratch: text transformer); "
+                 "audio_cnn tiny with the speaker-robust input (per-clip 40 dB floor, CMN, SpecAugment masks in "
+                 "training), bound to the frozen image side (colearn.bind_to_pivot), one per speech protocol; MLP CVAE, "
+                 "DCGAN-style generator + projection discriminator (speech conditions also through a 10-nearest-image "
+                 "prior), MLP mel decoder",
         baseline="retrieval: chance and random-init towers; generators: same model with shuffled conditions",
         result=f"speech→image R@1 {m('retrieval', 'speaker', 'speech->image', 'R@1')} % (theo held out) / "
                f"{m('retrieval', 'official', 'speech->image', 'R@1')} % (official split); "
