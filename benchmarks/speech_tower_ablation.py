@@ -1,11 +1,12 @@
 """Which speaker-robust input makes ``audio_cnn`` recognise digits from a voice it never heard?
 
 Run: ``python benchmarks/speech_tower_ablation.py [--val jackson nicolas] [--seeds 0 1] [--steps 300]``.
-A supervised ``audio_cnn`` tiny classifier (the colearn / judge recipe: batch 64, lr 3e-3, 300 steps,
-dropout 0.1) is trained on four FSDD speakers and scored on a fifth, the **validation speaker**; ``theo``,
+A supervised ``audio_cnn`` classifier (``--size``, default tiny; the colearn / judge recipe: batch 64,
+lr 3e-3, 300 steps, dropout 0.1) is trained on four FSDD speakers and scored on a fifth, the
+**validation speaker**; ``theo``,
 the benchmarks' test speaker, is never read. Every variant is the same tower with different
 ``audio_cnn`` input options (:mod:`chorus.encoders.speaker_robust`). Writes
-``benchmarks/results/speech_tower_ablation_<steps>steps.{json,md}``.
+``benchmarks/results/speech_tower_ablation_<steps>steps[_<size>].{json,md}``.
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ VARIANTS: dict[str, dict] = {  # name -> audio_cnn options; "augment": MelAugmen
 }
 
 
-def accuracy(data, options: dict, val: str, seed: int, steps: int) -> float:
+def accuracy(data, options: dict, val: str, seed: int, steps: int, size: str) -> float:
     train = [i for i, s in enumerate(data.speaker_of_clip) if s not in (*TEST_SPEAKERS, val)]
     test = [i for i, s in enumerate(data.speaker_of_clip) if s == val]
     seed_everything(seed)
     options = dict(options)
     augment, dropout = options.pop("augment", None), options.pop("dropout", 0.1)
-    encoder = build_encoder("audio_cnn", "tiny", n_mels=data.logmel.n_mels, **options)
+    encoder = build_encoder("audio_cnn", size, n_mels=data.logmel.n_mels, **options)
     if augment is not None:
         encoder.augment = MelAugment(**augment)
     model = Classifier(encoder, 10, "audio", dropout=dropout)
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--val", nargs="+", default=["jackson", "nicolas"], help="validation speakers (never theo)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--size", default="tiny", help="audio_cnn size")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     if set(args.val) & set(TEST_SPEAKERS):
@@ -75,14 +77,14 @@ def main() -> None:
     t0 = time.time()
     rows = {}
     for name in args.variants:
-        scores = {f"{v}/{s}": accuracy(data, VARIANTS[name], v, s, args.steps) for v in args.val for s in args.seeds}
+        scores = {f"{v}/{s}": accuracy(data, VARIANTS[name], v, s, args.steps, args.size) for v in args.val for s in args.seeds}
         rows[name] = {"options": VARIANTS[name], "scores": scores, "mean": statistics.mean(scores.values())}
         print(name, json.dumps(rows[name]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     command = "python benchmarks/speech_tower_ablation.py " + " ".join(
         f"--{k} {' '.join(shlex.quote(str(x)) for x in v) if isinstance(v, list) else v}"
         for k, v in vars(args).items() if k != "variants" or len(v) < len(VARIANTS))
-    stem = RESULTS / f"speech_tower_ablation_{args.steps}steps"
+    stem = RESULTS / f"speech_tower_ablation_{args.steps}steps{'' if args.size == 'tiny' else '_' + args.size}"
     stem.with_suffix(".json").write_text(json.dumps(
         {"command": command, "steps": args.steps, "val": args.val, "seeds": args.seeds, "rows": rows,
          "seconds": time.time() - t0}, indent=1))
