@@ -13,6 +13,12 @@ should itself clearly beat a linear model on time-averaged log-mels. Padding
 never changes the output (see :mod:`chorus.encoders.frames`), so results do
 not depend on how clips were batched. ``tokens`` are the frames of the last
 block ([B, ceil(T / prod(strides)), widths[-1]]) with the downsampled mask.
+
+Input options (all off by default; :data:`chorus.encoders.speaker_robust.SPEECH_TOWER`
+turns them on for every speech tower of translation and co-learning): ``top_db``
+floors each clip's log-mel that many dB under its peak, ``cmn`` removes each
+band's mean over the clip, ``augment`` applies SpecAugment masks in training
+mode — see :mod:`chorus.encoders.speaker_robust` for why.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from chorus.encoders.base import Encoded
 from chorus.encoders.factory import ENCODERS
 from chorus.encoders.frames import MaskedConvBlock
 from chorus.encoders.inputs import check_sequence
-from chorus.encoders.speaker_robust import MelAugment, floor_dynamic_range, utterance_cmn
 from chorus.encoders.masking import mask_or_all_real, masked_mean
+from chorus.encoders.speaker_robust import MelAugment, floor_dynamic_range, utterance_cmn
 from chorus.errors import ConfigError, DataError
 
 
