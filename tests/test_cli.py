@@ -34,13 +34,13 @@ def test_demo_json_meets_zero_shot_target(tmp_path):
 
 
 def test_fsdd_audio_classifier_speaker_held_out(tmp_path, real_data_root):
-    """Train on five speakers, test on the sixth (theo): well above the 10 % chance level."""
+    """Train on five speakers, test on the sixth (theo): the speaker-robust input lifts it far above the 10 % chance."""
     run = tmp_path / "fsdd"
     result = chorus("train", "configs/fsdd_audio_cnn.yaml", "--run-dir", str(run), "--json",
                     "train.epochs=4", "train.progress=false", data_root=real_data_root)
     assert result.returncode == 0, result.stderr
     trained = json.loads(result.stdout)
-    assert trained["eval/accuracy"] >= 0.40, trained
+    assert trained["eval/accuracy"] >= 0.75, trained  # 4 epochs: 0.884 measured (plain log-mels: 0.644)
     assert (run / "metrics.jsonl").is_file() and (run / "experiment.yaml").is_file()
 
     evaluated = chorus("eval", str(run), "--json", data_root=real_data_root)
