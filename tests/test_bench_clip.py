@@ -1,6 +1,6 @@
 """The CLIP benchmarks (``caltech_zeroshot``, ``coco_retrieval``) in ``--quick`` mode on the real data.
 
-Quick mode is small (32 px CNN, a few epochs, one seed), so the margins are
+Quick mode is small (the encoder's tiny size at 32 px, a few epochs, one seed), so the margins are
 against chance, not against the full benchmark's numbers: Caltech seen-class
 81-way zero-shot top-1 (chance 1.2 %) and COCO text→image Recall@10 on the
 50-image gallery (chance 20 %). Both runs must write every report file.
@@ -31,10 +31,11 @@ def test_caltech_zeroshot_quick(tmp_path: Path, real_data_root: Path) -> None:
     results = _run("caltech_zeroshot", tmp_path, real_data_root, "--methods", "lit")
     lit = results["summary"]["lit"]
     # 81-way seen-class zero-shot from class-name prompts on held-out images: chance 1.2 %,
-    # demand 3× that (measured 10.5 % for seed 0). Quick mode (4 epochs on 12 images/class) is
-    # too short for a reliable unseen-class margin (measured 6.5 % top-1 vs 5 % chance), so
-    # the unseen numbers are only checked to be valid accuracies.
-    assert lit["seen_top1"][0] > 3 / 81
+    # demand 5× that (measured 15.0 % for seed 0 with the tiny scattering encoder at 32 px). Quick
+    # mode (4 epochs on 12 images/class) is too short for a reliable unseen-class margin (measured
+    # 12.2 % top-1 vs 5 % chance here, 6.5 % with the earlier 32 px CNN), so the unseen numbers are
+    # only checked to be valid accuracies.
+    assert lit["seen_top1"][0] > 5 / 81
     assert 0.0 <= lit["unseen_top1"][0] <= lit["unseen_top5"][0] <= 1.0
     # Every unseen class has 30 images, so the per-class accuracies average to the overall top-1.
     per_class = [mean for key, (mean, _) in lit.items() if key.startswith("unseen_top1/")]
