@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
@@ -14,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from chorus.bench._clip_common import BatchAugment, cached_views, preload_images
 from chorus.data import build_dataset
 from chorus.encoders import build_encoder
+from chorus.errors import ConfigError
 
 
 def test_shapes_and_head_of_transform() -> None:
@@ -75,3 +77,5 @@ def test_cached_views_plain_mirror_and_random_crops() -> None:
     assert not torch.allclose(views[:, 2].float(), views[:, 0].float(), atol=0.1)  # random crops differ
     again = cached_views(transform, augment, images, 4, seed=0)
     torch.testing.assert_close(again, views)  # the views are drawn from the given seed
+    with pytest.raises(ConfigError, match="views"):
+        cached_views(transform, augment, images, 0, seed=0)
