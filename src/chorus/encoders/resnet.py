@@ -47,6 +47,23 @@ class BasicBlock(nn.Module):
         return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
+def residual_stages(c_in: int, widths: tuple[int, ...], depths: tuple[int, ...]) -> nn.Sequential:
+    """``depths[i]`` basic blocks of width ``widths[i]`` per stage, each stage after the first halving the resolution."""
+    blocks: list[nn.Module] = []
+    for stage, (width, depth) in enumerate(zip(widths, depths)):
+        for i in range(depth):
+            blocks.append(BasicBlock(c_in, width, 2 if stage > 0 and i == 0 else 1))
+            c_in = width
+    return nn.Sequential(*blocks)
+
+
+def he_init(module: nn.Module) -> None:
+    """He (fan-out) initialisation of every convolution in ``module``, as in the ResNet paper."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
 @ENCODERS.register("resnet")
 class ResNetEncoder(nn.Module):
     """ResNet with basic blocks; ``out_dim = widths[-1]``; tokens are the final feature map's cells."""
@@ -76,16 +93,8 @@ class ResNetEncoder(nn.Module):
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         )
-        blocks: list[nn.Module] = []
-        c_in = widths[0]
-        for stage, (width, depth) in enumerate(zip(widths, depths)):
-            for i in range(depth):
-                blocks.append(BasicBlock(c_in, width, 2 if stage > 0 and i == 0 else 1))
-                c_in = width
-        self.stages = nn.Sequential(*blocks)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self.stages = residual_stages(widths[0], widths, depths)
+        he_init(self)
         self.out_dim = widths[-1]
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Encoded:

@@ -41,7 +41,7 @@ from chorus.encoders.base import Encoded
 from chorus.encoders.factory import ENCODERS
 from chorus.encoders.feature_map import encode_feature_map
 from chorus.encoders.inputs import check_image
-from chorus.encoders.resnet import BasicBlock
+from chorus.encoders.resnet import he_init, residual_stages
 from chorus.errors import ConfigError
 
 
@@ -83,14 +83,8 @@ class ScatteringHead(nn.Module):
         self.dropout = nn.Dropout2d(dropout)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
-        blocks, c_in = [], widths[0]
-        for stage, width in enumerate(widths):
-            blocks.append(BasicBlock(c_in, width, 2 if stage > 0 else 1))
-            c_in = width
-        self.blocks = nn.Sequential(*blocks)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self.blocks = residual_stages(widths[0], widths, (1,) * len(widths))
+        he_init(self)
         self.out_dim = widths[-1]
 
     def forward(self, s: Tensor, mask: Tensor | None = None) -> Encoded:
