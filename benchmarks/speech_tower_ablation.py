@@ -15,6 +15,7 @@ import argparse
 import json
 import shlex
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def accuracy(data, options: dict, val: str, seed: int, steps: int, size: str) ->
     cfg = TrainConfig(max_steps=steps, batch_size=64, lr=3e-3, warmup_steps=20, precision="bf16", seed=seed,
                       progress=False, tensorboard=False, log_every=steps)
     items = LabelledInputs("audio", [data.mels[i] for i in train], data.digit_of_clip[train])
-    Trainer(model, items, cfg, f"/tmp/speech_tower_ablation/{val}_{seed}", collate_fn=Collate()).fit()
+    with tempfile.TemporaryDirectory() as run_dir:  # checkpoints of a throw-away run
+        Trainer(model, items, cfg, run_dir, collate_fn=Collate()).fit()
     predicted = judge_predictions(model.eval(), [data.mels[i] for i in test])
     return float((predicted == data.digit_of_clip[test]).float().mean())
 

@@ -105,8 +105,9 @@ def retrieval(space: SharedSpace, data: DigitData, templates: list[str], clips: 
 # ------------------------------------------------------------------------------------------- generators
 
 
-def condition_bank(space: SharedSpace, data: DigitData, train_templates: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training conditions: embeddings of the training captions and of the generators' own MNIST images.
+def condition_bank(space: SharedSpace, data: DigitData, train_templates: list[str],
+                   images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training conditions: embeddings of the training captions and ``images`` (the generators' own MNIST images).
 
     Both are clean digit evidence (image→text R@1 ≈ 94 % in the space), and between them they cover the
     text side and the image side of the modality gap; speech is bound onto the image side, so held-out
@@ -116,7 +117,6 @@ def condition_bank(space: SharedSpace, data: DigitData, train_templates: list[st
     """
     text = space.embed_texts(space.prompts(train_templates, range(10)))
     text_y = torch.arange(10).repeat(len(train_templates))
-    images = space.embed_images(data.pixels[data.generator_images])
     # each modality drawn equally often: 60 caption rows against 4,000 image rows would leave the text side
     # of the gap (where test captions land) almost unseen in training
     copies = max(1, len(images) // len(text))
@@ -125,7 +125,7 @@ def condition_bank(space: SharedSpace, data: DigitData, train_templates: list[st
 
 
 def test_conditions(spaces: dict[str, SharedSpace], data: DigitData, templates: list[str],
-                    per_prompt: int) -> dict[str, tuple]:
+                    per_prompt: int, generator_images: torch.Tensor) -> dict[str, tuple]:
     """Held-out conditions per source: unseen prompt templates (repeated), and per speech protocol its held-out
     clips through its own speech tower, as embedded (``speech_<protocol>``) and moved onto the image side by
     :func:`nearest_image_prior` over the generators' own training images (``speech_<protocol>_prior``)."""
@@ -133,7 +133,6 @@ def test_conditions(spaces: dict[str, SharedSpace], data: DigitData, templates: 
     text = space.embed_texts(space.prompts(templates, range(10))).repeat_interleave(per_prompt, 0)
     text_y = torch.arange(10).repeat(len(templates)).repeat_interleave(per_prompt)
     out = {"text": (text, text_y)}
-    generator_images = space.embed_images(data.pixels[data.generator_images])
     for protocol, bound in spaces.items():
         clips = data.speech_split(protocol)[1]
         speech, y = bound.embed_audio([data.mels[i] for i in clips]), data.digit_of_clip[clips]
@@ -267,14 +266,16 @@ def run(args: argparse.Namespace) -> dict:
                   for p in PROTOCOLS}
         result: dict = {"seed": seed, "retrieval": {p: retrieval(spaces[p], data, test_templates, data.speech_split(p)[1])
                                                     for p in PROTOCOLS}}
-        bank_emb, bank_y = condition_bank(space, data, train_templates)
+        generator_images = space.embed_images(data.pixels[data.generator_images])  # once: the bank and the speech prior use it
+        bank_emb, bank_y = condition_bank(space, data, train_templates, generator_images)
         # standardise with the bank's statistics: a briefly trained space keeps digits at cosine ≈ 0.9 of each
         # other, and raw differences that small were ignored by the generators in the recorded quick run
         mu, sigma = bank_emb.mean(0), bank_emb.std(0).clamp_min(1e-6)
         bank = ConditionedTargets(data.pixels[data.generator_images], data.digit_of_image[data.generator_images],
                                   (bank_emb - mu) / sigma, bank_y)
         conditions = {k: ((c - mu) / sigma, y) for k, (c, y) in
-                      test_conditions(spaces, data, test_templates, budget["samples_per_prompt"]).items()}
+                      test_conditions(spaces, data, test_templates, budget["samples_per_prompt"],
+                                      generator_images).items()}
         cvae = train_cvae(bank, budget["cvae_steps"], seed, sdir / "cvae")
         gen, gan_losses = train_cgan(bank, bank.bank.shape[1], budget["gan_steps"], seed=seed)
         result["cvae"] = judge_generator(cvae.sample, conditions, image_judge, data, seed)

@@ -88,7 +88,7 @@ class MelAugment(nn.Module):
 
     ``warp``: factors drawn uniformly from [1 − warp, 1 + warp] per clip; ``freq_masks`` bands of width up to
     ``freq_width`` and ``time_masks`` spans of up to ``time_fraction`` of the clip's real length are set to the
-    clip's mean (0 after CMVN), so masking adds no artificial edge.
+    clip's mean (0 after CMN), so masking adds no artificial edge.
     """
 
     def __init__(self, warp: float = 0.0, freq_masks: int = 2, freq_width: int = 6, time_masks: int = 2,
