@@ -32,6 +32,17 @@ crops with colour jitter) and the head trains on a random cached view per
 step. Images are decoded once into a uint8 tensor; for pixel encoders the
 augmentation runs batched inside the image tower in training mode.
 
+Prompts (``--prompts``): the training captions and the zero-shot classifier
+use the class name in templates (``names``), short visual descriptions of
+each class (``descriptions``, ``configs/caltech_descriptions.yaml``: CuPL,
+Pratt et al. 2023, and Menon & Vondrick 2023 — a language model's account of
+what the class looks like, here written once for all 101 classes), or
+``both``. A bare name places an unseen class only as well as the text
+tower's sense of the *word*; a description also says what it looks like
+("a cup: a small open container with a handle"), which can land it near seen
+classes that share its shape or colour. A class's score is the cosine to its
+mean prompt embedding, or to its best prompt (``--reduce max``).
+
 Loss (``--loss``): the captions are class prompts, so a batch of 128 over 81
 classes holds many same-class pairs that CLIP's InfoNCE (``clip``) treats as
 negatives. ``unicl`` (the default, :mod:`chorus.contrastive.unicl`) makes every
@@ -45,9 +56,18 @@ images), seen 81-way zero-shot top-1 on the 6 held-out images per class, and a
 linear probe (LinearProbe, C chosen on its own split) on the image tower's
 pooled features, seen classes; plus the zero-shot top-1 on the (un-augmented)
 training images, whose gap to the held-out top-1 is the overfitting.
-``--select`` trains on 20 images per class and reports the 4-per-class
-validation images instead, and does not evaluate the unseen classes at all:
-settings are chosen there, never on test images.
+Test-time augmentation (default; ``--no-tta`` turns it off): an image's
+embedding is the mean of its plain and mirrored views'. ``--ensemble K``
+trains K image towers per seed and averages their zero-shot scores.
+
+Two validation protocols, where all settings are chosen (never on test
+images; neither reads the unseen classes' images or the held-out images):
+``--select`` trains on 20 images per seen class and reports the other 4
+(image-side settings); ``--select-unseen`` also holds 20 seen classes out of
+training (``val_unseen`` in the split file; Xian et al. 2018's class-level
+validation) and reports zero-shot accuracy on them (text-side settings).
+Both also report every evaluation-only variant of the same trained models
+(prompt set × mean/max × with/without TTA).
 
 Baseline: the same image tower and recipe with a BPE ``text_transformer``
 trained from scratch (its tokenizer learnt from the seen-class captions).
@@ -57,28 +77,32 @@ Chance: 5 % (unseen top-1), 25 % (top-5), 1.2 % (seen top-1).
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from chorus.bench._clip_common import (
     METHODS, BatchAugment, TensorImages, cached_views, fit, image_tower, lit_text_tower, method_table, preload_images,
     run_seeds, save_report,
 )
 from chorus.config import CONFIG_DIR
-from chorus.contrastive import CLIP_TEMPLATES, ContrastiveModel, build_zero_shot_classifier, zero_shot_predict
+from chorus.contrastive import CLIP_TEMPLATES, ContrastiveModel
 from chorus.contrastive.unicl import LabelContrastiveModel
 from chorus.data import BPETokenizer, Collate, build_dataset
-from chorus.data.captions import CaptionedDataset, fill_template
+from chorus.data.captions import fill_template
 from chorus.encoders import build_encoder
 from chorus.errors import ConfigError, DataError
 from chorus.eval.metrics import topk_accuracy
+from chorus.eval.mode import evaluating
 from chorus.eval.probe import LinearProbe, extract_features
 from chorus.eval.report import (
     environment, fmt_mean_std, invocation, markdown_table, mean_std, MethodCard, summary_percent,
@@ -86,6 +110,7 @@ from chorus.eval.report import (
 from chorus.train import seed_everything
 
 SPLIT_FILE = CONFIG_DIR / "caltech_split.yaml"
+DESCRIPTIONS_FILE = CONFIG_DIR / "caltech_descriptions.yaml"
 
 TRAIN_TEMPLATES: tuple[str, ...] = (
     "a photo of a {}.",
@@ -105,84 +130,188 @@ TRAIN_TEMPLATES: tuple[str, ...] = (
 
 QUICK_TEMPLATES = TRAIN_TEMPLATES[:4]
 
+PROMPT_MODES = ("names", "descriptions", "both")
+
 
 def load_split(path: str | Path = SPLIT_FILE) -> dict[str, Any]:
-    """``{"seed", "unseen": [names], "seen": {name: {"heldout": [n], "val": [n]}}}`` from the split YAML."""
+    """``{"seed", "unseen": [names], "val_unseen": [names], "seen": {name: {"heldout": [n], "val": [n]}}}``."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"caltech split file {path} is missing")
     split = yaml.safe_load(path.read_text())
-    for key in ("unseen", "seen"):
+    for key in ("unseen", "val_unseen", "seen"):
         if key not in split:
             raise ConfigError(f"{path}: missing key {key!r}")
     overlap = set(split["unseen"]) & set(split["seen"])
     if overlap:
         raise ConfigError(f"{path}: classes both seen and unseen: {sorted(overlap)}")
+    stray = set(split["val_unseen"]) - set(split["seen"])
+    if stray:
+        raise ConfigError(f"{path}: val_unseen classes must be seen classes, not {sorted(stray)}")
     return split
+
+
+def load_descriptions(path: str | Path = DESCRIPTIONS_FILE) -> dict[str, list[str]]:
+    """``{class name: [visual descriptions]}``, the same number for every class (the classifier stacks them)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"caltech descriptions file {path} is missing")
+    descriptions = yaml.safe_load(path.read_text())
+    counts = {len(v) for v in descriptions.values()}
+    if len(counts) != 1 or any(not isinstance(d, str) or not d.strip() for v in descriptions.values() for d in v):
+        raise ConfigError(f"{path}: every class needs the same number of non-empty descriptions")
+    return descriptions
 
 
 def _image_number(path: str) -> int:
     return int(Path(path).stem.split("_")[-1])
 
 
-def load_caltech(data_root: str | None, split: dict[str, Any], size: int, train_from: str) -> dict[str, Any]:
-    """Preloaded tensors for each part: ``train``, ``eval_seen`` (heldout or val), ``unseen``.
+MODES = ("test", "select", "select_unseen")
 
-    ``train_from="all"`` trains on the 24 non-held-out images of each seen class
-    and evaluates seen classes on ``heldout``; ``"select"`` trains on 20 and
-    evaluates on the 4 ``val`` images.
+
+def load_caltech(data_root: str | None, split: dict[str, Any], size: int, mode: str) -> dict[str, Any]:
+    """Preloaded uint8 images by source, and each part as ``(source, indices into it, labels)``.
+
+    Sources: ``pool`` = the 24 non-held-out images of every seen class (in
+    every mode, so that one cache of their views serves all modes), plus in
+    ``"test"`` mode ``heldout`` (6 per seen class) and ``unseen`` (all 30 of
+    each unseen class). Parts — ``"test"``: ``train`` = the pool, ``eval_seen``
+    = heldout, ``unseen`` = unseen. ``"select"``: ``train`` = 20 per seen
+    class, ``eval_seen`` = their 4 ``val`` images, no ``unseen`` part.
+    ``"select_unseen"`` (class-level validation): as ``"select"`` over the
+    seen classes outside ``val_unseen``, and ``unseen`` = the 24 pool images of
+    each ``val_unseen`` class. Only ``"test"`` reads the unseen classes' images
+    or the seen classes' held-out images. ``seen_names`` / ``unseen_names``
+    name the label indices.
     """
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
     dataset = build_dataset("caltech101", root=data_root, split="all")
     names = dataset.classes
     missing = sorted((set(split["unseen"]) | set(split["seen"])) - set(names))
     if missing:
         raise DataError(f"split classes not in caltech101/classes.txt: {missing}")
-    seen = sorted(split["seen"])
-    unseen = list(split["unseen"])
-    parts: dict[str, list[int]] = {"train": [], "eval_seen": [], "unseen": []}
-    labels: dict[str, list[int]] = {"train": [], "eval_seen": [], "unseen": []}
+    held_classes = split["val_unseen"] if mode == "select_unseen" else []
+    seen = sorted(set(split["seen"]) - set(held_classes))
+    unseen = list(split["unseen"]) if mode == "test" else list(held_classes)
+    sources: dict[str, list[int]] = {"pool": [], "heldout": [], "unseen": []}
+    parts: dict[str, tuple[str, list[int], list[int]]] = {}
     for i, record in enumerate(dataset.records):
         name = names[dataset.labels[i]]
-        if name in unseen:
-            parts["unseen"].append(i)
-            labels["unseen"].append(unseen.index(name))
-            continue
-        number, held = _image_number(record["path"]), split["seen"][name]
-        if number in held["heldout"]:
-            part = "eval_seen" if train_from == "all" else None
-        elif number in held["val"]:
-            part = "eval_seen" if train_from == "select" else "train"
+        if name not in split["seen"]:
+            source = part = "unseen" if mode == "test" else None
         else:
-            part = "train"
-        if part is not None:
-            parts[part].append(i)
-            labels[part].append(seen.index(name))
-    out: dict[str, Any] = {"seen_names": seen, "unseen_names": unseen}
-    for part, indices in parts.items():
-        images = [dataset.load(i)["image"] for i in indices]
-        out[part] = (preload_images(images, size), torch.tensor(labels[part]))
-    return out
+            held = split["seen"][name]
+            number = _image_number(record["path"])
+            if number in held["heldout"]:
+                source, part = ("heldout", "eval_seen") if mode == "test" else (None, None)
+            elif name in held_classes:
+                source, part = "pool", "unseen"
+            elif number in held["val"] and mode != "test":
+                source, part = "pool", "eval_seen"
+            else:
+                source, part = "pool", "train"
+        if source is not None:
+            sources[source].append(i)
+            _, index, labels = parts.setdefault(part, (source, [], []))
+            index.append(len(sources[source]) - 1)
+            labels.append((unseen if part == "unseen" else seen).index(name))
+    images = {source: preload_images([dataset.load(i)["image"] for i in indices], size)
+              for source, indices in sources.items() if indices}
+    return {"seen_names": seen, "unseen_names": unseen, "images": images,
+            **{part: (source, torch.tensor(index), torch.tensor(labels))
+               for part, (source, index, labels) in parts.items()}}
 
 
-def _batches(images: Tensor, labels: Tensor, batch_size: int = 256) -> list[dict[str, Tensor]]:
-    return [{"image": images[s : s + batch_size], "label": labels[s : s + batch_size]}
-            for s in range(0, len(labels), batch_size)]
+def class_prompts(classes: Sequence[str], mode: str, templates: Sequence[str],
+                  descriptions: dict[str, list[str]]) -> list[list[str]]:
+    """Every class's prompts: its name in ``templates`` (``names``), its visual ``descriptions``, or ``both``."""
+    if mode not in PROMPT_MODES:
+        raise ConfigError(f"prompts must be one of {PROMPT_MODES}, got {mode!r}")
+    missing = [c for c in classes if mode != "names" and c not in descriptions]
+    if missing:
+        raise ConfigError(f"no descriptions for classes {missing}")
+    return [([fill_template(t, c) for t in templates] if mode != "descriptions" else [])
+            + (list(descriptions[c]) if mode != "names" else []) for c in classes]
 
 
-def _zero_shot(model: ContrastiveModel, tokenize, classes: Sequence[str], templates: Sequence[str],
-               images: Tensor, labels: Tensor) -> dict[str, float]:
+class PromptedImages(Dataset):
+    """Adds ``"text"`` to each labelled item: one of its class's prompts, drawn with torch's global RNG.
+
+    The prompts of a class are its name in templates and/or its visual
+    descriptions (:func:`class_prompts`): a per-class list rather than one
+    template list, since descriptions differ from class to class.
+    """
+
+    def __init__(self, dataset: Dataset, prompts: Sequence[Sequence[str]]) -> None:
+        self.dataset, self.prompts = dataset, [list(p) for p in prompts]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def captions(self) -> list[str]:
+        """Every caption this dataset can produce (to train the baseline's tokenizer on)."""
+        return [text for prompts in self.prompts for text in prompts]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.dataset[index]
+        prompts = self.prompts[sample["label"]]
+        return {**sample, "text": prompts[int(torch.randint(len(prompts), ()))]}
+
+
+@torch.no_grad()
+def embed_views(model: ContrastiveModel, views: Tensor, batch_size: int = 256) -> Tensor:
+    """Normalised image embeddings of every view: [N, V, ...] → [N, V, embed_dim] (eval mode)."""
+    with evaluating(model):
+        out = [model.encode("image", views[s : s + batch_size].flatten(0, 1)).float()
+               for s in range(0, views.shape[0], batch_size)]
+    return torch.cat(out).view(views.shape[0], views.shape[1], -1)
+
+
+@torch.no_grad()
+def embed_prompts(model: ContrastiveModel, tokenize, prompts: Sequence[Sequence[str]]) -> Tensor:
+    """Normalised text embeddings [classes, prompts per class, embed_dim] (every class has as many prompts)."""
+    flat = [text for class_prompts in prompts for text in class_prompts]
+    with evaluating(model):
+        ids, mask = tokenize(flat)
+        z = model.encode("text", ids, mask).float()
+    return z.view(len(prompts), -1, z.shape[-1])
+
+
+def zero_shot_logits(images: Tensor, texts: Tensor, tta: bool, reduce: str) -> Tensor:
+    """Class scores [N, classes] of image embeddings [N, V, D] against prompt embeddings [C, P, D].
+
+    ``tta``: average the normalised embeddings of all V views (plain and
+    mirrored), else view 0 only. ``reduce="mean"``: cosine to the renormalised
+    mean prompt embedding of each class (CLIP's prompt ensemble); ``"max"``: the
+    best-matching single prompt of each class.
+    """
+    z = F.normalize(images.mean(1), dim=-1) if tta else images[:, 0]
+    if reduce == "mean":
+        return z @ F.normalize(texts.mean(1), dim=-1).T
+    if reduce == "max":
+        return torch.einsum("nd,cpd->ncp", z, texts).amax(-1)
+    raise ConfigError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+
+
+def _scores(logits: Tensor, labels: Tensor, classes: Sequence[str]) -> dict[str, float]:
     """``{"top1", "top5", f"top1/{class}" for every class}``: which classes transfer, not only how many."""
-    classifier = build_zero_shot_classifier(model, tokenize, classes, templates)
-    logits = zero_shot_predict(model, _batches(images, labels), classifier).cpu()
     correct = logits.argmax(1) == labels
     per_class = {f"top1/{name}": float(correct[labels == c].float().mean()) for c, name in enumerate(classes)}
     return topk_accuracy(logits, labels, (1, 5)) | per_class
 
 
-def _probe(model: ContrastiveModel, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], seed: int) -> float:
-    """Linear-probe accuracy of the image tower's pooled features (eval mode: no augmentation)."""
-    x_train, y_train = extract_features(model.encoders["image"], _batches(*train), "image")
-    x_test, y_test = extract_features(model.encoders["image"], _batches(*test), "image")
+def _probe(models: Sequence[ContrastiveModel], train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
+           seed: int) -> float:
+    """Linear-probe accuracy on the image towers' pooled features (concatenated over ``models``), plain views."""
+    def features(x: Tensor, y: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        batches = [{"image": x[s : s + 256, 0], "label": y[s : s + 256]} for s in range(0, len(y), 256)]
+        out = [extract_features(model.encoders["image"], batches, "image") for model in models]
+        return np.concatenate([f for f, _ in out], axis=1), out[0][1]
+
+    x_train, y_train = features(*train)
+    x_test, y_test = features(*test)
     probe = LinearProbe(Cs=(0.01, 0.1, 1.0), max_iter=300, random_state=seed).fit(x_train, y_train)
     return float(probe.score(x_test, y_test))
 
@@ -191,47 +320,68 @@ def _augment(args: argparse.Namespace) -> BatchAugment:
     return BatchAugment(args.image_size, scale=(args.crop_min, 1.0), jitter=args.jitter)
 
 
-def cache_front_end(args: argparse.Namespace, data: dict[str, Any]) -> None:
-    """Replace every image tensor in ``data`` by the ``scattering`` encoder's fixed transform of it, once.
+def prepare_views(args: argparse.Namespace, data: dict[str, Any]) -> None:
+    """Replace every part's ``(source, indices, labels)`` by ``(views [N, V, ...], labels)``.
 
-    ``train_views`` gets ``--views`` augmented views per training image (see
-    :func:`~chorus.bench._clip_common.cached_views`); the evaluation parts and
-    ``train`` (for the training-image diagnostic) get the plain view. Unseen
-    images are not touched in ``--select`` mode.
+    Evaluation parts get V = 2 (plain, mirrored: test-time augmentation
+    averages them); ``train`` keeps ``--views`` views for training and
+    ``train_eval`` is its first two. Scattering: the views hold the fixed
+    transform's coefficients, computed once per source
+    (:func:`~chorus.bench._clip_common.cached_views`, kept under
+    ``--cache-dir`` if given; the pool's ``--views`` views serve training and
+    the pool's evaluation parts alike). Pixel encoders: the views are images
+    (training augmentation then runs inside the tower), evaluation views the
+    image and its mirror.
     """
-    transform = build_encoder(args.encoder, args.encoder_size, image_size=args.image_size,
-                              **args.encoder_options).transform
-    augment = _augment(args)
     start = time.perf_counter()
-    views = cached_views(transform, augment, data["train"][0], args.views, seed=0)
-    data["train_views"] = views
-    data["train"] = (views[:, 0], data["train"][1])
-    for part in ("eval_seen",) if args.select else ("eval_seen", "unseen"):
-        data[part] = (cached_views(transform, augment, data[part][0], 1, seed=0)[:, 0], data[part][1])
-    print(f"{args.encoder} front end: {tuple(views.shape)} training views in {time.perf_counter() - start:.0f} s",
-          flush=True)
+    images = data.pop("images")
+    parts = [part for part in ("train", "eval_seen", "unseen") if part in data]
+    for source in images:  # drop images no part uses (--train-per-class), renumbering the indices
+        used = torch.cat([data[part][1] for part in parts if data[part][0] == source]).unique()
+        if len(used) < len(images[source]):
+            images[source] = images[source][used]
+            for part in parts:
+                if data[part][0] == source:
+                    data[part] = (source, torch.searchsorted(used, data[part][1]), data[part][2])
+    if args.encoder == "scattering":
+        encoder = build_encoder(args.encoder, args.encoder_size, image_size=args.image_size, **args.encoder_options)
+        augment = _augment(args)
+        key = f"scattering J={encoder.transform.scattering.J} L={encoder.transform.scattering.L} {args.image_size} px"
+        views = {source: cached_views(encoder.transform, augment, x, args.views if source == "pool" else 2, seed=0,
+                                      cache_dir=args.cache_dir, key=key) for source, x in images.items()}
+        print(f"scattering front end: {tuple(views['pool'].shape)} pool views in {time.perf_counter() - start:.0f} s",
+              flush=True)
+    else:
+        views = {source: torch.stack([x, x.flip(-1)], 1) for source, x in images.items()}
+    for part in parts:
+        source, index, labels = data[part]
+        data[part] = (views[source][index][:, :2], labels)
+        if part == "train":
+            data["train_eval"] = data[part]
+            data[part] = (views[source][index] if args.encoder == "scattering" else images[source][index], labels)
 
 
-def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: int,
-            cache: nn.Module | None, run_dir: Path) -> dict[str, float]:
-    """Train one model (``lit`` or ``scratch``) with ``seed`` and evaluate it."""
+def train_model(args: argparse.Namespace, data: dict[str, Any], method: str, seed: int, cache: nn.Module | None,
+                run_dir: Path) -> tuple[ContrastiveModel, Callable[[list[str]], tuple[Tensor, Tensor]]]:
+    """One trained model (``lit`` or ``scratch``, seeded by ``seed``) in eval mode, and its tokenizer."""
     seed_everything(seed)
-    seen, unseen = data["seen_names"], data["unseen_names"]
+    seen = data["seen_names"]
     train_images, train_labels = data["train"]
     label = lambda i: {"label": int(train_labels[i])}  # noqa: E731
-    if "train_views" in data:  # fixed front end cached: train its head on precomputed augmented views
+    if args.encoder == "scattering":  # fixed front end cached: train its head on precomputed augmented views
         tower = build_encoder(args.encoder, args.encoder_size, image_size=args.image_size, **args.encoder_options).head
-        base = TensorImages(data["train_views"], label, seen, views=True)
+        base = TensorImages(train_images, label, seen, views=True)
     else:
         tower = image_tower(args.encoder, args.encoder_size, args.image_size, _augment(args), **args.encoder_options)
         base = TensorImages(train_images, label, seen)
-    train_set = CaptionedDataset(base, args.train_templates, seen)
+    train_prompts = class_prompts(seen, args.prompts, args.train_templates, args.descriptions)
+    train_set = PromptedImages(base, train_prompts)
     if method == "lit":
         text, frozen, context = cache, ("text",), 1
         tokenizer = cache.tokenizer
     else:
         tokenizer = BPETokenizer.train(train_set.captions(), vocab_size=1000, min_frequency=1)
-        context = 32
+        context = 64 if args.prompts != "names" else 32
         text = build_encoder("text_transformer", "tiny", vocab_size=tokenizer.vocab_size, context_length=context)
         frozen = ()
     model = ContrastiveModel({"image": tower, "text": text}, args.embed_dim, frozen=frozen,
@@ -242,38 +392,75 @@ def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: i
     elif args.loss == "unicl":
         trained = LabelContrastiveModel(model)
     else:
-        prompts = [fill_template(t, c) for c in seen for t in args.train_templates]
-        trained = LabelContrastiveModel(model, class_prompts=tokenize(prompts),
-                                        prompts_per_class=len(args.train_templates))
-    start = time.perf_counter()
+        trained = LabelContrastiveModel(model, class_prompts=tokenize([t for p in train_prompts for t in p]),
+                                        prompts_per_class=len(train_prompts[0]))
     fit(trained, train_set, Collate(tokenizer, context), run_dir, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, seed=seed, bf16=not args.fp32)
+    return model.eval(), tokenize
+
+
+def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: int,
+            cache: nn.Module | None, run_dir: Path) -> dict[str, float]:
+    """Train ``--ensemble`` models (``lit`` or ``scratch``) from ``seed`` and evaluate them as one classifier.
+
+    An ensemble's zero-shot score of a class is the mean over members of
+    each member's score (members have their own embedding spaces, so scores
+    are averaged, not embeddings); its probe reads the members' concatenated
+    features.
+    """
+    seen, unseen = data["seen_names"], data["unseen_names"]
+    start = time.perf_counter()
+    members = [train_model(args, data, method, seed + 1000 * k, cache, run_dir / f"member{k}")
+               for k in range(args.ensemble)]
     train_seconds = time.perf_counter() - start
-    model.eval()
+    classes = {"seen": seen, "unseen": unseen}
+    parts = [part for part in ("train_eval", "eval_seen", "unseen") if part in data]
+    modes = PROMPT_MODES if args.grid else (args.prompts,)
+    embedded = [({part: embed_views(model, data[part][0]) for part in parts},
+                 {(names, mode): embed_prompts(model, tokenize, class_prompts(classes[names], mode, args.eval_templates,
+                                                                              args.descriptions))
+                  for names in classes for mode in modes if names == "seen" or "unseen" in data})
+                for model, tokenize in members]
+
+    def scores(part: str, names: str, mode: str = args.prompts, tta: bool = args.tta,
+               reduce: str = args.reduce) -> dict[str, float]:
+        logits = torch.stack([zero_shot_logits(images[part], texts[(names, mode)], tta, reduce)
+                              for images, texts in embedded]).mean(0)
+        return _scores(logits, data[part][1], classes[names])
+
     # Choosing settings (--select) must not see the unseen test images, not even their scores.
-    unseen_scores = ({"top1": float("nan"), "top5": float("nan")} if args.select
-                     else _zero_shot(model, tokenize, unseen, args.eval_templates, *data["unseen"]))
-    per_class = {f"unseen_{k}": v for k, v in unseen_scores.items() if k.startswith("top1/")}
-    seen_scores = _zero_shot(model, tokenize, seen, args.eval_templates, *data["eval_seen"])
+    unseen_scores = scores("unseen", "unseen") if "unseen" in data else {"top1": float("nan"), "top5": float("nan")}
+    seen_scores = scores("eval_seen", "seen")
     # The same classifier on the (un-augmented) training images: the gap to seen_top1 is the overfitting.
-    train_scores = _zero_shot(model, tokenize, seen, args.eval_templates, *data["train"])
-    return {
+    train_scores = scores("train_eval", "seen")
+    probe = _probe([model for model, _ in members], data["train_eval"], data["eval_seen"], seed) if args.probe else None
+    result = {
         "unseen_top1": unseen_scores["top1"], "unseen_top5": unseen_scores["top5"],
         "seen_top1": seen_scores["top1"], "seen_top5": seen_scores["top5"], "train_top1": train_scores["top1"],
-        "probe_seen_top1": _probe(model, data["train"], data["eval_seen"], seed) if args.probe else float("nan"),
-        "train_seconds": train_seconds, **per_class,
+        "probe_seen_top1": float("nan") if probe is None else probe, "train_seconds": train_seconds,
+        **{f"unseen_{k}": v for k, v in unseen_scores.items() if k.startswith("top1/")},
     }
+    if args.grid:  # every evaluation-only variant of the same trained models (validation modes only)
+        for part, names in (("eval_seen", "seen"), ("unseen", "unseen")):
+            for mode, reduce, tta in itertools.product(PROMPT_MODES, ("mean", "max"), (False, True)):
+                if part in data:
+                    top = scores(part, names, mode, tta, reduce)
+                    variant = f"{mode}/{reduce}/{'tta' if tta else 'plain'}"
+                    result |= {f"grid/{names}/{variant}/top1": top["top1"], f"grid/{names}/{variant}/top5": top["top5"]}
+        if args.ensemble > 1:  # the first member alone: what the ensemble adds
+            logits = zero_shot_logits(embedded[0][0]["eval_seen"], embedded[0][1][("seen", args.prompts)], args.tta,
+                                      args.reduce)
+            result["seen_top1_member0"] = _scores(logits, data["eval_seen"][1], seen)["top1"]
+    return result
 
 
 METRICS = (
-    ("unseen_top1", "unseen zero-shot top-1 (20-way)"),
-    ("unseen_top5", "unseen zero-shot top-5 (20-way)"),
-    ("seen_top1", "seen zero-shot top-1 (81-way)"),
-    ("probe_seen_top1", "seen linear probe top-1 (81-way)"),
-    ("train_top1", "training images zero-shot top-1 (81-way)"),
+    ("unseen_top1", "{unseen} zero-shot top-1 ({n_unseen}-way)"),
+    ("unseen_top5", "{unseen} zero-shot top-5 ({n_unseen}-way)"),
+    ("seen_top1", "{seen} zero-shot top-1 ({n_seen}-way)"),
+    ("probe_seen_top1", "{seen} linear probe top-1 ({n_seen}-way)"),
+    ("train_top1", "training images zero-shot top-1 ({n_seen}-way)"),
 )
-CHANCE = {"unseen_top1": 1 / 20, "unseen_top5": 5 / 20, "seen_top1": 1 / 81, "probe_seen_top1": 1 / 81,
-          "train_top1": 1 / 81}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -285,7 +472,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="1 seed, the encoder's tiny size at 32 px, 4 epochs (≤ 4 cached views) on 12 images/class, "
                              "4 templates, no probe")
     parser.add_argument("--select", action="store_true",
-                        help="train on 20 images/class and report the 4/class validation images (choosing settings)")
+                        help="train on 20 images/class and report the 4/class validation images (choosing image-side "
+                             "settings); the unseen classes are not read")
+    parser.add_argument("--select-unseen", action="store_true",
+                        help="class-level validation (choosing text-side settings): as --select, but the split's 20 "
+                             "val_unseen seen classes are held out of training and scored zero-shot on their 24 "
+                             "non-held-out images each; the unseen classes are not read")
+    parser.add_argument("--prompts", choices=PROMPT_MODES, default="names",
+                        help="training captions and zero-shot classifier: class names in templates, the visual "
+                             "descriptions of configs/caltech_descriptions.yaml, or both")
+    parser.add_argument("--reduce", choices=("mean", "max"), default="mean",
+                        help="zero-shot score of a class: cosine to its mean prompt embedding, or its best prompt")
+    parser.add_argument("--no-tta", dest="tta", action="store_false",
+                        help="score the plain view only instead of averaging the plain and mirrored embeddings")
+    parser.add_argument("--ensemble", type=int, default=1,
+                        help="image towers trained per seed (seeds seed + 1000·k); their zero-shot scores are averaged")
+    parser.add_argument("--cache-dir", default=None,
+                        help="keep the scattering coefficients of the cached views here across runs (e.g. runs/cache)")
     parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["lit", "scratch"])
     parser.add_argument("--encoder", default="scattering")
     parser.add_argument("--encoder-size", default="small")
@@ -313,10 +516,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-probe", dest="probe", action="store_false")
     parser.add_argument("--fp32", action="store_true", help="train in float32 instead of bf16 autocast")
     parser.add_argument("--split-file", default=str(SPLIT_FILE))
+    parser.add_argument("--descriptions-file", default=str(DESCRIPTIONS_FILE))
 
 
 def _settle(args: argparse.Namespace) -> None:
-    """Fill derived settings (``--quick`` overrides; templates; encoder options)."""
+    """Fill derived settings (``--quick`` overrides; templates; encoder options; evaluation grid)."""
+    if args.select and args.select_unseen:
+        raise ConfigError("--select and --select-unseen are two different validation protocols: pick one")
+    args.mode = "select" if args.select else "select_unseen" if args.select_unseen else "test"
+    args.grid = args.mode != "test"
     args.train_templates = list(TRAIN_TEMPLATES)
     args.eval_templates = list(dict.fromkeys(TRAIN_TEMPLATES + CLIP_TEMPLATES))
     if args.seeds is None:
@@ -346,7 +554,7 @@ def _plot(results: dict[str, Any], path: Path) -> None:
         ax.bar(np.arange(len(METRICS)) + m * width, [100 * s[0] for s in stats], width,
                yerr=[100 * s[1] for s in stats], label=METHODS[method], capsize=3)
     for i, (key, _) in enumerate(METRICS):
-        ax.hlines(100 * CHANCE[key], i - width / 2, i + width * (len(results["methods"]) - 0.5), colors="k",
+        ax.hlines(100 * results["chance"][key], i - width / 2, i + width * (len(results["methods"]) - 0.5), colors="k",
                   linestyles=":", label="chance" if i == 0 else None)
     ax.set_xticks(np.arange(len(METRICS)) + width * (len(results["methods"]) - 1) / 2)
     ax.set_xticklabels(["unseen top-1", "unseen top-5", "seen top-1", "seen probe", "train top-1"])
@@ -363,33 +571,53 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     split = load_split(args.split_file)
-    data = load_caltech(args.data_root, split, 96, "select" if args.select else "all")
+    args.descriptions = load_descriptions(args.descriptions_file)
+    data = load_caltech(args.data_root, split, 96, args.mode)
     if args.train_per_class is not None:
-        images, labels = data["train"]
+        source, index, labels = data["train"]
         rank = torch.tensor([int((labels[:i] == y).sum()) for i, y in enumerate(labels)])
-        data["train"] = (images[rank < args.train_per_class], labels[rank < args.train_per_class])
-    if args.encoder == "scattering":
-        cache_front_end(args, data)
-    prompts = [fill_template(t, c) for c in data["seen_names"] + data["unseen_names"]
-               for t in dict.fromkeys(args.train_templates + args.eval_templates)]
+        data["train"] = (source, index[rank < args.train_per_class], labels[rank < args.train_per_class])
+    prepare_views(args, data)
+    classes = data["seen_names"] + data["unseen_names"]
+    prompts = [text for mode in PROMPT_MODES
+               for p in class_prompts(classes, mode, list(dict.fromkeys(args.train_templates + args.eval_templates)),
+                                      args.descriptions) for text in p]
     cache = lit_text_tower(prompts) if "lit" in args.methods else None
     per_seed = run_seeds(args, data, cache, run_one, "caltech_zeroshot")
-    settings = {k: v for k, v in vars(args).items() if k not in ("out",)}
-    results = {"benchmark": "caltech_zeroshot", "command": invocation(), "settings": settings,
-               "seen_eval": "val (4/class)" if args.select else "heldout (6/class)", "methods": list(args.methods),
-               "per_seed": per_seed, "chance": CHANCE, "environment": environment()}
-    seen_label = "seen val" if args.select else "seen held-out"
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "descriptions")}
+    n_seen, n_unseen = len(data["seen_names"]), len(data["unseen_names"])
+    chance = {"unseen_top1": 1 / n_unseen if n_unseen else float("nan"),
+              "unseen_top5": 5 / n_unseen if n_unseen else float("nan"),
+              "seen_top1": 1 / n_seen, "probe_seen_top1": 1 / n_seen, "train_top1": 1 / n_seen}
+    seen_eval = {"test": "heldout (6/class)", "select": "val (4/class)", "select_unseen": "val (4/class)"}[args.mode]
+    results = {"benchmark": "caltech_zeroshot", "command": invocation(), "settings": settings, "seen_eval": seen_eval,
+               "seen_classes": data["seen_names"], "unseen_classes": data["unseen_names"],
+               "methods": list(args.methods), "per_seed": per_seed, "chance": chance, "environment": environment()}
+    labels = {"test": ("unseen", "seen held-out"), "select": ("unseen", "seen val"),
+              "select_unseen": ("val-unseen", "seen val")}[args.mode]
     table = method_table("metric (%)", per_seed, args.methods,
-                         [(label.replace("seen", seen_label, 1) if key.startswith("seen") else label, key, CHANCE[key])
-                          for key, label in METRICS])
-    report = f"# Caltech-101 zero-shot ({len(args.seeds)} seeds)\n\n{table}"
-    if not args.select:
+                         [(label.format(unseen=labels[0], seen=labels[1], n_unseen=n_unseen, n_seen=n_seen), key,
+                           chance[key]) for key, label in METRICS if n_unseen or not key.startswith("unseen")])
+    report = f"# Caltech-101 zero-shot ({len(args.seeds)} seeds, {args.mode})\n\n{table}"
+    if args.mode == "test":
         per_class = [[name] + [fmt_mean_std(per_seed[m][f"unseen_top1/{name}"]) for m in args.methods]
                      for name in data["unseen_names"]]
         report += ("\n\n## Unseen classes: zero-shot top-1 per class (%, 30 images each)\n\n"
                    + markdown_table(["class"] + [METHODS[m] for m in args.methods], per_class))
+    if args.grid:
+        variants = sorted({key.split("/", 2)[2].rsplit("/", 1)[0] for key in per_seed[args.methods[0]]
+                           if key.startswith("grid/")})
+        rows = [[variant] + [fmt_mean_std(per_seed[m][f"grid/{names}/{variant}/{k}"])
+                             for m in args.methods for names in ("unseen", "seen") for k in ("top1", "top5")
+                             if f"grid/{names}/{variant}/{k}" in per_seed[m]]
+                for variant in variants]
+        header = ["classifier prompts / reduce / views"] + [
+            f"{m} {labels[0] if names == 'unseen' else labels[1]} {k}" for m in args.methods
+            for names in ("unseen", "seen") for k in ("top1", "top5")
+            if f"grid/{names}/{variants[0]}/{k}" in per_seed[m]]
+        report += ("\n\n## Evaluation variants of the same trained models (%)\n\n" + markdown_table(header, rows))
     save_report(out, "caltech_zeroshot", results, report, _plot, _method_card)
-    print(table)
+    print(report)
     return results
 
 
