@@ -60,8 +60,26 @@ def test_cgan_follows_its_condition(digits):
     pixels, labels = digits
     bank, bank_y = _bank(labels)
     generator, losses = train_cgan(ConditionedTargets(pixels, labels, bank, bank_y), bank.shape[1], steps=800,
-                                   seed=0, width=16)
+                                   seed=0, width=16, ema_half_life=100)  # samples from the weights' average
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
     samples = generator.sample(bank[:10].repeat_interleave(20, 0), torch.Generator().manual_seed(1))
     assert samples.shape == (200, 1, 28, 28)
     assert _hits(samples, pixels, labels) >= 7
+
+
+def test_ema_copy_averages_weights_and_batchnorm_statistics():
+    """The moving average follows ``decay·avg + (1 − decay)·new`` on parameters *and* BatchNorm buffers."""
+    from chorus.translate.cgan import Generator, ema_copy
+
+    gen = Generator(cond_dim=4, noise_dim=2, width=2)
+    ema = ema_copy(gen, decay=0.9)
+    first = {k: v.clone() for k, v in gen.state_dict().items() if v.is_floating_point()}
+    ema.update_parameters(gen)  # the first update copies
+    with torch.no_grad():
+        for v in gen.state_dict().values():
+            if v.is_floating_point():
+                v.add_(1.0)
+    ema.update_parameters(gen)
+    for k, v in ema.module.state_dict().items():
+        if k in first:
+            torch.testing.assert_close(v, first[k] + 0.1)

@@ -8,7 +8,7 @@ import torch
 from chorus.data import FSDD, LogMel
 from chorus.errors import DataError
 from chorus.train import TrainConfig, Trainer
-from chorus.translate.mel_decoder import MelDecoder, SpeechTargets, time_normalise
+from chorus.translate.mel_decoder import MelDecoder, SpeechTargets, speaker_normalise, time_normalise
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +61,15 @@ def test_decoder_learns_each_digits_template(mels, tmp_path):
     assert ((predicted_log_frames.exp() / median_frames - 1).abs() < 0.2).all()
     generated = decoder.generate(torch.eye(10))
     assert [m.shape[-1] for m in generated] == predicted_log_frames.exp().round().clamp_min(2).long().tolist()
+
+
+def test_speaker_normalise_removes_each_recordings_band_colouring(mels):
+    """The same word through two different 'microphones' (per-band log offsets) becomes the same target."""
+    clip = mels[0][0]
+    colour = torch.linspace(-2.0, 2.0, clip.shape[0])[:, None]
+    a, b, c = speaker_normalise([clip + colour, clip, clip - colour], top_db=1000.0)  # no floor: CMN alone
+    assert torch.allclose(a, c, atol=1e-4) and torch.allclose(a, b, atol=1e-4)
+    assert torch.allclose(a.mean(-1), clip.mean(-1), atol=1e-4)  # the common level: the median band means
+    floor = clip.max() - 40 * torch.log(torch.tensor(10.0)) / 10
+    (plain,) = speaker_normalise([clip])
+    assert torch.allclose(plain, torch.maximum(clip, floor), atol=1e-4)  # one clip: its own level, floored

@@ -44,6 +44,7 @@ from chorus.eval.report import (  # noqa: E402
     environment, fmt_mean_std, invocation, markdown_table, mean_std, MethodCard, write_json,
 )
 from chorus.data.captions import fill_template  # noqa: E402
+from chorus.encoders.speaker_robust import SPEECH_TOWER  # noqa: E402
 from chorus.experiment import load_experiment  # noqa: E402
 from chorus.train import TrainConfig, Trainer, seed_everything  # noqa: E402
 from chorus.translate.conditions import ConditionedTargets, nearest_image_prior  # noqa: E402
@@ -52,17 +53,17 @@ from chorus.translate.cvae import ConditionalVAE  # noqa: E402
 from chorus.translate.digits import PROTOCOLS, DigitData, load_digit_data  # noqa: E402
 from chorus.translate.griffinlim import log_mel_to_audio  # noqa: E402
 from chorus.translate.judges import diversity, judge_predictions, train_judge  # noqa: E402
-from chorus.translate.mel_decoder import MelDecoder, SpeechTargets  # noqa: E402
+from chorus.translate.mel_decoder import MelDecoder, SpeechTargets, speaker_normalise  # noqa: E402
 from chorus.translate.retrieval import chance_recall, class_retrieval  # noqa: E402
 from chorus.translate.space import SharedSpace, bind_audio, train_space  # noqa: E402
 
 CONFIG = CONFIG_DIR / "mnist_clip.yaml"
 KS = (1, 5, 10)
 MEL_FRAMES = 48  # time-normalised spectrogram length of the mel decoder (FSDD words: 15-229 frames, mean 44)
-FULL = {"space_steps": 1000, "bind_steps": 1000, "judge_steps": 1500, "cvae_steps": 1500, "gan_steps": 2000,
-        "mel_steps": 600, "samples_per_prompt": 20, "griffin_lim_iters": 64}
+FULL = {"space_steps": 1000, "bind_steps": 1000, "judge_steps": 1500, "cvae_steps": 1500, "gan_steps": 4000,
+        "gan_ema_half_life": 700, "mel_steps": 2000, "samples_per_prompt": 20, "griffin_lim_iters": 64}
 QUICK = {"space_steps": 80, "bind_steps": 60, "judge_steps": 80, "cvae_steps": 300, "gan_steps": 300,
-         "mel_steps": 150, "samples_per_prompt": 5, "griffin_lim_iters": 16}
+         "gan_ema_half_life": 30, "mel_steps": 150, "samples_per_prompt": 5, "griffin_lim_iters": 16}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -151,14 +152,16 @@ def train_cvae(bank: ConditionedTargets, steps: int, seed: int, run_dir: Path) -
 
 
 def judge_generator(sample, conditions: dict[str, tuple], judge, data: DigitData, seed: int) -> dict[str, float]:
-    """Judge agreement per source, with shuffled-condition baseline, and diversity of text-conditioned samples."""
+    """Judge agreement per source (overall and per digit), with shuffled-condition baseline, and diversity."""
     g = torch.Generator().manual_seed(seed)
     real = data.pixels[data.mnist_test]
     real_y = data.digit_of_image[data.mnist_test]
     out = {}
     for source, (cond, y) in conditions.items():
         images = sample(cond, g)
-        out[f"{source}_accuracy"] = float((judge_predictions(judge, images) == y).float().mean())
+        hit = judge_predictions(judge, images) == y
+        out[f"{source}_accuracy"] = float(hit.float().mean())
+        out[f"{source}_per_digit_accuracy"] = [float(hit[y == d].float().mean()) for d in range(10)]
         shuffled = sample(cond[torch.randperm(len(cond), generator=g)], g)
         out[f"{source}_shuffled_accuracy"] = float((judge_predictions(judge, shuffled) == y).float().mean())
         out[f"{source}_diversity"] = diversity(images, y, real, real_y)
@@ -185,7 +188,8 @@ def image_to_speech(space: SharedSpace, data: DigitData, judge, budget: dict[str
                     out: Path | None) -> dict[str, float]:
     train_pairs = data.pairs_train[data.repetition_of_clip[data.pairs_train[:, 0]] % 2 == 1]
     cond = space.embed_images(data.pixels[train_pairs[:, 1]])
-    rows = SpeechTargets([data.mels[c] for c in train_pairs[:, 0].tolist()], cond, MEL_FRAMES)
+    rows = SpeechTargets(speaker_normalise([data.mels[c] for c in train_pairs[:, 0].tolist()],
+                                           SPEECH_TOWER["top_db"]), cond, MEL_FRAMES)
     seed_everything(seed)
     decoder = MelDecoder.from_targets(rows)
     cfg = TrainConfig(max_steps=budget["mel_steps"], batch_size=64, lr=1e-3, warmup_steps=20, seed=seed,
@@ -196,7 +200,9 @@ def image_to_speech(space: SharedSpace, data: DigitData, judge, budget: dict[str
     y = data.digit_of_image[test_images]
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        test_cond = space.embed_images(data.pixels[test_images])
+        # decode from the mean of the 10 nearest training conditions: a test image's embedding moved into the
+        # dense part of its digit's region, where the decoder was trained (the image side's nearest-image prior)
+        test_cond = nearest_image_prior(space.embed_images(data.pixels[test_images]), cond)
         results = {}
         for name, c in (("", test_cond), ("shuffled_", test_cond[torch.randperm(len(test_cond), generator=g)])):
             mels = decoder.generate(c)
@@ -277,7 +283,8 @@ def run(args: argparse.Namespace) -> dict:
                       test_conditions(spaces, data, test_templates, budget["samples_per_prompt"],
                                       generator_images).items()}
         cvae = train_cvae(bank, budget["cvae_steps"], seed, sdir / "cvae")
-        gen, gan_losses = train_cgan(bank, bank.bank.shape[1], budget["gan_steps"], seed=seed)
+        gen, gan_losses = train_cgan(bank, bank.bank.shape[1], budget["gan_steps"], seed=seed,
+                                     ema_half_life=budget["gan_ema_half_life"])
         result["cvae"] = judge_generator(cvae.sample, conditions, image_judge, data, seed)
         result["cgan"] = judge_generator(gen.sample, conditions, image_judge, data, seed) | gan_losses
         first = seed == seeds[0]

@@ -16,6 +16,17 @@ Spectral normalisation (Miyato et al., ICLR 2018) bounds D's Lipschitz
 constant, the standard fix for unstable GAN training; the hinge loss is the
 one those papers use. Conditional GANs go back to Mirza & Osindero (2014).
 
+Why sample from a moving average of the generator's weights: adversarial
+training does not converge to a point — the generator keeps circling the
+discriminator's current weaknesses, so its last iterate is one arbitrary
+point of that orbit, and which digits it draws well changes from step to
+step. Averaging the iterates (Yazıcı et al., *The unusual effectiveness of
+averaging in GAN training*, ICLR 2019; the generator EMA of Karras et al.,
+ProGAN 2018 / StyleGAN 2019) lands near the orbit's centre. Measured on a
+validation seed with a validation judge (``benchmarks/translate_validation.py``):
+text → image agreement at 4,000 steps 91.0 % for the last generator, 96.7 %
+for its average with a 700-step half-life, at the same diversity.
+
 Why a separate loop and not :class:`~chorus.train.Trainer`: adversarial
 training alternates two optimisers on two losses, which the one-loss Trainer
 does not express; :func:`train_cgan` is that alternating loop and nothing
@@ -27,13 +38,16 @@ chance, 10 %).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["Generator", "ProjectionDiscriminator", "train_cgan"]
+__all__ = ["Generator", "ProjectionDiscriminator", "ema_copy", "half_life_decay", "train_cgan"]
 
 
 class Generator(nn.Module):
@@ -77,13 +91,29 @@ class ProjectionDiscriminator(nn.Module):
         return self.realism(phi).squeeze(-1) + (self.embed(cond.to(phi.dtype)) * phi).sum(-1)
 
 
+def ema_copy(gen: Generator, decay: float) -> AveragedModel:
+    """An exponential moving average of ``gen``'s weights *and* BatchNorm statistics; ``.update_parameters(gen)``
+    after each step, ``.module`` to sample."""
+    return AveragedModel(gen, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def half_life_decay(half_life: float) -> float:
+    """The per-step decay under which a step's weight in the average halves after ``half_life`` steps."""
+    return 0.5 ** (1.0 / half_life)
+
+
 def train_cgan(data: Dataset, cond_dim: int, steps: int, batch_size: int = 64, lr: float = 2e-4, seed: int = 0,
-               width: int = 64, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, float]]:
+               width: int = 64, ema_half_life: float | None = None, device: str | torch.device = "cpu",
+               on_step: Callable[[int, Generator], None] | None = None) -> tuple[Generator, dict[str, float]]:
     """Alternate one discriminator and one generator hinge-loss step ``steps`` times on ``data``
     (items ``{"target", "cond"}``, e.g. :class:`~chorus.translate.conditions.ConditionedTargets`).
-    ``width`` is the channel width of both networks. Returns the generator in eval mode and the last losses."""
+    ``width`` is the channel width of both networks. Returns, in eval mode, the generator — with
+    ``ema_half_life`` (steps), the exponential moving average of its weights (:func:`ema_copy`) — and the
+    last losses.
+    ``on_step(step, generator)`` is called after every step (e.g. to evaluate checkpoints)."""
     torch.manual_seed(seed)
     gen, disc = Generator(cond_dim, width=width).to(device), ProjectionDiscriminator(cond_dim, width).to(device)
+    ema = ema_copy(gen, half_life_decay(ema_half_life)) if ema_half_life is not None else None
     opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True,
@@ -103,6 +133,11 @@ def train_cgan(data: Dataset, cond_dim: int, steps: int, batch_size: int = 64, l
             g_loss.backward()
             opt_g.step()
             step += 1
+            if ema is not None:
+                ema.update_parameters(gen)
+            if on_step is not None:
+                on_step(step, gen)
             if step >= steps:
                 break
-    return gen.eval(), {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
+    final = gen if ema is None else ema.module
+    return final.eval(), {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
