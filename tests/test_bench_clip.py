@@ -53,9 +53,9 @@ def test_caltech_select_never_scores_unseen_classes(tmp_path: Path, real_data_ro
     assert np.isnan(lit["unseen_top1"][0]) and not any(k.startswith(("unseen_top1/", "grid/unseen")) for k in lit)
     assert results["seen_eval"] == "val (4/class)" and 0.0 <= lit["seen_top1"][0] <= 1.0
     # Validation runs score every evaluation variant of the same models: 3 prompt sets × mean/max × plain/TTA;
-    # the configured one (names, mean, TTA) is the headline number, and the ensemble reports its first member.
+    # the configured one (descriptions, mean, TTA) is the headline number; the ensemble reports its first member.
     assert len([k for k in lit if k.startswith("grid/seen/") and k.endswith("/top1")]) == 12
-    assert lit["grid/seen/names/mean/tta/top1"][0] == lit["seen_top1"][0] and "seen_top1_member0" in lit
+    assert lit["grid/seen/descriptions/mean/tta/top1"][0] == lit["seen_top1"][0] and "seen_top1_member0" in lit
 
 
 def test_coco_retrieval_quick(tmp_path: Path, real_data_root: Path) -> None:
