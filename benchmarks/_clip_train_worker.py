@@ -153,6 +153,8 @@ def synchronize(device: torch.device) -> None:
 def main() -> None:
     spec = json.loads(sys.argv[1])
     torch.set_num_threads(spec["threads"])
+    # "fp32-medium": fp32 training with bf16 matmuls (fp32 accumulation) — TF32's CPU analogue.
+    torch.set_float32_matmul_precision("medium" if spec["precision"] == "fp32-medium" else "highest")
     device = torch.device(spec["device"])
     baseline = torch.cuda.memory_allocated(device) if device.type == "cuda" else rss_bytes()
     framework = spec["framework"]

@@ -1,13 +1,16 @@
 """CLIP training throughput: Chorus vs OpenCLIP 3.3.0, same architecture, same batch, same init.
 
 Run: ``python benchmarks/clip_throughput.py [--config tiny64|base224|all]
-[--steps N] [--rounds R] [--precision fp32|bf16|both] [--compile]``
+[--steps N] [--rounds R] [--precision fp32 fp32-medium bf16] [--compile]``
 (project venv; OpenCLIP runs in ``/work/openclip-venv``, or ``--openclip-python``).
 Writes ``benchmarks/results/clip_throughput.{json,md,png}``.
 
-What is compared, per config and precision (fp32, and bf16 autocast — CPU
+What is compared, per config and precision (fp32; bf16 autocast — CPU
 autocast's dtype, which is what OpenCLIP's default ``--precision amp`` gives
-on a CPU):
+on a CPU; and, when asked for, ``fp32-medium``: fp32 training under
+``torch.set_float32_matmul_precision("medium")``, i.e. bf16 matmuls with fp32
+accumulation on a CPU with AMX, the CPU analogue of the TF32 matmuls that
+OpenCLIP enables on NVIDIA GPUs — set in every variant's process):
 
 - ``chorus``: ``ContrastiveModel`` with ``vit`` + ``text_transformer`` built to
   OpenCLIP's exact shapes (parameter counts are printed and must agree), fused
@@ -69,6 +72,8 @@ RESULTS = HERE / "results"
 WORKER = HERE / "_clip_train_worker.py"
 OPENCLIP_PYTHON = "/work/openclip-venv/bin/python"
 N_BATCHES = 4  # distinct synthetic batches, cycled
+# Which measured matmul peak a precision's MFU is relative to ("medium" multiplies in bf16).
+PEAK_DTYPE = {"fp32": "fp32", "fp32-medium": "bf16", "bf16": "bf16"}
 
 CONFIGS: dict[str, dict[str, Any]] = {
     # A small CLIP at 64 px: CLIP's real vocabulary, so the token embedding is
@@ -96,12 +101,12 @@ VARIANTS = [
 ]
 
 
-def synthetic_batches(cfg: dict[str, Any], generator: torch.Generator) -> list[dict[str, torch.Tensor]]:
-    """Gaussian images and CLIP-layout token ids (EOT = largest id, last; zero padding)."""
+def synthetic_batches(cfg: dict[str, Any], generator: torch.Generator, n: int = N_BATCHES) -> list[dict[str, torch.Tensor]]:
+    """``n`` batches of Gaussian images and CLIP-layout token ids (EOT = largest id, last; zero padding)."""
     v, t = cfg["vision"], cfg["text"]
     b, ctx, vocab = cfg["batch"], t["context_length"], t["vocab_size"]
     batches = []
-    for _ in range(N_BATCHES):
+    for _ in range(n):
         lengths = torch.randint(max(2, ctx // 4), ctx + 1, (b,), generator=generator)
         mask = torch.arange(ctx)[None] < lengths[:, None]
         ids = torch.randint(1, vocab - 1, (b, ctx), generator=generator) * mask
@@ -241,7 +246,7 @@ def summarise(groups: list[dict[str, Any]], peaks: dict[str, float]) -> list[dic
         by_variant = {row["variant"]: row for row in group["rows"]}
         chorus = by_variant["chorus"]
         for row in group["rows"]:
-            row["mfu"] = row["achieved_tflops"] * 1e12 / peaks[row["precision"]]
+            row["mfu"] = row["achieved_tflops"] * 1e12 / peaks[PEAK_DTYPE[row["precision"]]]
             row["chorus_speedup"] = chorus["steps_per_s"] / row["steps_per_s"]
             row["chorus_loss_minus_this"] = chorus["final_loss"] - row["final_loss"]
             rows.append(row)
@@ -304,7 +309,7 @@ def main() -> None:
     parser.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
     parser.add_argument("--steps", type=int, help="training steps per round (default: per config)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both")
+    parser.add_argument("--precision", nargs="+", choices=list(PEAK_DTYPE), default=["fp32", "bf16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile Chorus and openclip+tricks")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--openclip-python", default=OPENCLIP_PYTHON)
@@ -316,7 +321,7 @@ def main() -> None:
     peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
     print(f"matmul peak TFLOP/s: { {k: round(v / 1e12, 3) for k, v in peaks.items()} }", flush=True)
     names = list(CONFIGS) if args.config == "all" else [args.config]
-    precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    precisions = args.precision
     start, load_at_start = time.perf_counter(), os.getloadavg()
     groups = []
     with tempfile.TemporaryDirectory() as tmp:
