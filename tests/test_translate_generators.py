@@ -54,6 +54,16 @@ def test_cvae_follows_its_condition(digits, tmp_path):
     assert _hits(samples, pixels, labels) >= 9
     shuffled = model.sample(bank[torch.randperm(10, generator=torch.Generator().manual_seed(2))].repeat_interleave(20, 0))
     assert _hits(shuffled, pixels, labels) <= 3
+    # Temperature scales the latent draw: 0 gives the one deterministic decode per condition,
+    # and lower temperatures give less varied samples.
+    one = cond[::20]
+    cold = [model.sample(one, torch.Generator().manual_seed(s), temperature=0.0) for s in (3, 4)]
+    assert torch.equal(cold[0], cold[1])
+    spread = {t: model.sample(cond, torch.Generator().manual_seed(5), temperature=t).view(10, 20, -1).std(1).mean()
+              for t in (0.5, 1.0)}
+    assert spread[0.5] < spread[1.0]
+    with pytest.raises(ValueError, match="temperature"):
+        model.sample(one, temperature=-1.0)
 
 
 def test_cgan_follows_its_condition(digits):

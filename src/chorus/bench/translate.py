@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -60,9 +61,11 @@ from chorus.translate.space import SharedSpace, bind_audio, train_space  # noqa:
 CONFIG = CONFIG_DIR / "mnist_clip.yaml"
 KS = (1, 5, 10)
 MEL_FRAMES = 48  # time-normalised spectrogram length of the mel decoder (FSDD words: 15-229 frames, mean 44)
-FULL = {"space_steps": 1000, "bind_steps": 1000, "judge_steps": 1500, "cvae_steps": 1500, "gan_steps": 3000,
+FULL = {"space_steps": 1000, "bind_steps": 1000, "judge_steps": 1500, "cvae_steps": 8000, "cvae_temperature": 0.9,
+        "gan_steps": 3000,
         "gan_ema_half_life": 69, "mel_steps": 2000, "samples_per_prompt": 20, "griffin_lim_iters": 64}
-QUICK = {"space_steps": 80, "bind_steps": 60, "judge_steps": 80, "cvae_steps": 300, "gan_steps": 300,
+QUICK = {"space_steps": 80, "bind_steps": 60, "judge_steps": 80, "cvae_steps": 300, "cvae_temperature": 0.9,
+         "gan_steps": 300,
          "gan_ema_half_life": 30, "mel_steps": 150, "samples_per_prompt": 5, "griffin_lim_iters": 16}
 
 
@@ -75,7 +78,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-tower", choices=("minilm", "scratch"), default="minilm",
                         help="frozen pretrained MiniLM (LiT) or mnist_clip.yaml's text transformer trained from scratch")
     for key, value in FULL.items():
-        parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=None, help=f"default {value} ({QUICK[key]} with --quick)")
+        parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None, help=f"default {value} ({QUICK[key]} with --quick)")
 
 
 def _budget(args: argparse.Namespace) -> dict[str, int]:
@@ -283,14 +286,15 @@ def run(args: argparse.Namespace) -> dict:
                       test_conditions(spaces, data, test_templates, budget["samples_per_prompt"],
                                       generator_images).items()}
         cvae = train_cvae(bank, budget["cvae_steps"], seed, sdir / "cvae")
+        cvae_sample = partial(cvae.sample, temperature=budget["cvae_temperature"])
         gen, gan_losses = train_cgan(bank, bank.bank.shape[1], budget["gan_steps"], seed=seed,
                                      ema_half_life=budget["gan_ema_half_life"])
-        result["cvae"] = judge_generator(cvae.sample, conditions, image_judge, data, seed)
+        result["cvae"] = judge_generator(cvae_sample, conditions, image_judge, data, seed)
         result["cgan"] = judge_generator(gen.sample, conditions, image_judge, data, seed) | gan_losses
         first = seed == seeds[0]
         if first:
             grid_cond = (space.embed_texts(space.prompts(test_templates[:1], range(10))) - mu) / sigma
-            sample_grid(cvae.sample, grid_cond, out / "cvae_text_samples.png",
+            sample_grid(cvae_sample, grid_cond, out / "cvae_text_samples.png",
                         f"CVAE, condition = '{test_templates[0]}' (unseen template), rows 0-9")
             sample_grid(gen.sample, grid_cond, out / "cgan_text_samples.png",
                         f"cGAN, condition = '{test_templates[0]}' (unseen template), rows 0-9")
