@@ -1,6 +1,6 @@
 """Validation ablations of ``chorus bench translate``: settings are chosen here, never on the reported protocol.
 
-Run: ``python benchmarks/translate_validation.py --part cgan|mel|bind [--seeds 10 11]``.
+Run: ``python benchmarks/translate_validation.py --part cgan|cvae|mel|bind [--seeds 10 11]``.
 
 The benchmark reports seeds 0–2, unseen prompt templates judged by an MNIST judge trained on the odd
 MNIST-train positions, and theo's recordings. Here:
@@ -9,6 +9,8 @@ MNIST-train positions, and theo's recordings. Here:
   *test* images (disjoint from the generators' even MNIST-train positions, and from the reported judge's odd
   ones); one cGAN run per seed, the raw generator and moving averages of its weights evaluated every
   1,000 steps (judge agreement on unseen-template captions, per digit, and diversity).
+- **cvae** — the same seeds, judge and captions as **cgan**; a CVAE trained for each of
+  ``--cvae-steps``, sampled at several temperatures (the prior's standard deviation).
 - **mel** — validation seeds; the decoder's conditions at evaluation are 500 MNIST images of the image
   judge's half that the decoder never trained on (not the benchmark's 500 test images), judged by the
   benchmark's audio judge.
@@ -27,6 +29,7 @@ import copy
 import json
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -39,7 +42,7 @@ from chorus.translate.conditions import ConditionedTargets, nearest_image_prior
 from chorus.translate.digits import TEST_SPEAKERS, load_digit_data
 from chorus.translate.judges import diversity, judge_predictions, train_judge
 from chorus.translate.space import bind_audio, train_space
-from chorus.bench.translate import FULL, MEL_FRAMES, condition_bank
+from chorus.bench.translate import FULL, MEL_FRAMES, condition_bank, train_cvae
 from chorus.train import TrainConfig, Trainer, seed_everything
 from chorus.translate.griffinlim import log_mel_to_audio
 from chorus.translate.mel_decoder import MelDecoder, SpeechTargets, speaker_normalise
@@ -83,14 +86,20 @@ def agreement(sample, cond, y, judge, data, seed: int) -> dict:
             "diversity": diversity(images, y, real, data.digit_of_image[data.generator_images])}
 
 
-def part_cgan(seed: int, run_dir: Path, steps: int) -> dict:
+def text_generation_setup(seed: int, run_dir: Path):
+    """What the image generators' validation needs: data, the validation judge, the training bank, and the
+    unseen-template caption conditions with their digits."""
     cfg, data, space = setup(seed, run_dir)
     judge = validation_judge(data, run_dir)
     _, bank, mu, sigma = generator_setup(cfg, data, space)
     templates = cfg.model.zero_shot_templates
     text = space.embed_texts(space.prompts(templates, range(10))).repeat_interleave(FULL["samples_per_prompt"], 0)
-    cond = (text - mu) / sigma
     y = torch.arange(10).repeat(len(templates)).repeat_interleave(FULL["samples_per_prompt"])
+    return data, judge, bank, (text - mu) / sigma, y
+
+
+def part_cgan(seed: int, run_dir: Path, steps: int) -> dict:
+    data, judge, bank, cond, y = text_generation_setup(seed, run_dir)
     decays = (0.99, 0.995, 0.999)
     emas: dict[float, object] = {}
     out: dict = {}
@@ -108,6 +117,16 @@ def part_cgan(seed: int, run_dir: Path, steps: int) -> dict:
             print(step, {k: (round(v["accuracy"], 3), round(v["diversity"], 3)) for k, v in row.items()}, flush=True)
 
     train_cgan(bank, bank.bank.shape[1], steps, seed=seed, on_step=on_step)
+    return out
+
+
+def part_cvae(seed: int, run_dir: Path, steps: list[int], temperatures: list[float]) -> dict:
+    data, judge, bank, cond, y = text_generation_setup(seed, run_dir)
+    out: dict = {}
+    for n in steps:
+        model = train_cvae(bank, n, seed, run_dir / f"cvae_{n}")
+        out[n] = {t: agreement(partial(model.sample, temperature=t), cond, y, judge, data, seed) for t in temperatures}
+        print(n, {t: (round(r["accuracy"], 3), round(r["diversity"], 3)) for t, r in out[n].items()}, flush=True)
     return out
 
 
@@ -207,9 +226,11 @@ VARIANTS_MEL = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("cgan", "mel", "bind"), required=True)
+    parser.add_argument("--part", choices=("cgan", "cvae", "mel", "bind"), required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[10, 11])
     parser.add_argument("--gan-steps", type=int, default=4000)
+    parser.add_argument("--cvae-steps", type=int, nargs="+", default=[1500, 4000, 8000, 12000])
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.9, 0.8, 0.6])
     parser.add_argument("--bind-variants", nargs="+", default=list(VARIANTS_BIND), choices=list(VARIANTS_BIND))
     parser.add_argument("--val-speakers", nargs="+", default=["jackson", "nicolas"])
     parser.add_argument("--mel-variants", nargs="+", default=list(VARIANTS_MEL), choices=list(VARIANTS_MEL))
@@ -224,6 +245,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             if args.part == "cgan":
                 results[seed] = part_cgan(seed, Path(tmp), args.gan_steps)
+            elif args.part == "cvae":
+                results[seed] = part_cvae(seed, Path(tmp), args.cvae_steps, args.temperatures)
             elif args.part == "mel":
                 results[seed] = part_mel(seed, Path(tmp), args.mel_variants)
             else:
