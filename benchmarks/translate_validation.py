@@ -38,11 +38,11 @@ from chorus.config import CONFIG_DIR
 from chorus.data.captions import fill_template
 from chorus.experiment import load_experiment
 from chorus.translate.cgan import ema_copy, train_cgan
-from chorus.translate.conditions import ConditionedTargets, nearest_image_prior
+from chorus.translate.conditions import nearest_image_prior
 from chorus.translate.digits import TEST_SPEAKERS, load_digit_data
 from chorus.translate.judges import diversity, judge_predictions, train_judge
 from chorus.translate.space import bind_audio, train_space
-from chorus.bench.translate import FULL, MEL_FRAMES, condition_bank, train_cvae
+from chorus.bench.translate import FULL, MEL_FRAMES, generator_bank, train_cvae
 from chorus.train import TrainConfig, Trainer, seed_everything
 from chorus.translate.griffinlim import log_mel_to_audio
 from chorus.translate.mel_decoder import MelDecoder, SpeechTargets, speaker_normalise
@@ -65,15 +65,6 @@ def validation_judge(data, run_dir: Path):
                        FULL["judge_steps"], run_dir / "val_judge", size="small")
 
 
-def generator_setup(cfg, data, space):
-    generator_images = space.embed_images(data.pixels[data.generator_images])
-    bank_emb, bank_y = condition_bank(space, data, cfg.data.caption_templates, generator_images)
-    mu, sigma = bank_emb.mean(0), bank_emb.std(0).clamp_min(1e-6)
-    bank = ConditionedTargets(data.pixels[data.generator_images], data.digit_of_image[data.generator_images],
-                              (bank_emb - mu) / sigma, bank_y)
-    return generator_images, bank, mu, sigma
-
-
 def agreement(sample, cond, y, judge, data, seed: int) -> dict:
     g = torch.Generator().manual_seed(seed)
     images = sample(cond, g)
@@ -91,7 +82,7 @@ def text_generation_setup(seed: int, run_dir: Path):
     unseen-template caption conditions with their digits."""
     cfg, data, space = setup(seed, run_dir)
     judge = validation_judge(data, run_dir)
-    _, bank, mu, sigma = generator_setup(cfg, data, space)
+    _, bank, mu, sigma = generator_bank(space, data, cfg.data.caption_templates)
     templates = cfg.model.zero_shot_templates
     text = space.embed_texts(space.prompts(templates, range(10))).repeat_interleave(FULL["samples_per_prompt"], 0)
     y = torch.arange(10).repeat(len(templates)).repeat_interleave(FULL["samples_per_prompt"])

@@ -62,11 +62,11 @@ CONFIG = CONFIG_DIR / "mnist_clip.yaml"
 KS = (1, 5, 10)
 MEL_FRAMES = 48  # time-normalised spectrogram length of the mel decoder (FSDD words: 15-229 frames, mean 44)
 FULL = {"space_steps": 1000, "bind_steps": 1000, "judge_steps": 1500, "cvae_steps": 8000, "cvae_temperature": 0.9,
-        "gan_steps": 3000,
-        "gan_ema_half_life": 69, "mel_steps": 2000, "samples_per_prompt": 20, "griffin_lim_iters": 64}
+        "gan_steps": 3000, "gan_ema_half_life": 69, "mel_steps": 2000, "samples_per_prompt": 20,
+        "griffin_lim_iters": 64}
 QUICK = {"space_steps": 80, "bind_steps": 60, "judge_steps": 80, "cvae_steps": 300, "cvae_temperature": 0.9,
-         "gan_steps": 300,
-         "gan_ema_half_life": 30, "mel_steps": 150, "samples_per_prompt": 5, "griffin_lim_iters": 16}
+         "gan_steps": 300, "gan_ema_half_life": 30, "mel_steps": 150, "samples_per_prompt": 5,
+         "griffin_lim_iters": 16}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +81,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None, help=f"default {value} ({QUICK[key]} with --quick)")
 
 
-def _budget(args: argparse.Namespace) -> dict[str, int]:
+def _budget(args: argparse.Namespace) -> dict[str, int | float]:
     base = QUICK if args.quick else FULL
     return {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in base.items()}
 
@@ -126,6 +126,23 @@ def condition_bank(space: SharedSpace, data: DigitData, train_templates: list[st
     copies = max(1, len(images) // len(text))
     return (torch.cat([text.repeat(copies, 1), images]),
             torch.cat([text_y.repeat(copies), data.digit_of_image[data.generator_images]]))
+
+
+def generator_bank(space: SharedSpace, data: DigitData, train_templates: list[str]
+                   ) -> tuple[torch.Tensor, ConditionedTargets, torch.Tensor, torch.Tensor]:
+    """The generators' training set: their MNIST images paired with standardised :func:`condition_bank` rows.
+
+    Returns the images' embeddings (computed once: the bank and the speech prior both use them), the
+    :class:`ConditionedTargets`, and the bank's mean and std, with which every test condition is standardised
+    too — a briefly trained space keeps digits at cosine ≈ 0.9 of each other, and raw differences that small
+    were ignored by the generators in the recorded quick run.
+    """
+    generator_images = space.embed_images(data.pixels[data.generator_images])
+    bank_emb, bank_y = condition_bank(space, data, train_templates, generator_images)
+    mu, sigma = bank_emb.mean(0), bank_emb.std(0).clamp_min(1e-6)
+    bank = ConditionedTargets(data.pixels[data.generator_images], data.digit_of_image[data.generator_images],
+                              (bank_emb - mu) / sigma, bank_y)
+    return generator_images, bank, mu, sigma
 
 
 def test_conditions(spaces: dict[str, SharedSpace], data: DigitData, templates: list[str],
@@ -275,13 +292,7 @@ def run(args: argparse.Namespace) -> dict:
                   for p in PROTOCOLS}
         result: dict = {"seed": seed, "retrieval": {p: retrieval(spaces[p], data, test_templates, data.speech_split(p)[1])
                                                     for p in PROTOCOLS}}
-        generator_images = space.embed_images(data.pixels[data.generator_images])  # once: the bank and the speech prior use it
-        bank_emb, bank_y = condition_bank(space, data, train_templates, generator_images)
-        # standardise with the bank's statistics: a briefly trained space keeps digits at cosine ≈ 0.9 of each
-        # other, and raw differences that small were ignored by the generators in the recorded quick run
-        mu, sigma = bank_emb.mean(0), bank_emb.std(0).clamp_min(1e-6)
-        bank = ConditionedTargets(data.pixels[data.generator_images], data.digit_of_image[data.generator_images],
-                                  (bank_emb - mu) / sigma, bank_y)
+        generator_images, bank, mu, sigma = generator_bank(space, data, train_templates)
         conditions = {k: ((c - mu) / sigma, y) for k, (c, y) in
                       test_conditions(spaces, data, test_templates, budget["samples_per_prompt"],
                                       generator_images).items()}
