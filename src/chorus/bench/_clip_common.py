@@ -38,6 +38,7 @@ from chorus.data import WordPieceTokenizer
 from chorus.encoders import build_encoder
 from chorus.encoders.base import Encoded
 from chorus.errors import ConfigError
+from chorus.train.checkpoint import atomic_write
 from chorus.eval.report import MethodCard, fmt_mean_std, markdown_table, mean_std, write_json
 from chorus.train import Trainer, TrainConfig
 
@@ -166,9 +167,7 @@ def cached_views(transform: nn.Module, augment: BatchAugment, images: Tensor, vi
     out = _compute_views(transform, augment, images, views, seed, batch_size)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp")
-        torch.save(out, partial)
-        partial.replace(path)  # atomic: a killed run never leaves a truncated cache behind
+        atomic_write(path, lambda tmp: torch.save(out, tmp))  # a killed run never leaves a truncated cache behind
     return out
 
 
