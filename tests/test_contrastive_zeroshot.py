@@ -14,6 +14,7 @@ from chorus.contrastive import (
     DIGIT_TEMPLATES,
     ContrastiveModel,
     build_zero_shot_classifier,
+    conse_embed,
     zero_shot_accuracy,
     zero_shot_predict,
 )
@@ -114,3 +115,28 @@ def test_errors() -> None:
     ids, mask = tokenize(["a cat"])
     with pytest.raises(DataError, match="'label'"):
         zero_shot_accuracy(model, [{"image": ids, "image_mask": mask}], classifier)
+
+
+def test_conse_top1_is_the_nearest_seen_class_and_output_is_normalised() -> None:
+    seen = F.normalize(torch.randn(6, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    images = F.normalize(seen[[3, 1]] + 0.1 * torch.randn(2, 16, generator=torch.Generator().manual_seed(1)), dim=-1)
+    assert torch.allclose(conse_embed(images, seen, logit_scale=100.0, top_k=1), seen[[3, 1]])
+    mixed = conse_embed(images, seen, logit_scale=1.0, top_k=6)
+    assert torch.allclose(mixed.norm(dim=-1), torch.ones(2))
+    assert not torch.allclose(mixed, seen[[3, 1]], atol=1e-2)  # a soft posterior mixes several classes
+    with pytest.raises(ConfigError, match="top_k"):
+        conse_embed(images, seen, 10.0, top_k=0)
+    with pytest.raises(ConfigError, match=r"\[N, D\]"):
+        conse_embed(images[:, :8], seen, 10.0)
+
+
+
+def test_conse_is_a_convex_combination_of_the_top_k_seen_texts() -> None:
+    seen = F.normalize(torch.randn(10, 8, generator=torch.Generator().manual_seed(2)), dim=-1)
+    images = F.normalize(torch.randn(5, 8, generator=torch.Generator().manual_seed(3)), dim=-1)
+    out = conse_embed(images, seen, logit_scale=5.0, top_k=3)
+    top = (images @ seen.T).topk(3, dim=1).indices
+    for z, idx in zip(out, top):
+        # least squares on the 3 chosen texts reproduces it with positive weights: in their cone, no other class
+        w = torch.linalg.lstsq(seen[idx].T, z.unsqueeze(1)).solution.squeeze(1)
+        assert torch.allclose(seen[idx].T @ w, z, atol=1e-5) and (w > 0).all()
