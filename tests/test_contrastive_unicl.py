@@ -115,3 +115,55 @@ def test_class_prompt_mode_is_cross_entropy_against_one_random_prompt_per_class(
     assert model.projections["text"].weight.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="multiple"):
         LabelContrastiveModel(model, class_prompts=(prompts, torch.ones(6, 1)), prompts_per_class=4)
+
+
+def numpy_soft_unicl(a: np.ndarray, b: np.ndarray, affinity: np.ndarray, scale: float, smoothing: float) -> float:
+    """Cross-entropy against each direction's normalised affinity, label-smoothed, averaged over both directions."""
+    logits = scale * a @ b.T
+    n = len(a)
+
+    def direction(logits: np.ndarray, affinity: np.ndarray) -> float:
+        target = (1 - smoothing) * affinity / affinity.sum(1, keepdims=True) + smoothing / n
+        return float(-(target * (logits - logsumexp(logits, axis=1, keepdims=True))).sum(1).mean())
+
+    return (direction(logits, affinity) + direction(logits.T, affinity.T)) / 2
+
+
+@pytest.mark.parametrize("smoothing,lam", [(0.1, 1.0), (0.0, 0.7), (0.2, 0.35)])
+def test_smoothed_and_mixed_targets_match_numpy(smoothing: float, lam: float) -> None:
+    a, b = features(8, 5, seed=2)
+    labels = torch.tensor([0, 1, 0, 2, 1, 3, 3, 2])
+    partner = labels[torch.tensor([3, 0, 5, 1, 7, 2, 4, 6])]
+    same = labels.numpy()[:, None] == labels.numpy()[None, :]
+    affinity = lam * same + (1 - lam) * (partner.numpy()[:, None] == labels.numpy()[None, :])
+    got = unicl_loss(a, b, labels, torch.tensor(10.0), smoothing, partner if lam < 1 else None, lam)
+    want = numpy_soft_unicl(a.double().numpy(), b.double().numpy(), affinity, 10.0, smoothing)
+    assert got.item() == pytest.approx(want, rel=1e-5)
+    # Mixed with a same-label partner the targets are the unmixed ones (the test can fail: the partner matters).
+    torch.testing.assert_close(unicl_loss(a, b, labels, torch.tensor(10.0), mixed_with=labels, lam=0.3),
+                               unicl_loss(a, b, labels, torch.tensor(10.0)))
+    assert not torch.allclose(unicl_loss(a, b, labels, torch.tensor(10.0), mixed_with=partner, lam=0.3),
+                              unicl_loss(a, b, labels, torch.tensor(10.0)))
+
+
+def test_wrapper_mixes_inputs_and_targets_only_in_training() -> None:
+    torch.manual_seed(0)
+    model = ContrastiveModel({"image": Linear(6, 8), "text": Linear(5, 8)}, embed_dim=8, frozen=("text",))
+    trained = LabelContrastiveModel(model, mixup=0.4, smoothing=0.1)
+    batch = {"image": torch.randn(10, 6), "text": torch.randn(10, 5), "label": torch.arange(10) % 3}
+    scale = model.current_logit_scale()
+    with torch.no_grad():
+        b = model.encode("text", batch["text"])
+        plain = unicl_loss(model.encode("image", batch["image"]), b, batch["label"], scale, 0.1)
+        torch.testing.assert_close(trained.eval()(batch)["loss"], plain)  # evaluation: no mixing
+        trained.train()
+        torch.manual_seed(3)
+        got = trained(batch)["loss"]
+        torch.manual_seed(3)  # the draws the step made: λ, then the permutation
+        lam = float(torch.distributions.Beta(0.4, 0.4).sample())
+        perm = torch.randperm(10)
+        mixed = model.encode("image", lam * batch["image"] + (1 - lam) * batch["image"][perm])
+        torch.testing.assert_close(got, unicl_loss(mixed, b, batch["label"], scale, 0.1, batch["label"][perm], lam))
+        assert not torch.allclose(got, plain)
+    with pytest.raises(ConfigError, match="smoothing"):
+        LabelContrastiveModel(model, smoothing=1.0)

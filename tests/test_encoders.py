@@ -45,7 +45,7 @@ def _expected_tokens(model: nn.Module, name: str, size: str, length: int) -> int
         return (IMAGE_SIZE // 2 ** (len(ENCODERS.get(name).sizes[size]["widths"]) - 1)) ** 2
     if name == "vit":
         return (IMAGE_SIZE // ENCODERS.get(name).sizes[size]["patch_size"]) ** 2
-    if name == "scattering":  # the transform subsamples by 2^J, each head width after the first halves again
+    if name in ("scattering", "scattering_descriptors"):  # subsampled by 2^J, then halved per later head width
         sizes = ENCODERS.get(name).sizes[size]
         return (IMAGE_SIZE // 2 ** sizes["J"] // 2 ** (len(sizes["widths"]) - 1)) ** 2
     if name == "text_transformer":
@@ -383,7 +383,8 @@ def test_minilm_frozen_and_tunable(minilm: nn.Module) -> None:
 
 def test_registry_and_build_errors() -> None:
     assert {n: encoder_modality(n) for n in ENCODERS.names()} == {
-        "cnn": "image", "resnet": "image", "vit": "image", "scattering": "image", "text_transformer": "text",
+        "cnn": "image", "resnet": "image", "vit": "image", "scattering": "image", "scattering_descriptors": "image",
+        "text_transformer": "text",
         "minilm": "text",
         "audio_cnn": "audio", "audio_transformer": "audio",
     }

@@ -91,8 +91,8 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from chorus.bench._clip_common import (
-    METHODS, BatchAugment, TensorImages, cached_views, fit, image_tower, lit_text_tower, method_table, preload_images,
-    run_seeds, save_report,
+    MEAN, METHODS, STD, BatchAugment, TensorImages, cached_views, fit, image_tower, lit_text_tower, method_table,
+    preload_images, run_seeds, save_report,
 )
 from chorus.config import CONFIG_DIR
 from chorus.contrastive import CLIP_TEMPLATES, ContrastiveModel
@@ -131,6 +131,9 @@ TRAIN_TEMPLATES: tuple[str, ...] = (
 QUICK_TEMPLATES = TRAIN_TEMPLATES[:4]
 
 PROMPT_MODES = ("names", "descriptions", "both")
+
+FIXED_FRONT_ENDS = ("scattering", "scattering_descriptors")
+"""Image encoders whose ``transform`` is fixed: it is cached for ``--views`` views and only the ``head`` trains."""
 
 
 def load_split(path: str | Path = SPLIT_FILE) -> dict[str, Any]:
@@ -343,14 +346,14 @@ def prepare_views(args: argparse.Namespace, data: dict[str, Any]) -> None:
             for part in parts:
                 if data[part][0] == source:
                     data[part] = (source, torch.searchsorted(used, data[part][1]), data[part][2])
-    if args.encoder == "scattering":
+    if args.encoder in FIXED_FRONT_ENDS:
         encoder = build_encoder(args.encoder, args.encoder_size, image_size=args.image_size, **args.encoder_options)
         augment = _augment(args)
-        key = f"scattering J={encoder.transform.scattering.J} L={encoder.transform.scattering.L} {args.image_size} px"
         views = {source: cached_views(encoder.transform, augment, x, args.views if source == "pool" else 2, seed=0,
-                                      cache_dir=args.cache_dir, key=key) for source, x in images.items()}
-        print(f"scattering front end: {tuple(views['pool'].shape)} pool views in {time.perf_counter() - start:.0f} s",
-              flush=True)
+                                      cache_dir=args.cache_dir, key=encoder.transform.key)
+                 for source, x in images.items()}
+        print(f"{args.encoder} front end: {tuple(views['pool'].shape)} pool views in "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
     else:
         views = {source: torch.stack([x, x.flip(-1)], 1) for source, x in images.items()}
     for part in parts:
@@ -358,7 +361,7 @@ def prepare_views(args: argparse.Namespace, data: dict[str, Any]) -> None:
         data[part] = (views[source][index][:, :2], labels)
         if part == "train":
             data["train_eval"] = data[part]
-            data[part] = (views[source][index] if args.encoder == "scattering" else images[source][index], labels)
+            data[part] = (views[source][index] if args.encoder in FIXED_FRONT_ENDS else images[source][index], labels)
 
 
 def train_model(args: argparse.Namespace, data: dict[str, Any], method: str, seed: int, cache: nn.Module | None,
@@ -368,7 +371,7 @@ def train_model(args: argparse.Namespace, data: dict[str, Any], method: str, see
     seen = data["seen_names"]
     train_images, train_labels = data["train"]
     label = lambda i: {"label": int(train_labels[i])}  # noqa: E731
-    if args.encoder == "scattering":  # fixed front end cached: train its head on precomputed augmented views
+    if args.encoder in FIXED_FRONT_ENDS:  # fixed front end cached: train its head on precomputed augmented views
         tower = build_encoder(args.encoder, args.encoder_size, image_size=args.image_size, **args.encoder_options).head
         base = TensorImages(train_images, label, seen, views=True)
     else:
@@ -389,13 +392,14 @@ def train_model(args: argparse.Namespace, data: dict[str, Any], method: str, see
     model = ContrastiveModel({"image": tower, "text": text}, args.embed_dim, frozen=frozen,
                              freeze_projection=args.freeze_text_projection and method == "lit")
     tokenize = lambda texts: tokenizer(texts, context)  # noqa: E731
+    soft = {"smoothing": args.label_smoothing, "mixup": args.mixup}
     if args.loss == "clip":
         trained = model
     elif args.loss == "unicl":
-        trained = LabelContrastiveModel(model)
+        trained = LabelContrastiveModel(model, **soft)
     else:
         trained = LabelContrastiveModel(model, class_prompts=tokenize([t for p in train_prompts for t in p]),
-                                        prompts_per_class=len(train_prompts[0]))
+                                        prompts_per_class=len(train_prompts[0]), **soft)
     fit(trained, train_set, Collate(tokenizer, context), run_dir, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, seed=seed, bf16=not args.fp32)
     return model.eval(), tokenize
@@ -500,6 +504,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", choices=("clip", "unicl", "classes"), default="unicl",
                         help="clip: in-batch InfoNCE; unicl: same-class captions in the batch are positives too; "
                              "classes: each image against the prompt-mean embedding of every seen class")
+    parser.add_argument("--label-smoothing", type=float, default=0.0,
+                        help="unicl/classes only: label smoothing of the contrastive targets")
+    parser.add_argument("--mixup", type=float, default=0.0,
+                        help="unicl/classes only: mixup's Beta(α, α) parameter (0 = off); mixes the image tower's "
+                             "inputs — a fixed front end's cached features — and the targets by the same λ")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--embed-dim", type=int, default=256)
@@ -511,6 +520,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(plain, mirrored, and random crops)")
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="scattering only: channel dropout on its coefficients")
+    parser.add_argument("--descriptor-dropout", type=float, default=0.0,
+                        help="scattering_descriptors only: dropout on the descriptor vector")
+    parser.add_argument("--scattering-size", type=int, default=None,
+                        help="scattering_descriptors only: the scattering transform reads the view resized to this "
+                             "(default: --image-size), the descriptors the full --image-size view")
     parser.add_argument("--crop-min", type=float, default=0.35, help="smallest crop area of random resized crop")
     parser.add_argument("--jitter", type=float, default=0.3, help="colour jitter strength (0 = off)")
     parser.add_argument("--train-per-class", type=int, default=None,
@@ -525,6 +539,8 @@ def _settle(args: argparse.Namespace) -> None:
     """Fill derived settings (``--quick`` overrides; templates; encoder options; evaluation grid)."""
     if args.select and args.select_unseen:
         raise ConfigError("--select and --select-unseen are two different validation protocols: pick one")
+    if args.loss == "clip" and (args.mixup or args.label_smoothing):
+        raise ConfigError("--mixup and --label-smoothing act on the label-aware targets: use --loss unicl or classes")
     args.mode = "select" if args.select else "select_unseen" if args.select_unseen else "test"
     args.grid = args.mode != "test"
     args.train_templates = list(TRAIN_TEMPLATES)
@@ -539,6 +555,10 @@ def _settle(args: argparse.Namespace) -> None:
         args.train_templates = args.eval_templates = list(QUICK_TEMPLATES)
     if args.encoder == "scattering":
         args.encoder_options = {"dropout": args.dropout}
+    elif args.encoder == "scattering_descriptors":
+        args.encoder_options = {"dropout": args.dropout, "descriptor_dropout": args.descriptor_dropout,
+                                "scattering_size": None if args.quick else args.scattering_size, "mean": MEAN,
+                                "std": STD}
     else:
         args.encoder_options = {"stem_stride": 2} if args.encoder == "resnet" and args.image_size > 48 else {}
 

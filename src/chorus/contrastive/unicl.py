@@ -43,20 +43,28 @@ from chorus.errors import ConfigError, DataError
 __all__ = ["LabelContrastiveModel", "unicl_loss"]
 
 
-def unicl_loss(a: Tensor, b: Tensor, labels: Tensor, logit_scale: Tensor) -> Tensor:
+def unicl_loss(a: Tensor, b: Tensor, labels: Tensor, logit_scale: Tensor, smoothing: float = 0.0,
+               mixed_with: Tensor | None = None, lam: float = 1.0) -> Tensor:
     """Mean of the a→b and b→a cross-entropies against same-label targets.
 
     ``a``, ``b``: normalised features [B, D], row i of each from example i;
     ``labels`` [B]; ``logit_scale``: the positive multiplier of the cosines.
+    ``smoothing``: label smoothing of both targets (Szegedy et al. 2016).
+    ``mixed_with`` [B]: row i of ``a`` comes from a mixup ``lam · x_i + (1 − lam) · x_j``
+    (Zhang et al. 2018) and ``mixed_with[i]`` is the label of its partner j:
+    pair (i, k) is then a positive with weight ``lam · [y_k = y_i] + (1 − lam) · [y_k = y_j]``,
+    each direction's targets that affinity normalised along its own axis.
     Computed in float32 outside autocast, for the reason given in ``loss.py``.
     """
     with torch.autocast(device_type=a.device.type, enabled=False):
         a, b, scale = a.float(), b.float(), logit_scale.float()
         logits = scale * a @ b.T
-        same = (labels[:, None] == labels[None, :]).float()
-        # The mask is symmetric, so one normalised matrix is the target of both directions.
-        target = same / same.sum(1, keepdim=True)
-        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        affinity = (labels[:, None] == labels[None, :]).float()
+        if mixed_with is not None:
+            affinity = lam * affinity + (1 - lam) * (mixed_with[:, None] == labels[None, :]).float()
+        rows, cols = affinity / affinity.sum(1, keepdim=True), affinity.T / affinity.T.sum(1, keepdim=True)
+        return (F.cross_entropy(logits, rows, label_smoothing=smoothing)
+                + F.cross_entropy(logits.T, cols, label_smoothing=smoothing)) / 2
 
 
 class LabelContrastiveModel(nn.Module):
@@ -69,11 +77,20 @@ class LabelContrastiveModel(nn.Module):
     the cross-entropy of each ``a`` row against all ``C`` classes, each embedded by
     one of its prompts drawn with torch's global RNG (``batch[b]`` is not
     used), and ``acc_{a}_{b}`` is that classifier's accuracy.
+
+    Regularisers of the soft targets (both off by default): ``smoothing``, label
+    smoothing; ``mixup`` = α > 0: in training mode each batch's ``a`` inputs
+    (images, or a fixed front end's cached features) are mixed with a random
+    permutation of themselves by λ ~ Beta(α, α), and the targets by the same λ.
     """
 
     def __init__(self, model: ContrastiveModel, pair: tuple[str, str] = ("image", "text"),
-                 class_prompts: tuple[Tensor, Tensor] | None = None, prompts_per_class: int = 1) -> None:
+                 class_prompts: tuple[Tensor, Tensor] | None = None, prompts_per_class: int = 1,
+                 smoothing: float = 0.0, mixup: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= smoothing < 1.0 or mixup < 0.0:
+            raise ConfigError(f"smoothing must lie in [0, 1) and mixup be >= 0, got {smoothing}, {mixup}")
+        self.smoothing, self.mixup = smoothing, mixup
         missing = sorted(set(pair) - set(model.encoders))
         if missing or pair[0] == pair[1]:
             raise ConfigError(f"pair {pair!r} must name two different encoders among {sorted(model.encoders)}")
@@ -94,17 +111,24 @@ class LabelContrastiveModel(nn.Module):
         if not isinstance(labels, Tensor):
             raise DataError("LabelContrastiveModel needs batch['label'] as a tensor of class ids")
         first, second = self.pair
-        a = self.model.encode(first, batch[first], batch.get(f"{first}_mask"))
+        inputs, partner, lam = batch[first], None, 1.0
+        if self.training and self.mixup > 0:
+            lam = float(torch.distributions.Beta(self.mixup, self.mixup).sample())
+            perm = torch.randperm(labels.shape[0], device=labels.device)
+            inputs, partner = lam * inputs + (1 - lam) * inputs[perm], labels[perm]
+        a = self.model.encode(first, inputs, batch.get(f"{first}_mask"))
         scale = self.model.current_logit_scale()
         if self.class_prompts is None:
             b = self.model.encode(second, batch[second], batch.get(f"{second}_mask"))
-            loss = unicl_loss(a, b, labels, scale)
+            loss = unicl_loss(a, b, labels, scale, self.smoothing, partner, lam)
             with torch.no_grad():
                 correct = labels[(a @ b.T).argmax(1)] == labels
         else:
             classes = self._class_embeddings(a.device)
             with torch.autocast(device_type=a.device.type, enabled=False):
                 logits = scale.float() * a.float() @ classes.float().T
-                loss = F.cross_entropy(logits, labels)
+                loss = F.cross_entropy(logits, labels, label_smoothing=self.smoothing)
+                if partner is not None:
+                    loss = lam * loss + (1 - lam) * F.cross_entropy(logits, partner, label_smoothing=self.smoothing)
             correct = logits.detach().argmax(1) == labels
         return {"loss": loss, "logit_scale": scale.detach(), f"acc_{first}_{second}": correct.float().mean()}

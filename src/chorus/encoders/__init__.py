@@ -8,6 +8,7 @@ from chorus.encoders.audio_cnn import AudioCNNEncoder
 from chorus.encoders.audio_transformer import AudioTransformer
 from chorus.encoders.base import Encoded
 from chorus.encoders.cnn import CNNEncoder
+from chorus.encoders.descriptors import ScatteringDescriptorEncoder
 from chorus.encoders.factory import ENCODERS, build_encoder, encoder_modality, encoder_sizes
 from chorus.encoders.minilm import MiniLMEncoder
 from chorus.encoders.resnet import ResNetEncoder
@@ -23,6 +24,7 @@ __all__ = [
     "Encoded",
     "MiniLMEncoder",
     "ResNetEncoder",
+    "ScatteringDescriptorEncoder",
     "ScatteringEncoder",
     "TextTransformer",
     "VisionTransformer",

@@ -63,6 +63,8 @@ class ScatteringTransform(nn.Module):
         self.out_channels = in_channels * self.per_channel
         self.out_size = image_size // 2**J
         self.eps = eps
+        self.key = f"scattering J={J} L={orientations} {image_size} px"
+        """What a cache of this transform's outputs must be keyed by (a module's settings cannot be read off it)."""
 
     def forward(self, x: Tensor) -> Tensor:
         with torch.autocast(x.device.type, enabled=False):
@@ -87,9 +89,12 @@ class ScatteringHead(nn.Module):
         he_init(self)
         self.out_dim = widths[-1]
 
+    def features(self, s: Tensor) -> Tensor:
+        """Coefficients → the final feature map [B, widths[-1], h', w'] (before pooling)."""
+        return self.blocks(self.stem(self.dropout(self.norm(s.float()))))  # cached coefficients may be float16
+
     def forward(self, s: Tensor, mask: Tensor | None = None) -> Encoded:
-        s = s.float()  # cached coefficients may be stored as float16
-        return encode_feature_map(self.blocks(self.stem(self.dropout(self.norm(s)))))
+        return encode_feature_map(self.features(s))
 
 
 @ENCODERS.register("scattering")
