@@ -106,6 +106,20 @@ def test_tta_and_max_scoring_change_predictions_as_intended() -> None:
         cz.zero_shot_logits(images, one_prompt, tta=False, reduce="median")
 
 
+def test_conse_scoring_goes_through_the_likeliest_seen_class() -> None:
+    e = torch.eye(4)
+    # Seen classes at e0 and e1; unseen class A's text is near seen class 0 (e0 + e2), B's is e3 + small e1.
+    seen = torch.stack([e[:1], e[1:2]])
+    unseen = F.normalize(torch.stack([(e[0] + e[2])[None], (e[3] + 0.3 * e[1])[None]]), dim=-1)
+    # The image resembles seen class 0 most, but has a stray e3 component: direct cosine picks B, ConSE picks A.
+    image = F.normalize(e[0] + 0.2 * e[1] + 1.0 * e[3], dim=-1)[None, None]
+    assert cz.zero_shot_logits(image, unseen, tta=False, reduce="mean").argmax(1).item() == 1
+    assert cz.zero_shot_logits(image, unseen, tta=False, reduce="conse", seen=seen, logit_scale=20.0
+                               ).argmax(1).item() == 0
+    with pytest.raises(ConfigError, match="seen"):
+        cz.zero_shot_logits(image, unseen, tta=False, reduce="conse")
+
+
 class _CountingTransform(nn.Module):
     def __init__(self) -> None:
         super().__init__()

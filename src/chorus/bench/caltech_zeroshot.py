@@ -41,7 +41,13 @@ what the class looks like, here written once for all 101 classes), or
 tower's sense of the *word*; a description also says what it looks like
 ("a cup: a small open container with a handle"), which can land it near seen
 classes that share its shape or colour. A class's score is the cosine to its
-mean prompt embedding, or to its best prompt (``--reduce max``).
+mean prompt embedding, or to its best prompt (``--reduce max``). By default
+(``--reduce conse``) an image is first re-expressed as the convex combination
+of its 10 likeliest seen classes' mean prompt embeddings (ConSE, Norouzi et
+al. 2014) before it meets the unseen classes' prompts; seen classes are
+scored directly. On the class-level validation split ConSE beat the direct
+cosine in 10 of 12 (seed × prompt set × views) comparisons, +1.4 points of
+top-1 with descriptions (docs/benchmarks/caltech_zeroshot.md).
 
 Loss (``--loss``): the captions are class prompts, so a batch of 128 over 81
 classes holds many same-class pairs that CLIP's InfoNCE (``clip``) treats as
@@ -95,7 +101,7 @@ from chorus.bench._clip_common import (
     preload_images, run_seeds, save_report,
 )
 from chorus.config import CONFIG_DIR
-from chorus.contrastive import CLIP_TEMPLATES, ContrastiveModel
+from chorus.contrastive import CLIP_TEMPLATES, ContrastiveModel, conse_embed
 from chorus.contrastive.unicl import LabelContrastiveModel
 from chorus.data import BPETokenizer, Collate, build_dataset
 from chorus.data.captions import fill_template
@@ -282,20 +288,28 @@ def embed_prompts(model: ContrastiveModel, tokenize, prompts: Sequence[Sequence[
     return z.view(len(prompts), -1, z.shape[-1])
 
 
-def zero_shot_logits(images: Tensor, texts: Tensor, tta: bool, reduce: str) -> Tensor:
+def zero_shot_logits(images: Tensor, texts: Tensor, tta: bool, reduce: str, seen: Tensor | None = None,
+                     logit_scale: float = 1.0) -> Tensor:
     """Class scores [N, classes] of image embeddings [N, V, D] against prompt embeddings [C, P, D].
 
     ``tta``: average the normalised embeddings of all V views (plain and
     mirrored), else view 0 only. ``reduce="mean"``: cosine to the renormalised
     mean prompt embedding of each class (CLIP's prompt ensemble); ``"max"``: the
-    best-matching single prompt of each class.
+    best-matching single prompt of each class; ``"conse"``: as ``"mean"``, after
+    re-expressing each image through its likeliest seen classes' mean prompt
+    embeddings ``seen`` [C_seen, P, D] at the model's ``logit_scale``
+    (:func:`~chorus.contrastive.zeroshot.conse_embed`; for unseen classes).
     """
     z = F.normalize(images.mean(1), dim=-1) if tta else images[:, 0]
-    if reduce == "mean":
+    if reduce == "conse":
+        if seen is None:
+            raise ConfigError("reduce='conse' needs the seen classes' prompt embeddings")
+        z = conse_embed(z, F.normalize(seen.mean(1), dim=-1), logit_scale)
+    if reduce in ("mean", "conse"):
         return z @ F.normalize(texts.mean(1), dim=-1).T
     if reduce == "max":
         return torch.einsum("nd,cpd->ncp", z, texts).amax(-1)
-    raise ConfigError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+    raise ConfigError(f"reduce must be 'mean', 'max' or 'conse', got {reduce!r}")
 
 
 def _scores(logits: Tensor, labels: Tensor, classes: Sequence[str]) -> dict[str, float]:
@@ -430,8 +444,10 @@ def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: i
 
     def scores(part: str, names: str, mode: str = args.prompts, tta: bool = args.tta,
                reduce: str = args.reduce) -> dict[str, float]:
-        logits = torch.stack([zero_shot_logits(images[part], texts[(names, mode)], tta, reduce)
-                              for images, texts in embedded]).mean(0)
+        reduce = "mean" if reduce == "conse" and names == "seen" else reduce  # ConSE transfers to unseen classes
+        logits = torch.stack([zero_shot_logits(images[part], texts[(names, mode)], tta, reduce, texts[("seen", mode)],
+                                               float(model.current_logit_scale().detach()))
+                              for (images, texts), (model, _) in zip(embedded, members)]).mean(0)
         return _scores(logits, data[part][1], classes[names])
 
     # Choosing settings (--select) must not see the unseen test images, not even their scores.
@@ -448,7 +464,8 @@ def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: i
     }
     if args.grid:  # every evaluation-only variant of the same trained models (validation modes only)
         for part, names in (("eval_seen", "seen"), ("unseen", "unseen")):
-            for mode, reduce, tta in itertools.product(PROMPT_MODES, ("mean", "max"), (False, True)):
+            reduces = ("mean", "max", "conse") if names == "unseen" else ("mean", "max")
+            for mode, reduce, tta in itertools.product(PROMPT_MODES, reduces, (False, True)):
                 if part in data:
                     top = scores(part, names, mode, tta, reduce)
                     variant = f"{mode}/{reduce}/{'tta' if tta else 'plain'}"
@@ -487,8 +504,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", choices=PROMPT_MODES, default="descriptions",
                         help="training captions and zero-shot classifier: class names in templates, the visual "
                              "descriptions of configs/caltech_descriptions.yaml, or both")
-    parser.add_argument("--reduce", choices=("mean", "max"), default="mean",
-                        help="zero-shot score of a class: cosine to its mean prompt embedding, or its best prompt")
+    parser.add_argument("--reduce", choices=("mean", "max", "conse"), default="conse",
+                        help="zero-shot score of a class: cosine to its mean prompt embedding, or its best prompt; "
+                             "conse: unseen classes scored from the image re-expressed through its 10 likeliest "
+                             "seen classes' prompts (ConSE, Norouzi et al. 2014)")
     parser.add_argument("--no-tta", dest="tta", action="store_false",
                         help="score the plain view only instead of averaging the plain and mirrored embeddings")
     parser.add_argument("--ensemble", type=int, default=1,
@@ -629,14 +648,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.grid:
         variants = sorted({key.split("/", 2)[2].rsplit("/", 1)[0] for key in per_seed[args.methods[0]]
                            if key.startswith("grid/")})
+        columns = [(m, names, k) for m in args.methods for names in ("unseen", "seen") for k in ("top1", "top5")
+                   if any(f"grid/{names}/{variant}/{k}" in per_seed[m] for variant in variants)]
         rows = [[variant] + [fmt_mean_std(per_seed[m][f"grid/{names}/{variant}/{k}"])
-                             for m in args.methods for names in ("unseen", "seen") for k in ("top1", "top5")
-                             if f"grid/{names}/{variant}/{k}" in per_seed[m]]
+                             if f"grid/{names}/{variant}/{k}" in per_seed[m] else "–" for m, names, k in columns]
                 for variant in variants]
         header = ["classifier prompts / reduce / views"] + [
-            f"{m} {labels[0] if names == 'unseen' else labels[1]} {k}" for m in args.methods
-            for names in ("unseen", "seen") for k in ("top1", "top5")
-            if f"grid/{names}/{variants[0]}/{k}" in per_seed[m]]
+            f"{m} {labels[0] if names == 'unseen' else labels[1]} {k}" for m, names, k in columns]
         report += ("\n\n## Evaluation variants of the same trained models (%)\n\n" + markdown_table(header, rows))
     save_report(out, "caltech_zeroshot", results, report, _plot, _method_card)
     print(report)
@@ -653,6 +671,7 @@ def _method_card(results: dict[str, Any]) -> MethodCard:
         method="LiT-style contrastive training with a locked pretrained text tower (frozen all-MiniLM-L6-v2), "
                f"image tower from scratch, {results['settings']['loss']} loss, "
                f"{results['settings']['prompts']} prompts (training captions and classifier), "
+               f"{'ConSE (Norouzi et al. 2014) for the unseen classes, ' if results['settings']['reduce'] == 'conse' else ''}"
                f"{'plain + mirrored view' if results['settings']['tta'] else 'plain view'} at evaluation",
         why="the frozen sentence encoder already embeds text semantically; training the image tower "
             "into that fixed space on 81 classes lets the prompts of unseen classes, placed near related seen "
