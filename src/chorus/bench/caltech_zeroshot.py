@@ -442,12 +442,13 @@ def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: i
                   for names in classes for mode in modes if names == "seen" or "unseen" in data})
                 for model, tokenize in members]
 
-    def scores(part: str, names: str, mode: str = args.prompts, tta: bool = args.tta,
-               reduce: str = args.reduce) -> dict[str, float]:
+    def scores(part: str, names: str, mode: str = args.prompts, tta: bool = args.tta, reduce: str = args.reduce,
+               first: int = args.ensemble) -> dict[str, float]:
+        """Zero-shot scores of ``part`` among ``names`` classes, by the ensemble's ``first`` members."""
         reduce = "mean" if reduce == "conse" and names == "seen" else reduce  # ConSE transfers to unseen classes
         logits = torch.stack([zero_shot_logits(images[part], texts[(names, mode)], tta, reduce, texts[("seen", mode)],
                                                float(model.current_logit_scale().detach()))
-                              for (images, texts), (model, _) in zip(embedded, members)]).mean(0)
+                              for (images, texts), (model, _) in zip(embedded[:first], members)]).mean(0)
         return _scores(logits, data[part][1], classes[names])
 
     # Choosing settings (--select) must not see the unseen test images, not even their scores.
@@ -471,9 +472,7 @@ def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: i
                     variant = f"{mode}/{reduce}/{'tta' if tta else 'plain'}"
                     result |= {f"grid/{names}/{variant}/top1": top["top1"], f"grid/{names}/{variant}/top5": top["top5"]}
         if args.ensemble > 1:  # the first member alone: what the ensemble adds
-            logits = zero_shot_logits(embedded[0][0]["eval_seen"], embedded[0][1][("seen", args.prompts)], args.tta,
-                                      args.reduce)
-            result["seen_top1_member0"] = _scores(logits, data["eval_seen"][1], seen)["top1"]
+            result["seen_top1_member0"] = scores("eval_seen", "seen", first=1)["top1"]
     return result
 
 
