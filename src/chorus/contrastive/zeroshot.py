@@ -143,22 +143,23 @@ def conse_embed(images: Tensor, seen: Tensor, logit_scale: float | Tensor, top_k
     returns normalised [N, D], to be scored by cosine against *unseen* class
     embeddings. Norouzi et al., "Zero-shot learning by convex combination of
     semantic embeddings" (ICLR 2014): p(seen class | image) from the model's
-    own softmax at its learned ``logit_scale``, renormalised over the top
-    ``top_k`` (their T, default 10), weights the seen classes' text embeddings.
+    own softmax at its learned ``logit_scale``, kept for the top ``top_k``
+    (their T, default 10), weights the seen classes' text embeddings (ConSE
+    renormalises those weights; the sum is normalised here, which is the same).
 
     Why: the model was trained to put images near the texts of the classes it
     saw, so its most reliable statement about an image of a class it never saw
     is which seen classes it resembles (its top few posteriors), not where
     exactly the embedding lands. ConSE keeps only that statement and lets the
     text encoder's geometry — how close each unseen class's text is to those
-    seen texts — do the rest. It is an alternative to the direct cosine, chosen
-    (or not) on a class-level validation split; on Caltech-101 it is one of
-    ``chorus bench caltech_zeroshot``'s evaluation variants.
+    seen texts — do the rest. It is an alternative to the direct cosine, to be
+    chosen on a class-level validation split; on Caltech-101 it won there and
+    is ``chorus bench caltech_zeroshot``'s default for the unseen classes.
     """
     if images.ndim != 2 or seen.ndim != 2 or images.shape[1] != seen.shape[1]:
         raise ConfigError(f"conse_embed: need images [N, D] and seen [C, D], got {tuple(images.shape)} and "
                           f"{tuple(seen.shape)}")
-    if not 1 <= top_k:
+    if top_k < 1:
         raise ConfigError(f"conse_embed: top_k must be >= 1, got {top_k}")
     weights, index = torch.softmax(float(logit_scale) * images @ seen.T, dim=1).topk(min(top_k, len(seen)), dim=1)
     return F.normalize((weights.unsqueeze(-1) * seen[index]).sum(1), dim=-1)
