@@ -38,9 +38,9 @@ from chorus.data import WordPieceTokenizer
 from chorus.encoders import build_encoder
 from chorus.encoders.base import Encoded
 from chorus.errors import ConfigError
-from chorus.train.checkpoint import atomic_write
 from chorus.eval.report import MethodCard, fmt_mean_std, markdown_table, mean_std, write_json
 from chorus.train import Trainer, TrainConfig
+from chorus.train.checkpoint import atomic_write
 
 # Per-channel statistics of ImageNet: a fixed, dataset-independent normalisation.
 MEAN = (0.485, 0.456, 0.406)

@@ -667,6 +667,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _method_card(results: dict[str, Any]) -> MethodCard:
     summary = results["summary"]
+    conse = "ConSE (Norouzi et al. 2014) for the unseen classes, " if results["settings"]["reduce"] == "conse" else ""
 
     def pct(method: str, key: str) -> str:
         return summary_percent(summary, method, key)
@@ -675,7 +676,7 @@ def _method_card(results: dict[str, Any]) -> MethodCard:
         method="LiT-style contrastive training with a locked pretrained text tower (frozen all-MiniLM-L6-v2), "
                f"image tower from scratch, {results['settings']['loss']} loss, "
                f"{results['settings']['prompts']} prompts (training captions and classifier), "
-               f"{'ConSE (Norouzi et al. 2014) for the unseen classes, ' if results['settings']['reduce'] == 'conse' else ''}"
+               f"{conse}"
                f"{'plain + mirrored view' if results['settings']['tta'] else 'plain view'} at evaluation",
         why="the frozen sentence encoder already embeds text semantically; training the image tower "
             "into that fixed space on 81 classes lets the prompts of unseen classes, placed near related seen "
