@@ -1,0 +1,58 @@
+"""The benchmark driver: presets, validated key=value overrides, and the report files it writes."""
+
+from __future__ import annotations
+
+import json
+import types
+from dataclasses import dataclass
+
+import pytest
+
+from chorus.bench.driver import is_driver, resolve_config, run_driver
+from chorus.errors import ConfigError
+from chorus.eval.report import MethodCard
+
+
+@dataclass(frozen=True)
+class _Config:
+    steps: int = 100
+    seeds: tuple[int, ...] = (0, 1, 2)
+    lr: float = 1e-3
+
+
+def _run(cfg: _Config, report) -> None:
+    report.results["score"] = cfg.steps * len(cfg.seeds)
+    report.table("scores", ["steps", "seeds"], [[cfg.steps, len(cfg.seeds)]])
+    with report.figure("curve", figsize=(2, 2)) as (_, ax):
+        ax.plot([0, 1], [0, cfg.steps])
+    report.card(MethodCard("Toy method", "why", "backbone", "baseline", "result", "reference"))
+
+
+_MODULE = types.SimpleNamespace(__name__="toy", __doc__="A toy benchmark.\n\nMore text.", Config=_Config,
+                                PRESETS={"full": _Config(), "quick": _Config(steps=5, seeds=(0,))}, run=_run)
+
+
+def test_presets_and_overrides_are_validated() -> None:
+    assert is_driver(_MODULE)  # type: ignore[arg-type]
+    assert resolve_config(_MODULE, "quick").steps == 5  # type: ignore[arg-type]
+    cfg = resolve_config(_MODULE, "full", ["steps=7", "seeds=[3, 4]"])  # type: ignore[arg-type]
+    assert (cfg.steps, cfg.seeds, cfg.lr) == (7, (3, 4), 1e-3)
+    with pytest.raises(ConfigError, match="stpes"):
+        resolve_config(_MODULE, "full", ["stpes=7"])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="steps"):
+        resolve_config(_MODULE, "full", ["steps=many"])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="preset"):
+        resolve_config(_MODULE, "huge")  # type: ignore[arg-type]
+
+
+def test_run_writes_results_config_table_plot_and_card(tmp_path) -> None:
+    record = run_driver("toy", _MODULE, ["--quick", "--out", str(tmp_path), "steps=9"],  # type: ignore[arg-type]
+                        progress=lambda _: None)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["results"] == {"score": 9} == record["results"]
+    assert saved["config"] == {"steps": 9, "seeds": [0], "lr": 1e-3}
+    assert "torch" in saved["environment"]
+    md = (tmp_path / "results.md").read_text()
+    assert "| 9 | 1 |" in md and "curve.png" in md and "Toy method" in md
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+    assert (tmp_path / "method_card_toy_method.md").exists()
