@@ -1,14 +1,14 @@
 """One framework's CLIP training loop, in its own process, driven by ``clip_throughput.py``.
 
 Run by the benchmark, never by hand: ``python _clip_train_worker.py SPEC_JSON``
-under the project venv (``"framework": "chorus"``) or under the OpenCLIP venv
-(``"framework": "openclip"``). Only torch plus that framework is imported, so
-the same file serves both venvs and both sides are timed by identical code.
+under the one environment that has torch, open_clip and Chorus (``--python`` of
+the driver). Only torch plus the spec's framework is imported, and both sides
+are timed by identical code.
 
-Why a process per side: each framework gets its own torch build (OpenCLIP
-3.3.0 needs torch 2.14.1, Chorus runs on 2.13.0), its own allocator and its own
-peak-memory reading, while the driver alternates them round by round so that
-drifts in machine load hit both alike.
+Why a process per variant: each gets its own allocator and its own peak-memory
+reading, and nothing one variant warmed up (caches, thread pools, compiled
+kernels) helps another, while the driver alternates them round by round so that
+drifts in machine load hit all alike.
 
 Protocol (one JSON object per line): after building the model, loading the
 shared initial weights (a Chorus state dict, or the OpenCLIP export

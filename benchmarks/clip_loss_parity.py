@@ -1,8 +1,8 @@
 """Loss parity: does Chorus's faster training step reach the same loss as OpenCLIP's?
 
-Run: ``python benchmarks/clip_loss_parity.py [--config tiny64] [--precision bf16 fp32]
-[--steps 200] [--seeds 0 1 2] [--threads 1]`` (project venv; OpenCLIP from
-``/work/openclip-venv`` as in ``clip_throughput.py``). Writes
+Run: ``$CHORUS_OPENCLIP_PYTHON benchmarks/clip_loss_parity.py [--config tiny64] [--precision bf16 fp32]
+[--steps 200] [--seeds 0 1 2] [--threads 1]`` (every variant under one Python with torch,
+open_clip and Chorus, as in ``clip_throughput.py``). Writes
 ``benchmarks/results/clip_loss_parity.{json,md,png}``.
 
 ``clip_throughput.py`` compares the loss after its few timed steps from one
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -55,7 +54,7 @@ def run_seed(cfg: dict[str, Any], precision: str, seed: int, args: argparse.Name
                 "fused_adamw": fused, "channels_last": channels_last, "compile": False, "math_sdpa": math_sdpa,
                 "threads": args.threads, "device": "cpu", "init_path": str(paths[framework]),
                 "data_path": str(data_path)}
-        worker = Worker(sys.executable if framework == "chorus" else args.openclip_python, spec)
+        worker = Worker(args.python, spec)
         try:
             losses[variant] = worker.round()["losses"]
         finally:
@@ -130,7 +129,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=50, help="distinct synthetic batches per seed, cycled")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--openclip-python", default=OPENCLIP_PYTHON)
+    parser.add_argument("--python", default=OPENCLIP_PYTHON,
+                        help="Python with torch, torchvision, open_clip and Chorus (default: $CHORUS_OPENCLIP_PYTHON)")
     args = parser.parse_args()
     if not 0 < args.tail <= args.steps:
         parser.error("--tail must be in [1, --steps]")

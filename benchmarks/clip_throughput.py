@@ -1,9 +1,14 @@
-"""CLIP training throughput: Chorus vs OpenCLIP 3.3.0, same architecture, same batch, same init.
+"""CLIP training throughput: Chorus vs OpenCLIP, same torch build, architecture, batch and init.
 
-Run: ``python benchmarks/clip_throughput.py [--config tiny64|base224|all]
-[--steps N] [--rounds R] [--precision fp32 fp32-medium bf16] [--compile]``
-(project venv; OpenCLIP runs in ``/work/openclip-venv``, or ``--openclip-python``).
-Writes ``benchmarks/results/clip_throughput.{json,md,png}``.
+Run: ``$CHORUS_OPENCLIP_PYTHON benchmarks/clip_throughput.py [--config tiny64|base224|all]
+[--steps N] [--rounds R] [--precision fp32 fp32-medium bf16] [--compile] [--threads T] [--out STEM]``.
+Every variant runs under one Python (``--python``, default ``$CHORUS_OPENCLIP_PYTHON``, else the
+interpreter running this script): an environment with torch, torchvision and open_clip installed
+beside Chorus, so both libraries use the same torch build. The workers report their torch versions
+and the run refuses to compare different builds unless ``--allow-torch-mismatch`` is given, which
+marks every row of the table. Writes ``STEM.{json,md,png}`` (default
+``benchmarks/results/clip_throughput``); each row is labelled with the hardware it ran on (CPU model
+and its AMX / AVX512-BF16 / AVX2 flags, or the GPU name).
 
 What is compared, per config and precision (fp32; bf16 autocast — CPU
 autocast's dtype, which is what OpenCLIP's default ``--precision amp`` gives
@@ -45,7 +50,9 @@ are, for a transformer of width ``d``, ``L`` layers and ``n`` tokens,
 ``2 · n_patches · 3p² · d``, the two projections ``2 d E`` and the loss logits
 ``2 · 2 · B · E`` per sample; training is 3× forward (backward = 2× forward).
 MFU = training FLOPs per second / the matmul peak measured at the start of the
-run (best of square fp32 / bf16 matmuls of several sizes on the same threads).
+run (best of square matmuls of several sizes on the same threads), measured only
+in the dtypes the asked-for precisions need (a bf16 peak takes minutes on a CPU
+without AMX).
 """
 
 from __future__ import annotations
@@ -53,7 +60,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -70,7 +76,8 @@ from chorus.contrastive.interop import export_open_clip
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 WORKER = HERE / "_clip_train_worker.py"
-OPENCLIP_PYTHON = "/work/openclip-venv/bin/python"
+# The Python of the environment with torch + torchvision + open_clip + Chorus (see docs/benchmarks.md).
+OPENCLIP_PYTHON = os.environ.get("CHORUS_OPENCLIP_PYTHON") or sys.executable
 N_BATCHES = 4  # distinct synthetic batches, cycled
 # Which measured matmul peak a precision's MFU is relative to ("medium" multiplies in bf16).
 PEAK_DTYPE = {"fp32": "fp32", "fp32-medium": "bf16", "bf16": "bf16"}
@@ -146,6 +153,34 @@ def matmul_peak(dtype: torch.dtype, device: torch.device) -> float:
     return best
 
 
+# x86 flags that decide which CPU kernels torch uses for fp32 / bf16 training.
+CPU_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16", "avx512f": "AVX512", "avx2": "AVX2"}
+
+
+def hardware() -> dict[str, Any]:
+    """What the run's numbers depend on: the GPU, or the CPU model, its relevant flags and torch's CPU path."""
+    if torch.cuda.is_available():
+        return {"device": "cuda", "model": torch.cuda.get_device_name(), "flags": [],
+                "label": torch.cuda.get_device_name()}
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:  # not Linux: the model alone
+        import platform
+
+        model = platform.processor() or model
+    present = [name for flag, name in CPU_FLAGS.items() if flag in flags]
+    return {"device": "cpu", "model": model, "flags": present, "cpu_count": os.cpu_count(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "label": f"{model} ({', '.join(present) or 'no AVX2'})"}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -181,7 +216,7 @@ class Worker:
 
 def run_config(
     name: str, precision: str, steps: int, rounds: int, compile_: bool, device: torch.device,
-    threads: int, openclip_python: str, workdir: Path,
+    threads: int, python: str, workdir: Path,
 ) -> dict[str, Any]:
     """All variants of one config at one precision, alternated; one result row per variant."""
     cfg = {"name": name, **CONFIGS[name]}
@@ -203,7 +238,6 @@ def run_config(
                 "threads": threads, "device": str(device), "init_path": str(paths[framework]),
                 "data_path": str(data_path),
             }
-            python = sys.executable if framework == "chorus" else openclip_python
             workers[variant] = Worker(python, spec)
         counts = {v: w.info["params"] for v, w in workers.items()}
         print(f"[{name} {precision}] parameters: {counts}", flush=True)
@@ -253,31 +287,35 @@ def summarise(groups: list[dict[str, Any]], peaks: dict[str, float]) -> list[dic
     return rows
 
 
-def write_outputs(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "clip_throughput.json").write_text(json.dumps({**meta, "results": rows}, indent=2) + "\n")
-    header = ("| config | precision | variant | steps/s | samples/s | chorus speed-up | MFU | peak train MiB "
-              "| loss @1 | loss @N |")
+def write_outputs(rows: list[dict[str, Any]], meta: dict[str, Any], stem: Path) -> None:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps({**meta, "results": rows}, indent=2) + "\n")
+    mismatch = " **torch builds differ**" if meta["torch_mismatch"] else ""
+    header = ("| hardware | torch | config | precision | variant | steps/s | samples/s | chorus speed-up | MFU "
+              "| peak train MiB | loss @1 | loss @N |")
     lines = [f"# CLIP training throughput: Chorus vs OpenCLIP {meta['openclip_version']}", "", header,
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
-            f"| {r['config']} | {r['precision']} | {r['variant']} | {r['steps_per_s']:.3f} | "
-            f"{r['samples_per_s']:.1f} | {r['chorus_speedup']:.2f}x | {100 * r['mfu']:.1f}% | "
-            f"{r['peak_train_mib']:.0f} | {r['initial_loss']:.4f} | {r['final_loss']:.4f} |"
+            f"| {meta['hardware']['label']} | {r['torch']}{mismatch} | {r['config']} | {r['precision']} | "
+            f"{r['variant']} | {r['steps_per_s']:.3f} | {r['samples_per_s']:.1f} | {r['chorus_speedup']:.2f}x | "
+            f"{100 * r['mfu']:.1f}% | {r['peak_train_mib']:.0f} | {r['initial_loss']:.4f} | {r['final_loss']:.4f} |"
         )
+    peaks = ", ".join(f"{k} {v:.3f} TFLOP/s" for k, v in meta["matmul_peak_tflops"].items())
+    load = ", ".join(f"{x:.2f}" for x in meta["load_average_start_end"])
     lines += [
         "",
-        f"Median of {meta['rounds']} alternating rounds of N steps per variant (N: {meta['steps']}), after one "
+        (f"Median of {meta['rounds']} alternating rounds of N steps per variant (N: {meta['steps']}), after one "
         f"warm-up round; every round starts from the same initial weights. Matmul peak measured in the run: "
-        f"fp32 {meta['matmul_peak_tflops']['fp32']:.3f} TFLOP/s, bf16 {meta['matmul_peak_tflops']['bf16']:.3f} "
-        f"TFLOP/s. Device: {meta['device']}, {meta['threads']} threads; torch {meta['torch_chorus']} (Chorus), "
-        f"{meta['torch_openclip']} (OpenCLIP). compile: {meta['compile']}. 1-min load average at start/end: "
-        f"{meta['load_average_start_end']} on {meta['cpu_count']} CPUs. {meta['note']}",
+        f"{peaks}. {meta['threads']} threads; torch {', '.join(meta['torch_versions'])} for every variant. "
+        f"compile: {meta['compile']}. 1-min load average at start / end: {load} on {meta['cpu_count']} CPUs; "
+        f"finished {meta['finished_utc']}. {meta['note']}"),
     ]
-    (RESULTS / "clip_throughput.md").write_text("\n".join(lines) + "\n")
+    if meta["torch_mismatch"]:
+        lines.insert(1, "\n**WARNING: the variants ran on different torch builds; the ratios compare builds too.**")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    plot(rows, RESULTS / "clip_throughput.png")
+    plot(rows, stem.with_suffix(".png"))
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -312,41 +350,55 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", choices=list(PEAK_DTYPE), default=["fp32", "bf16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile Chorus and openclip+tricks")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--openclip-python", default=OPENCLIP_PYTHON)
+    parser.add_argument("--python", default=OPENCLIP_PYTHON,
+                        help="Python with torch, torchvision, open_clip and Chorus that runs every variant "
+                             "(default: $CHORUS_OPENCLIP_PYTHON, else this interpreter)")
+    parser.add_argument("--allow-torch-mismatch", action="store_true",
+                        help="compare even if the variants report different torch builds (marked in the table)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "clip_throughput",
+                        help="output stem: writes STEM.json, STEM.md, STEM.png")
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
+    machine = hardware()
+    print(f"hardware: {machine['label']}", flush=True)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    peaks = {k: matmul_peak(dtypes[k], device) for k in dict.fromkeys(PEAK_DTYPE[p] for p in args.precision)}
     print(f"matmul peak TFLOP/s: { {k: round(v / 1e12, 3) for k, v in peaks.items()} }", flush=True)
     names = list(CONFIGS) if args.config == "all" else [args.config]
-    precisions = args.precision
     start, load_at_start = time.perf_counter(), os.getloadavg()
     groups = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            for precision in precisions:
+            for precision in args.precision:
                 groups.append(run_config(
                     name, precision, args.steps or CONFIGS[name]["steps"], args.rounds, args.compile, device,
-                    args.threads, args.openclip_python, Path(tmp),
+                    args.threads, args.python, Path(tmp),
                 ))
+                versions = sorted({row["torch"] for row in groups[-1]["rows"]})
+                if len(versions) > 1 and not args.allow_torch_mismatch:
+                    parser.error(f"the variants ran on different torch builds ({', '.join(versions)}); "
+                                 "run every variant under one --python, or pass --allow-torch-mismatch")
     rows = summarise(groups, peaks)
     openclip_row = next(r for r in rows if r["variant"] == "openclip")
+    versions = sorted({row["torch"] for row in rows})
     meta = {
         "task": "CLIP training step (forward, loss, backward, AdamW) on synthetic batches",
+        "command": " ".join(["python", *sys.argv]),
         "configs": {g["config"]["name"]: g["config"] for g in groups},
         "train_gflops_per_step": {g["config"]["name"]: g["train_gflops_per_step"] for g in groups},
         "steps": {g["config"]["name"]: args.steps or g["config"]["steps"] for g in groups},
         "rounds": args.rounds, "compile": args.compile, "threads": args.threads,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "cpu_count": os.cpu_count(), "load_average_start_end": [load_at_start[0], os.getloadavg()[0]],
+        "hardware": machine, "cpu_count": os.cpu_count(),
+        "load_average_start_end": [load_at_start[0], os.getloadavg()[0]],
         "matmul_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
-        "torch_chorus": torch.__version__, "torch_openclip": openclip_row["torch"],
+        "torch_versions": versions, "torch_mismatch": len(versions) > 1,
         "openclip_version": openclip_row["version"], "wall_seconds": time.perf_counter() - start,
-        "note": args.note,
+        "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "note": args.note,
     }
-    write_outputs(rows, meta)
+    write_outputs(rows, meta, args.out)
 
 
 if __name__ == "__main__":
