@@ -216,7 +216,7 @@ class Worker:
 
 def run_config(
     name: str, precision: str, steps: int, rounds: int, compile_: bool, device: torch.device,
-    threads: int, python: str, workdir: Path,
+    threads: int, python: str, workdir: Path, variants: list[str],
 ) -> dict[str, Any]:
     """All variants of one config at one precision, alternated; one result row per variant."""
     cfg = {"name": name, **CONFIGS[name]}
@@ -231,6 +231,8 @@ def run_config(
     workers: dict[str, Worker] = {}
     try:
         for variant, framework, fused, channels_last, compiles, math_sdpa in VARIANTS:
+            if variant not in variants:
+                continue
             spec = {
                 "framework": framework, "config": cfg, "precision": precision, "steps": steps,
                 "fused_adamw": fused, "channels_last": channels_last, "compile": compiles and compile_,
@@ -293,7 +295,8 @@ def write_outputs(rows: list[dict[str, Any]], meta: dict[str, Any], stem: Path) 
     mismatch = " **torch builds differ**" if meta["torch_mismatch"] else ""
     header = ("| hardware | torch | config | precision | variant | steps/s | samples/s | chorus speed-up | MFU "
               "| peak train MiB | loss @1 | loss @N |")
-    lines = [f"# CLIP training throughput: Chorus vs OpenCLIP {meta['openclip_version']}", "", header,
+    title = f"OpenCLIP {meta['openclip_version']}" if meta["openclip_version"] != "not run" else "(OpenCLIP not run)"
+    lines = [f"# CLIP training throughput: Chorus vs {title}", "", header,
              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
@@ -355,10 +358,15 @@ def main() -> None:
                              "(default: $CHORUS_OPENCLIP_PYTHON, else this interpreter)")
     parser.add_argument("--allow-torch-mismatch", action="store_true",
                         help="compare even if the variants report different torch builds (marked in the table)")
+    parser.add_argument("--variants", nargs="+", choices=[v[0] for v in VARIANTS], default=[v[0] for v in VARIANTS],
+                        help="which variants to run (chorus is always one: the speed-ups are relative to it); "
+                             "'--variants chorus' measures Chorus's throughput and MFU where open_clip is absent")
     parser.add_argument("--out", type=Path, default=RESULTS / "clip_throughput",
                         help="output stem: writes STEM.json, STEM.md, STEM.png")
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     args = parser.parse_args()
+    if "chorus" not in args.variants:
+        parser.error("--variants must include chorus")
 
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -375,14 +383,14 @@ def main() -> None:
             for precision in args.precision:
                 groups.append(run_config(
                     name, precision, args.steps or CONFIGS[name]["steps"], args.rounds, args.compile, device,
-                    args.threads, args.python, Path(tmp),
+                    args.threads, args.python, Path(tmp), args.variants,
                 ))
                 versions = sorted({row["torch"] for row in groups[-1]["rows"]})
                 if len(versions) > 1 and not args.allow_torch_mismatch:
                     parser.error(f"the variants ran on different torch builds ({', '.join(versions)}); "
                                  "run every variant under one --python, or pass --allow-torch-mismatch")
     rows = summarise(groups, peaks)
-    openclip_row = next(r for r in rows if r["variant"] == "openclip")
+    openclip_version = next((r["version"] for r in rows if r["variant"] != "chorus"), "not run")
     versions = sorted({row["torch"] for row in rows})
     meta = {
         "task": "CLIP training step (forward, loss, backward, AdamW) on synthetic batches",
@@ -395,7 +403,7 @@ def main() -> None:
         "load_average_start_end": [load_at_start[0], os.getloadavg()[0]],
         "matmul_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
         "torch_versions": versions, "torch_mismatch": len(versions) > 1,
-        "openclip_version": openclip_row["version"], "wall_seconds": time.perf_counter() - start,
+        "openclip_version": openclip_version, "wall_seconds": time.perf_counter() - start,
         "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "note": args.note,
     }
     write_outputs(rows, meta, args.out)
