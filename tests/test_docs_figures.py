@@ -1,0 +1,129 @@
+"""The headline figures the docs quote are the figures in the committed results files.
+
+Each benchmark writes its raw numbers to ``benchmarks/results/...`` (JSON, small,
+no weights); the docs pages quote some of them. ``FIGURES`` names, for each
+quoted headline figure, the page, the results file, where in the JSON it is
+and how the page writes it; the test formats the JSON value that way and
+requires that exact text on the page. A page edited without its data, or data
+re-run without its page, fails here. Two more checks keep the mapping honest:
+every ``results.json`` of a ``chorus bench`` run is quoted by some figure, and
+every results file a page links to exists.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One quoted figure: ``fmt.format(*values)`` must appear on ``page``.
+
+    ``paths`` are slash-separated keys into the JSON file ``results`` (relative
+    to ``benchmarks/results``); a key ``field=value`` picks the element of a list
+    of objects whose ``field`` equals ``value``. Each resolved value is multiplied
+    by ``scale`` (100 for fractions quoted as percent); a ``[mean, std]`` pair
+    (the ``summary`` of a ``chorus bench`` run) fills two fields of ``fmt``.
+    """
+
+    page: str
+    results: str
+    paths: tuple[str, ...]
+    fmt: str
+    scale: float = 1.0
+
+
+FIGURES: list[Figure] = [
+    # DTW speed (benchmarks/align_speed.py)
+    Figure("docs/benchmarks.md", "align_speed.json",
+           ("results/method=chorus (torch wavefront, batched)/median_ms",
+            "results/method=tslearn.metrics.dtw (loop)/median_ms",
+            "results/method=tslearn.metrics.dtw (loop)/speedup_of_chorus",
+            "results/method=dtaidistance dtw_ndim.distance (C, loop)/median_ms"),
+           "Chorus {:.1f} ms, tslearn {:.1f} ms ({:.2f}× slower), dtaidistance C {:.1f} ms"),
+    # CPU bf16 attention (benchmarks/attention_cpu_bf16.py)
+    Figure("docs/benchmarks.md", "attention_cpu_bf16.json",
+           ("ms_forward_backward/explicit", "ms_forward_backward/math", "ms_forward_backward/flash"),
+           "explicit {:.1f} ms, math {:.1f} ms, flash {:.1f} ms"),
+    # Loss parity (benchmarks/clip_loss_parity.py)
+    Figure("docs/benchmarks.md", "clip_loss_parity.json",
+           ("rows/variant=chorus/diff_mean", "rows/variant=chorus/diff_std"), "**{:.3f} ± {:.3f}**"),
+    Figure("docs/benchmarks.md", "clip_loss_parity.json",
+           ("rows/variant=openclip+tricks/diff_mean", "rows/variant=openclip+tricks/diff_std"), "{:.3f} ± {:.3f}"),
+]
+
+
+def resolve(obj: Any, path: str) -> Any:
+    for key in path.split("/"):
+        if isinstance(obj, list):
+            field, _, value = key.partition("=")
+            matches = [item for item in obj if str(item.get(field)) == value]
+            assert len(matches) == 1, f"{key!r} selects {len(matches)} elements"
+            obj = matches[0]
+        else:
+            obj = obj[key]
+    return obj
+
+
+@cache
+def load(results: str) -> Any:
+    return json.loads((RESULTS / results).read_text())
+
+
+def formatted(figure: Figure) -> str:
+    values: list[float] = []
+    for path in figure.paths:
+        value = resolve(load(figure.results), path)
+        values += [v * figure.scale for v in value] if isinstance(value, list) else [value * figure.scale]
+    return figure.fmt.format(*values)
+
+
+def normalise(text: str) -> str:
+    """Pages wrap lines and write a typographic minus; compare on that footing."""
+    return re.sub(r"\s+", " ", text.replace("−", "-"))
+
+
+def page_text(page: str) -> str:
+    return normalise((ROOT / page).read_text())
+
+
+@pytest.mark.parametrize("figure", FIGURES, ids=lambda f: f"{Path(f.page).stem}:{f.results}:{f.paths[0]}")
+def test_docs_quote_the_results_file(figure: Figure) -> None:
+    text = normalise(formatted(figure))
+    assert text in page_text(figure.page), f"{figure.page} does not quote {text!r} from {figure.results}"
+
+
+def test_every_bench_run_is_quoted() -> None:
+    quoted = {Path(f.results).parent for f in FIGURES}
+    runs = {p.parent.relative_to(RESULTS) for p in RESULTS.glob("*/results.json")}
+    assert runs <= quoted, f"results without a docs figure checked here: {sorted(map(str, runs - quoted))}"
+
+
+def test_linked_results_files_exist() -> None:
+    pages = [ROOT / "docs" / "benchmarks.md", *sorted((ROOT / "docs" / "benchmarks").glob("*.md"))]
+    missing = []
+    for page in pages:
+        for link in re.findall(r"benchmarks/results/[\w./-]+\.(?:md|json|png)", page.read_text()):
+            if not (ROOT / link).exists():
+                missing.append(f"{page.name}: {link}")
+    assert not missing, missing
+
+
+def test_a_drifted_page_fails() -> None:
+    """The check is not vacuous: a figure one digit off is not found on the page."""
+    figure = FIGURES[0]
+    value = resolve(load(figure.results), figure.paths[0])
+    exact = Figure(figure.page, figure.results, figure.paths[:1], "Chorus {:.1f} ms")
+    drifted = Figure(figure.page, figure.results, figure.paths[:1], "Chorus {:.1f} ms", scale=1 + 0.1 / value)
+    assert normalise(formatted(exact)) in page_text(figure.page)
+    assert normalise(formatted(drifted)) not in page_text(figure.page)
