@@ -44,6 +44,19 @@ class Figure:
 
 
 FIGURES: list[Figure] = [
+    # Offline demo CLIP (chorus demo --json --run-dir runs/demo; its metrics.json)
+    Figure("docs/benchmarks.md", "demo/metrics.json", ("zero_shot_top1", "recall_at_1", "recall_at_5"),
+           "unseen prompt templates {:.3f}, text→image R@1 {:.3f} / R@5 {:.3f}"),
+    # COCO-mini retrieval (chorus bench coco_retrieval)
+    Figure("docs/benchmarks.md", "coco_retrieval/results.json",
+           ("summary/lit/text_to_image_R@5", "summary/scratch/text_to_image_R@5"),
+           "text→image R@5 {:.1f} ± {:.1f} % (frozen MiniLM) vs {:.1f} ± {:.1f} %", scale=100),
+    Figure("docs/benchmarks/coco_retrieval.md", "coco_retrieval/results.json",
+           ("summary/lit/text_to_image_R@5", "summary/scratch/text_to_image_R@5"),
+           "| text to image R@5 | {:.1f} ± {:.1f} | {:.1f} ± {:.1f} |", scale=100),
+    Figure("docs/benchmarks/coco_retrieval.md", "coco_retrieval/results.json",
+           ("summary/lit/image_to_text_R@5", "summary/scratch/image_to_text_R@5"),
+           "| image to text R@5 | {:.1f} ± {:.1f} | {:.1f} ± {:.1f} |", scale=100),
     # DTW speed (benchmarks/align_speed.py)
     Figure("docs/benchmarks.md", "align_speed.json",
            ("results/method=chorus (torch wavefront, batched)/median_ms",
@@ -121,7 +134,7 @@ def test_linked_results_files_exist() -> None:
 
 def test_a_drifted_page_fails() -> None:
     """The check is not vacuous: a figure one digit off is not found on the page."""
-    figure = FIGURES[0]
+    figure = next(f for f in FIGURES if f.results == "align_speed.json")
     value = resolve(load(figure.results), figure.paths[0])
     exact = Figure(figure.page, figure.results, figure.paths[:1], "Chorus {:.1f} ms")
     drifted = Figure(figure.page, figure.results, figure.paths[:1], "Chorus {:.1f} ms", scale=1 + 0.1 / value)
