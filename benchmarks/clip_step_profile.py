@@ -11,6 +11,11 @@ warm-up steps; every operator's *self* time is put in one bucket — matmuls
 optimizer, the token embedding's backward, layer norms, activations, softmax
 and the loss, copies and layout changes, elementwise arithmetic, other — so the
 share of the step that is not matmul, and what it is made of, can be read off.
+Two ceilings follow: the step's MFU (as in ``clip_throughput.py``: analytic
+FLOPs over the unprofiled step time, against the square-matmul peak measured
+in the same run), and the MFU its matmuls reach on their own (the same FLOPs
+over the matmul bucket's time) — what the step would reach if everything else
+took no time.
 Profiling adds per-operator overhead, so the wall time per step of an
 unprofiled run of the same steps is reported beside it.
 """
@@ -20,16 +25,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.profiler import ProfilerActivity, profile
-
 from _clip_train_worker import BETAS, EPS, LR, build_chorus, param_groups
-from clip_throughput import CONFIGS, RESULTS, hardware, synthetic_batches
+from clip_throughput import (
+    CONFIGS,
+    RESULTS,
+    hardware,
+    matmul_peak,
+    synthetic_batches,
+    train_flops_per_sample,
+)
+from torch.profiler import ProfilerActivity, profile
 
 # First matching substring of the aten operator name decides the bucket.
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
@@ -58,7 +70,7 @@ def bucket_of(op: str) -> str:
     return "other"
 
 
-def profile_config(name: str, precision: str, steps: int, device: torch.device) -> dict[str, Any]:
+def profile_config(name: str, precision: str, steps: int, device: torch.device, peak: float) -> dict[str, Any]:
     cfg = {"name": name, **CONFIGS[name]}
     torch.manual_seed(0)
     model = build_chorus(cfg)[0].to(device).to(memory_format=torch.channels_last)
@@ -101,9 +113,12 @@ def profile_config(name: str, precision: str, steps: int, device: torch.device) 
             by_op[event.key] += us / 1e6 / steps
     total = sum(by_bucket.values())
     top = sorted(by_op.items(), key=lambda kv: -kv[1])[:15]
+    flops = train_flops_per_sample(cfg) * cfg["batch"]
     return {
         "config": name, "precision": precision, "steps": steps, "batch": cfg["batch"],
         "step_seconds_unprofiled": wall, "profiled_op_seconds_per_step": total,
+        "train_gflops_per_step": flops / 1e9, "mfu": flops / wall / peak,
+        "matmul_only_mfu": flops / by_bucket["matmul"] / peak,
         "buckets": {k: {"seconds": v, "share": v / total} for k, v in sorted(by_bucket.items(), key=lambda kv: -kv[1])},
         "top_ops": [{"op": k, "seconds": v, "share": v / total, "bucket": bucket_of(k)} for k, v in top],
     }
@@ -120,23 +135,28 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     load_start = os.getloadavg()[0]
-    runs = [profile_config(c, p, args.steps, device) for c in args.config for p in args.precision]
-    meta = {"command": "python benchmarks/clip_step_profile.py " + " ".join(os.sys.argv[1:]),
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    peaks = {p: matmul_peak(dtypes[p], device) for p in args.precision}
+    runs = [profile_config(c, p, args.steps, device, peaks[p]) for c in args.config for p in args.precision]
+    meta = {"command": "python benchmarks/clip_step_profile.py " + " ".join(sys.argv[1:]),
             "hardware": hardware(), "threads": args.threads, "torch": torch.__version__,
+            "matmul_peak_tflops": {p: v / 1e12 for p, v in peaks.items()},
             "load_average_start_end": [load_start, os.getloadavg()[0]],
             "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     args.out.with_suffix(".json").write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n")
     buckets = list(dict.fromkeys(b for r in runs for b in r["buckets"]))
     lines = ["# Where a Chorus CLIP training step spends its time", "",
-             f"Share of profiled operator self time per step. Hardware: {meta['hardware']['label']}; "
-             f"{args.threads} threads; torch {torch.__version__}; {args.steps} profiled steps after 2 warm-up steps; "
+             (f"Share of profiled operator self time per step. Hardware: {meta['hardware']['label']}; "
+             f"{args.threads} threads; torch {torch.__version__}; {args.steps} profiled steps after 2 warm-up steps; matmul peak "
+             f"{', '.join(f'{p} {v / 1e12:.3f} TFLOP/s' for p, v in peaks.items())}; "
              f"1-min load average {load_start:.2f} / {meta['load_average_start_end'][1]:.2f} at start / end; "
-             f"finished {meta['finished_utc']}.", "",
-             "| config | precision | step s (unprofiled) | " + " | ".join(buckets) + " |",
-             "|---|---|---:|" + "---:|" * len(buckets)]
+             f"finished {meta['finished_utc']}."), "",
+             "| config | precision | step s (unprofiled) | MFU | MFU of the matmuls alone | " + " | ".join(buckets) + " |",
+             "|---|---|---:|---:|---:|" + "---:|" * len(buckets)]
     for r in runs:
         cells = [f"{100 * r['buckets'].get(b, {'share': 0})['share']:.1f}%" for b in buckets]
-        lines.append(f"| {r['config']} | {r['precision']} | {r['step_seconds_unprofiled']:.3f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['config']} | {r['precision']} | {r['step_seconds_unprofiled']:.3f} | {100 * r['mfu']:.1f}% | "
+                     f"{100 * r['matmul_only_mfu']:.1f}% | " + " | ".join(cells) + " |")
     for r in runs:
         lines += ["", f"Top operators, {r['config']} {r['precision']} (self time per step):", "",
                   "| operator | bucket | ms | share |", "|---|---|---:|---:|"]
