@@ -41,7 +41,7 @@ from chorus.translate.cgan import ema_copy, train_cgan
 from chorus.translate.conditions import nearest_image_prior
 from chorus.translate.digits import TEST_SPEAKERS, load_digit_data
 from chorus.translate.judges import diversity, judge_predictions, train_judge
-from chorus.translate.space import bind_audio, train_space
+from chorus.translate.space import SpaceConfig, bind_audio, train_space
 from chorus.bench.translate import FULL, MEL_FRAMES, generator_bank, train_cvae
 from chorus.train import TrainConfig, Trainer, seed_everything
 from chorus.translate.griffinlim import log_mel_to_audio
@@ -55,7 +55,7 @@ def setup(seed: int, run_dir: Path):
     data = load_digit_data(n_mels=cfg.data.n_mels)
     test_templates = cfg.model.zero_shot_templates
     prompts = [fill_template(t, n) for t in test_templates for n in cfg.data.class_names]
-    space = train_space(cfg, data, FULL["space_steps"], run_dir / "space", seed, image_size="tiny",
+    space = train_space(SpaceConfig.from_experiment(cfg), data, FULL["space_steps"], run_dir / "space", seed, image_size="tiny",
                         frozen_text_prompts=prompts)
     return cfg, data, space
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chorus.contrastive.evaluate import retrieve_run, zeroshot_run
+from chorus.run_eval import retrieve_run, zeroshot_run
 from chorus.errors import ConfigError
 from chorus.experiment import load_experiment, train_experiment
 

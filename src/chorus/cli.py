@@ -67,14 +67,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_zeroshot(args: argparse.Namespace) -> None:
-    from chorus.contrastive.evaluate import zeroshot_run
+    from chorus.run_eval import zeroshot_run
 
     metrics = zeroshot_run(args.run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out)
     _print_json(metrics) if args.json else _print_table(metrics)
 
 
 def cmd_retrieve(args: argparse.Namespace) -> None:
-    from chorus.contrastive.evaluate import retrieve_run
+    from chorus.run_eval import retrieve_run
 
     metrics = retrieve_run(args.run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out)
     _print_json(metrics) if args.json else _print_table(metrics)

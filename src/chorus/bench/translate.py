@@ -56,7 +56,7 @@ from chorus.translate.griffinlim import log_mel_to_audio  # noqa: E402
 from chorus.translate.judges import diversity, judge_predictions, train_judge  # noqa: E402
 from chorus.translate.mel_decoder import MelDecoder, SpeechTargets, speaker_normalise  # noqa: E402
 from chorus.translate.retrieval import chance_recall, class_retrieval  # noqa: E402
-from chorus.translate.space import SharedSpace, bind_audio, train_space  # noqa: E402
+from chorus.translate.space import SharedSpace, SpaceConfig, bind_audio, train_space  # noqa: E402
 
 CONFIG = CONFIG_DIR / "mnist_clip.yaml"
 KS = (1, 5, 10)
@@ -281,12 +281,12 @@ def run(args: argparse.Namespace) -> dict:
     # the frozen MiniLM is cached over every prompt the benchmark embeds (the training captions are added)
     prompts = ([fill_template(t, n) for t in test_templates for n in cfg.data.class_names]
                if args.text_tower == "minilm" else None)
-    random_space = bind_audio(train_space(cfg, data, 0, work / "random", image_size=args.image_encoder_size,
+    random_space = bind_audio(train_space(SpaceConfig.from_experiment(cfg), data, 0, work / "random", image_size=args.image_encoder_size,
                                           frozen_text_prompts=prompts), data, data.pairs_train, 0, work / "random")
     per_seed = []
     for seed in seeds:
         sdir = work / f"seed{seed}"
-        space = train_space(cfg, data, budget["space_steps"], sdir / "space", seed,
+        space = train_space(SpaceConfig.from_experiment(cfg), data, budget["space_steps"], sdir / "space", seed,
                             image_size=args.image_encoder_size, frozen_text_prompts=prompts)
         spaces = {p: bind_audio(space, data, data.speech_split(p)[0], budget["bind_steps"], sdir / f"bind_{p}", seed)
                   for p in PROTOCOLS}
