@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from chorus.bench import caltech_zeroshot as cz
-from chorus.bench._clip_common import BatchAugment, cached_views
+from chorus.data.augment import BatchAugment, cached_views
 from chorus.data.caltech101 import Caltech101
 from chorus.errors import ConfigError
 

@@ -40,7 +40,7 @@ from torch.utils.data import Dataset
 from chorus.colearn.pivot import bind_to_pivot
 from chorus.contrastive import ContrastiveModel
 from chorus.contrastive.text_cache import CachedTextEncoder
-from chorus.data import BPETokenizer, Collate, WordPieceTokenizer
+from chorus.data import BPETokenizer, Collate
 from chorus.data.captions import fill_template
 from chorus.encoders import build_encoder
 from chorus.encoders.speaker_robust import SPEECH_TOWER
@@ -179,8 +179,7 @@ def train_space(cfg: SpaceConfig, data: DigitData, steps: int, run_dir: str | os
                              context_length=cfg.context_length, **cfg.text_encoder_options)
         frozen: tuple[str, ...] = ()
     else:
-        text = CachedTextEncoder.build(build_encoder("minilm"), WordPieceTokenizer.from_minilm(),
-                                       captions + list(frozen_text_prompts))
+        text = CachedTextEncoder.minilm(captions + list(frozen_text_prompts))
         tokenizer, frozen = text.tokenizer, ("text",)
     clip = ContrastiveModel({"image": image, "text": text}, cfg.embed_dim, frozen=frozen)
     train_idx = data.mnist_train
