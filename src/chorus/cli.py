@@ -97,15 +97,9 @@ def cmd_index_build(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from chorus.bench import load_benchmark
-    from chorus.bench.driver import is_driver, run_driver
+    from chorus.bench.driver import run_driver
 
-    module = load_benchmark(args.name)
-    if is_driver(module):
-        run_driver(args.name, module, args.bench_args)
-        return
-    parser = argparse.ArgumentParser(prog=f"chorus bench {args.name}", description=(module.__doc__ or "").strip())
-    module.configure(parser)
-    module.run(parser.parse_args(args.bench_args))
+    run_driver(args.name, load_benchmark(args.name), args.bench_args)
 
 
 def cmd_data_info(args: argparse.Namespace) -> None:
