@@ -94,7 +94,6 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
 from chorus.bench._clip_common import METHODS, fit, method_table, run_seeds, summarize
 from chorus.bench.driver import Report
@@ -104,7 +103,7 @@ from chorus.contrastive.text_cache import CachedTextEncoder
 from chorus.contrastive.unicl import LabelContrastiveModel
 from chorus.data import BPETokenizer, Collate, build_dataset
 from chorus.data.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment, TensorImages, cached_views, preload_images
-from chorus.data.captions import fill_template
+from chorus.data.captions import PromptedDataset, fill_template
 from chorus.encoders import augmented_image_encoder, build_encoder
 from chorus.errors import ConfigError, DataError
 from chorus.eval.metrics import topk_accuracy
@@ -342,30 +341,6 @@ def class_prompts(classes: Sequence[str], mode: str, templates: Sequence[str],
             + (list(descriptions[c]) if mode != "names" else []) for c in classes]
 
 
-class PromptedImages(Dataset):
-    """Adds ``"text"`` to each labelled item: one of its class's prompts, drawn with torch's global RNG.
-
-    The prompts of a class are its name in templates and/or its visual
-    descriptions (:func:`class_prompts`): a per-class list rather than one
-    template list, since descriptions differ from class to class.
-    """
-
-    def __init__(self, dataset: Dataset, prompts: Sequence[Sequence[str]]) -> None:
-        self.dataset, self.prompts = dataset, [list(p) for p in prompts]
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def captions(self) -> list[str]:
-        """Every caption this dataset can produce (to train the baseline's tokenizer on)."""
-        return [text for prompts in self.prompts for text in prompts]
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.dataset[index]
-        prompts = self.prompts[sample["label"]]
-        return {**sample, "text": prompts[int(torch.randint(len(prompts), ()))]}
-
-
 @torch.no_grad()
 def embed_views(model: ContrastiveModel, views: Tensor, batch_size: int = 256) -> Tensor:
     """Normalised image embeddings of every view: [N, V, ...] → [N, V, embed_dim] (eval mode)."""
@@ -489,7 +464,7 @@ def train_model(cfg: Config, data: dict[str, Any], method: str, seed: int, cache
         tower = augmented_image_encoder(cfg.encoder, cfg.encoder_size, cfg.view_size, _augment(cfg), **cfg.encoder_options)
         base = TensorImages(train_images, label, seen)
     train_prompts = class_prompts(seen, cfg.prompts, cfg.train_templates, cfg.descriptions)
-    train_set = PromptedImages(base, train_prompts)
+    train_set = PromptedDataset(base, train_prompts)
     if method == "lit":
         text, frozen, context = cache, ("text",), 1
         tokenizer = cache.tokenizer

@@ -41,7 +41,8 @@ from chorus.colearn.pivot import bind_to_pivot
 from chorus.contrastive import ContrastiveModel
 from chorus.contrastive.text_cache import CachedTextEncoder
 from chorus.data import BPETokenizer, Collate
-from chorus.data.captions import fill_template
+from chorus.data.augment import TensorImages
+from chorus.data.captions import CaptionedDataset, fill_template
 from chorus.encoders import build_encoder
 from chorus.encoders.speaker_robust import SPEECH_TOWER
 from chorus.errors import ConfigError
@@ -63,21 +64,6 @@ class _Rows(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.rows[index]
-
-
-class _Captioned(Dataset):
-    """MNIST pixels with a random label caption each time an item is read (as ``CaptionedDataset``)."""
-
-    def __init__(self, pixels: Tensor, labels: Tensor, templates: Sequence[str], names: Sequence[str]) -> None:
-        self.pixels, self.labels, self.templates, self.names = pixels, labels.tolist(), list(templates), list(names)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict:
-        template = self.templates[int(torch.randint(len(self.templates), ()))]
-        return {"image": self.pixels[index], "text": fill_template(template, self.names[self.labels[index]]),
-                "label": self.labels[index]}
 
 
 def _train_config(steps: int, batch_size: int, lr: float, seed: int) -> TrainConfig:
@@ -184,7 +170,8 @@ def train_space(cfg: SpaceConfig, data: DigitData, steps: int, run_dir: str | os
     clip = ContrastiveModel({"image": image, "text": text}, cfg.embed_dim, frozen=frozen)
     train_idx = data.mnist_train
     if steps > 0:
-        dataset = _Captioned(data.pixels[train_idx], data.digit_of_image[train_idx], templates, names)
+        pixels, labels = data.pixels[train_idx], data.digit_of_image[train_idx].tolist()
+        dataset = CaptionedDataset(TensorImages(pixels, lambda i: {"label": labels[i]}), templates, names)
         Trainer(clip, dataset, _train_config(steps, batch_size, cfg.lr, seed), run_dir,
                 collate_fn=Collate(tokenizer, cfg.context_length)).fit()
     return SharedSpace(clip.eval(), tokenizer, cfg.context_length, names)
