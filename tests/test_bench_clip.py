@@ -80,7 +80,9 @@ def test_batch_augment_identity_and_eval_resize() -> None:
     import torch
     import torch.nn.functional as F
 
-    from chorus.data.augment import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD, BatchAugment
+    from chorus.data.augment import IMAGENET_MEAN as MEAN
+    from chorus.data.augment import IMAGENET_STD as STD
+    from chorus.data.augment import BatchAugment
 
     torch.manual_seed(0)
     x = torch.randint(0, 256, (4, 3, 24, 24), dtype=torch.uint8)
