@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dtaidistance
 import numpy as np
 import torch
 import tslearn
-import dtaidistance
 from dtaidistance import dtw_ndim
 from tslearn.metrics import dtw as tslearn_dtw
 

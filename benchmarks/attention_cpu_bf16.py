@@ -57,7 +57,7 @@ def timing(rounds: int, reps: int = 5) -> dict[str, float]:
     q, k, v = (torch.randn(16, 6, 197, 64, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
     grad = torch.randn(16, 6, 197, 64, dtype=torch.bfloat16)
     times: dict[str, list[float]] = {name: [] for name in PATHS}
-    for name, attend in PATHS.items():  # warm-up
+    for attend in PATHS.values():  # warm-up
         attend(q, k, v, None, False).backward(grad)
     for _ in range(rounds):
         for name, attend in PATHS.items():

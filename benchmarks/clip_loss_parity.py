@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from clip_throughput import CONFIGS, OPENCLIP_PYTHON, RESULTS, VARIANTS, Worker, synthetic_batches
 from _clip_train_worker import build_chorus
+from clip_throughput import CONFIGS, OPENCLIP_PYTHON, RESULTS, VARIANTS, Worker, synthetic_batches
+
 from chorus.contrastive.interop import export_open_clip
 
 REFERENCE = "openclip"  # OpenCLIP's default step; every other variant is compared with it
@@ -101,23 +101,18 @@ def write_outputs(rows: list[dict[str, Any]], runs: dict[str, Any], meta: dict[s
 
 def plot(runs: dict[str, dict[int, dict[str, list[float]]]], path: Path) -> None:
     """Loss curves, one panel per precision, one line per (variant, seed)."""
-    import matplotlib
+    from chorus.eval.plots import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.4), squeeze=False)
-    for ax, (precision, seeds) in zip(axes[0], runs.items()):
-        for seed, losses in seeds.items():
-            for (variant, *_), colour in zip(VARIANTS, ("tab:blue", "tab:gray", "tab:orange")):
-                ax.plot(losses[variant], color=colour, lw=0.8, alpha=0.8, label=variant if seed == min(seeds) else None)
-        ax.set_title(precision, fontsize=9)
-        ax.set_xlabel("step")
-        ax.set_ylabel("training loss")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, ncols=len(runs), figsize=(4.5 * len(runs), 3.4), squeeze=False) as (_, axes):
+        for ax, (precision, seeds) in zip(axes[0], runs.items()):
+            for seed, losses in seeds.items():
+                for (variant, *_), colour in zip(VARIANTS, ("tab:blue", "tab:gray", "tab:orange")):
+                    ax.plot(losses[variant], color=colour, lw=0.8, alpha=0.8,
+                            label=variant if seed == min(seeds) else None)
+            ax.set_title(precision, fontsize=9)
+            ax.set_xlabel("step")
+            ax.set_ylabel("training loss")
+            ax.legend(fontsize=8)
 
 
 def main() -> None:

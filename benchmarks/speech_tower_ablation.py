@@ -23,9 +23,9 @@ from chorus.classifier import Classifier
 from chorus.data import Collate
 from chorus.encoders import build_encoder
 from chorus.encoders.speaker_robust import MelAugment
+from chorus.train import TrainConfig, Trainer, seed_everything
 from chorus.translate.digits import TEST_SPEAKERS, load_digit_data
 from chorus.translate.judges import LabelledInputs, judge_predictions
-from chorus.train import TrainConfig, Trainer, seed_everything
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS: dict[str, dict] = {  # name -> audio_cnn options; "augment": MelAugment's settings, "dropout": the head's

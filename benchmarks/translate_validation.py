@@ -34,20 +34,22 @@ from pathlib import Path
 
 import torch
 
+from chorus.bench.translate import PRESETS
 from chorus.config import CONFIG_DIR
 from chorus.data.captions import fill_template
 from chorus.experiment import load_experiment
-from chorus.translate.cgan import ema_copy, train_cgan
-from chorus.translate.conditions import nearest_image_prior
-from chorus.translate.digits import TEST_SPEAKERS, load_digit_data
-from chorus.translate.judges import diversity, judge_predictions, train_judge
-from chorus.translate.space import bind_audio, train_space
-from chorus.bench.translate import FULL, MEL_FRAMES, generator_bank, train_cvae
 from chorus.train import TrainConfig, Trainer, seed_everything
+from chorus.translate.cgan import ema_copy, train_cgan
+from chorus.translate.conditions import generator_bank, nearest_image_prior
+from chorus.translate.cvae import train_cvae
+from chorus.translate.digits import TEST_SPEAKERS, load_digit_data
 from chorus.translate.griffinlim import log_mel_to_audio
+from chorus.translate.judges import diversity, judge_predictions, train_judge
 from chorus.translate.mel_decoder import MelDecoder, SpeechTargets, speaker_normalise
+from chorus.translate.space import SpaceConfig, bind_audio, train_space
 
 RESULTS = Path(__file__).resolve().parent / "results"
+FULL = PRESETS["full"]
 
 
 def setup(seed: int, run_dir: Path):
@@ -55,14 +57,14 @@ def setup(seed: int, run_dir: Path):
     data = load_digit_data(n_mels=cfg.data.n_mels)
     test_templates = cfg.model.zero_shot_templates
     prompts = [fill_template(t, n) for t in test_templates for n in cfg.data.class_names]
-    space = train_space(cfg, data, FULL["space_steps"], run_dir / "space", seed, image_size="tiny",
+    space = train_space(SpaceConfig.from_experiment(cfg), data, FULL.space_steps, run_dir / "space", seed, image_size="tiny",
                         frozen_text_prompts=prompts)
     return cfg, data, space
 
 
 def validation_judge(data, run_dir: Path):
     return train_judge("image", data.pixels[data.mnist_test], data.digit_of_image[data.mnist_test],
-                       FULL["judge_steps"], run_dir / "val_judge", size="small")
+                       FULL.judge_steps, run_dir / "val_judge", size="small")
 
 
 def agreement(sample, cond, y, judge, data, seed: int) -> dict:
@@ -84,8 +86,8 @@ def text_generation_setup(seed: int, run_dir: Path):
     judge = validation_judge(data, run_dir)
     _, bank, mu, sigma = generator_bank(space, data, cfg.data.caption_templates)
     templates = cfg.model.zero_shot_templates
-    text = space.embed_texts(space.prompts(templates, range(10))).repeat_interleave(FULL["samples_per_prompt"], 0)
-    y = torch.arange(10).repeat(len(templates)).repeat_interleave(FULL["samples_per_prompt"])
+    text = space.embed_texts(space.prompts(templates, range(10))).repeat_interleave(FULL.samples_per_prompt, 0)
+    y = torch.arange(10).repeat(len(templates)).repeat_interleave(FULL.samples_per_prompt)
     return data, judge, bank, (text - mu) / sigma, y
 
 
@@ -125,7 +127,7 @@ def part_mel(seed: int, run_dir: Path, variants: list[str]) -> dict:
     cfg, data, space = setup(seed, run_dir)
     judge_clips = data.clips(test=False, repetition_parity=0)
     audio_judge = train_judge("audio", [data.mels[i] for i in judge_clips], data.digit_of_clip[judge_clips],
-                              FULL["judge_steps"], run_dir / "audio_judge")
+                              FULL.judge_steps, run_dir / "audio_judge")
     train_pairs = data.pairs_train[data.repetition_of_clip[data.pairs_train[:, 0]] % 2 == 1]
     cond = space.embed_images(data.pixels[train_pairs[:, 1]])
     mels = [data.mels[c] for c in train_pairs[:, 0].tolist()]
@@ -136,7 +138,7 @@ def part_mel(seed: int, run_dir: Path, variants: list[str]) -> dict:
     for name in variants:
         opts = {"steps": 600, "gl": 64, "norm": False, "knn": 0}  # the recipe before these ablations
         opts.update(VARIANTS_MEL[name])
-        rows = SpeechTargets(speaker_normalise(mels) if opts["norm"] else mels, cond, MEL_FRAMES)
+        rows = SpeechTargets(speaker_normalise(mels) if opts["norm"] else mels, cond, FULL.mel_frames)
         seed_everything(seed)
         decoder = MelDecoder.from_targets(rows)
         tc = TrainConfig(max_steps=opts["steps"], batch_size=64, lr=1e-3, warmup_steps=20, seed=seed,
@@ -173,10 +175,10 @@ def part_bind(seed: int, run_dir: Path, variants: list[str], speakers: list[str]
         embedded: dict[str, torch.Tensor] = {}
         for name in variants:
             parts = []
-            for k, opts in enumerate(VARIANTS_BIND[name]):
+            for opts in VARIANTS_BIND[name]:
                 key = json.dumps(opts, sort_keys=True)
                 if key not in embedded:
-                    bound = bind_audio(space, data, pairs, opts.get("steps", FULL["bind_steps"]),
+                    bound = bind_audio(space, data, pairs, opts.get("steps", FULL.bind_steps),
                                        run_dir / f"bind_{val}_{len(embedded)}", seed + opts.get("seed", 0),
                                        size=opts.get("size", "tiny"))
                     embedded[key] = torch.nn.functional.normalize(bound.embed_audio([data.mels[i] for i in clips]), dim=-1)

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from dtaidistance import dtw as dtai_dtw
 from dtaidistance import dtw_ndim
-from tslearn.metrics import SoftDTW, soft_dtw as tslearn_soft_dtw
+from tslearn.metrics import SoftDTW
+from tslearn.metrics import soft_dtw as tslearn_soft_dtw
 
-from chorus.align import cost_matrix, cosine_similarity_matrix, dtw, dtw_from_cost, soft_dtw, soft_dtw_from_cost
+from chorus.align import cosine_similarity_matrix, cost_matrix, dtw, dtw_from_cost, soft_dtw, soft_dtw_from_cost
 from chorus.errors import DataError
 
 

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from chorus.align.segments import (
-    energy_segments, monotone_segment_path, pool_segments, runs, segment_frame_pairs, shot_segments,
+    energy_segments,
+    monotone_segment_path,
+    pool_segments,
+    runs,
+    segment_frame_pairs,
+    shot_segments,
 )
 
 

@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from chorus.bench import load_benchmark
+from chorus.bench.driver import run_driver
 from chorus.eval.report import invocation
 
 align_bench = load_benchmark("align")
@@ -82,19 +83,18 @@ def test_pause_padded_clip_marks_exactly_the_trimmed_speech() -> None:
 
 @pytest.fixture(scope="module")
 def results(real_data_root, tmp_path_factory) -> dict:
-    parser = argparse.ArgumentParser()
-    align_bench.configure(parser)
     out = tmp_path_factory.mktemp("bench_align")
-    args = parser.parse_args(["--quick", "--seeds", "0", "--train-size", "24", "--test-size", "6", "--steps", "20",
-                              "--out", str(out), "--data-root", str(real_data_root), "--device", "cpu"])
-    result = align_bench.run(args)
+    argv = ["--quick", "seeds=[0]", "train_size=24", "test_size=6", "steps=20", "--out", str(out),
+            f"data_root={real_data_root}", "device=cpu"]
+    result = run_driver("align", align_bench, argv, progress=lambda _: None)["results"]
     result["out"] = out
     return result
 
 
 def test_writes_every_report(results) -> None:
     out = results["out"]
-    for name in ("results.json", "results.md", "method_card.md", "forced_alignment.png", "speaker_dtw.png",
+    for name in ("results.json", "results.md", "method_card_forced_alignment_frame_label_cnn_viterbi.md",
+                 "forced_alignment.png", "speaker_dtw.png",
                  "av_dtw.png", "av_segments.png", "attention.png"):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "results.json").read_text())

@@ -8,7 +8,6 @@ against chance, not against the full benchmark's numbers: Caltech seen-class
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -16,19 +15,23 @@ import numpy as np
 import pytest
 
 from chorus.bench import load_benchmark
+from chorus.bench.driver import run_driver
 
-REPORTS = ("results.json", "results.md", "method_card.md")
+REPORTS = ("results.json", "results.md")
 
 
-def _run(name: str, out: Path, data_root: Path, *extra: str) -> dict:
-    module = load_benchmark(name)
-    parser = argparse.ArgumentParser()
-    module.configure(parser)
-    return module.run(parser.parse_args(["--quick", "--out", str(out), "--data-root", str(data_root), *extra]))
+def _run(name: str, out: Path, data_root: Path, *overrides: str) -> dict:
+    """The quick preset with ``key=value`` overrides; returns the benchmark's results (``results.json``'s)."""
+    argv = ["--quick", "--out", str(out), f"data_root={data_root}", *overrides]
+    return run_driver(name, load_benchmark(name), argv, progress=lambda _: None)["results"]
+
+
+def _has_method_card(out: Path) -> bool:
+    return any(out.glob("method_card_*.md"))
 
 
 def test_caltech_zeroshot_quick(tmp_path: Path, real_data_root: Path) -> None:
-    results = _run("caltech_zeroshot", tmp_path, real_data_root, "--methods", "lit")
+    results = _run("caltech_zeroshot", tmp_path, real_data_root, "methods=[lit]")
     lit = results["summary"]["lit"]
     # 81-way seen-class zero-shot from class-name prompts on held-out images: chance 1.2 %,
     # demand 5× that (measured 16.2 % for seed 0 with the tiny scattering_descriptors encoder at 32 px,
@@ -43,13 +46,14 @@ def test_caltech_zeroshot_quick(tmp_path: Path, real_data_root: Path) -> None:
     assert len(per_class) == 20 and np.mean(per_class) == pytest.approx(lit["unseen_top1"][0])
     for name in REPORTS + ("caltech_zeroshot.png",):
         assert (tmp_path / name).is_file(), name
+    assert _has_method_card(tmp_path)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert set(saved["per_seed"]) == {"lit"} and saved["environment"]["torch"]
+    assert set(saved["results"]["per_seed"]) == {"lit"} and saved["environment"]["torch"]
 
 
 def test_caltech_select_never_scores_unseen_classes(tmp_path: Path, real_data_root: Path) -> None:
-    results = _run("caltech_zeroshot", tmp_path, real_data_root, "--methods", "lit", "--select", "--epochs", "1",
-                   "--ensemble", "2")
+    results = _run("caltech_zeroshot", tmp_path, real_data_root, "methods=[lit]", "select=true", "epochs=1",
+                   "ensemble=2")
     lit = results["summary"]["lit"]
     assert np.isnan(lit["unseen_top1"][0]) and not any(k.startswith(("unseen_top1/", "grid/unseen")) for k in lit)
     assert results["seen_eval"] == "val (4/class)" and 0.0 <= lit["seen_top1"][0] <= 1.0
@@ -60,7 +64,7 @@ def test_caltech_select_never_scores_unseen_classes(tmp_path: Path, real_data_ro
 
 
 def test_coco_retrieval_quick(tmp_path: Path, real_data_root: Path) -> None:
-    results = _run("coco_retrieval", tmp_path, real_data_root, "--methods", "lit")
+    results = _run("coco_retrieval", tmp_path, real_data_root, "methods=[lit]")
     lit = results["summary"]["lit"]
     assert results["chance"]["text_to_image_R@10"] == pytest.approx(10 / 50)
     # Text→image recall over 250 caption queries on 50 test images after 15 epochs on 189 photos
@@ -69,13 +73,16 @@ def test_coco_retrieval_quick(tmp_path: Path, real_data_root: Path) -> None:
     assert lit["text_to_image_R@10"][0] > 0.20 + 0.08
     for name in REPORTS + ("coco_retrieval.png",):
         assert (tmp_path / name).is_file(), name
+    assert _has_method_card(tmp_path)
 
 
 def test_batch_augment_identity_and_eval_resize() -> None:
     import torch
     import torch.nn.functional as F
 
-    from chorus.bench._clip_common import MEAN, STD, BatchAugment
+    from chorus.data.augment import IMAGENET_MEAN as MEAN
+    from chorus.data.augment import IMAGENET_STD as STD
+    from chorus.data.augment import BatchAugment
 
     torch.manual_seed(0)
     x = torch.randint(0, 256, (4, 3, 24, 24), dtype=torch.uint8)

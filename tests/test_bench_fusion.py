@@ -9,12 +9,12 @@ at p = 0.1, n = 200) above it.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
 from chorus.bench import load_benchmark
+from chorus.bench.driver import run_driver
 from chorus.bench.fusion import CARD_TEXT, CLASSICAL, NEURAL, UNIMODAL
 from chorus.errors import ConfigError
 from chorus.fusion import FUSIONS
@@ -25,11 +25,9 @@ CHANCE = 0.10
 MARGIN = 0.15
 
 
-def parse(*argv: str) -> argparse.Namespace:
-    module = load_benchmark("fusion")
-    parser = argparse.ArgumentParser()
-    module.configure(parser)
-    return parser.parse_args(list(argv))
+def run(*argv: str) -> dict:
+    """``chorus bench fusion ARGV``; returns the benchmark's results (``results.json``'s)."""
+    return run_driver("fusion", load_benchmark("fusion"), list(argv), progress=lambda _: None)["results"]
 
 
 def test_every_fusion_family_is_benchmarked() -> None:
@@ -38,14 +36,12 @@ def test_every_fusion_family_is_benchmarked() -> None:
 
 
 def test_unknown_level_is_a_config_error(tmp_path, real_data_root) -> None:
-    args = parse("--quick", "--levels", "nightmare", "--out", str(tmp_path), "--data-root", str(real_data_root))
     with pytest.raises(ConfigError, match="nightmare"):
-        load_benchmark("fusion").run(args)
+        run("--quick", "levels=[nightmare]", "--out", str(tmp_path), f"data_root={real_data_root}")
 
 
 def test_quick_hard_level_every_method_beats_chance(tmp_path, real_data_root) -> None:
-    args = parse("--quick", "--levels", "hard", "--out", str(tmp_path), "--data-root", str(real_data_root))
-    results = load_benchmark("fusion").run(args)
+    results = run("--quick", "levels=[hard]", "--out", str(tmp_path), f"data_root={real_data_root}")
     seed = results["levels"]["hard"]["seeds"]["0"]
     methods = set(UNIMODAL) | set(NEURAL) | set(CLASSICAL)
     assert methods <= set(seed["acc"])
@@ -63,8 +59,8 @@ def test_quick_hard_level_every_method_beats_chance(tmp_path, real_data_root) ->
         assert max(dropped.values()) >= seed["acc"][remaining] - 0.02, (missing, dropped, seed["acc"][remaining])
     # The outputs the docs embed exist and are consistent with the returned numbers.
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["levels"]["hard"]["seeds"]["0"]["acc"] == pytest.approx(seed["acc"])
-    for name in ("results.md", "method_card.md", "missing_modality.png"):
+    assert saved["results"]["levels"]["hard"]["seeds"]["0"]["acc"] == pytest.approx(seed["acc"])
+    for name in ("results.md", "method_card_hmm_bayes.md", "missing_modality.png"):
         assert (tmp_path / name).stat().st_size > 0
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {m} |" in table for m in methods)

@@ -14,8 +14,9 @@ from PIL import Image
 from torch import nn
 
 from chorus.bench import caltech_zeroshot as cz
-from chorus.bench._clip_common import BatchAugment, cached_views
+from chorus.data.augment import BatchAugment, cached_views
 from chorus.data.caltech101 import Caltech101
+from chorus.data.captions import PromptedDataset
 from chorus.errors import ConfigError
 
 
@@ -83,7 +84,7 @@ def test_class_prompts_modes() -> None:
 
 def test_prompted_images_draw_only_their_own_class_prompts() -> None:
     base = [{"image": torch.zeros(1), "label": i % 2} for i in range(10)]
-    data = cz.PromptedImages(base, [["a", "b"], ["c"]])
+    data = PromptedDataset(base, [["a", "b"], ["c"]])
     torch.manual_seed(0)
     texts = [[data[i]["text"] for i in range(10)] for _ in range(20)]
     assert {t for run in texts for t in run[0::2]} == {"a", "b"} and {t for run in texts for t in run[1::2]} == {"c"}

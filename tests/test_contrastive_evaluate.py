@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from chorus.contrastive.evaluate import retrieve_run, zeroshot_run
 from chorus.errors import ConfigError
 from chorus.experiment import load_experiment, train_experiment
+from chorus.run_eval import retrieve_run, zeroshot_run
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_clip.yaml"
 

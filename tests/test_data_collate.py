@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chorus.data import BPETokenizer, Collate, FSDD, LogMel
+from chorus.data import FSDD, BPETokenizer, Collate, LogMel
 from chorus.errors import DataError
 
 

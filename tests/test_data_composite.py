@@ -18,8 +18,18 @@ import soundfile as sf
 import torch
 from scipy.signal import welch
 
-from chorus.data import AVDigits, AVSequences, Collate, Degradation, DigitStrings, LogMel, build_dataset, dataset_info
-from chorus.data import load_avdigits_config, trim_silence
+from chorus.data import (
+    AVDigits,
+    AVSequences,
+    Collate,
+    Degradation,
+    DigitStrings,
+    LogMel,
+    build_dataset,
+    dataset_info,
+    load_avdigits_config,
+    trim_silence,
+)
 from chorus.data.avdigits import mix_at_snr, noise, pca_energy_removal
 from chorus.errors import ConfigError, DataError
 

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from skimage.color import rgb2gray
 from skimage.feature import hog
 
-from chorus.bench._clip_common import MEAN, STD, BatchAugment, cached_views
+from chorus.data.augment import IMAGENET_MEAN as MEAN
+from chorus.data.augment import IMAGENET_STD as STD
+from chorus.data.augment import BatchAugment, cached_views
 from chorus.encoders import build_encoder
 from chorus.errors import ConfigError
 

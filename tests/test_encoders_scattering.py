@@ -12,8 +12,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from chorus.bench._clip_common import BatchAugment, cached_views, preload_images
 from chorus.data import build_dataset
+from chorus.data.augment import BatchAugment, cached_views, preload_images
 from chorus.encoders import build_encoder
 from chorus.errors import ConfigError
 

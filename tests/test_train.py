@@ -183,7 +183,7 @@ def test_logged_grad_norm_is_the_true_norm_and_clipping_bounds_it(tmp_path):
         model = LinearModel()
         trainer = Trainer(model, data, cfg(max_steps=1, clip_grad_norm=clip), tmp_path / str(clip))
         trainer.optimizer.register_step_pre_hook(
-            lambda opt, *_: norms_at_step.__setitem__(
+            lambda opt, *_, clip=clip: norms_at_step.__setitem__(
                 clip, torch.cat([p.grad.flatten() for g in opt.param_groups for p in g["params"]]).norm().item()
             )
         )

@@ -11,7 +11,7 @@ from chorus.errors import ConfigError
 from chorus.experiment import load_experiment
 from chorus.translate.digits import PROTOCOLS, load_digit_data
 from chorus.translate.retrieval import class_retrieval
-from chorus.translate.space import bind_audio, train_space
+from chorus.translate.space import SpaceConfig, bind_audio, train_space
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_minilm_space_classifies_unseen_prompt_wording_and_binds_speech(data, tm
     images well above chance (10 %) and leaves the image side untouched."""
     cfg = load_experiment(CONFIG_DIR / "mnist_clip.yaml")
     unseen = [fill_template(t, n) for t in cfg.model.zero_shot_templates for n in cfg.data.class_names]
-    space = train_space(cfg, data, 80, tmp_path, seed=0, image_size="tiny", frozen_text_prompts=unseen)
+    space = train_space(SpaceConfig.from_experiment(cfg), data, 80, tmp_path, seed=0, image_size="tiny", frozen_text_prompts=unseen)
     table = space.clip.encoders["text"].table.clone()
     images = space.embed_images(data.pixels[data.mnist_test])
     text = space.embed_texts(unseen).view(len(cfg.model.zero_shot_templates), 10, -1).mean(0)

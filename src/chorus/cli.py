@@ -67,14 +67,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_zeroshot(args: argparse.Namespace) -> None:
-    from chorus.contrastive.evaluate import zeroshot_run
+    from chorus.run_eval import zeroshot_run
 
     metrics = zeroshot_run(args.run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out)
     _print_json(metrics) if args.json else _print_table(metrics)
 
 
 def cmd_retrieve(args: argparse.Namespace) -> None:
-    from chorus.contrastive.evaluate import retrieve_run
+    from chorus.run_eval import retrieve_run
 
     metrics = retrieve_run(args.run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out)
     _print_json(metrics) if args.json else _print_table(metrics)
@@ -97,15 +97,9 @@ def cmd_index_build(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from chorus.bench import load_benchmark
-    from chorus.bench.driver import is_driver, run_driver
+    from chorus.bench.driver import run_driver
 
-    module = load_benchmark(args.name)
-    if is_driver(module):
-        run_driver(args.name, module, args.bench_args)
-        return
-    parser = argparse.ArgumentParser(prog=f"chorus bench {args.name}", description=(module.__doc__ or "").strip())
-    module.configure(parser)
-    module.run(parser.parse_args(args.bench_args))
+    run_driver(args.name, load_benchmark(args.name), args.bench_args)
 
 
 def cmd_data_info(args: argparse.Namespace) -> None:

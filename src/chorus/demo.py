@@ -20,12 +20,11 @@ from torch.utils.data import DataLoader
 
 from chorus.contrastive import ContrastiveModel, build_zero_shot_classifier, retrieval_metrics, zero_shot_accuracy
 from chorus.data import BPETokenizer, Collate, ImageTransform, SampleTransform, build_dataset
-from chorus.data.captions import CaptionedDataset, fill_template
+from chorus.data.captions import DIGIT_WORDS, CaptionedDataset, fill_template
 from chorus.encoders import build_encoder
 from chorus.eval.mode import evaluating
-from chorus.train import Trainer, TrainConfig, seed_everything
-
-DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+from chorus.eval.plots import figure
+from chorus.train import TrainConfig, Trainer, seed_everything
 
 TRAIN_TEMPLATES = (
     "a photo of the digit {}.",
@@ -67,36 +66,26 @@ def _embed(model: ContrastiveModel, loader: DataLoader, modality: str) -> tuple[
 
 
 def _plot(run_dir: Path, image_emb: torch.Tensor, labels: torch.Tensor, class_emb: torch.Tensor) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
 
     order = torch.argsort(labels, stable=True)
     similarity = (image_emb[order] @ class_emb).numpy()
-    fig, ax = plt.subplots(figsize=(5, 6))
-    im = ax.imshow(similarity, aspect="auto", cmap="viridis", interpolation="nearest")
-    ax.set_xticks(range(len(DIGIT_WORDS)), DIGIT_WORDS, rotation=60)
-    ax.set_ylabel("held-out images (sorted by true digit)")
-    ax.set_title("cosine similarity: images × zero-shot class prompts")
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(run_dir / "similarity.png", dpi=120)
-    plt.close(fig)
+    with figure(run_dir / "similarity.png", figsize=(5, 6)) as (fig, ax):
+        im = ax.imshow(similarity, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_xticks(range(len(DIGIT_WORDS)), DIGIT_WORDS, rotation=60)
+        ax.set_ylabel("held-out images (sorted by true digit)")
+        ax.set_title("cosine similarity: images × zero-shot class prompts")
+        fig.colorbar(im, ax=ax)
 
     pca = PCA(n_components=2).fit(image_emb.numpy())
     points, anchors = pca.transform(image_emb.numpy()), pca.transform(class_emb.T.numpy())
-    fig, ax = plt.subplots(figsize=(6, 5))
-    scatter = ax.scatter(points[:, 0], points[:, 1], c=labels.numpy(), cmap="tab10", s=8, alpha=0.7)
-    ax.scatter(anchors[:, 0], anchors[:, 1], c=range(10), cmap="tab10", marker="*", s=250, edgecolors="black")
-    for digit, (x, y) in enumerate(anchors):
-        ax.annotate(DIGIT_WORDS[digit], (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    ax.legend(*scatter.legend_elements(), title="digit", fontsize=7, loc="best")
-    ax.set_title("image embeddings (dots) and class prompts (stars), PCA")
-    fig.tight_layout()
-    fig.savefig(run_dir / "embeddings.png", dpi=120)
-    plt.close(fig)
+    with figure(run_dir / "embeddings.png", figsize=(6, 5)) as (_, ax):
+        scatter = ax.scatter(points[:, 0], points[:, 1], c=labels.numpy(), cmap="tab10", s=8, alpha=0.7)
+        ax.scatter(anchors[:, 0], anchors[:, 1], c=range(10), cmap="tab10", marker="*", s=250, edgecolors="black")
+        for digit, (x, y) in enumerate(anchors):
+            ax.annotate(DIGIT_WORDS[digit], (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.legend(*scatter.legend_elements(), title="digit", fontsize=7, loc="best")
+        ax.set_title("image embeddings (dots) and class prompts (stars), PCA")
 
 
 def run_demo(

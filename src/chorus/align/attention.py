@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 
 from chorus.errors import DataError

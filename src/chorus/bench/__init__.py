@@ -1,10 +1,9 @@
-"""``chorus bench NAME``: reproducible benchmarks on real data, one module per benchmark.
+"""``chorus bench NAME``: reproducible benchmarks on real data, one driver module per benchmark.
 
-Each module ``chorus.bench.<name>`` defines ``configure(parser)`` (its options)
-and ``run(args) -> dict`` (runs everything side by side with its baseline and
-writes JSON, a Markdown table, plots and a method card under ``--out``).
-Modules are imported only when their benchmark is asked for, so heavy optional
-dependencies stay optional.
+Each module ``chorus.bench.<name>`` follows :mod:`chorus.bench.driver`: a frozen ``Config`` dataclass,
+``PRESETS = {"full": ..., "quick": ...}`` and ``run(cfg, report)``, which composes library calls and
+fills the report (results, tables, plots, method cards). Modules are imported only when their benchmark
+is asked for, so heavy optional dependencies stay optional.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``chorus bench align``: forced, unsupervised and implicit alignment scored against exact word boundaries.
 
-What it measures (issue #5 §2–3), all on held-out FSDD speakers (``--test-speakers``)
+What it measures, all on held-out FSDD speakers (``test_speakers``)
 using the composite sets of :mod:`chorus.data.sequences`, whose word boundaries
 are exact to the sample:
 
@@ -35,82 +35,74 @@ Timings are not reported; every training task runs once per seed (mean ± std).
 
 from __future__ import annotations
 
-import argparse
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.fft
 import torch
 from torch import Tensor
 
 from chorus.align import cost_matrix, dtw_from_cost, forced_align, frame_accuracy, peak_hit_rate
+from chorus.align.attention import attention_peaks
 from chorus.align.metrics import path_to_frame_labels
 from chorus.align.models import IGNORE, AttentionRecognizer, FrameImageEmbedding, FrameTagger
-from chorus.align.segments import energy_segments, monotone_segment_path, pool_segments, segment_frame_pairs, shot_segments
-from chorus.align.attention import attention_peaks
+from chorus.align.segments import (
+    energy_segments,
+    monotone_segment_path,
+    pool_segments,
+    segment_frame_pairs,
+    shot_segments,
+)
+from chorus.bench.driver import Report
 from chorus.data import LogMel
+from chorus.data.audio import cmvn, mfcc
 from chorus.data.avdigits import AVDigits
 from chorus.data.collate import pad_time
 from chorus.data.sequences import AVSequences, DigitStrings, trim_silence
 from chorus.encoders import build_encoder
 from chorus.eval.mode import evaluating
-from chorus.eval.report import (
-    environment, fmt_mean_std, invocation, markdown_table, MethodCard, write_json,
-)
+from chorus.eval.report import MethodCard, fmt_mean_std
 from chorus.train import TrainConfig, Trainer
 
 SAMPLE_RATE = 8000
 HOP = 80  # samples: 10 ms frames at 8 kHz
 N_MELS = 40
-N_MFCC = 13
 
 
 # ----------------------------------------------------------------------------- options
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/bench/align", help="output folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
-    parser.add_argument("--data-root", default=None, help="data root (default $CHORUS_DATA)")
-    parser.add_argument("--quick", action="store_true", help="reduced sizes and steps (minutes, not tens)")
-    parser.add_argument("--test-speakers", nargs="+", default=["theo", "lucas"],
-                        help="held-out FSDD speakers (>= 2, so test pairs have two speakers)")
-    parser.add_argument("--train-size", type=int, default=None, help="training utterances (default 400, quick 32)")
-    parser.add_argument("--test-size", type=int, default=None, help="test utterances / pairs (default 100, quick 8)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="optimizer steps of the tagger and the AV embedding (default 600, quick 20)")
-    parser.add_argument("--attention-steps", type=int, default=None,
-                        help="optimizer steps of the attention recogniser (default 2 x --steps)")
-    parser.add_argument("--attention-seeds", type=int, nargs="+", default=None,
-                        help="seeds for the attention recogniser, the costliest model (default: --seeds)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the benchmark (``key=value`` overrides on the command line)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data_root: str | None = None
+    test_speakers: tuple[str, ...] = ("theo", "lucas")  # held-out FSDD speakers (>= 2: test pairs have two)
+    train_size: int = 400  # training utterances
+    test_size: int = 100  # test utterances / pairs / AV sequences
+    steps: int = 600  # optimizer steps of the tagger and the AV embedding
+    attention_steps: int | None = None  # of the attention recogniser (None: 2 × steps)
+    attention_seeds: tuple[int, ...] | None = None  # for the attention recogniser, the costliest model (None: seeds)
+    av_clips: int = 2000  # AV-Digits training clips (2000 = all of them with the default held-out speakers)
+    device: str | None = None  # torch device (None: cuda if available)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"train": self.train_size, "test": self.test_size, "steps": self.steps,
+                "attention_steps": self.attention_steps or 2 * self.steps, "av_clips": self.av_clips}
 
 
-def sizes(args: argparse.Namespace) -> dict[str, int]:
-    quick = bool(args.quick)
-    steps = args.steps or (20 if quick else 600)
-    return {
-        "train": args.train_size or (32 if quick else 400),
-        "test": args.test_size or (8 if quick else 100),
-        "steps": steps,
-        "attention_steps": args.attention_steps or 2 * steps,
-        "av_clips": 256 if quick else 2000,  # 2000 = every AV-Digits train clip with the default held-out speakers
-    }
+PRESETS = {
+    "full": Config(),
+    # Reduced sizes and steps (minutes, not tens).
+    "quick": replace(Config(), train_size=32, test_size=8, steps=20, av_clips=256),
+}
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def cmvn(features: Tensor) -> Tensor:
-    """Per-utterance mean/variance normalisation of [bands, T] features (per band): the model input.
-
-    Removes channel and speaker level offsets and puts silence (log of the
-    noise floor, ~-14) and speech on one scale, so small models train in few steps.
-    """
-    return (features - features.mean(1, keepdim=True)) / features.std(1, keepdim=True).clamp_min(1e-5)
 
 
 def featurize(sample: dict[str, Any], logmel: LogMel) -> dict[str, Any]:
@@ -233,12 +225,6 @@ def tagger_alignments(model: FrameTagger, items: Sequence[dict[str, Any]], devic
 
 
 # ----------------------------------------------------------------------------- task 2: speaker-to-speaker DTW
-
-
-def mfcc(logmel: Tensor) -> Tensor:
-    """MFCC [T, 13]: orthonormal DCT-II of the log-mel over bands, then per-utterance mean/variance normalisation."""
-    coeffs = torch.from_numpy(scipy.fft.dct(logmel.numpy(), type=2, norm="ortho", axis=0)[:N_MFCC].T.copy())
-    return (coeffs - coeffs.mean(0)) / coeffs.std(0).clamp_min(1e-5)
 
 
 def posteriorgram_cost(a: Tensor, b: Tensor) -> Tensor:
@@ -435,74 +421,64 @@ def attention_scores(model: AttentionRecognizer, items: Sequence[dict[str, Any]]
 # ----------------------------------------------------------------------------- plots
 
 
-def plot_matrix(path_png: Path, matrix: np.ndarray, title: str, xlabel: str, ylabel: str,
+def plot_matrix(report: Report, name: str, matrix: np.ndarray, title: str, xlabel: str, ylabel: str,
                 path: np.ndarray | None = None, row_bounds: np.ndarray | None = None,
                 col_bounds: np.ndarray | None = None, cmap: str = "viridis") -> None:
     """A matrix (rows × columns) with an alignment path and true boundaries (red: rows, white: columns)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=80)
-    ax.imshow(matrix, aspect="auto", origin="lower", cmap=cmap, interpolation="nearest")
-    if path is not None:
-        ax.plot(path[:, 1], path[:, 0], color="magenta", lw=1.2, label="alignment path")
-    for edge in [] if row_bounds is None else np.asarray(row_bounds).ravel():
-        ax.axhline(edge, color="red", lw=0.6, ls="--")
-    for edge in [] if col_bounds is None else np.asarray(col_bounds).ravel():
-        ax.axvline(edge, color="white", lw=0.6, ls="--")
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    if path is not None:
-        ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path_png)
-    plt.close(fig)
+    with report.figure(name, figsize=(6.4, 3.6)) as (_, ax):
+        ax.imshow(matrix, aspect="auto", origin="lower", cmap=cmap, interpolation="nearest")
+        if path is not None:
+            ax.plot(path[:, 1], path[:, 0], color="magenta", lw=1.2, label="alignment path")
+        for edge in [] if row_bounds is None else np.asarray(row_bounds).ravel():
+            ax.axhline(edge, color="red", lw=0.6, ls="--")
+        for edge in [] if col_bounds is None else np.asarray(col_bounds).ravel():
+            ax.axvline(edge, color="white", lw=0.6, ls="--")
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        if path is not None:
+            ax.legend(loc="upper left", fontsize=7)
 
 
 # ----------------------------------------------------------------------------- run
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    size = sizes(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    logmel = LogMel(sample_rate=SAMPLE_RATE, n_fft=256, hop_length=HOP, n_mels=N_MELS)
-    speakers = tuple(args.test_speakers)
-    started = time.perf_counter()
-
-    strings_kw = dict(root=args.data_root, test_speakers=speakers, seed=0)
-    train_ds = DigitStrings(split="train", size=size["train"], **strings_kw)
-    test_ds = DigitStrings(split="test", size=size["test"], **strings_kw)
+def load_strings(cfg: Config, logmel: LogMel) -> tuple[DigitStrings, list[dict[str, Any]], list[dict[str, Any]],
+                                                         list[tuple[dict[str, Any], ...]]]:
+    """Composite digit strings: the training set, its featurised items, the test items and the test pairs
+    (the same string by two held-out speakers)."""
+    strings_kw: dict[str, Any] = dict(root=cfg.data_root, test_speakers=tuple(cfg.test_speakers), seed=0)
+    train_ds = DigitStrings(split="train", size=cfg.train_size, **strings_kw)
+    test_ds = DigitStrings(split="test", size=cfg.test_size, **strings_kw)
     train_items = [featurize(train_ds[i], logmel) for i in range(len(train_ds))]
     test_items = [featurize(test_ds[i], logmel) for i in range(len(test_ds))]
     pairs = [tuple(featurize(s, logmel) for s in test_ds.pair(i)) for i in range(len(test_ds))]
+    return train_ds, train_items, test_items, pairs
 
-    results: dict[str, Any] = {"sizes": size, "test_speakers": list(speakers), "seeds": list(args.seeds),
-                               "attention_seeds": list(args.attention_seeds or args.seeds),
-                               "hop_ms": 1000.0 * HOP / SAMPLE_RATE}
 
-    # 1. forced alignment
+def forced_alignment(cfg: Config, report: Report, train_items: list[dict[str, Any]],
+                     test_items: list[dict[str, Any]], device: torch.device) -> tuple[dict[str, Any], list[FrameTagger]]:
+    """Task 1: the frame tagger + Viterbi per seed against uniform segmentation; returns the scores and taggers."""
     base_b, base_w = zip(*(uniform_segmentation(it) for it in test_items))
     forced: dict[str, Any] = {"uniform": score_segmentation(test_items, base_b, base_w), "tagger": []}
     taggers: list[FrameTagger] = []
-    for seed in args.seeds:
+    for seed in cfg.seeds:
         torch.manual_seed(seed)
         model = FrameTagger(audio_cnn((1, 1, 1)), 11)
-        model = train(model, train_items, collate, size["steps"], 8, 3e-3, seed, out / "runs" / f"tagger_{seed}", args.device)
+        model = train(model, train_items, collate, cfg.sizes["steps"], 8, 3e-3, seed, report.out / "runs" / f"tagger_{seed}", cfg.device)
         b, w, post = tagger_alignments(model, test_items, device)
         forced["tagger"].append(score_segmentation(test_items, b, w))
         taggers.append(model)
-        if seed == args.seeds[0]:
+        if seed == cfg.seeds[0]:
             it = test_items[0]
             classes = np.where(w[0] >= 0, it["digits"].numpy()[np.maximum(w[0], 0)] + 1, 0)
-            plot_matrix(out / "forced_alignment.png", post[0].numpy().T, "frame log-posteriors + forced alignment",
+            plot_matrix(report, "forced_alignment", post[0].numpy().T, "frame log-posteriors + forced alignment",
                         "frame (10 ms)", "class (0 silence, d+1 digit d)", np.stack([classes, np.arange(len(classes))], 1),
                         None, it["bounds"])
-    results["forced"] = forced
+    return forced, taggers
 
-    # 2. speaker-to-speaker DTW
+
+def speaker_dtw(cfg: Config, report: Report, pairs: list[tuple[dict[str, Any], ...]], taggers: list[FrameTagger],
+                device: torch.device) -> dict[str, Any]:
+    """Task 2: DTW between two speakers on log-mel, MFCC and the taggers' posteriorgrams, against the diagonal."""
     features = {
         "log-mel": lambda a, b: cost_matrix(a["logmel"].T, b["logmel"].T, "euclidean"),
         "MFCC": lambda a, b: cost_matrix(mfcc(a["logmel"]), mfcc(b["logmel"]), "euclidean"),
@@ -518,32 +494,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         speaker[name] = summarize_pairs(list(errors), list(accs))
         example[name] = (costs[0], paths[0])
     speaker["posteriorgram"] = []
-    for seed, model in zip(args.seeds, taggers):
+    for seed, model in zip(cfg.seeds, taggers):
         _, _, post_a = tagger_alignments(model, [a for a, _ in pairs], device)
         _, _, post_b = tagger_alignments(model, [b for _, b in pairs], device)
         costs = [posteriorgram_cost(pa, pb) for pa, pb in zip(post_a, post_b)]
         paths = [dtw_path(c) for c in costs]
         errors, accs = zip(*(score_pair_path(p, a, b) for p, (a, b) in zip(paths, pairs)))
         speaker["posteriorgram"].append(summarize_pairs(list(errors), list(accs)))
-        if seed == args.seeds[0]:
+        if seed == cfg.seeds[0]:
             example["posteriorgram"] = (costs[0], paths[0])
-    results["speaker_dtw"] = speaker
     a, b = pairs[0]
     cost, path = example["MFCC"]
-    plot_matrix(out / "speaker_dtw.png", -cost.numpy(), f"MFCC DTW: {a['speaker']} vs {b['speaker']} (−cost)",
+    plot_matrix(report, "speaker_dtw", -cost.numpy(), f"MFCC DTW: {a['speaker']} vs {b['speaker']} (−cost)",
                 f"{b['speaker']} frame (10 ms)", f"{a['speaker']} frame", path, a["bounds"], b["bounds"])
+    return speaker
 
-    # 3. audio ↔ video
-    av_kw = dict(root=args.data_root, test_speakers=speakers, seed=0)
+
+def audio_video(cfg: Config, report: Report, logmel: LogMel, strings: DigitStrings,
+                device: torch.device) -> dict[str, Any]:
+    """Task 3: MNIST slide-shows aligned to spoken digits in a contrastive frame/image space (frame-level DTW and
+    segmental), against the diagonal and a position-only segmental cost."""
+    speakers = tuple(cfg.test_speakers)
+    av_kw = dict(root=cfg.data_root, test_speakers=speakers, seed=0)
     clips = AVDigits(split="train", level="clean", **av_kw)
     rng = np.random.default_rng(0)
-    chosen = rng.choice(len(clips), min(size["av_clips"], len(clips)), replace=False)
-    clip_items = [{**pause_padded_clip(clips[int(i)]["audio"], logmel, train_ds, rng), "image": clips[int(i)]["image"]}
+    chosen = rng.choice(len(clips), min(cfg.sizes["av_clips"], len(clips)), replace=False)
+    clip_items = [{**pause_padded_clip(clips[int(i)]["audio"], logmel, strings, rng), "image": clips[int(i)]["image"]}
                   for i in chosen]
-    av_ds = AVSequences(split="test", size=size["test"], **av_kw)
+    av_ds = AVSequences(split="test", size=cfg.sizes["test"], **av_kw)
     av_items = [av_item(av_ds[i], logmel) for i in range(len(av_ds))]
     # The same kind of sequences by the training speakers: how much of the gap is the unseen voice.
-    seen_ds = AVSequences(split="train", size=size["test"], **av_kw)
+    seen_ds = AVSequences(split="train", size=cfg.sizes["test"], **av_kw)
     seen_items = [av_item(seen_ds[i], logmel) for i in range(len(seen_ds))]
     diagonal = [score_av_path(diagonal_path(len(it["frame_position"]), it["audio"].shape[1]), it) for it in av_items]
     counts = np.array([(len(it["digits"]), len(it["audio_segments"]), len(it["shots"])) for it in av_items])
@@ -557,11 +538,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             [score_av_path(segmental_av_path(position_cost(it), it), it) for it in av_items], speech_count_ok),
         "contrastive_dtw": [],
     }
-    for seed in args.seeds:
+    for seed in cfg.seeds:
         torch.manual_seed(seed)
         image_encoder = build_encoder("cnn", "tiny", in_channels=1, image_size=28)
         model = FrameImageEmbedding(audio_cnn((1, 1, 1)), image_encoder, dim=64)
-        model = train(model, clip_items, av_collate, size["steps"], 32, 3e-3, seed, out / "runs" / f"av_{seed}", args.device)
+        model = train(model, clip_items, av_collate, cfg.sizes["steps"], 32, 3e-3, seed, report.out / "runs" / f"av_{seed}", cfg.device)
         embedded, scale = av_embeddings(model, av_items, device)
         costs = [posterior_cost(video, audio, scale) for audio, video in embedded]
         paths = [dtw_path(c) for c in costs]
@@ -576,42 +557,54 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "frame_id": frame_identification(costs, av_items),
             "frame_id_seen_speakers": frame_identification(av_costs(model, seen_items, device), seen_items),
         })
-        if seed == args.seeds[0]:
+        if seed == cfg.seeds[0]:
             it = av_items[0]
             segments = np.asarray(av_ds[0]["frame_segments"], dtype=float) - 0.5
-            plot_matrix(out / "av_dtw.png", -costs[0].numpy(), "log p(video frame | audio frame), DTW path",
+            plot_matrix(report, "av_dtw", -costs[0].numpy(), "log p(video frame | audio frame), DTW path",
                         "audio frame (10 ms)", "video frame (25 fps)", paths[0], segments, it["bounds"])
-            plot_matrix(out / "av_segments.png", -costs[0].numpy(),
+            plot_matrix(report, "av_segments", -costs[0].numpy(),
                         "log p(video frame | audio frame), segmental alignment (pairs)", "audio frame (10 ms)",
                         "video frame (25 fps)", unit_paths[0], segments, it["bounds"])
-    results["av"] = av
+    return av
 
-    # 4. implicit alignment by attention
+
+def implicit_alignment(cfg: Config, report: Report, train_items: list[dict[str, Any]],
+                       test_items: list[dict[str, Any]], device: torch.device) -> list[dict[str, float]]:
+    """Task 4: the attention recogniser's peaks inside the right word, against uniform peaks and chance."""
     stride = 2
     attention: list[dict[str, float]] = []
-    attention_seeds = args.attention_seeds or args.seeds
+    attention_seeds = cfg.attention_seeds or cfg.seeds
     for seed in attention_seeds:
         torch.manual_seed(seed)
         encoder = build_encoder("audio_transformer", "tiny", n_mels=N_MELS, subsample=stride)
         model = AttentionRecognizer(encoder, num_labels=10, max_len=7)
-        model = train(model, train_items, attention_collate, size["attention_steps"], 8, 1e-3, seed,
-                      out / "runs" / f"attention_{seed}", args.device)
+        model = train(model, train_items, attention_collate, cfg.sizes["attention_steps"], 8, 1e-3, seed,
+                      report.out / "runs" / f"attention_{seed}", cfg.device)
         summary, maps = attention_scores(model, test_items, device, stride)
         attention.append(summary)
         if seed == attention_seeds[0]:
             it = test_items[0]
-            plot_matrix(out / "attention.png", maps[0].numpy(), "attention weights (query k = k-th digit)",
+            plot_matrix(report, "attention", maps[0].numpy(), "attention weights (query k = k-th digit)",
                         f"key frame ({10 * stride} ms)", "query", None, None, it["bounds"] / stride, cmap="magma")
-    results["attention"] = attention
+    return attention
 
-    results["environment"] = environment()
-    results["command"] = invocation()
-    results["wall_s"] = time.perf_counter() - started
-    write_json(out / "results.json", results)
-    table = results_table(results)
-    (out / "results.md").write_text(table)
-    write_cards(out, results)
-    return results
+
+def run(cfg: Config, report: Report) -> None:
+    """The four alignment tasks in turn, on the same held-out speakers."""
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    logmel = LogMel(sample_rate=SAMPLE_RATE, n_fft=256, hop_length=HOP, n_mels=N_MELS)
+    strings, train_items, test_items, pairs = load_strings(cfg, logmel)
+    results = report.results
+    results.update({"sizes": cfg.sizes, "test_speakers": list(cfg.test_speakers), "seeds": list(cfg.seeds),
+                    "attention_seeds": list(cfg.attention_seeds or cfg.seeds), "hop_ms": 1000.0 * HOP / SAMPLE_RATE})
+    results["forced"], taggers = forced_alignment(cfg, report, train_items, test_items, device)
+    results["speaker_dtw"] = speaker_dtw(cfg, report, pairs, taggers, device)
+    results["av"] = audio_video(cfg, report, logmel, strings, device)
+    results["attention"] = implicit_alignment(cfg, report, train_items, test_items, device)
+    headers, rows = results_table(results)
+    report.table("Alignment against ground-truth boundaries", headers, rows)
+    for card in method_cards(results):
+        report.card(card)
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -622,7 +615,7 @@ def _ms(runs: Sequence[dict[str, float]] | dict[str, float], key: str, scale: fl
     return fmt_mean_std(values, scale=scale, digits=digits) if len(values) > 1 else f"{values[0] * scale:.{digits}f}"
 
 
-def results_table(results: dict[str, Any]) -> str:
+def results_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     f, s, av, att = results["forced"], results["speaker_dtw"], results["av"], results["attention"]
     rows = [
         ["forced alignment", "uniform segmentation (baseline)", _ms(f["uniform"], "boundary_ms"),
@@ -655,10 +648,10 @@ def results_table(results: dict[str, Any]) -> str:
          _ms(att, "peak_hit", 100), "–"],
     ]
     headers = ["task", "method", "mean boundary error (ms)", "frames / peaks on the right digit (%)", "target"]
-    return markdown_table(headers, rows)
+    return headers, rows
 
 
-def write_cards(out: Path, results: dict[str, Any]) -> None:
+def method_cards(results: dict[str, Any]) -> list[MethodCard]:
     f, s, av, att = results["forced"], results["speaker_dtw"], results["av"], results["attention"]
     cards = [
         MethodCard(
@@ -721,10 +714,5 @@ def write_cards(out: Path, results: dict[str, Any]) -> None:
             "qualitatively; no peak-hit figure to compare with.",
         ),
     ]
-    (out / "method_card.md").write_text("\n".join(card.markdown() for card in cards))
+    return cards
 
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="chorus bench align")
-    configure(_parser)
-    run(_parser.parse_args())

@@ -14,28 +14,27 @@ into that fixed space from 81 classes; an unseen class whose name lands near
 related seen classes inherits their visual region. A text tower trained from
 scratch on 81 class names has no such prior: unseen names are unseen strings.
 
-Image tower (``--encoder``, default ``scattering_descriptors``): fixed
+Image tower (``encoder``, default ``scattering_descriptors``): fixed
 front ends with no learned or pretrained weights — a wavelet scattering
 transform of the 64 px image and HOG / LBP / colour-histogram descriptors of
 the 96 px image — followed by a small learned head trained from scratch (a
 convolutional head on the scattering maps, Oyallon et al.'s hybrid network,
-plus an MLP on the descriptors with heavy input dropout). On the validation
-split the scattering front end beat the from-scratch ResNet by ~16 points of
-seen-class top-1, and adding the descriptors gained another 5–7
-(docs/benchmarks/caltech_zeroshot.md). ``scattering`` alone and any other
-``chorus.encoders`` image encoder (``resnet``, ``cnn``, ``vit``) work too.
+plus an MLP on the descriptors with heavy input dropout), chosen on the
+validation split (``docs/benchmarks/caltech_zeroshot.md`` has the figures).
+``scattering`` alone and any other ``chorus.encoders`` image encoder
+(``resnet``, ``cnn``, ``vit``) work too.
 
 Speed: the frozen text tower is a pure function of the prompt, so every
 (class, template) prompt is embedded once into a
 :class:`~chorus.contrastive.text_cache.CachedTextEncoder` and a training step
 costs only the image tower. Likewise the scattering transform is a pure
-function of the image: its coefficients are computed once for ``--views``
+function of the image: its coefficients are computed once for ``views``
 augmented views of every training image (plain, mirrored, random resized
 crops with colour jitter) and the head trains on a random cached view per
 step. Images are decoded once into a uint8 tensor; for pixel encoders the
 augmentation runs batched inside the image tower in training mode.
 
-Prompts (``--prompts``): the training captions and the zero-shot classifier
+Prompts (``prompts``): the training captions and the zero-shot classifier
 use the class name in templates (``names``), short visual descriptions of
 each class (``descriptions``, ``configs/caltech_descriptions.yaml``: CuPL,
 Pratt et al. 2023, and Menon & Vondrick 2023 — a language model's account of
@@ -44,35 +43,32 @@ what the class looks like, here written once for all 101 classes), or
 tower's sense of the *word*; a description also says what it looks like
 ("a cup: a small open container with a handle"), which can land it near seen
 classes that share its shape or colour. A class's score is the cosine to its
-mean prompt embedding, or to its best prompt (``--reduce max``). By default
-(``--reduce conse``) an image is first re-expressed as the convex combination
+mean prompt embedding, or to its best prompt (``reduce=max``). By default
+(``reduce=conse``) an image is first re-expressed as the convex combination
 of its 10 likeliest seen classes' mean prompt embeddings (ConSE, Norouzi et
 al. 2014) before it meets the unseen classes' prompts; seen classes are
-scored directly. On the class-level validation split ConSE beat the direct
-cosine in 10 of 12 (seed × prompt set × views) comparisons, +1.4 points of
-top-1 with descriptions (docs/benchmarks/caltech_zeroshot.md).
+scored directly; ConSE was chosen on the class-level validation split.
 
-Loss (``--loss``): the captions are class prompts, so a batch of 128 over 81
+Loss (``loss``): the captions are class prompts, so a batch of 128 over 81
 classes holds many same-class pairs that CLIP's InfoNCE (``clip``) treats as
 negatives. ``unicl`` (the default, :mod:`chorus.contrastive.unicl`) makes every
 same-label pair a positive; ``classes`` scores each image against one prompt
-of every seen class. On the validation split the three were within noise of
-each other (docs/benchmarks/caltech_zeroshot.md); UniCL is kept because it
-removes the false negatives at no cost.
+of every seen class. UniCL is the default because it removes the false
+negatives at no cost (the validation comparison is in the docs).
 
 Reported (mean ± std over seeds): unseen 20-way zero-shot top-1/top-5 (all 600
 images), seen 81-way zero-shot top-1 on the 6 held-out images per class, and a
 linear probe (LinearProbe, C chosen on its own split) on the image tower's
 pooled features, seen classes; plus the zero-shot top-1 on the (un-augmented)
 training images, whose gap to the held-out top-1 is the overfitting.
-Test-time augmentation (default; ``--no-tta`` turns it off): an image's
-embedding is the mean of its plain and mirrored views'. ``--ensemble K``
+Test-time augmentation (default; ``tta=false`` turns it off): an image's
+embedding is the mean of its plain and mirrored views'. ``ensemble=K``
 trains K image towers per seed and averages their zero-shot scores.
 
 Two validation protocols, where all settings are chosen (never on test
 images; neither reads the unseen classes' images or the held-out images):
-``--select`` trains on 20 images per seen class and reports the other 4
-(image-side settings); ``--select-unseen`` also holds 20 seen classes out of
+``select=true`` trains on 20 images per seen class and reports the other 4
+(image-side settings); ``select_unseen=true`` also holds 20 seen classes out of
 training (``val_unseen`` in the split file; Xian et al. 2018's class-level
 validation) and reports zero-shot accuracy on them (text-side settings).
 Both also report every evaluation-only variant of the same trained models
@@ -85,37 +81,35 @@ Chance: 5 % (unseen top-1), 25 % (top-5), 1.2 % (seen top-1).
 
 from __future__ import annotations
 
-import argparse
+import functools
 import itertools
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
-from chorus.bench._clip_common import (
-    MEAN, METHODS, STD, BatchAugment, TensorImages, cached_views, fit, image_tower, lit_text_tower, method_table,
-    preload_images, run_seeds, save_report,
-)
+from chorus.bench._clip_common import METHODS, fit, method_table, run_seeds, summarize
+from chorus.bench.driver import Report
 from chorus.config import CONFIG_DIR
 from chorus.contrastive import CLIP_TEMPLATES, ContrastiveModel, conse_embed
+from chorus.contrastive.text_cache import CachedTextEncoder
 from chorus.contrastive.unicl import LabelContrastiveModel
 from chorus.data import BPETokenizer, Collate, build_dataset
-from chorus.data.captions import fill_template
-from chorus.encoders import build_encoder
+from chorus.data.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment, TensorImages, cached_views, preload_images
+from chorus.data.captions import PromptedDataset, fill_template
+from chorus.encoders import augmented_image_encoder, build_encoder
 from chorus.errors import ConfigError, DataError
 from chorus.eval.metrics import topk_accuracy
 from chorus.eval.mode import evaluating
 from chorus.eval.probe import LinearProbe, extract_features
-from chorus.eval.report import (
-    environment, fmt_mean_std, invocation, markdown_table, mean_std, MethodCard, summary_percent,
-)
+from chorus.eval.report import MethodCard, fmt_mean_std, mean_std, summary_percent
 from chorus.train import seed_everything
 
 SPLIT_FILE = CONFIG_DIR / "caltech_split.yaml"
@@ -142,7 +136,105 @@ QUICK_TEMPLATES = TRAIN_TEMPLATES[:4]
 PROMPT_MODES = ("names", "descriptions", "both")
 
 FIXED_FRONT_ENDS = ("scattering", "scattering_descriptors")
-"""Image encoders whose ``transform`` is fixed: it is cached for ``--views`` views and only the ``head`` trains."""
+"""Image encoders whose ``transform`` is fixed: it is cached for ``views`` views and only the ``head`` trains."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the benchmark; defaults are the ones chosen on the validation split."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data_root: str | None = None
+    # Validation protocols (never read the unseen classes): ``select`` trains on 20 images per seen class and
+    # reports the other 4 (image-side settings); ``select_unseen`` also holds the split's 20 val_unseen seen
+    # classes out of training and scores them zero-shot (text-side settings).
+    select: bool = False
+    select_unseen: bool = False
+    # Training captions and zero-shot classifier: class names in templates, the visual descriptions of
+    # configs/caltech_descriptions.yaml, or both.
+    prompts: Literal["names", "descriptions", "both"] = "descriptions"
+    # A class's score: cosine to its mean prompt embedding, or to its best prompt; conse: unseen classes scored
+    # from the image re-expressed through its 10 likeliest seen classes' prompts (ConSE, Norouzi et al. 2014).
+    reduce: Literal["mean", "max", "conse"] = "conse"
+    tta: bool = True  # average the plain and mirrored views' embeddings
+    ensemble: int = 1  # image towers trained per seed (seeds seed + 1000·k); their zero-shot scores are averaged
+    cache_dir: str | None = None  # keep the fixed front end's cached views here across runs (e.g. runs/cache)
+    methods: tuple[Literal["lit", "scratch"], ...] = ("lit", "scratch")
+    encoder: str = "scattering_descriptors"
+    encoder_size: str = "small"
+    # Size of the views the image tower reads (None: 96 for scattering_descriptors, whose descriptors read
+    # 96 px and its scattering ``scattering_size``; 64 for the other encoders).
+    image_size: int | None = None
+    epochs: int = 60
+    batch_size: int = 128
+    # clip: in-batch InfoNCE; unicl: same-class captions in the batch are positives too; classes: each image
+    # against the prompt-mean embedding of every seen class.
+    loss: Literal["clip", "unicl", "classes"] = "unicl"
+    label_smoothing: float = 0.0  # unicl/classes only
+    mixup: float = 0.0  # unicl/classes only: Beta(α, α) parameter (0 = off), mixes inputs and targets
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    embed_dim: int = 256
+    freeze_text_projection: bool = False  # LiT only: keep the text projection at its random init
+    views: int = 8  # fixed front ends: augmented views per training image whose transform is cached
+    dropout: float = 0.0  # scattering encoders: channel dropout on the scattering coefficients
+    descriptor_dropout: float = 0.8  # scattering_descriptors only
+    scattering_size: int = 64  # scattering_descriptors only: the scattering reads the view resized to this
+    crop_min: float = 0.35  # smallest crop area of random resized crop
+    jitter: float = 0.3  # colour jitter strength (0 = off)
+    train_per_class: int | None = None  # train on only the first N training images of each seen class
+    probe: bool = True
+    fp32: bool = False  # train in float32 instead of bf16 autocast
+    train_templates: tuple[str, ...] = TRAIN_TEMPLATES
+    eval_templates: tuple[str, ...] | None = None  # None: the training templates and CLIP's
+    split_file: str = str(SPLIT_FILE)
+    descriptions_file: str = str(DESCRIPTIONS_FILE)
+
+    def __post_init__(self) -> None:
+        if self.select and self.select_unseen:
+            raise ConfigError("select and select_unseen are two different validation protocols: pick one")
+        if self.loss == "clip" and (self.mixup or self.label_smoothing):
+            raise ConfigError("mixup and label_smoothing act on the label-aware targets: use loss=unicl or classes")
+
+    @property
+    def mode(self) -> str:
+        return "select" if self.select else "select_unseen" if self.select_unseen else "test"
+
+    @property
+    def grid(self) -> bool:
+        """Validation runs also score every evaluation-only variant of the same trained models."""
+        return self.mode != "test"
+
+    @property
+    def view_size(self) -> int:
+        return self.image_size or (96 if self.encoder == "scattering_descriptors" else 64)
+
+    @property
+    def classifier_templates(self) -> list[str]:
+        return list(self.eval_templates or dict.fromkeys(self.train_templates + tuple(CLIP_TEMPLATES)))
+
+    @property
+    def descriptions(self) -> dict[str, list[str]]:
+        return load_descriptions(self.descriptions_file)
+
+    @property
+    def encoder_options(self) -> dict[str, Any]:
+        if self.encoder == "scattering":
+            return {"dropout": self.dropout}
+        if self.encoder == "scattering_descriptors":
+            return {"dropout": self.dropout, "descriptor_dropout": self.descriptor_dropout,
+                    "scattering_size": self.scattering_size, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+        return {"stem_stride": 2} if self.encoder == "resnet" and self.view_size > 48 else {}
+
+
+PRESETS = {
+    "full": Config(),
+    # One seed, the encoder's tiny size at 32 px, 4 epochs (4 cached views) on 12 images per class,
+    # 4 templates, no probe.
+    "quick": replace(Config(), seeds=(0,), encoder_size="tiny", image_size=32, scattering_size=32, epochs=4, views=4,
+                     train_per_class=12, probe=False, train_templates=QUICK_TEMPLATES,
+                     eval_templates=QUICK_TEMPLATES),
+}
 
 
 def load_split(path: str | Path = SPLIT_FILE) -> dict[str, Any]:
@@ -163,6 +255,7 @@ def load_split(path: str | Path = SPLIT_FILE) -> dict[str, Any]:
     return split
 
 
+@functools.cache
 def load_descriptions(path: str | Path = DESCRIPTIONS_FILE) -> dict[str, list[str]]:
     """``{class name: [visual descriptions]}``, the same number for every class (the classifier stacks them)."""
     path = Path(path)
@@ -248,30 +341,6 @@ def class_prompts(classes: Sequence[str], mode: str, templates: Sequence[str],
             + (list(descriptions[c]) if mode != "names" else []) for c in classes]
 
 
-class PromptedImages(Dataset):
-    """Adds ``"text"`` to each labelled item: one of its class's prompts, drawn with torch's global RNG.
-
-    The prompts of a class are its name in templates and/or its visual
-    descriptions (:func:`class_prompts`): a per-class list rather than one
-    template list, since descriptions differ from class to class.
-    """
-
-    def __init__(self, dataset: Dataset, prompts: Sequence[Sequence[str]]) -> None:
-        self.dataset, self.prompts = dataset, [list(p) for p in prompts]
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def captions(self) -> list[str]:
-        """Every caption this dataset can produce (to train the baseline's tokenizer on)."""
-        return [text for prompts in self.prompts for text in prompts]
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.dataset[index]
-        prompts = self.prompts[sample["label"]]
-        return {**sample, "text": prompts[int(torch.randint(len(prompts), ()))]}
-
-
 @torch.no_grad()
 def embed_views(model: ContrastiveModel, views: Tensor, batch_size: int = 256) -> Tensor:
     """Normalised image embeddings of every view: [N, V, ...] → [N, V, embed_dim] (eval mode)."""
@@ -336,11 +405,11 @@ def _probe(models: Sequence[ContrastiveModel], train: tuple[Tensor, Tensor], tes
     return float(probe.score(x_test, y_test))
 
 
-def _augment(args: argparse.Namespace) -> BatchAugment:
-    return BatchAugment(args.image_size, scale=(args.crop_min, 1.0), jitter=args.jitter)
+def _augment(cfg: Config) -> BatchAugment:
+    return BatchAugment(cfg.view_size, scale=(cfg.crop_min, 1.0), jitter=cfg.jitter)
 
 
-def prepare_views(args: argparse.Namespace, data: dict[str, Any]) -> None:
+def prepare_views(cfg: Config, data: dict[str, Any]) -> None:
     """Replace every part's ``(source, indices, labels)`` by ``(views [N, V, ...], labels)``.
 
     Evaluation parts get V = 2 (plain, mirrored: test-time augmentation
@@ -363,13 +432,13 @@ def prepare_views(args: argparse.Namespace, data: dict[str, Any]) -> None:
             for part in parts:
                 if data[part][0] == source:
                     data[part] = (source, torch.searchsorted(used, data[part][1]), data[part][2])
-    if args.encoder in FIXED_FRONT_ENDS:
-        encoder = build_encoder(args.encoder, args.encoder_size, image_size=args.image_size, **args.encoder_options)
-        augment = _augment(args)
-        views = {source: cached_views(encoder.transform, augment, x, args.views if source == "pool" else 2, seed=0,
-                                      cache_dir=args.cache_dir, key=encoder.transform.key)
+    if cfg.encoder in FIXED_FRONT_ENDS:
+        encoder = build_encoder(cfg.encoder, cfg.encoder_size, image_size=cfg.view_size, **cfg.encoder_options)
+        augment = _augment(cfg)
+        views = {source: cached_views(encoder.transform, augment, x, cfg.views if source == "pool" else 2, seed=0,
+                                      cache_dir=cfg.cache_dir, key=encoder.transform.key)
                  for source, x in images.items()}
-        print(f"{args.encoder} front end: {tuple(views['pool'].shape)} pool views in "
+        print(f"{cfg.encoder} front end: {tuple(views['pool'].shape)} pool views in "
               f"{time.perf_counter() - start:.0f} s", flush=True)
     else:
         views = {source: torch.stack([x, x.flip(-1)], 1) for source, x in images.items()}
@@ -378,24 +447,24 @@ def prepare_views(args: argparse.Namespace, data: dict[str, Any]) -> None:
         data[part] = (views[source][index][:, :2], labels)
         if part == "train":
             data["train_eval"] = data[part]
-            data[part] = (views[source][index] if args.encoder in FIXED_FRONT_ENDS else images[source][index], labels)
+            data[part] = (views[source][index] if cfg.encoder in FIXED_FRONT_ENDS else images[source][index], labels)
 
 
-def train_model(args: argparse.Namespace, data: dict[str, Any], method: str, seed: int, cache: nn.Module | None,
+def train_model(cfg: Config, data: dict[str, Any], method: str, seed: int, cache: nn.Module | None,
                 run_dir: Path) -> tuple[ContrastiveModel, Callable[[list[str]], tuple[Tensor, Tensor]]]:
     """One trained model (``lit`` or ``scratch``, seeded by ``seed``) in eval mode, and its tokenizer."""
     seed_everything(seed)
     seen = data["seen_names"]
     train_images, train_labels = data["train"]
     label = lambda i: {"label": int(train_labels[i])}  # noqa: E731
-    if args.encoder in FIXED_FRONT_ENDS:  # fixed front end cached: train its head on precomputed augmented views
-        tower = build_encoder(args.encoder, args.encoder_size, image_size=args.image_size, **args.encoder_options).head
+    if cfg.encoder in FIXED_FRONT_ENDS:  # fixed front end cached: train its head on precomputed augmented views
+        tower = build_encoder(cfg.encoder, cfg.encoder_size, image_size=cfg.view_size, **cfg.encoder_options).head
         base = TensorImages(train_images, label, seen, views=True)
     else:
-        tower = image_tower(args.encoder, args.encoder_size, args.image_size, _augment(args), **args.encoder_options)
+        tower = augmented_image_encoder(cfg.encoder, cfg.encoder_size, cfg.view_size, _augment(cfg), **cfg.encoder_options)
         base = TensorImages(train_images, label, seen)
-    train_prompts = class_prompts(seen, args.prompts, args.train_templates, args.descriptions)
-    train_set = PromptedImages(base, train_prompts)
+    train_prompts = class_prompts(seen, cfg.prompts, cfg.train_templates, cfg.descriptions)
+    train_set = PromptedDataset(base, train_prompts)
     if method == "lit":
         text, frozen, context = cache, ("text",), 1
         tokenizer = cache.tokenizer
@@ -406,23 +475,23 @@ def train_model(args: argparse.Namespace, data: dict[str, Any], method: str, see
         context = max(32, -(-longest // 8) * 8)
         text = build_encoder("text_transformer", "tiny", vocab_size=tokenizer.vocab_size, context_length=context)
         frozen = ()
-    model = ContrastiveModel({"image": tower, "text": text}, args.embed_dim, frozen=frozen,
-                             freeze_projection=args.freeze_text_projection and method == "lit")
+    model = ContrastiveModel({"image": tower, "text": text}, cfg.embed_dim, frozen=frozen,
+                             freeze_projection=cfg.freeze_text_projection and method == "lit")
     tokenize = lambda texts: tokenizer(texts, context)  # noqa: E731
-    soft = {"smoothing": args.label_smoothing, "mixup": args.mixup}
-    if args.loss == "clip":
+    soft = {"smoothing": cfg.label_smoothing, "mixup": cfg.mixup}
+    if cfg.loss == "clip":
         trained = model
-    elif args.loss == "unicl":
+    elif cfg.loss == "unicl":
         trained = LabelContrastiveModel(model, **soft)
     else:
         trained = LabelContrastiveModel(model, class_prompts=tokenize([t for p in train_prompts for t in p]),
                                         prompts_per_class=len(train_prompts[0]), **soft)
-    fit(trained, train_set, Collate(tokenizer, context), run_dir, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, seed=seed, bf16=not args.fp32)
+    fit(trained, train_set, Collate(tokenizer, context), run_dir, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed, bf16=not cfg.fp32)
     return model.eval(), tokenize
 
 
-def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: int,
+def run_one(cfg: Config, data: dict[str, Any], method: str, seed: int,
             cache: nn.Module | None, run_dir: Path) -> dict[str, float]:
     """Train ``--ensemble`` models (``lit`` or ``scratch``) from ``seed`` and evaluate them as one classifier.
 
@@ -433,20 +502,20 @@ def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: i
     """
     seen, unseen = data["seen_names"], data["unseen_names"]
     start = time.perf_counter()
-    members = [train_model(args, data, method, seed + 1000 * k, cache, run_dir / f"member{k}")
-               for k in range(args.ensemble)]
+    members = [train_model(cfg, data, method, seed + 1000 * k, cache, run_dir / f"member{k}")
+               for k in range(cfg.ensemble)]
     train_seconds = time.perf_counter() - start
     classes = {"seen": seen, "unseen": unseen}
     parts = [part for part in ("train_eval", "eval_seen", "unseen") if part in data]
-    modes = PROMPT_MODES if args.grid else (args.prompts,)
+    modes = PROMPT_MODES if cfg.grid else (cfg.prompts,)
     embedded = [({part: embed_views(model, data[part][0]) for part in parts},
-                 {(names, mode): embed_prompts(model, tokenize, class_prompts(classes[names], mode, args.eval_templates,
-                                                                              args.descriptions))
+                 {(names, mode): embed_prompts(model, tokenize, class_prompts(classes[names], mode, cfg.classifier_templates,
+                                                                              cfg.descriptions))
                   for names in classes for mode in modes if names == "seen" or "unseen" in data})
                 for model, tokenize in members]
 
-    def scores(part: str, names: str, mode: str = args.prompts, tta: bool = args.tta, reduce: str = args.reduce,
-               first: int = args.ensemble) -> dict[str, float]:
+    def scores(part: str, names: str, mode: str = cfg.prompts, tta: bool = cfg.tta, reduce: str = cfg.reduce,
+               first: int = cfg.ensemble) -> dict[str, float]:
         """Zero-shot scores of ``part`` among ``names`` classes, by the ensemble's ``first`` members."""
         reduce = "mean" if reduce == "conse" and names == "seen" else reduce  # ConSE transfers to unseen classes
         logits = torch.stack([zero_shot_logits(images[part], texts[(names, mode)], tta, reduce, texts[("seen", mode)],
@@ -454,19 +523,19 @@ def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: i
                               for (images, texts), (model, _) in zip(embedded[:first], members)]).mean(0)
         return _scores(logits, data[part][1], classes[names])
 
-    # Choosing settings (--select) must not see the unseen test images, not even their scores.
+    # Choosing settings (select=true) must not see the unseen test images, not even their scores.
     unseen_scores = scores("unseen", "unseen") if "unseen" in data else {"top1": float("nan"), "top5": float("nan")}
     seen_scores = scores("eval_seen", "seen")
     # The same classifier on the (un-augmented) training images: the gap to seen_top1 is the overfitting.
     train_scores = scores("train_eval", "seen")
-    probe = _probe([model for model, _ in members], data["train_eval"], data["eval_seen"], seed) if args.probe else None
+    probe = _probe([model for model, _ in members], data["train_eval"], data["eval_seen"], seed) if cfg.probe else None
     result = {
         "unseen_top1": unseen_scores["top1"], "unseen_top5": unseen_scores["top5"],
         "seen_top1": seen_scores["top1"], "seen_top5": seen_scores["top5"], "train_top1": train_scores["top1"],
         "probe_seen_top1": float("nan") if probe is None else probe, "train_seconds": train_seconds,
         **{f"unseen_{k}": v for k, v in unseen_scores.items() if k.startswith("top1/")},
     }
-    if args.grid:  # every evaluation-only variant of the same trained models (validation modes only)
+    if cfg.grid:  # every evaluation-only variant of the same trained models (validation modes only)
         for part, names in (("eval_seen", "seen"), ("unseen", "unseen")):
             reduces = ("mean", "max", "conse") if names == "unseen" else ("mean", "max")
             for mode, reduce, tta in itertools.product(PROMPT_MODES, reduces, (False, True)):
@@ -474,7 +543,7 @@ def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: i
                     top = scores(part, names, mode, tta, reduce)
                     variant = f"{mode}/{reduce}/{'tta' if tta else 'plain'}"
                     result |= {f"grid/{names}/{variant}/top1": top["top1"], f"grid/{names}/{variant}/top5": top["top5"]}
-        if args.ensemble > 1:  # the first member alone: what the ensemble adds
+        if cfg.ensemble > 1:  # the first member alone: what the ensemble adds
             result["seen_top1_member0"] = scores("eval_seen", "seen", first=1)["top1"]
     return result
 
@@ -488,207 +557,98 @@ METRICS = (
 )
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    """Options; defaults are the setting chosen on the validation split, sized to the 2-core machine (see the docs)."""
-    parser.add_argument("--out", default="runs/bench/caltech_zeroshot", help="output folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (0 with --quick)")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--quick", action="store_true",
-                        help="1 seed, the encoder's tiny size at 32 px, 4 epochs (≤ 4 cached views) on 12 images/class, "
-                             "4 templates, no probe")
-    parser.add_argument("--select", action="store_true",
-                        help="train on 20 images/class and report the 4/class validation images (choosing image-side "
-                             "settings); the unseen classes are not read")
-    parser.add_argument("--select-unseen", action="store_true",
-                        help="class-level validation (choosing text-side settings): as --select, but the split's 20 "
-                             "val_unseen seen classes are held out of training and scored zero-shot on their 24 "
-                             "non-held-out images each; the unseen classes are not read")
-    parser.add_argument("--prompts", choices=PROMPT_MODES, default="descriptions",
-                        help="training captions and zero-shot classifier: class names in templates, the visual "
-                             "descriptions of configs/caltech_descriptions.yaml, or both")
-    parser.add_argument("--reduce", choices=("mean", "max", "conse"), default="conse",
-                        help="zero-shot score of a class: cosine to its mean prompt embedding, or its best prompt; "
-                             "conse: unseen classes scored from the image re-expressed through its 10 likeliest "
-                             "seen classes' prompts (ConSE, Norouzi et al. 2014)")
-    parser.add_argument("--no-tta", dest="tta", action="store_false",
-                        help="score the plain view only instead of averaging the plain and mirrored embeddings")
-    parser.add_argument("--ensemble", type=int, default=1,
-                        help="image towers trained per seed (seeds seed + 1000·k); their zero-shot scores are averaged")
-    parser.add_argument("--cache-dir", default=None,
-                        help="keep the fixed front end's outputs for the cached views here across runs (e.g. runs/cache)")
-    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["lit", "scratch"])
-    parser.add_argument("--encoder", default="scattering_descriptors")
-    parser.add_argument("--encoder-size", default="small")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="size of the views the image tower reads (default: 96 for scattering_descriptors, whose "
-                             "descriptors read 96 px and scattering --scattering-size; 64 for the other encoders)")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--loss", choices=("clip", "unicl", "classes"), default="unicl",
-                        help="clip: in-batch InfoNCE; unicl: same-class captions in the batch are positives too; "
-                             "classes: each image against the prompt-mean embedding of every seen class")
-    parser.add_argument("--label-smoothing", type=float, default=0.0,
-                        help="unicl/classes only: label smoothing of the contrastive targets")
-    parser.add_argument("--mixup", type=float, default=0.0,
-                        help="unicl/classes only: mixup's Beta(α, α) parameter (0 = off); mixes the image tower's "
-                             "inputs — a fixed front end's cached features — and the targets by the same λ")
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--embed-dim", type=int, default=256)
-    parser.add_argument("--freeze-text-projection", action="store_true",
-                        help="LiT only: keep the text projection at its random init, so the 81 seen class names "
-                             "cannot move away from the unseen ones in the shared space")
-    parser.add_argument("--views", type=int, default=8,
-                        help="fixed front ends only: augmented views per training image whose fixed transform is cached "
-                             "(plain, mirrored, and random crops)")
-    parser.add_argument("--dropout", type=float, default=0.0,
-                        help="scattering encoders: channel dropout on the scattering coefficients")
-    parser.add_argument("--descriptor-dropout", type=float, default=0.8,
-                        help="scattering_descriptors only: dropout on the descriptor vector")
-    parser.add_argument("--scattering-size", type=int, default=64,
-                        help="scattering_descriptors only: the scattering transform reads the view resized to this, "
-                             "the descriptors the full --image-size view")
-    parser.add_argument("--crop-min", type=float, default=0.35, help="smallest crop area of random resized crop")
-    parser.add_argument("--jitter", type=float, default=0.3, help="colour jitter strength (0 = off)")
-    parser.add_argument("--train-per-class", type=int, default=None,
-                        help="train on only the first N training images of each seen class (default: all)")
-    parser.add_argument("--no-probe", dest="probe", action="store_false")
-    parser.add_argument("--fp32", action="store_true", help="train in float32 instead of bf16 autocast")
-    parser.add_argument("--split-file", default=str(SPLIT_FILE))
-    parser.add_argument("--descriptions-file", default=str(DESCRIPTIONS_FILE))
+def _plot(report: Report, results: dict[str, Any]) -> None:
+    with report.figure("caltech_zeroshot", figsize=(7, 3.2)) as (_, ax):
+        width = 0.8 / len(results["methods"])
+        for m, method in enumerate(results["methods"]):
+            stats = [mean_std(results["per_seed"][method][key]) for key, _ in METRICS]
+            ax.bar(np.arange(len(METRICS)) + m * width, [100 * s[0] for s in stats], width,
+                   yerr=[100 * s[1] for s in stats], label=METHODS[method], capsize=3)
+        for i, (key, _) in enumerate(METRICS):
+            ax.hlines(100 * results["chance"][key], i - width / 2, i + width * (len(results["methods"]) - 0.5),
+                      colors="k", linestyles=":", label="chance" if i == 0 else None)
+        ax.set_xticks(np.arange(len(METRICS)) + width * (len(results["methods"]) - 1) / 2)
+        ax.set_xticklabels(["unseen top-1", "unseen top-5", "seen top-1", "seen probe", "train top-1"])
+        ax.set_ylabel("accuracy (%)")
+        ax.legend(fontsize=7)
+        ax.set_title("Caltech-101: 81 seen / 20 unseen classes", fontsize=9)
 
 
-def _settle(args: argparse.Namespace) -> None:
-    """Fill derived settings (``--quick`` overrides; templates; encoder options; evaluation grid)."""
-    if args.select and args.select_unseen:
-        raise ConfigError("--select and --select-unseen are two different validation protocols: pick one")
-    if args.loss == "clip" and (args.mixup or args.label_smoothing):
-        raise ConfigError("--mixup and --label-smoothing act on the label-aware targets: use --loss unicl or classes")
-    args.mode = "select" if args.select else "select_unseen" if args.select_unseen else "test"
-    args.grid = args.mode != "test"
-    args.train_templates = list(TRAIN_TEMPLATES)
-    args.eval_templates = list(dict.fromkeys(TRAIN_TEMPLATES + CLIP_TEMPLATES))
-    if args.seeds is None:
-        args.seeds = [0] if args.quick else [0, 1, 2]
-    args.image_size = args.image_size or (96 if args.encoder == "scattering_descriptors" else 64)
-    if args.quick:
-        args.encoder_size, args.image_size, args.scattering_size = "tiny", 32, 32
-        args.epochs, args.views = min(args.epochs, 4), min(args.views, 4)
-        args.train_per_class = args.train_per_class or 12
-        args.probe = False
-        args.train_templates = args.eval_templates = list(QUICK_TEMPLATES)
-    if args.encoder == "scattering":
-        args.encoder_options = {"dropout": args.dropout}
-    elif args.encoder == "scattering_descriptors":
-        args.encoder_options = {"dropout": args.dropout, "descriptor_dropout": args.descriptor_dropout,
-                                "scattering_size": args.scattering_size, "mean": MEAN, "std": STD}
-    else:
-        args.encoder_options = {"stem_stride": 2} if args.encoder == "resnet" and args.image_size > 48 else {}
-
-
-def _plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
-    width = 0.8 / len(results["methods"])
-    for m, method in enumerate(results["methods"]):
-        stats = [mean_std(results["per_seed"][method][key]) for key, _ in METRICS]
-        ax.bar(np.arange(len(METRICS)) + m * width, [100 * s[0] for s in stats], width,
-               yerr=[100 * s[1] for s in stats], label=METHODS[method], capsize=3)
-    for i, (key, _) in enumerate(METRICS):
-        ax.hlines(100 * results["chance"][key], i - width / 2, i + width * (len(results["methods"]) - 0.5), colors="k",
-                  linestyles=":", label="chance" if i == 0 else None)
-    ax.set_xticks(np.arange(len(METRICS)) + width * (len(results["methods"]) - 1) / 2)
-    ax.set_xticklabels(["unseen top-1", "unseen top-5", "seen top-1", "seen probe", "train top-1"])
-    ax.set_ylabel("accuracy (%)")
-    ax.legend(fontsize=7)
-    ax.set_title("Caltech-101: 81 seen / 20 unseen classes", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    _settle(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    split = load_split(args.split_file)
-    args.descriptions = load_descriptions(args.descriptions_file)
-    data = load_caltech(args.data_root, split, 96, args.mode)
-    if args.train_per_class is not None:
+def run(cfg: Config, report: Report) -> None:
+    """Train both text-tower variants per seed, score seen and unseen classes zero-shot, report against chance."""
+    split = load_split(cfg.split_file)
+    data = load_caltech(cfg.data_root, split, 96, cfg.mode)
+    if cfg.train_per_class is not None:
         source, index, labels = data["train"]
         rank = torch.tensor([int((labels[:i] == y).sum()) for i, y in enumerate(labels)])
-        data["train"] = (source, index[rank < args.train_per_class], labels[rank < args.train_per_class])
-    prepare_views(args, data)
+        data["train"] = (source, index[rank < cfg.train_per_class], labels[rank < cfg.train_per_class])
+    prepare_views(cfg, data)
     classes = data["seen_names"] + data["unseen_names"]
-    prompts = [text for mode in PROMPT_MODES
-               for p in class_prompts(classes, mode, list(dict.fromkeys(args.train_templates + args.eval_templates)),
-                                      args.descriptions) for text in p]
-    cache = lit_text_tower(prompts) if "lit" in args.methods else None
-    per_seed = run_seeds(args, data, cache, run_one, "caltech_zeroshot")
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "descriptions")}
+    templates = list(dict.fromkeys(list(cfg.train_templates) + cfg.classifier_templates))
+    prompts = [text for mode in PROMPT_MODES for p in class_prompts(classes, mode, templates, cfg.descriptions)
+               for text in p]
+    cache = CachedTextEncoder.minilm(prompts) if "lit" in cfg.methods else None
+    per_seed = run_seeds(cfg, data, cache, run_one, "caltech_zeroshot")
     n_seen, n_unseen = len(data["seen_names"]), len(data["unseen_names"])
     chance = {"unseen_top1": 1 / n_unseen if n_unseen else float("nan"),
               "unseen_top5": 5 / n_unseen if n_unseen else float("nan"),
               "seen_top1": 1 / n_seen, "probe_seen_top1": 1 / n_seen, "train_top1": 1 / n_seen}
-    seen_eval = {"test": "heldout (6/class)", "select": "val (4/class)", "select_unseen": "val (4/class)"}[args.mode]
-    results = {"benchmark": "caltech_zeroshot", "command": invocation(), "settings": settings, "seen_eval": seen_eval,
-               "seen_classes": data["seen_names"], "unseen_classes": data["unseen_names"],
-               "methods": list(args.methods), "per_seed": per_seed, "chance": chance, "environment": environment()}
+    seen_eval = {"test": "heldout (6/class)", "select": "val (4/class)", "select_unseen": "val (4/class)"}[cfg.mode]
+    results = report.results
+    results.update({"seen_eval": seen_eval, "seen_classes": data["seen_names"],
+                    "unseen_classes": data["unseen_names"], "methods": list(cfg.methods), "per_seed": per_seed,
+                    "chance": chance, "summary": summarize(per_seed)})
     labels = {"test": ("unseen", "seen held-out"), "select": ("unseen", "seen val"),
-              "select_unseen": ("val-unseen", "seen val")}[args.mode]
-    table = method_table("metric (%)", per_seed, args.methods,
-                         [(label.format(unseen=labels[0], seen=labels[1], n_unseen=n_unseen, n_seen=n_seen), key,
-                           chance[key]) for key, label in METRICS if n_unseen or not key.startswith("unseen")])
-    report = f"# Caltech-101 zero-shot ({len(args.seeds)} seeds, {args.mode})\n\n{table}"
-    if args.mode == "test":
-        per_class = [[name] + [fmt_mean_std(per_seed[m][f"unseen_top1/{name}"]) for m in args.methods]
+              "select_unseen": ("val-unseen", "seen val")}[cfg.mode]
+    headers, rows = method_table(
+        "metric (%)", per_seed, cfg.methods,
+        [(label.format(unseen=labels[0], seen=labels[1], n_unseen=n_unseen, n_seen=n_seen), key, chance[key])
+         for key, label in METRICS if n_unseen or not key.startswith("unseen")])
+    print(report.table(f"Caltech-101 zero-shot ({len(cfg.seeds)} seeds, {cfg.mode})", headers, rows))
+    if cfg.mode == "test":
+        per_class = [[name] + [fmt_mean_std(per_seed[m][f"unseen_top1/{name}"]) for m in cfg.methods]
                      for name in data["unseen_names"]]
-        report += ("\n\n## Unseen classes: zero-shot top-1 per class (%, 30 images each)\n\n"
-                   + markdown_table(["class"] + [METHODS[m] for m in args.methods], per_class))
-    if args.grid:
-        variants = sorted({key.split("/", 2)[2].rsplit("/", 1)[0] for key in per_seed[args.methods[0]]
+        report.table("Unseen classes: zero-shot top-1 per class (%, 30 images each)",
+                     ["class"] + [METHODS[m] for m in cfg.methods], per_class)
+    if cfg.grid:
+        variants = sorted({key.split("/", 2)[2].rsplit("/", 1)[0] for key in per_seed[cfg.methods[0]]
                            if key.startswith("grid/")})
-        columns = [(m, names, k) for m in args.methods for names in ("unseen", "seen") for k in ("top1", "top5")
+        columns = [(m, names, k) for m in cfg.methods for names in ("unseen", "seen") for k in ("top1", "top5")
                    if any(f"grid/{names}/{variant}/{k}" in per_seed[m] for variant in variants)]
-        rows = [[variant] + [fmt_mean_std(per_seed[m][f"grid/{names}/{variant}/{k}"])
-                             if f"grid/{names}/{variant}/{k}" in per_seed[m] else "–" for m, names, k in columns]
-                for variant in variants]
+        grid_rows = [[variant] + [fmt_mean_std(per_seed[m][f"grid/{names}/{variant}/{k}"])
+                                  if f"grid/{names}/{variant}/{k}" in per_seed[m] else "–" for m, names, k in columns]
+                     for variant in variants]
         header = ["classifier prompts / reduce / views"] + [
             f"{m} {labels[0] if names == 'unseen' else labels[1]} {k}" for m, names, k in columns]
-        report += ("\n\n## Evaluation variants of the same trained models (%)\n\n" + markdown_table(header, rows))
-    save_report(out, "caltech_zeroshot", results, report, _plot, _method_card)
-    print(report)
-    return results
+        report.table("Evaluation variants of the same trained models (%)", header, grid_rows)
+    _plot(report, results)
+    report.card(_method_card(cfg, results))
 
 
-def _method_card(results: dict[str, Any]) -> MethodCard:
+def _method_card(cfg: Config, results: dict[str, Any]) -> MethodCard:
     summary = results["summary"]
-    conse = "ConSE (Norouzi et al. 2014) for the unseen classes, " if results["settings"]["reduce"] == "conse" else ""
+    conse = "ConSE (Norouzi et al. 2014) for the unseen classes, " if cfg.reduce == "conse" else ""
 
     def pct(method: str, key: str) -> str:
         return summary_percent(summary, method, key)
 
     return MethodCard(
         method="LiT-style contrastive training with a locked pretrained text tower (frozen all-MiniLM-L6-v2), "
-               f"image tower from scratch, {results['settings']['loss']} loss, "
-               f"{results['settings']['prompts']} prompts (training captions and classifier), "
+               f"image tower from scratch, {cfg.loss} loss, "
+               f"{cfg.prompts} prompts (training captions and classifier), "
                f"{conse}"
-               f"{'plain + mirrored view' if results['settings']['tta'] else 'plain view'} at evaluation",
+               f"{'plain + mirrored view' if cfg.tta else 'plain view'} at evaluation",
         why="the frozen sentence encoder already embeds text semantically; training the image tower "
             "into that fixed space on 81 classes lets the prompts of unseen classes, placed near related seen "
             "ones, act as classifiers (zero-shot transfer). Visual descriptions of each class (CuPL) say what "
             "it looks like, so an unseen class lands near seen classes of similar shape, parts or colour even "
             "when its bare name has no visually related neighbour.",
-        backbone=f"{results['settings']['encoder']}/{results['settings']['encoder_size']} at "
-                 f"{results['settings']['image_size']} px"
-                 + (f" (scattering at {results['settings']['scattering_size']} px; HOG, LBP and colour histograms: "
+        backbone=f"{cfg.encoder}/{cfg.encoder_size} at "
+                 f"{cfg.view_size} px"
+                 + (f" (scattering at {cfg.scattering_size} px; HOG, LBP and colour histograms: "
                     "Dalal & Triggs 2005, Ojala et al. 2002, fused as in Gehler & Nowozin 2009)"
-                    if results['settings']['encoder'] == "scattering_descriptors" else "")
-                 + f", embed dim {results['settings']['embed_dim']}",
+                    if cfg.encoder == "scattering_descriptors" else "")
+                 + f", embed dim {cfg.embed_dim}",
         baseline="same image tower and recipe with a BPE text_transformer (tiny) trained from scratch; "
                  "chance 5 % unseen top-1",
         result=f"unseen top-1 {pct('lit', 'unseen_top1')} vs baseline {pct('scratch', 'unseen_top1')}; "
@@ -700,15 +660,10 @@ def _method_card(results: dict[str, Any]) -> MethodCard:
                   "ViT-B/32 zero-shot Caltech-101 at 87.6 % (OpenAI WIT-400M) to 91.1 % (LAION-2B) over all "
                   "101 classes. The gap is data and scale: ~1,900 training images of 81 classes vs 400M+ "
                   "image–text pairs, and a "
-                  f"from-scratch {results['settings']['encoder']} at {results['settings']['image_size']} px vs a "
+                  f"from-scratch {cfg.encoder} at {cfg.view_size} px vs a "
                   "pretrained ViT-B/32 at 224 px. Supervised (not zero-shot) with 30 images per class, "
                   "roto-translation scattering + SVM reaches ~80 % on all 101 classes (Oyallon & Mallat, "
                   "CVPR 2015); our scattering is translation-only, 64 px, 24 images per class; hybrid "
                   "scattering + learned head as in Oyallon et al. (ICCV 2017).",
     )
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    configure(parser)
-    run(parser.parse_args())

@@ -23,27 +23,57 @@ with 5 correct captions among 250) and the same image tower with a BPE
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass, replace
 from math import comb
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from chorus.bench._clip_common import (
-    METHODS, BatchAugment, TensorImages, fit, image_tower, lit_text_tower, method_table, preload_images, run_seeds,
-    save_report,
-)
+from chorus.bench._clip_common import METHODS, fit, method_table, run_seeds, summarize
+from chorus.bench.driver import Report
 from chorus.contrastive import ContrastiveModel, image_text_retrieval
+from chorus.contrastive.text_cache import CachedTextEncoder
 from chorus.data import BPETokenizer, Collate, build_dataset
-from chorus.encoders import build_encoder
+from chorus.data.augment import BatchAugment, TensorImages, preload_images
+from chorus.encoders import augmented_image_encoder, build_encoder
 from chorus.eval.mode import evaluating
-from chorus.eval.report import (
-    environment, invocation, mean_std, MethodCard, summary_percent,
-)
+from chorus.eval.report import MethodCard, mean_std, summary_percent
 from chorus.train import seed_everything
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the benchmark (``key=value`` overrides on the command line)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data_root: str | None = None
+    methods: tuple[Literal["lit", "scratch"], ...] = ("lit", "scratch")
+    encoder: str = "cnn"
+    encoder_size: str = "small"
+    image_size: int = 32
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    embed_dim: int = 256
+    crop_min: float = 0.35
+    jitter: float = 0.3
+    fp32: bool = False
+    captions_per_image: int | None = None  # training captions kept per image (None: all five)
+
+    @property
+    def encoder_options(self) -> dict[str, Any]:
+        return {"stem_stride": 2} if self.encoder == "resnet" and self.image_size > 48 else {}
+
+
+PRESETS = {
+    "full": Config(),
+    # One seed, 15 epochs, two training captions per image.
+    "quick": replace(Config(), seeds=(0,), epochs=15, captions_per_image=2),
+}
 
 KS = (1, 5, 10)
 
@@ -79,121 +109,81 @@ def _embed(model: ContrastiveModel, images: Tensor, captions: list[list[str]], t
     return image_text_retrieval(image_emb, text_emb, text_to_image.to(device), KS)
 
 
-def run_one(args: argparse.Namespace, data: dict[str, Any], method: str, seed: int,
-            cache: nn.Module | None, run_dir: Path) -> dict[str, float]:
+def run_one(cfg: Config, data: dict[str, Any], method: str, seed: int,
+            cache: CachedTextEncoder | None, run_dir: Path) -> dict[str, float]:
     """Train one model (``lit`` or ``scratch``) and evaluate it on the test gallery."""
     seed_everything(seed)
     images, captions = data["train"]
-    augment = BatchAugment(args.image_size, scale=(args.crop_min, 1.0), jitter=args.jitter)
-    tower = image_tower(args.encoder, args.encoder_size, args.image_size, augment, **args.encoder_options)
+    augment = BatchAugment(cfg.image_size, scale=(cfg.crop_min, 1.0), jitter=cfg.jitter)
+    tower = augmented_image_encoder(cfg.encoder, cfg.encoder_size, cfg.image_size, augment, **cfg.encoder_options)
 
     def caption(i: int) -> dict[str, str]:
         # torch's global RNG: the Trainer checkpoints it, so a resumed run draws the same captions.
         return {"text": captions[i][int(torch.randint(len(captions[i]), ()))]}
 
     train_set = TensorImages(images, caption)
+    text: nn.Module
     if method == "lit":
+        assert cache is not None
         text, frozen, context, tokenizer = cache, ("text",), 1, cache.tokenizer
     else:
         tokenizer = BPETokenizer.train([c for cs in captions for c in cs], vocab_size=2000, min_frequency=1)
         context = 40
         text = build_encoder("text_transformer", "tiny", vocab_size=tokenizer.vocab_size, context_length=context)
         frozen = ()
-    model = ContrastiveModel({"image": tower, "text": text}, args.embed_dim, frozen=frozen)
+    model = ContrastiveModel({"image": tower, "text": text}, cfg.embed_dim, frozen=frozen)
     start = time.perf_counter()
-    fit(model, train_set, Collate(tokenizer, context), run_dir, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, seed=seed, bf16=not args.fp32)
+    fit(model, train_set, Collate(tokenizer, context), run_dir, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed, bf16=not cfg.fp32)
     scores = _embed(model, *data["test"], lambda texts: tokenizer(texts, context))
     return scores | {"train_seconds": time.perf_counter() - start}
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/bench/coco_retrieval", help="output folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (0 with --quick)")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--quick", action="store_true", help="1 seed, 32 px CNN, 15 epochs, 2 captions per image")
-    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["lit", "scratch"])
-    parser.add_argument("--encoder", default="cnn")
-    parser.add_argument("--encoder-size", default="small")
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--embed-dim", type=int, default=256)
-    parser.add_argument("--crop-min", type=float, default=0.35)
-    parser.add_argument("--jitter", type=float, default=0.3)
-    parser.add_argument("--fp32", action="store_true")
+def _plot(report: Report, results: dict[str, Any]) -> None:
+    with report.figure("coco_retrieval", ncols=2, figsize=(7, 3), sharey=True) as (_, axes):
+        for ax, direction in zip(axes, ("image_to_text", "text_to_image")):
+            for method in results["methods"]:
+                stats = [mean_std(results["per_seed"][method][f"{direction}_R@{k}"]) for k in KS]
+                ax.errorbar(KS, [100 * s[0] for s in stats], yerr=[100 * s[1] for s in stats], marker="o",
+                            capsize=3, label=METHODS[method])
+            ax.plot(KS, [100 * results["chance"][f"{direction}_R@{k}"] for k in KS], "k:", label="chance")
+            ax.set_title(direction.replace("_", " "), fontsize=9)
+            ax.set_xlabel("k")
+        axes[0].set_ylabel("Recall@k (%)")
+        axes[0].legend(fontsize=7)
 
 
-def _settle(args: argparse.Namespace) -> None:
-    args.captions_per_image = None
-    args.encoder_options = {"stem_stride": 2} if args.encoder == "resnet" and args.image_size > 48 else {}
-    if args.seeds is None:
-        args.seeds = [0] if args.quick else [0, 1, 2]
-    if args.quick:
-        args.encoder, args.encoder_size, args.image_size, args.encoder_options = "cnn", "small", 32, {}
-        args.epochs = min(args.epochs, 15)
-        args.captions_per_image = 2
-
-
-def _plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3), dpi=100, sharey=True)
-    for ax, direction in zip(axes, ("image_to_text", "text_to_image")):
-        for method in results["methods"]:
-            stats = [mean_std(results["per_seed"][method][f"{direction}_R@{k}"]) for k in KS]
-            ax.errorbar(KS, [100 * s[0] for s in stats], yerr=[100 * s[1] for s in stats], marker="o",
-                        capsize=3, label=METHODS[method])
-        ax.plot(KS, [100 * results["chance"][f"{direction}_R@{k}"] for k in KS], "k:", label="chance")
-        ax.set_title(direction.replace("_", " "), fontsize=9)
-        ax.set_xlabel("k")
-    axes[0].set_ylabel("Recall@k (%)")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    _settle(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = load_coco(args.data_root, round(args.image_size * 1.25), args.captions_per_image)
+def run(cfg: Config, report: Report) -> None:
+    """Train both text-tower variants per seed, evaluate retrieval on the test gallery, report against chance."""
+    data = load_coco(cfg.data_root, round(cfg.image_size * 1.25), cfg.captions_per_image)
     texts = [c for split in ("train", "test") for cs in data[split][1] for c in cs]
-    cache = lit_text_tower(texts) if "lit" in args.methods else None
-    per_seed = run_seeds(args, data, cache, run_one, "coco_retrieval")
+    cache = CachedTextEncoder.minilm(texts) if "lit" in cfg.methods else None
+    per_seed = run_seeds(cfg, data, cache, run_one, "coco_retrieval")
     n_test = len(data["test"][1])
-    results = {"benchmark": "coco_retrieval", "command": invocation(),
-               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "methods": list(args.methods),
-               "gallery": {"images": n_test, "captions": sum(map(len, data["test"][1]))},
-               "per_seed": per_seed, "chance": chance(n_test, 5), "environment": environment()}
+    results = report.results
+    results.update({"methods": list(cfg.methods),
+                    "gallery": {"images": n_test, "captions": sum(map(len, data["test"][1]))},
+                    "per_seed": per_seed, "chance": chance(n_test, 5), "summary": summarize(per_seed)})
     keys = [f"{d}_R@{k}" for d in ("image_to_text", "text_to_image") for k in KS]
-    table = method_table("Recall (%)", per_seed, args.methods,
-                         [(key.replace("_", " "), key, results["chance"][key]) for key in keys])
-    report = f"# COCO-mini retrieval ({n_test}-image test gallery, {len(args.seeds)} seeds)\n\n{table}"
-    save_report(out, "coco_retrieval", results, report, _plot, _method_card)
-    print(table)
-    return results
+    headers, rows = method_table("Recall (%)", per_seed, cfg.methods,
+                                 [(key.replace("_", " "), key, results["chance"][key]) for key in keys])
+    print(report.table(f"COCO-mini retrieval ({n_test}-image test gallery, {len(cfg.seeds)} seeds)", headers, rows))
+    _plot(report, results)
+    report.card(_method_card(cfg, results))
 
 
-def _method_card(results: dict[str, Any]) -> MethodCard:
+def _method_card(cfg: Config, results: dict[str, Any]) -> MethodCard:
     summary = results["summary"]
 
     def pct(method: str, key: str) -> str:
         return summary_percent(summary, method, key)
 
-    s = results["settings"]
     return MethodCard(
         method="LiT-style image–text contrastive training with a locked pretrained text tower "
                "(frozen all-MiniLM-L6-v2), image tower from scratch",
         why="the frozen sentence encoder supplies the geometry of caption space; with 189 photos the image "
             "tower only learns to map into it, instead of two towers co-inventing a space from 945 sentences",
-        backbone=f"{s['encoder']}/{s['encoder_size']} at {s['image_size']} px, embed dim {s['embed_dim']}",
+        backbone=f"{cfg.encoder}/{cfg.encoder_size} at {cfg.image_size} px, embed dim {cfg.embed_dim}",
         baseline=f"chance (text→image R@1 = {100 * results['chance']['text_to_image_R@1']:.0f} %) and the same "
                  "image tower with a BPE text_transformer trained from scratch",
         result=f"text→image R@5 {pct('lit', 'text_to_image_R@5')} vs baseline {pct('scratch', 'text_to_image_R@5')}; "
@@ -204,8 +194,3 @@ def _method_card(results: dict[str, Any]) -> MethodCard:
                   "fewer pairs), so the honest comparison is against chance and the from-scratch text tower.",
     )
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    configure(parser)
-    run(parser.parse_args())

@@ -2,7 +2,7 @@
 
 Every method is run next to its baseline on the same speaker-held-out split
 (FSDD speaker ``theo`` never heard in training; MNIST test images never seen),
-over ``--seeds``. Every audio tower is ``audio_cnn`` tiny with the speaker-robust
+over ``seeds``. Every audio tower is ``audio_cnn`` tiny with the speaker-robust
 input of :data:`chorus.encoders.speaker_robust.SPEECH_TOWER`:
 
 1. **Pivot binding** (hybrid, ImageBind): the image–text CLIP of
@@ -16,84 +16,61 @@ input of :data:`chorus.encoders.speaker_robust.SPEECH_TOWER`:
    same-modality big → small distillation (audio_cnn ``small`` → ``tiny``).
 3. **Co-training** (parallel, few labels): 10 labelled pairs per class, the
    rest unlabelled; image and audio classifiers pseudo-label for each other.
-   Baseline: round 0, the same classifiers trained on the labels alone.
+   Baseline: the first round, the same classifiers trained on the labels alone.
 
-Writes ``results.json``, ``results.md``, ``method_card.md`` and two plots under
-``--out``. The non-parallel example (frozen MiniLM text tower, zero-shot to
+The non-parallel example (frozen MiniLM text tower, zero-shot to
 unseen Caltech-101 classes) is ``chorus bench caltech_zeroshot``; see
 ``docs/colearn.md``.
 """
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import matplotlib
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
-
-from chorus.classifier import Classifier  # noqa: E402
-from chorus.config import CONFIG_DIR  # noqa: E402
-from chorus.colearn import (  # noqa: E402
-    N_MELS,
-    CoTrainer,
-    Distiller,
-    accuracy,
-    bind_to_pivot,
-    few_labels,
-    paired_digits,
-)
-from chorus.contrastive import build_zero_shot_classifier, zero_shot_accuracy  # noqa: E402
-from chorus.data.collate import Collate  # noqa: E402
-from chorus.encoders import build_encoder  # noqa: E402
-from chorus.encoders.speaker_robust import SPEECH_TOWER  # noqa: E402
-from chorus.eval.report import (  # noqa: E402
-    MethodCard,
-    invocation,
-    environment,
-    fmt_mean_std,
-    markdown_table,
-    mean_std,
-    write_json,
-)
-from chorus.experiment import load_experiment, load_run, train_experiment  # noqa: E402
-from chorus.train import Trainer, TrainConfig, seed_everything  # noqa: E402
+from chorus.bench.driver import Report
+from chorus.classifier import Classifier
+from chorus.colearn import N_MELS, CoTrainer, Distiller, accuracy, bind_to_pivot, few_labels, paired_digits
+from chorus.config import CONFIG_DIR
+from chorus.contrastive import build_zero_shot_classifier, zero_shot_accuracy
+from chorus.data.collate import Collate
+from chorus.encoders import build_encoder
+from chorus.encoders.speaker_robust import SPEECH_TOWER
+from chorus.eval.report import MethodCard, fmt_mean_std, mean_std
+from chorus.experiment import load_experiment, load_run, train_experiment
+from chorus.train import TrainConfig, Trainer, seed_everything
 
 CLIP_CONFIG = CONFIG_DIR / "mnist_clip.yaml"
 METHODS = ("pivot", "distill", "cotrain")
 
 
 @dataclass(frozen=True)
-class Budget:
-    """Optimizer steps per trained model (batch 64); ``--quick`` shrinks every one."""
+class Config:
+    """Every setting of the benchmark: seeds, methods, and the optimizer steps per trained model (batch 64)."""
 
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data_root: str | None = None  # folder holding fsdd/ and mnist_test/
+    methods: tuple[Literal["pivot", "distill", "cotrain"], ...] = METHODS
+    clip_config: str = str(CLIP_CONFIG)  # image–text experiment used as the pivot
     audio_steps: int = 300
-    pivot_steps: int = 1500  # binding converges slower than supervised training (measured: 300 → 35.6 %, 1000 → 53.6 %)
+    pivot_steps: int = 1500  # binding converges slower than supervised training (see docs/colearn.md)
     image_steps: int = 600
     cotrain_steps: int = 300
     cotrain_rounds: int = 3
     cotrain_grow: int = 40
-    clip_overrides: tuple[str, ...] = ()
+    clip_overrides: tuple[str, ...] = ()  # key=value overrides of the pivot's experiment config
 
 
-FULL = Budget()
-QUICK = Budget(audio_steps=80, pivot_steps=80, image_steps=60, cotrain_steps=50, cotrain_rounds=1, cotrain_grow=40,
-               clip_overrides=("train.max_steps=60", "model.encoders.image.size=tiny"))
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/bench/colearn", help="output folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
-    parser.add_argument("--data-root", default=None, help="folder holding fsdd/ and mnist_test/")
-    parser.add_argument("--quick", action="store_true", help="one seed, short training (a smoke run)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--clip-config", default=str(CLIP_CONFIG), help="image–text experiment used as the pivot")
+PRESETS = {
+    "full": Config(),
+    # One seed, short training (a smoke run).
+    "quick": replace(Config(), seeds=(0,), audio_steps=80, pivot_steps=80, image_steps=60, cotrain_steps=50,
+                     cotrain_rounds=1, clip_overrides=("train.max_steps=60", "model.encoders.image.size=tiny")),
+}
 
 
 def train_config(steps: int, seed: int, lr: float = 3e-3) -> TrainConfig:
@@ -124,28 +101,28 @@ def fresh(seed: int, build: Any, *args: Any, **kwargs: Any) -> nn.Module:
 # ---------------------------------------------------------------------------- the three experiments
 
 
-def run_pivot(clip_dir: Path, train: Dataset, test: Dataset, budget: Budget, seed: int, work: Path,
+def run_pivot(clip_dir: Path, train: Dataset, test: Dataset, cfg: Config, seed: int, work: Path,
               data_root: str | None) -> dict[str, float]:
     """Bind a fresh audio tower to the frozen CLIP image tower; zero-shot spoken digits from text prompts."""
-    cfg, clip, _, classes, tokenizer = load_run(clip_dir, data_root=data_root)
+    clip_cfg, clip, _, classes, tokenizer = load_run(clip_dir, data_root=data_root)
     bound = bind_to_pivot(clip, fresh(seed, build_encoder, "audio_cnn", "tiny", n_mels=N_MELS, **SPEECH_TOWER), "audio")
-    fit(bound, train, budget.pivot_steps, seed, work / "pivot")
-    classifier = build_zero_shot_classifier(bound, lambda t: tokenizer(t, cfg.data.context_length), classes,
-                                            cfg.model.zero_shot_templates)
+    fit(bound, train, cfg.pivot_steps, seed, work / "pivot")
+    classifier = build_zero_shot_classifier(bound, lambda t: tokenizer(t, clip_cfg.data.context_length), classes,
+                                            clip_cfg.model.zero_shot_templates)
     loader = DataLoader(test, batch_size=256, collate_fn=Collate())
     return {"pivot_zero_shot": zero_shot_accuracy(bound, loader, classifier, modality="audio", ks=(1,))["top1"]}
 
 
-def run_distill(train: Dataset, test: Dataset, budget: Budget, seed: int, work: Path) -> dict[str, float]:
+def run_distill(train: Dataset, test: Dataset, cfg: Config, seed: int, work: Path) -> dict[str, float]:
     """Image → audio distillation without audio labels, and audio big → small with labels (Hinton)."""
-    image_teacher = fit(fresh(seed, image_classifier), train, budget.image_steps, seed, work / "image_teacher")
+    image_teacher = fit(fresh(seed, image_classifier), train, cfg.image_steps, seed, work / "image_teacher")
     cross = fresh(seed, audio_classifier)
     # T = 1 as in SoundNet: a short-trained teacher's logits are small, and at T = 4 its targets are so flat
-    # that the student barely moves (measured: 0 % teacher agreement after 80 steps in the --quick run).
-    fit(Distiller(cross, image_teacher, temperature=1.0), train, budget.audio_steps, seed, work / "cross_kd")
-    big = fit(fresh(seed, audio_classifier, "small"), train, budget.audio_steps, seed, work / "audio_small")
+    # that the student barely moves (no teacher agreement at all after 80 steps in the quick run).
+    fit(Distiller(cross, image_teacher, temperature=1.0), train, cfg.audio_steps, seed, work / "cross_kd")
+    big = fit(fresh(seed, audio_classifier, "small"), train, cfg.audio_steps, seed, work / "audio_small")
     small = fresh(seed, audio_classifier)
-    fit(Distiller(small, big, temperature=4.0, label_weight=0.5), train, budget.audio_steps, seed, work / "same_kd")
+    fit(Distiller(small, big, temperature=4.0, label_weight=0.5), train, cfg.audio_steps, seed, work / "same_kd")
     return {
         "image_teacher": accuracy(image_teacher, test),
         "cross_modal_kd": accuracy(cross, test),
@@ -154,12 +131,12 @@ def run_distill(train: Dataset, test: Dataset, budget: Budget, seed: int, work: 
     }
 
 
-def run_cotrain(train: Dataset, test: Dataset, budget: Budget, seed: int, work: Path) -> dict[str, Any]:
+def run_cotrain(train: Dataset, test: Dataset, cfg: Config, seed: int, work: Path) -> dict[str, Any]:
     """10 labels per class + unlabelled pairs; labels-only (round 0) vs the last co-training round."""
     labelled, unlabelled = few_labels(train.labels, per_class=10, seed=seed)
     trainer = CoTrainer({"image": image_classifier, "audio": audio_classifier},
-                        train_config(budget.cotrain_steps, seed), work / "cotrain",
-                        rounds=budget.cotrain_rounds, grow=budget.cotrain_grow)
+                        train_config(cfg.cotrain_steps, seed), work / "cotrain",
+                        rounds=cfg.cotrain_rounds, grow=cfg.cotrain_grow)
     history = trainer.fit(train, labelled, unlabelled,
                           evaluate=lambda models: {f"acc_{m}": accuracy(c, test) for m, c in models.items()})
     first, last = history[0], history[-1]
@@ -189,7 +166,7 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, list[float]]:
     return {k: [float(r[k]) for r in per_seed] for k in keys}
 
 
-def table(values: dict[str, list[float]]) -> str:
+def table(values: dict[str, list[float]]) -> tuple[list[str], list[list[str]]]:
     sup = values.get("supervised_audio")
     rows = []
     for key, method, kind, modality, labels in ROWS:
@@ -199,43 +176,37 @@ def table(values: dict[str, list[float]]) -> str:
         if sup and modality == "audio" and key != "supervised_audio":
             ratio = fmt_mean_std([v / s for v, s in zip(values[key], sup)], digits=0) + " %"
         rows.append([method, kind, modality, labels, fmt_mean_std(values[key]), ratio])
-    return markdown_table(["method", "co-learning kind", "test modality", "training labels", "accuracy % (mean ± std)",
-                           "% of supervised audio"], rows)
+    return ["method", "co-learning kind", "test modality", "training labels", "accuracy % (mean ± std)",
+            "% of supervised audio"], rows
 
 
-def plot_bars(values: dict[str, list[float]], path: Path) -> None:
+def plot_bars(report: Report, values: dict[str, list[float]]) -> None:
     keys = [k for k, *_ in ROWS if k in values]
     names = {k: m for k, m, *_ in ROWS}
     means = [100 * mean_std(values[k])[0] for k in keys]
     stds = [100 * mean_std(values[k])[1] for k in keys]
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(keys) + 1.2))
-    ax.barh(range(len(keys)), means, xerr=stds, color=["C0" if "image" not in k else "C1" for k in keys])
-    ax.set_yticks(range(len(keys)), [f"{names[k]} [{k.split('_')[-1]}]" for k in keys], fontsize=7)
-    ax.axvline(10, color="grey", ls=":", label="chance (10 %)")
-    ax.set_xlabel("test accuracy (%) — audio: speaker theo held out")
-    ax.invert_yaxis()
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    with report.figure("accuracy", figsize=(7, 0.4 * len(keys) + 1.2)) as (_, ax):
+        ax.barh(range(len(keys)), means, xerr=stds, color=["C0" if "image" not in k else "C1" for k in keys])
+        ax.set_yticks(range(len(keys)), [f"{names[k]} [{k.split('_')[-1]}]" for k in keys], fontsize=7)
+        ax.axvline(10, color="grey", ls=":", label="chance (10 %)")
+        ax.set_xlabel("test accuracy (%) — audio: speaker theo held out")
+        ax.invert_yaxis()
+        ax.legend(fontsize=7)
 
 
-def plot_cotrain(per_seed: list[dict[str, Any]], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for modality, color in (("audio", "C0"), ("image", "C1")):
-        for i, record in enumerate(per_seed):
-            history = record["cotrain_history"]
-            ax.plot([h["round"] for h in history], [100 * h[f"acc_{modality}"] for h in history], "o-", color=color,
-                    alpha=0.7, label=modality if i == 0 else None)
-    ax.set_xlabel("co-training round (0 = 10 labels per class only)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+def plot_cotrain(report: Report, per_seed: list[dict[str, Any]]) -> None:
+    with report.figure("cotrain_rounds", figsize=(5, 3.2)) as (_, ax):
+        for modality, color in (("audio", "C0"), ("image", "C1")):
+            for i, record in enumerate(per_seed):
+                history = record["cotrain_history"]
+                ax.plot([h["round"] for h in history], [100 * h[f"acc_{modality}"] for h in history], "o-",
+                        color=color, alpha=0.7, label=modality if i == 0 else None)
+        ax.set_xlabel("co-training round (0 = 10 labels per class only)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend()
 
 
-def method_card(values: dict[str, list[float]]) -> str:
+def method_cards(values: dict[str, list[float]]) -> list[MethodCard]:
     def m(key: str) -> str:
         return fmt_mean_std(values[key]) if key in values else "not run"
 
@@ -244,7 +215,8 @@ def method_card(values: dict[str, list[float]]) -> str:
             "Pivot binding (ImageBind-style emergent zero-shot)",
             "an audio tower is aligned (InfoNCE) to a frozen image tower that is itself aligned to text, so "
             "audio lands next to the text of its class without ever seeing an audio–text pair",
-            "image cnn + text transformer of configs/mnist_clip.yaml (--quick: cnn tiny, 60 steps), frozen; audio_cnn tiny "
+            "image cnn + text transformer of configs/mnist_clip.yaml (quick preset: cnn tiny, 60 steps), frozen; "
+            "audio_cnn tiny "
             "bound (every audio tower here: speaker-robust input, chorus.encoders.speaker_robust.SPEECH_TOWER)",
             "supervised audio classifier (audio_cnn tiny + linear head, all audio labels)",
             f"zero-shot {m('pivot_zero_shot')} % vs supervised {m('supervised_audio')} % (target ≥ 85 % of supervised)",
@@ -273,60 +245,49 @@ def method_card(values: dict[str, list[float]]) -> str:
             "Blum & Mitchell, Combining Labeled and Unlabeled Data with Co-Training, COLT 1998",
         ),
     ]
-    return "\n".join(card.markdown() for card in cards)
+    return cards
 
 
 # ---------------------------------------------------------------------------- entry point
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    budget = QUICK if args.quick else FULL
-    seeds = args.seeds[:1] if args.quick else args.seeds
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    train, test = paired_digits(args.data_root, "train"), paired_digits(args.data_root, "test")
+def run(cfg: Config, report: Report) -> None:
+    """Each co-learning method next to its baseline, per seed, on the speaker-held-out split."""
+    out = report.out
+    train, test = paired_digits(cfg.data_root, "train"), paired_digits(cfg.data_root, "test")
     clip_dir, clip_metrics = out / "runs" / "mnist_clip", {}
-    if "pivot" in args.methods:
-        overrides = ["train.progress=false", "train.tensorboard=false", *budget.clip_overrides]
-        clip_metrics = train_experiment(load_experiment(args.clip_config, overrides), clip_dir, data_root=args.data_root)
+    if "pivot" in cfg.methods:
+        overrides = ["train.progress=false", "train.tensorboard=false", *cfg.clip_overrides]
+        clip_metrics = train_experiment(load_experiment(cfg.clip_config, overrides), clip_dir, data_root=cfg.data_root)
     per_seed = []
-    for seed in seeds:
+    for seed in cfg.seeds:
         work = out / "runs" / f"seed{seed}"
         record: dict[str, Any] = {"seed": seed}
-        if {"pivot", "distill"} & set(args.methods):
-            supervised = fit(fresh(seed, audio_classifier), train, budget.audio_steps, seed, work / "audio_tiny")
+        if {"pivot", "distill"} & set(cfg.methods):
+            supervised = fit(fresh(seed, audio_classifier), train, cfg.audio_steps, seed, work / "audio_tiny")
             record["supervised_audio"] = accuracy(supervised, test)
-        if "pivot" in args.methods:
-            record |= run_pivot(clip_dir, train, test, budget, seed, work, args.data_root)
-        if "distill" in args.methods:
-            record |= run_distill(train, test, budget, seed, work)
-        if "cotrain" in args.methods:
-            record |= run_cotrain(train, test, budget, seed, work)
+        if "pivot" in cfg.methods:
+            record |= run_pivot(clip_dir, train, test, cfg, seed, work, cfg.data_root)
+        if "distill" in cfg.methods:
+            record |= run_distill(train, test, cfg, seed, work)
+        if "cotrain" in cfg.methods:
+            record |= run_cotrain(train, test, cfg, seed, work)
         per_seed.append(record)
         print(f"seed {seed}: " + ", ".join(f"{k}={v:.3f}" for k, v in record.items() if isinstance(v, float)))
     values = summarise(per_seed)
-    results = {
-        "command": invocation(),
-        "quick": args.quick, "seeds": seeds, "budget": budget.__dict__, "environment": environment(),
+    results = report.results
+    results.update({
         "clip_pivot_metrics": clip_metrics, "per_seed": per_seed,
         "summary": {k: {"mean": mean_std(v)[0], "std": mean_std(v)[1]} for k, v in values.items()},
-    }
+    })
     if "pivot_zero_shot" in values:
         ratios = [p / s for p, s in zip(values["pivot_zero_shot"], values["supervised_audio"])]
         results["pivot_fraction_of_supervised"] = {"mean": mean_std(ratios)[0], "std": mean_std(ratios)[1]}
-    write_json(out / "results.json", results)
-    (out / "results.md").write_text(
-        "# Co-learning on AV-Digits (audio: FSDD speaker theo held out)\n\n" + table(values)
-        + f"\nSeeds {seeds}; {'--quick budget' if args.quick else 'full budget'}: {budget}.\n"
-    )
-    (out / "method_card.md").write_text(method_card(values))
-    plot_bars(values, out / "accuracy.png")
-    if "cotrain" in args.methods:
-        plot_cotrain(per_seed, out / "cotrain_rounds.png")
-    return results
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="chorus bench colearn")
-    configure(_parser)
-    run(_parser.parse_args())
+    headers, rows = table(values)
+    report.table("Co-learning on AV-Digits (audio: FSDD speaker theo held out)", headers, rows,
+                 note=f"Seeds {list(cfg.seeds)}.")
+    for card in method_cards(values):
+        report.card(card)
+    plot_bars(report, values)
+    if "cotrain" in cfg.methods:
+        plot_cotrain(report, per_seed)

@@ -129,7 +129,7 @@ def driver_parser(name: str, module: ModuleType) -> argparse.ArgumentParser:
 def run_driver(name: str, module: ModuleType, argv: Sequence[str],
                progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Parse ``argv``, run benchmark ``name`` and write its report; returns the results.json record."""
-    args = driver_parser(name, module).parse_args(list(argv))
+    args = driver_parser(name, module).parse_intermixed_args(list(argv))  # overrides may follow options
     preset = "quick" if args.quick else "full"
     cfg = resolve_config(module, preset, args.overrides)
     out = Path(args.out or f"runs/bench/{name}{'_quick' if args.quick else ''}")

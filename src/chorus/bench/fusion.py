@@ -5,9 +5,9 @@ training time of every method in :mod:`chorus.fusion` and of the two unimodal
 baselines (image ``cnn``, audio ``audio_cnn``; :class:`chorus.classifier.Classifier`)
 on the AV-Digits ``clean`` and ``hard`` levels (``configs/avdigits.yaml``), plus
 robustness: accuracy vs image degradation, vs audio SNR, and with each modality
-missing at test time. With ``--folds`` the hard level is also run for every one
-of FSDD's six leave-one-speaker-out choices (the held-out speaker moves audio
-accuracy a lot). ``--calibrate`` instead sweeps degradation strengths and
+missing at test time. With ``folds=true`` the hard level is also run for every
+one of FSDD's six leave-one-speaker-out choices (the held-out speaker moves audio
+accuracy a lot). ``calibrate=true`` instead sweeps degradation strengths and
 reports the unimodal accuracies, which is how the ``hard`` level was chosen.
 
 How (budget design): per (level, seed) the two unimodal classifiers are
@@ -22,36 +22,33 @@ experts separately by design). ``+moddrop`` variants are trained with
 :class:`~chorus.fusion.ModalityDropout` for the missing-modality rows. The
 classical methods are a multiple-kernel SVM (:class:`~chorus.fusion.MultipleKernelClassifier`,
 alignment-weighted RBF kernels on the standardised pooled features) and the
-graphical model: per-class Gaussian HMMs on the audio log-mel frames
-(:class:`~chorus.fusion.HMMClassifier`) and a logistic model of the image
-features, combined by the product rule (:class:`~chorus.fusion.BayesianProductFusion`,
-sigmoid-calibrated experts).
+graphical model (:class:`~chorus.fusion.HMMProductFusion`): per-class Gaussian
+HMMs on the audio log-mel frames and a logistic model of the image features,
+combined by the calibrated product rule.
 
 Baseline every method must beat: the better unimodal model on the same level
 and seed. Reference point: AV-MNIST (Vielzeuf et al., CentralNet, ECCV-W 2018;
-Pérez-Rúa et al., MFAS, CVPR 2019) where fusion lifts ~65 % / ~42 % unimodal
-accuracies to ~72-88 %; our data (FSDD speech, speaker held out) differ, so the
-comparison is of the size of the fusion gain, not of absolute numbers.
+Pérez-Rúa et al., MFAS, CVPR 2019); our data (FSDD speech, speaker held out)
+differ, so the comparison is of the size of the fusion gain, not of absolute
+numbers.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from chorus.bench.driver import Report
 from chorus.classifier import Classifier
 from chorus.data.audio import LogMel
 from chorus.data.avdigits import AVDigits, Degradation, load_avdigits_config
@@ -60,16 +57,8 @@ from chorus.data.collate import Collate
 from chorus.encoders import build_encoder
 from chorus.errors import ConfigError
 from chorus.eval.mode import evaluating
-from chorus.eval.report import (
-    environment, fmt_mean_std, invocation, markdown_table, mean_std, MethodCard, write_json,
-)
-from chorus.fusion import (
-    BayesianProductFusion,
-    HMMClassifier,
-    ModalityDropout,
-    MultipleKernelClassifier,
-    build_fusion,
-)
+from chorus.eval.report import MethodCard, fmt_mean_std, mean_std
+from chorus.fusion import HMMProductFusion, ModalityDropout, MultipleKernelClassifier, build_fusion
 from chorus.train import TrainConfig, Trainer
 
 MODALITIES = ("image", "audio")
@@ -89,10 +78,44 @@ IMAGE_CALIBRATION = ((0.6, 0.2), (0.55, 0.3), (0.5, 0.4))
 AUDIO_CALIBRATION = (20.0, 15.0, 10.0, 5.0)
 
 
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the benchmark (``key=value`` overrides on the command line)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data_root: str | None = None
+    config: str | None = None  # AV-Digits YAML (None: configs/avdigits.yaml)
+    levels: tuple[str, ...] = ("clean", "hard")  # AV-Digits levels (none: only the folds)
+    methods: tuple[str, ...] = NEURAL + CLASSICAL  # fusion methods (the unimodal baselines always run)
+    epochs: int = 15  # unimodal encoder training epochs
+    head_epochs: int = 30  # fusion head epochs (cross_transformer: half)
+    hmm_iter: int = 15  # Baum-Welch iterations per class HMM
+    train_limit: int | None = None  # class-stratified subset of the training split
+    test_limit: int | None = None  # class-stratified subset of the test split
+    robustness: bool = True  # the degradation sweeps around the hard level
+    folds: bool = False  # also run the hard level for all six held-out speakers
+    calibrate: bool = False  # instead: sweep degradations, report unimodal accuracies
+    device: str | None = None  # torch device (None: cuda if available)
+    threads: int | None = None  # torch CPU threads (None: torch's own choice)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.methods) - set(NEURAL + CLASSICAL))
+        if unknown:
+            raise ConfigError(f"unknown fusion methods {unknown}; available: {', '.join(NEURAL + CLASSICAL)}")
+
+
+PRESETS = {
+    "full": Config(),
+    # One seed, class-stratified subsets (600 train / 200 test), short training, no sweeps.
+    "quick": replace(Config(), seeds=(0,), epochs=12, head_epochs=8, hmm_iter=5, train_limit=600, test_limit=200,
+                     robustness=False),
+}
+
+
 # ----------------------------------------------------------------------------- data
 
 
-def load_split(args: argparse.Namespace, split: str, degradation: Degradation, test_speakers: Sequence[str],
+def load_split(cfg: Config, split: str, degradation: Degradation, test_speakers: Sequence[str],
                limit: int | None) -> list[Sample]:
     """AV-Digits samples (image [1, 28, 28], log-mel audio [40, T], label), computed once and kept in memory.
 
@@ -100,13 +123,13 @@ def load_split(args: argparse.Namespace, split: str, degradation: Degradation, t
     """
     indices = None
     if limit is not None:
-        labels = np.asarray(AVDigits(args.data_root, split=split, level=degradation, config=args.config,
+        labels = np.asarray(AVDigits(cfg.data_root, split=split, level=degradation, config=cfg.config,
                                      test_speakers=test_speakers).labels)
         rng = np.random.default_rng(0)
         per_class = max(1, limit // NUM_CLASSES)
         indices = sorted(int(i) for c in range(NUM_CLASSES)
                          for i in rng.permutation(np.flatnonzero(labels == c))[:per_class])
-    ds = AVDigits(args.data_root, split=split, level=degradation, config=args.config, test_speakers=test_speakers,
+    ds = AVDigits(cfg.data_root, split=split, level=degradation, config=cfg.config, test_speakers=test_speakers,
                   features=LogMel(n_mels=N_MELS), cache=True, indices=indices)
     return [{"image": s["image"], "audio": s["audio"], "label": s["label"]} for s in (ds[i] for i in range(len(ds)))]
 
@@ -145,12 +168,12 @@ def collate_features(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 # ----------------------------------------------------------------------------- models
 
 
-def train_config(args: argparse.Namespace, epochs: int, seed: int, **kw: Any) -> TrainConfig:
+def train_config(cfg: Config, epochs: int, seed: int, **kw: Any) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, seed=seed, progress=False, tensorboard=False,
-                       log_every=10_000, device=args.device, **kw)
+                       log_every=10_000, device=cfg.device, **kw)
 
 
-def train_unimodal(args: argparse.Namespace, modality: str, train: list[Sample], seed: int) -> tuple[Classifier, float]:
+def train_unimodal(cfg: Config, modality: str, train: list[Sample], seed: int) -> tuple[Classifier, float]:
     """The unimodal baseline (encoder + linear head), trained with bf16 autocast; returns it and its seconds."""
     torch.manual_seed(seed)
     if modality == "image":
@@ -158,11 +181,11 @@ def train_unimodal(args: argparse.Namespace, modality: str, train: list[Sample],
     else:
         encoder = build_encoder("audio_cnn", "tiny", n_mels=N_MELS)
     model = Classifier(encoder, NUM_CLASSES, modality, dropout=0.1)
-    cfg = train_config(args, args.epochs, seed, precision="bf16", weight_decay=0.05,
+    train_cfg = train_config(cfg, cfg.epochs, seed, precision="bf16", weight_decay=0.05,
                        channels_last=modality == "image")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
-        Trainer(model, train, cfg, run_dir, collate_fn=Collate()).fit()
+        Trainer(model, train, train_cfg, run_dir, collate_fn=Collate()).fit()
     return model, time.perf_counter() - start
 
 
@@ -239,15 +262,15 @@ class FusionHead(nn.Module):
         return self.fusion(features, present, **extra)
 
 
-def train_fusion(args: argparse.Namespace, name: str, data: FeatureSet, dims: Mapping[str, int], seed: int,
+def train_fusion(cfg: Config, name: str, data: FeatureSet, dims: Mapping[str, int], seed: int,
                  p_drop: float) -> tuple[FusionHead, float]:
     torch.manual_seed(seed)
     hyper = {"d_model": 32, "heads": 4} if name == "cross_transformer" else {}
     head = FusionHead(build_fusion(name, dims, NUM_CLASSES, **hyper), p_drop)
-    epochs = args.head_epochs // 2 if name == "cross_transformer" else args.head_epochs
+    epochs = cfg.head_epochs // 2 if name == "cross_transformer" else cfg.head_epochs
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
-        Trainer(head, data, train_config(args, max(1, epochs), seed), run_dir, collate_fn=collate_features).fit()
+        Trainer(head, data, train_config(cfg, max(1, epochs), seed), run_dir, collate_fn=collate_features).fit()
     return head, time.perf_counter() - start
 
 
@@ -264,6 +287,11 @@ def head_predictions(head: FusionHead, data: FeatureSet, missing: str | None, de
     return torch.cat(preds)
 
 
+def frame_sequences(samples: list[Sample]) -> list[np.ndarray]:
+    """Each clip's log-mel frames [T, n_mels]: the HMMs' observation sequences."""
+    return [s["audio"].numpy().T for s in samples]
+
+
 class Standardiser:
     """Per-feature standardisation of pooled features, fitted on the training split only."""
 
@@ -276,55 +304,6 @@ class Standardiser:
             scaled = self.scalers[m].transform(feats[m]["pooled"].numpy())
             out[m] = {**feats[m], "pooled": torch.from_numpy(scaled).float()}
         return out
-
-
-def hmm_sequences(samples: list[Sample], mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
-    """Standardised log-mel frames [T, n_mels] per clip: the HMM's observation sequences."""
-    return [((s["audio"].numpy().T - mean) / std) for s in samples]
-
-
-class GraphicalModel:
-    """Audio HMMs (per class) + image logistic model, fused by the calibrated product rule.
-
-    The HMMs' per-frame class log-likelihoods are the audio block's features
-    (divided by the clip length, so long clips are not over-confident); the
-    product fusion calibrates each expert (sigmoid, 3-fold) before multiplying.
-    """
-
-    def __init__(self, seed: int, n_iter: int) -> None:
-        self.hmm = HMMClassifier(n_states=4, covariance_type="diag", n_iter=n_iter, random_state=seed)
-        self.seed = seed
-
-    def fit(self, samples: list[Sample], image_feats: np.ndarray, y: np.ndarray) -> GraphicalModel:
-        frames = np.concatenate([s["audio"].numpy().T for s in samples])
-        self.mean, self.std = frames.mean(0), frames.std(0) + 1e-6
-        self.hmm.fit(hmm_sequences(samples, self.mean, self.std), y)
-        d = image_feats.shape[1]
-        expert = LogisticRegression(max_iter=2000)
-        self.product = BayesianProductFusion(
-            [("image", expert, slice(0, d)), ("audio", LogisticRegression(max_iter=2000), slice(d, d + NUM_CLASSES))]
-        ).fit(self.matrix(samples, image_feats), y)
-        return self
-
-    def matrix(self, samples: list[Sample], image_feats: np.ndarray, missing: str | None = None) -> np.ndarray:
-        seqs = hmm_sequences(samples, self.mean, self.std)
-        audio = self.hmm.class_log_likelihood(seqs) / np.array([len(s) for s in seqs])[:, None]
-        audio = audio - audio.mean(1, keepdims=True)
-        x = np.concatenate([image_feats, audio], 1)
-        if missing == "image":
-            x[:, : image_feats.shape[1]] = np.nan
-        elif missing == "audio":
-            x[:, image_feats.shape[1]:] = np.nan
-        return x
-
-    def predict(self, samples: list[Sample], image_feats: np.ndarray, missing: str | None = None) -> np.ndarray:
-        return self.product.predict(self.matrix(samples, image_feats, missing))
-
-    def num_parameters(self) -> int:
-        hmm = sum(m.startprob_.size + m.transmat_.size + m.means_.size + m.covars_.size for m in self.hmm.models_)
-        experts = sum(sum(c.estimator.coef_.size + c.estimator.intercept_.size
-                          for c in est.calibrated_classifiers_) for est in self.product.estimators_.values())
-        return int(hmm + experts)
 
 
 # ----------------------------------------------------------------------------- one level × seed
@@ -342,18 +321,18 @@ class Trained:
         self.heads: dict[str, FusionHead] = {}
         self.standardiser: Standardiser | None = None
         self.mkl: MultipleKernelClassifier | None = None
-        self.graphical: GraphicalModel | None = None
+        self.graphical: HMMProductFusion | None = None
         self.params: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
 
 
-def fit_all(args: argparse.Namespace, train: list[Sample], seed: int, methods: Sequence[str],
+def fit_all(cfg: Config, train: list[Sample], seed: int, methods: Sequence[str],
             moddrop: bool) -> Trained:
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     t = Trained()
     y = torch.tensor([s["label"] for s in train])
     for m in MODALITIES:
-        t.unimodal[m], t.seconds[f"{m}_only"] = train_unimodal(args, m, train, seed)
+        t.unimodal[m], t.seconds[f"{m}_only"] = train_unimodal(cfg, m, train, seed)
         t.params[f"{m}_only"] = count(t.unimodal[m])
         print(f"[fusion]   {m}_only: {t.seconds[f'{m}_only']:.1f} s", flush=True)
     encoders = sum(t.seconds[f"{m}_only"] for m in MODALITIES)
@@ -367,7 +346,7 @@ def fit_all(args: argparse.Namespace, train: list[Sample], seed: int, methods: S
         variants = [(name, 0.0)] + ([(f"{name}+moddrop", MODDROP_P)] if moddrop else [])
         for label, p in variants:
             data = token_set if name == "cross_transformer" else pooled_set
-            t.heads[label], seconds = train_fusion(args, name, data, dims, seed, p)
+            t.heads[label], seconds = train_fusion(cfg, name, data, dims, seed, p)
             t.seconds[label] = encoders + seconds
             print(f"[fusion]   {label}: {seconds:.1f} s", flush=True)
             t.params[label] = enc_params + count(t.heads[label].fusion)
@@ -380,15 +359,16 @@ def fit_all(args: argparse.Namespace, train: list[Sample], seed: int, methods: S
         t.params["mkl"] = enc_params + int(t.mkl.svm_.X_fit_.size + t.mkl.svm_.svc_.dual_coef_.size)
     if "hmm_bayes" in methods:
         start = time.perf_counter()
-        t.graphical = GraphicalModel(seed, args.hmm_iter).fit(train, feats["image"]["pooled"].numpy(), y.numpy())
+        t.graphical = HMMProductFusion(n_iter=cfg.hmm_iter, random_state=seed).fit(
+            frame_sequences(train), feats["image"]["pooled"].numpy(), y.numpy())
         t.seconds["hmm_bayes"] = t.seconds["image_only"] + time.perf_counter() - start
         t.params["hmm_bayes"] = count(t.unimodal["image"].encoder) + t.graphical.num_parameters()
     return t
 
 
-def evaluate(args: argparse.Namespace, t: Trained, test: list[Sample], missing: str | None = None) -> dict[str, float]:
+def evaluate(cfg: Config, t: Trained, test: list[Sample], missing: str | None = None) -> dict[str, float]:
     """Test accuracy of every trained method (``missing``: modality marked absent for all samples)."""
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     y = torch.tensor([s["label"] for s in test])
     raw = {m: encode(t.unimodal[m], test, device) for m in MODALITIES}
     acc: dict[str, float] = {}
@@ -404,7 +384,8 @@ def evaluate(args: argparse.Namespace, t: Trained, test: list[Sample], missing: 
     if t.mkl is not None and missing is None:  # an SVM on a summed kernel has no notion of a missing block
         acc["mkl"] = float(np.mean(t.mkl.predict(x) == y.numpy()))
     if t.graphical is not None:
-        pred = t.graphical.predict(test, feats["image"]["pooled"].numpy(), missing)
+        block = {"image": "vector", "audio": "sequence", None: None}[missing]
+        pred = t.graphical.predict(frame_sequences(test), feats["image"]["pooled"].numpy(), block)
         acc["hmm_bayes"] = float(np.mean(pred == y.numpy()))
     return acc
 
@@ -412,65 +393,31 @@ def evaluate(args: argparse.Namespace, t: Trained, test: list[Sample], missing: 
 # ----------------------------------------------------------------------------- the benchmark
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/bench/fusion", help="output folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--data-root", default=None, help="data root (default: $CHORUS_DATA)")
-    parser.add_argument("--config", default=None, help="AV-Digits YAML (default: configs/avdigits.yaml)")
-    parser.add_argument("--levels", nargs="*", default=["clean", "hard"], help="AV-Digits levels (none: only --folds)")
-    parser.add_argument("--methods", nargs="+", default=list(NEURAL + CLASSICAL),
-                        choices=list(NEURAL + CLASSICAL), help="fusion methods (unimodal baselines always run)")
-    parser.add_argument("--epochs", type=int, default=15, help="unimodal encoder training epochs")
-    parser.add_argument("--head-epochs", type=int, default=30, help="fusion head epochs (cross_transformer: half)")
-    parser.add_argument("--hmm-iter", type=int, default=15, help="Baum-Welch iterations per class HMM")
-    parser.add_argument("--train-limit", type=int, default=None, help="stratified subset of the training split")
-    parser.add_argument("--test-limit", type=int, default=None, help="stratified subset of the test split")
-    parser.add_argument("--no-robustness", action="store_true", help="skip the degradation sweeps")
-    parser.add_argument("--folds", action="store_true", help="also run the hard level for all six held-out speakers")
-    parser.add_argument("--calibrate", action="store_true", help="sweep degradations, report unimodal accuracies")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
-    parser.add_argument("--quick", action="store_true", help="reduced configuration that runs in seconds")
-
-
-def apply_quick(args: argparse.Namespace) -> None:
-    """The reduced configuration: one seed, small stratified subsets, short training, no sweeps."""
-    if not args.quick:
+def run(cfg: Config, report: Report) -> None:
+    """Every fusion method and the unimodal baselines per level and seed; robustness sweeps; folds."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)  # small models: one thread copes best with a shared CPU
+    if cfg.calibrate:
+        calibrate(cfg, report)
         return
-    args.seeds = args.seeds[:1]
-    args.epochs, args.head_epochs, args.hmm_iter = min(args.epochs, 12), min(args.head_epochs, 8), min(args.hmm_iter, 5)
-    args.train_limit = args.train_limit or 600
-    args.test_limit = args.test_limit or 200
-    args.no_robustness, args.folds = True, False
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    apply_quick(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)  # small models: one thread copes best with a shared CPU
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    command = invocation()
-    if args.calibrate:
-        return calibrate(args, out, command)
-    cfg = load_avdigits_config(args.config)
-    unknown = sorted(set(args.levels) - set(cfg.levels))
+    av = load_avdigits_config(cfg.config)
+    unknown = sorted(set(cfg.levels) - set(av.levels))
     if unknown:
-        raise ConfigError(f"levels {unknown} not in {sorted(cfg.levels)} (configs/avdigits.yaml)")
-    results: dict[str, Any] = {"command": command, "environment": environment(), "args": vars(args),
-                               "test_speakers": list(cfg.test_speakers), "levels": {}}
+        raise ConfigError(f"levels {unknown} not in {sorted(av.levels)} (configs/avdigits.yaml)")
+    results = report.results
+    results.update({"test_speakers": list(av.test_speakers), "levels": {}})
     hard_models: list[Trained] = []
-    for level in args.levels:
-        deg = cfg.levels[level]
-        train = load_split(args, "train", deg, cfg.test_speakers, args.train_limit)
-        test = load_split(args, "test", deg, cfg.test_speakers, args.test_limit)
+    for level in cfg.levels:
+        deg = av.levels[level]
+        train = load_split(cfg, "train", deg, av.test_speakers, cfg.train_limit)
+        test = load_split(cfg, "test", deg, av.test_speakers, cfg.test_limit)
         per_seed: dict[str, Any] = {}
-        for seed in args.seeds:
-            t = fit_all(args, train, seed, args.methods, moddrop=level == "hard")
+        for seed in cfg.seeds:
+            t = fit_all(cfg, train, seed, cfg.methods, moddrop=level == "hard")
             per_seed[str(seed)] = {
-                "acc": evaluate(args, t, test),
-                "acc_image_missing": evaluate(args, t, test, missing="image"),
-                "acc_audio_missing": evaluate(args, t, test, missing="audio"),
+                "acc": evaluate(cfg, t, test),
+                "acc_image_missing": evaluate(cfg, t, test, missing="image"),
+                "acc_audio_missing": evaluate(cfg, t, test, missing="audio"),
                 "params": t.params, "train_s": t.seconds,
             }
             print(f"[fusion] {level} seed {seed}: " + ", ".join(
@@ -479,15 +426,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 hard_models.append(t)
         results["levels"][level] = {"degradation": vars(deg), "n_train": len(train), "n_test": len(test),
                                     "seeds": per_seed}
-    if hard_models and not args.no_robustness:
-        results["robustness"] = robustness(args, hard_models, cfg.levels["hard"], cfg.test_speakers)
-    if args.folds and "hard" in cfg.levels:
-        results["folds"] = folds(args, cfg.levels["hard"])
-    write_outputs(out, results)
-    return results
+    if hard_models and cfg.robustness:
+        results["robustness"] = robustness(cfg, hard_models, av.levels["hard"], av.test_speakers)
+    if cfg.folds and "hard" in av.levels:
+        results["folds"] = folds(cfg, av.levels["hard"])
+    write_outputs(report, results)
 
 
-def robustness(args: argparse.Namespace, models: list[Trained], hard: Degradation,
+def robustness(cfg: Config, models: list[Trained], hard: Degradation,
                test_speakers: Sequence[str]) -> dict[str, Any]:
     """Accuracy of the hard-level models on test sets with one modality's degradation varied."""
     sweeps = {"image_noise_std": [replace(hard, image_noise_std=s) for s in IMAGE_NOISE_SWEEP],
@@ -498,55 +444,52 @@ def robustness(args: argparse.Namespace, models: list[Trained], hard: Degradatio
     for axis, degradations in sweeps.items():
         curves: dict[str, list[list[float]]] = {}
         for deg in degradations:
-            test = load_split(args, "test", deg, test_speakers, args.test_limit)
-            accs = [evaluate(args, t, test) for t in models]
+            test = load_split(cfg, "test", deg, test_speakers, cfg.test_limit)
+            accs = [evaluate(cfg, t, test) for t in models]
             for method in accs[0]:
                 curves.setdefault(method, []).append([a[method] for a in accs])
         out[axis] = {"x": xs[axis], "acc": curves}
     return out
 
 
-def folds(args: argparse.Namespace, hard: Degradation) -> dict[str, dict[str, float]]:
+def folds(cfg: Config, hard: Degradation) -> dict[str, dict[str, float]]:
     """Hard level, first seed, for each held-out speaker (leave-one-speaker-out), all methods but the slow ones."""
-    methods = [m for m in args.methods if m not in ("cross_transformer", "mkl", "hmm_bayes")]
+    methods = [m for m in cfg.methods if m not in ("cross_transformer", "mkl", "hmm_bayes")]
     out = {}
     for speaker in SPEAKERS:
-        train = load_split(args, "train", hard, [speaker], args.train_limit)
-        test = load_split(args, "test", hard, [speaker], args.test_limit)
-        t = fit_all(args, train, args.seeds[0], methods, moddrop=False)
-        out[speaker] = evaluate(args, t, test)
+        train = load_split(cfg, "train", hard, [speaker], cfg.train_limit)
+        test = load_split(cfg, "test", hard, [speaker], cfg.test_limit)
+        t = fit_all(cfg, train, cfg.seeds[0], methods, moddrop=False)
+        out[speaker] = evaluate(cfg, t, test)
         print(f"[fusion] fold {speaker}: " + ", ".join(f"{k} {v:.3f}" for k, v in out[speaker].items()), flush=True)
     return out
 
 
-def calibrate(args: argparse.Namespace, out: Path, command: str) -> dict[str, Any]:
+def calibrate(cfg: Config, report: Report) -> None:
     """Unimodal test accuracy (first seed) at increasing degradation of each modality: how ``hard`` is chosen.
 
     Each modality is swept on its own (the other's degradation does not affect a unimodal model), so every
     grid point trains one model.
     """
-    cfg = load_avdigits_config(args.config)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    av = load_avdigits_config(cfg.config)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     points = [("image", Degradation(image_pca_variance=pca, image_noise_std=std)) for pca, std in IMAGE_CALIBRATION]
     points += [("audio", Degradation(audio_snr_db=snr)) for snr in AUDIO_CALIBRATION]
     rows = []
     for modality, deg in points:
-        train = load_split(args, "train", deg, cfg.test_speakers, args.train_limit)
-        test = load_split(args, "test", deg, cfg.test_speakers, args.test_limit)
+        train = load_split(cfg, "train", deg, av.test_speakers, cfg.train_limit)
+        test = load_split(cfg, "test", deg, av.test_speakers, cfg.test_limit)
         y = torch.tensor([s["label"] for s in test])
-        model, _ = train_unimodal(args, modality, train, args.seeds[0])
+        model, _ = train_unimodal(cfg, modality, train, cfg.seeds[0])
         acc = float((encode(model, test, device)["logits"].argmax(1) == y).float().mean())
         setting = (f"PCA variance kept {deg.image_pca_variance}, noise std {deg.image_noise_std}"
                    if modality == "image" else f"white noise at {deg.audio_snr_db} dB SNR")
         rows.append({"modality": modality, "setting": setting, "accuracy": acc})
         print(f"[calibrate] {rows[-1]}", flush=True)
-    table = markdown_table(["modality", "degradation", "unimodal test accuracy %"],
-                           [[r["modality"], r["setting"], 100 * r["accuracy"]] for r in rows])
-    results = {"command": command, "environment": environment(), "test_speakers": list(cfg.test_speakers),
-               "seed": args.seeds[0], "epochs": args.epochs, "rows": rows}
-    write_json(out / "calibration.json", results)
-    (out / "calibration.md").write_text(f"Calibration (`{command}`), seed {args.seeds[0]}, {args.epochs} epochs:\n\n{table}")
-    return results
+    report.results.update({"test_speakers": list(av.test_speakers), "seed": cfg.seeds[0], "calibration": rows})
+    report.table(f"Calibration: seed {cfg.seeds[0]}, {cfg.epochs} epochs",
+                 ["modality", "degradation", "unimodal test accuracy %"],
+                 [[r["modality"], r["setting"], 100 * r["accuracy"]] for r in rows])
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -570,96 +513,79 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def write_outputs(out: Path, results: dict[str, Any]) -> None:
-    write_json(out / "results.json", results)
+def write_outputs(report: Report, results: dict[str, Any]) -> None:
     headers = ["level", "method", "accuracy %", "audio missing %", "image missing %", "params",
                "train time (× image-only)"]
-    text = f"Command: `{results['command']}`\n\n" + markdown_table(headers, summary_rows(results))
+    report.table("Accuracy, missing modalities, size and cost", headers, summary_rows(results))
     if "folds" in results:
         methods = list(next(iter(results["folds"].values())))
         rows = [[sp] + [100 * results["folds"][sp][m] for m in methods] for sp in results["folds"]]
         rows.append(["mean ± std"] + [fmt_mean_std([results["folds"][sp][m] for sp in results["folds"]])
                                       for m in methods])
-        text += "\n\nHard level, leave-one-speaker-out (first seed), accuracy %:\n\n" + markdown_table(
-            ["held-out speaker"] + methods, rows)
-    (out / "results.md").write_text(text)
+        report.table("Hard level, leave-one-speaker-out (first seed), accuracy %", ["held-out speaker"] + methods,
+                     rows)
     if "robustness" in results:
-        plot_robustness(out, results["robustness"])
+        plot_robustness(report, results["robustness"])
     if results["levels"]:
-        plot_missing(out, results)
-        write_cards(out, results)
+        plot_missing(report, results)
+        for card in method_cards(results):
+            report.card(card)
 
 
-def plot_robustness(out: Path, robustness: Mapping[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_robustness(report: Report, robustness: Mapping[str, Any]) -> None:
     for axis, data in robustness.items():
-        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=80)
-        x = np.arange(len(data["x"]))
-        for method, per_point in data["acc"].items():
-            if method.endswith("+moddrop"):
-                continue
-            style = "--" if method in UNIMODAL else "-"
-            ax.plot(x, [100 * np.mean(p) for p in per_point], style, marker="o", ms=3, label=method)
-        ax.set_xticks(x, [str(v) for v in data["x"]])
-        ax.set_xlabel(axis.replace("_", " ") + " (other modality at the hard level)")
-        ax.set_ylabel("test accuracy %")
-        ax.axhline(100 / NUM_CLASSES, color="grey", lw=0.8, ls=":")
-        ax.legend(fontsize=6, ncol=2)
-        ax.set_title(f"AV-Digits hard-level models vs {axis.replace('_', ' ')}")
-        fig.tight_layout()
-        fig.savefig(out / f"robustness_{axis}.png")
-        plt.close(fig)
+        with report.figure(f"robustness_{axis}", figsize=(7, 4.2)) as (_, ax):
+            x = np.arange(len(data["x"]))
+            for method, per_point in data["acc"].items():
+                if method.endswith("+moddrop"):
+                    continue
+                style = "--" if method in UNIMODAL else "-"
+                ax.plot(x, [100 * np.mean(p) for p in per_point], style, marker="o", ms=3, label=method)
+            ax.set_xticks(x, [str(v) for v in data["x"]])
+            ax.set_xlabel(axis.replace("_", " ") + " (other modality at the hard level)")
+            ax.set_ylabel("test accuracy %")
+            ax.axhline(100 / NUM_CLASSES, color="grey", lw=0.8, ls=":")
+            ax.legend(fontsize=6, ncol=2)
+            ax.set_title(f"AV-Digits hard-level models vs {axis.replace('_', ' ')}")
 
 
-def plot_missing(out: Path, results: Mapping[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_missing(report: Report, results: Mapping[str, Any]) -> None:
     level = "hard" if "hard" in results["levels"] else next(iter(results["levels"]))
     seeds = list(results["levels"][level]["seeds"].values())
     methods = [m for m in seeds[0]["acc"] if m not in UNIMODAL]
-    fig, ax = plt.subplots(figsize=(9, 4), dpi=80)
-    x = np.arange(len(methods))
-    for i, (key, name) in enumerate([("acc", "both"), ("acc_audio_missing", "audio missing"),
-                                     ("acc_image_missing", "image missing")]):
-        vals = [100 * np.mean([s[key].get(m, np.nan) for s in seeds]) for m in methods]
-        ax.bar(x + (i - 1) * 0.27, vals, 0.27, label=name)
-    for m, color in (("image_only", "C1"), ("audio_only", "C2")):
-        ax.axhline(100 * np.mean([s["acc"][m] for s in seeds]), color=color, ls="--", lw=1, label=f"{m} model")
-    ax.set_xticks(x, methods, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("test accuracy %")
-    ax.set_title(f"{level} level: accuracy with a modality missing at test time")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "missing_modality.png")
-    plt.close(fig)
+    with report.figure("missing_modality", figsize=(9, 4)) as (_, ax):
+        x = np.arange(len(methods))
+        for i, (key, name) in enumerate([("acc", "both"), ("acc_audio_missing", "audio missing"),
+                                         ("acc_image_missing", "image missing")]):
+            vals = [100 * np.mean([s[key].get(m, np.nan) for s in seeds]) for m in methods]
+            ax.bar(x + (i - 1) * 0.27, vals, 0.27, label=name)
+        for m, color in (("image_only", "C1"), ("audio_only", "C2")):
+            ax.axhline(100 * np.mean([s["acc"][m] for s in seeds]), color=color, ls="--", lw=1, label=f"{m} model")
+        ax.set_xticks(x, methods, rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel("test accuracy %")
+        ax.set_title(f"{level} level: accuracy with a modality missing at test time")
+        ax.legend(fontsize=7)
 
 
-def write_cards(out: Path, results: Mapping[str, Any]) -> None:
+def method_cards(results: Mapping[str, Any]) -> list[MethodCard]:
+    """One card per fusion method, against the better unimodal model on the hard level (else the first level)."""
     level = "hard" if "hard" in results["levels"] else next(iter(results["levels"]))
     seeds = list(results["levels"][level]["seeds"].values())
     best_uni = max(UNIMODAL, key=lambda m: np.mean([s["acc"][m] for s in seeds]))
     base = [s["acc"][best_uni] for s in seeds]
-    sections = []
+    cards = []
     for method in (m for m in seeds[0]["acc"] if m not in UNIMODAL):
         accs = [s["acc"][method] for s in seeds]
         gain = 100 * (np.mean(accs) - np.mean(base))
         why, reference = CARD_TEXT[method.split("+")[0]]
-        card = MethodCard(
+        cards.append(MethodCard(
             method=method, why=why,
             backbone="frozen `cnn`-tiny (image, 28×28) and `audio_cnn`-tiny (40-band log-mel) encoders of the "
             "unimodal baselines; the fusion is trained on their features",
             baseline=f"best unimodal model on the {level} level ({best_uni}: {fmt_mean_std(base)} %)",
             result=f"{fmt_mean_std(accs)} % on {level} ({gain:+.1f} points vs {best_uni})",
-            reference=reference)
-        sections.append(card.markdown())
-    (out / "method_card.md").write_text("\n".join(sections))
+            reference=reference))
+    return cards
 
 
 AVMNIST = ("on AV-MNIST (MNIST + TIDIGITS, a different audio set) CentralNet (Vielzeuf et al. 2018) and MFAS "
@@ -691,12 +617,3 @@ CARD_TEXT: dict[str, tuple[str, str]] = {
                   "under conditional independence", f"Rabiner 1989; Kittler et al., TPAMI 1998; {AVMNIST}"),
 }
 
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="chorus bench fusion", description=__doc__.splitlines()[0])
-    configure(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()

@@ -41,7 +41,7 @@ from chorus.colearn.data import Relabelled
 from chorus.colearn.predict import classifier_logits
 from chorus.data.collate import Collate
 from chorus.errors import ConfigError
-from chorus.train import Trainer, TrainConfig, seed_everything
+from chorus.train import TrainConfig, Trainer, seed_everything
 
 __all__ = ["CoTrainer", "confident_per_class"]
 

@@ -93,6 +93,15 @@ class CachedTextEncoder(nn.Module):
                 chunks.append(encoder(ids.to(device), mask.to(device)).pooled.float().cpu())
         return cls(torch.cat(chunks), unique)
 
+    @classmethod
+    def minilm(cls, texts: Sequence[str]) -> CachedTextEncoder:
+        """Frozen pretrained all-MiniLM-L6-v2 (the ``minilm`` encoder and its WordPiece tokenizer) over ``texts``:
+        the LiT text tower."""
+        from chorus.data import WordPieceTokenizer
+        from chorus.encoders import build_encoder
+
+        return cls.build(build_encoder("minilm"), WordPieceTokenizer.from_minilm(), texts)
+
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Encoded:
         if x.dtype != torch.long or x.ndim not in (1, 2) or (x.ndim == 2 and x.shape[1] != 1):
             raise DataError(f"CachedTextEncoder reads row ids [B, 1] (long), got {x.dtype} {tuple(x.shape)}")

@@ -12,7 +12,8 @@ J. Volkmann, E. Newman (1937) for the mel scale; M. Slaney, *Auditory Toolbox*
 (1998) for the filterbank shape.
 
 The defaults suit 8 kHz speech (FSDD): 32 ms windows (256 samples), 10 ms hop
-(80 samples), 40 bands up to Nyquist.
+(80 samples), 40 bands up to Nyquist. ``cmvn`` and ``mfcc`` are the per-utterance
+normalised features that frame-level models and DTW compare.
 """
 
 from __future__ import annotations
@@ -133,3 +134,21 @@ class LogMel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"sample_rate={self.sample_rate}, n_fft={self.n_fft}, hop_length={self.hop_length}, n_mels={self.n_mels}"
+
+
+def cmvn(features: Tensor) -> Tensor:
+    """Per-utterance cepstral mean/variance normalisation of [bands, T] features (per band).
+
+    Removes channel and speaker level offsets and puts silence (log of the noise floor) and speech on one
+    scale, so small models train in few steps and frame distances compare speakers fairly.
+    """
+    return (features - features.mean(1, keepdim=True)) / features.std(1, keepdim=True).clamp_min(1e-5)
+
+
+def mfcc(logmel: Tensor, n_mfcc: int = 13) -> Tensor:
+    """MFCC [T, n_mfcc] of a log-mel [n_mels, T]: orthonormal DCT-II over the bands (Davis & Mermelstein 1980),
+    then per-utterance mean/variance normalisation of each coefficient."""
+    import scipy.fft
+
+    coeffs = torch.from_numpy(scipy.fft.dct(logmel.numpy(), type=2, norm="ortho", axis=0)[:n_mfcc].T.copy())
+    return (coeffs - coeffs.mean(0)) / coeffs.std(0).clamp_min(1e-5)

@@ -17,6 +17,14 @@ from torch.utils.data import Dataset
 from chorus.data.base import Sample
 from chorus.errors import ConfigError
 
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+"""Digit class names spelled out: a text tower reads "seven" far better than "7"."""
+
+
+def class_words(classes: Sequence[str]) -> list[str]:
+    """Class names as words for captions: single-digit names spelled out ("7" → "seven"), others unchanged."""
+    return [DIGIT_WORDS[int(c)] if c.isdigit() and len(c) == 1 else c for c in classes]
+
 
 def fill_template(template: str, name: str) -> str:
     """``template`` with ``{}`` (or ``{c}``) replaced by the class name."""
@@ -25,12 +33,39 @@ def fill_template(template: str, name: str) -> str:
     return template.format(name, c=name)
 
 
-class CaptionedDataset(Dataset):
-    """Wraps a dataset with a ``"label"`` and adds ``"text"``: a random template filled with the class name.
+class PromptedDataset(Dataset):
+    """Wraps a labelled dataset and adds ``"text"``: one of the item's class's ``prompts``, drawn at random per read.
 
-    ``class_names`` defaults to ``dataset.classes``. The template is drawn with
-    torch's global RNG, so a Trainer checkpoint (which saves RNG state) resumes
-    the exact caption sequence. ``None`` items (skipped bad data) pass through.
+    ``prompts[c]`` lists the texts of class ``c`` — its name in caption templates (:class:`CaptionedDataset`)
+    or any per-class texts, such as visual descriptions, which differ from class to class. The prompt is
+    drawn with torch's global RNG, so a Trainer checkpoint (which saves RNG state) resumes the exact caption
+    sequence. ``None`` items (skipped bad data) pass through.
+    """
+
+    def __init__(self, dataset: Dataset, prompts: Sequence[Sequence[str]]) -> None:
+        if not prompts or any(not p for p in prompts):
+            raise ConfigError("PromptedDataset needs at least one prompt per class")
+        self.dataset, self.prompts = dataset, [list(p) for p in prompts]
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def captions(self) -> list[str]:
+        """Every caption this dataset can produce (e.g. to train a tokenizer on), class by class."""
+        return [text for prompts in self.prompts for text in prompts]
+
+    def __getitem__(self, index: int) -> Sample | None:
+        sample = self.dataset[index]
+        if sample is None:
+            return None
+        prompts = self.prompts[sample["label"]]
+        return {**sample, "text": prompts[int(torch.randint(len(prompts), ()))]}
+
+
+class CaptionedDataset(PromptedDataset):
+    """A :class:`PromptedDataset` whose prompts are the class name in each of ``templates``.
+
+    ``class_names`` defaults to ``dataset.classes``.
     """
 
     def __init__(
@@ -38,22 +73,8 @@ class CaptionedDataset(Dataset):
     ) -> None:
         if not templates:
             raise ConfigError("CaptionedDataset needs at least one template")
-        self.dataset = dataset
         self.templates = list(templates)
-        self.class_names = list(class_names if class_names is not None else dataset.classes)
+        self.class_names = list(class_names if class_names is not None else dataset.classes)  # type: ignore[attr-defined]
         for template in self.templates:
             fill_template(template, "x")
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def captions(self) -> list[str]:
-        """Every caption this dataset can produce (e.g. to train a tokenizer on)."""
-        return [fill_template(t, c) for c in self.class_names for t in self.templates]
-
-    def __getitem__(self, index: int) -> Sample | None:
-        sample = self.dataset[index]
-        if sample is None:
-            return None
-        template = self.templates[int(torch.randint(len(self.templates), ()))]
-        return {**sample, "text": fill_template(template, self.class_names[sample["label"]])}
+        super().__init__(dataset, [[fill_template(t, c) for t in self.templates] for c in self.class_names])

@@ -6,6 +6,7 @@ with :func:`build_encoder` (name + size + overrides). See ``docs/encoders.md``.
 
 from chorus.encoders.audio_cnn import AudioCNNEncoder
 from chorus.encoders.audio_transformer import AudioTransformer
+from chorus.encoders.augmented import AugmentedEncoder, augmented_image_encoder
 from chorus.encoders.base import Encoded
 from chorus.encoders.cnn import CNNEncoder
 from chorus.encoders.descriptors import ScatteringDescriptorEncoder
@@ -20,6 +21,7 @@ __all__ = [
     "ENCODERS",
     "AudioCNNEncoder",
     "AudioTransformer",
+    "AugmentedEncoder",
     "CNNEncoder",
     "Encoded",
     "MiniLMEncoder",
@@ -28,6 +30,7 @@ __all__ = [
     "ScatteringEncoder",
     "TextTransformer",
     "VisionTransformer",
+    "augmented_image_encoder",
     "build_encoder",
     "encoder_modality",
     "encoder_sizes",

@@ -34,7 +34,7 @@ back). ``scattering_size`` < ``image_size`` resizes (antialiased) before the
 scattering transform only, so the descriptors can read a finer image than the
 scattering head is sized for. The descriptor part runs in NumPy on the CPU,
 image by image, and is not differentiable — callers cache the whole
-transform (``chorus.bench._clip_common.cached_views``), so its cost is paid
+transform (``chorus.data.augment.cached_views``), so its cost is paid
 once. Its output is one flat vector per image (the scattering maps flattened,
 then the descriptors), so that it caches like any single tensor; the head
 splits it again.

@@ -7,7 +7,8 @@ with ``build_fusion`` from the ``FUSIONS`` registry: ``early``, ``late_average``
 ``gated``, ``cross_transformer``, ``autoencoder``. ``ModalityDropout`` makes
 ``present`` masks for training. Classical fusions follow the scikit-learn
 estimator API: ``MultipleKernelClassifier``, ``HMMClassifier`` (needs the
-optional ``hmmlearn``) and ``BayesianProductFusion``. See ``docs/fusion.md``.
+optional ``hmmlearn``), ``BayesianProductFusion`` and ``HMMProductFusion`` (the two
+combined: a graphical model of a sequence and a vector modality). See ``docs/fusion.md``.
 """
 
 from chorus.fusion.autoencoder import MultimodalAutoencoder
@@ -16,6 +17,7 @@ from chorus.fusion.bayes_product import BayesianProductFusion, product_of_poster
 from chorus.fusion.cross_transformer import CrossModalTransformer
 from chorus.fusion.early import EarlyFusion
 from chorus.fusion.gated import GatedFusion
+from chorus.fusion.graphical import HMMProductFusion
 from chorus.fusion.hmm_classifier import HMMClassifier
 from chorus.fusion.hybrid import HybridFusion
 from chorus.fusion.kernel_learning import MultipleKernelClassifier
@@ -31,6 +33,7 @@ __all__ = [
     "Fusion",
     "GatedFusion",
     "HMMClassifier",
+    "HMMProductFusion",
     "HybridFusion",
     "LateFusion",
     "LowRankTensorFusion",

@@ -55,7 +55,7 @@ def alignment_weights(kernels: Sequence[np.ndarray], y: np.ndarray) -> np.ndarra
     onehot = np.eye(int(y.max()) + 1)[y]
     ideal = onehot @ onehot.T
     a = np.array([np.sum(k * ideal) for k in centered])
-    gram = np.array([[np.sum(k * l) for l in centered] for k in centered])
+    gram = np.array([[np.sum(k * other) for other in centered] for k in centered])
     # vᵀMv − 2vᵀa = ‖Lᵀv − L⁻¹a‖² − const with M = LLᵀ (tiny ridge for rank-deficient M).
     lower = cholesky(gram + 1e-10 * max(np.trace(gram), 1e-12) * np.eye(len(kernels)), lower=True)
     v, _ = nnls(lower.T, solve_triangular(lower, a, lower=True))

@@ -4,6 +4,6 @@ See ``docs/training.md`` for the features, checkpoint format, resume and
 distributed use.
 """
 
-from chorus.train.trainer import Trainer, TrainConfig, seed_everything
+from chorus.train.trainer import TrainConfig, Trainer, seed_everything
 
 __all__ = ["Trainer", "TrainConfig", "seed_everything"]

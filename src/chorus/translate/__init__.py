@@ -18,12 +18,12 @@ from chorus.translate.griffinlim import griffin_lim, log_mel_to_audio, mel_to_li
 from chorus.translate.judges import diversity, judge_predictions, train_judge
 from chorus.translate.mel_decoder import MelDecoder, SpeechTargets, time_normalise
 from chorus.translate.retrieval import chance_recall, class_retrieval
-from chorus.translate.space import SharedSpace, bind_audio, train_space
+from chorus.translate.space import SharedSpace, SpaceConfig, bind_audio, train_space
 
 __all__ = [
     "ConditionalVAE", "ConditionedTargets", "DigitData", "Generator", "MelDecoder", "ProjectionDiscriminator",
     "SharedSpace", "SpeechTargets", "bind_audio", "chance_recall", "class_retrieval", "diversity", "griffin_lim",
     "judge_predictions", "load_digit_data", "log_mel_to_audio", "mel_to_linear", "nearest_image_prior",
     "spectral_convergence", "time_normalise",
-    "train_cgan", "train_judge", "train_space",
+    "train_cgan", "train_judge", "train_space", "SpaceConfig",
 ]

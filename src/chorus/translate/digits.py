@@ -40,9 +40,9 @@ from torch import Tensor
 
 from chorus.data.audio import LogMel
 from chorus.data.avdigits import AVDigits
+from chorus.data.base import check_choice
 from chorus.data.fsdd import FSDD
 from chorus.data.mnist import MNIST
-from chorus.data.base import check_choice
 
 __all__ = ["DigitData", "load_digit_data", "PROTOCOLS", "TEST_SPEAKERS"]
 

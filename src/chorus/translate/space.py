@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,17 +40,17 @@ from torch.utils.data import Dataset
 from chorus.colearn.pivot import bind_to_pivot
 from chorus.contrastive import ContrastiveModel
 from chorus.contrastive.text_cache import CachedTextEncoder
-from chorus.data import BPETokenizer, Collate, WordPieceTokenizer
-from chorus.data.captions import fill_template
+from chorus.data import BPETokenizer, Collate
+from chorus.data.augment import TensorImages
+from chorus.data.captions import CaptionedDataset, fill_template
 from chorus.encoders import build_encoder
 from chorus.encoders.speaker_robust import SPEECH_TOWER
 from chorus.errors import ConfigError
 from chorus.eval.mode import evaluating
-from chorus.experiment import ExperimentConfig
 from chorus.train import TrainConfig, Trainer, seed_everything
 from chorus.translate.digits import DigitData
 
-__all__ = ["SharedSpace", "train_space", "bind_audio"]
+__all__ = ["SharedSpace", "SpaceConfig", "train_space", "bind_audio"]
 
 
 class _Rows(Dataset):
@@ -63,21 +64,6 @@ class _Rows(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.rows[index]
-
-
-class _Captioned(Dataset):
-    """MNIST pixels with a random label caption each time an item is read (as ``CaptionedDataset``)."""
-
-    def __init__(self, pixels: Tensor, labels: Tensor, templates: Sequence[str], names: Sequence[str]) -> None:
-        self.pixels, self.labels, self.templates, self.names = pixels, labels.tolist(), list(templates), list(names)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict:
-        template = self.templates[int(torch.randint(len(self.templates), ()))]
-        return {"image": self.pixels[index], "text": fill_template(template, self.names[self.labels[index]]),
-                "label": self.labels[index]}
 
 
 def _train_config(steps: int, batch_size: int, lr: float, seed: int) -> TrainConfig:
@@ -122,10 +108,44 @@ class SharedSpace:
         return torch.cat(out)
 
 
-def train_space(cfg: ExperimentConfig, data: DigitData, steps: int, run_dir: str | os.PathLike, seed: int = 0,
+@dataclass(frozen=True)
+class SpaceConfig:
+    """The towers and training settings of the shared space: what :func:`train_space` reads.
+
+    Its own small config (instead of the experiment pipeline's) keeps :mod:`chorus.translate` below
+    :mod:`chorus.experiment` in the layer order; :meth:`from_experiment` reads an experiment YAML's values.
+    """
+
+    class_names: tuple[str, ...]
+    caption_templates: tuple[str, ...]
+    image_encoder: str = "cnn"
+    image_encoder_size: str = "small"
+    image_encoder_options: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 28
+    text_encoder: str = "text_transformer"
+    text_encoder_size: str = "tiny"
+    text_encoder_options: dict[str, Any] = field(default_factory=dict)
+    vocab_size: int = 1000
+    context_length: int = 32
+    embed_dim: int = 64
+    lr: float = 1e-3
+
+    @classmethod
+    def from_experiment(cls, cfg: Any) -> SpaceConfig:
+        """The values of an experiment config (``chorus.experiment.ExperimentConfig``, e.g. ``mnist_clip.yaml``)."""
+        image, text = cfg.model.encoders["image"], cfg.model.encoders["text"]
+        return cls(class_names=tuple(cfg.data.class_names or [str(d) for d in range(10)]),
+                   caption_templates=tuple(cfg.data.caption_templates),
+                   image_encoder=image.name, image_encoder_size=image.size, image_encoder_options=dict(image.options),
+                   image_size=cfg.data.image_size, text_encoder=text.name, text_encoder_size=text.size,
+                   text_encoder_options=dict(text.options), vocab_size=cfg.data.vocab_size,
+                   context_length=cfg.data.context_length, embed_dim=cfg.model.embed_dim, lr=cfg.train.lr)
+
+
+def train_space(cfg: SpaceConfig, data: DigitData, steps: int, run_dir: str | os.PathLike, seed: int = 0,
                 batch_size: int = 128, image_size: str | None = None,
                 frozen_text_prompts: Sequence[str] | None = None) -> SharedSpace:
-    """Train the image–text towers of ``cfg`` (``configs/mnist_clip.yaml``) for ``steps`` on MNIST train.
+    """Train the image–text towers of ``cfg`` (e.g. ``configs/mnist_clip.yaml``'s) for ``steps`` on MNIST train.
 
     ``image_size`` overrides the image encoder size (e.g. ``"tiny"`` for a cheaper tower).
     ``frozen_text_prompts``: instead of the config's text tower trained from scratch, use the frozen
@@ -134,28 +154,27 @@ def train_space(cfg: ExperimentConfig, data: DigitData, steps: int, run_dir: str
     generalises imperfectly to new wording, a pretrained sentence encoder has seen most wordings.
     """
     seed_everything(seed)
-    names = list(cfg.data.class_names or [str(d) for d in range(10)])
-    templates = cfg.data.caption_templates
+    names = list(cfg.class_names)
+    templates = list(cfg.caption_templates)
     captions = [fill_template(t, n) for n in names for t in templates]
-    enc = cfg.model.encoders
-    image = build_encoder(enc["image"].name, image_size or enc["image"].size, in_channels=1,
-                          image_size=cfg.data.image_size, **enc["image"].options)
+    image = build_encoder(cfg.image_encoder, image_size or cfg.image_encoder_size, in_channels=1,
+                          image_size=cfg.image_size, **cfg.image_encoder_options)
     if frozen_text_prompts is None:
-        tokenizer = BPETokenizer.train(captions, vocab_size=cfg.data.vocab_size, min_frequency=1)
-        text = build_encoder(enc["text"].name, enc["text"].size, vocab_size=tokenizer.vocab_size,
-                             context_length=cfg.data.context_length, **enc["text"].options)
+        tokenizer = BPETokenizer.train(captions, vocab_size=cfg.vocab_size, min_frequency=1)
+        text = build_encoder(cfg.text_encoder, cfg.text_encoder_size, vocab_size=tokenizer.vocab_size,
+                             context_length=cfg.context_length, **cfg.text_encoder_options)
         frozen: tuple[str, ...] = ()
     else:
-        text = CachedTextEncoder.build(build_encoder("minilm"), WordPieceTokenizer.from_minilm(),
-                                       captions + list(frozen_text_prompts))
+        text = CachedTextEncoder.minilm(captions + list(frozen_text_prompts))
         tokenizer, frozen = text.tokenizer, ("text",)
-    clip = ContrastiveModel({"image": image, "text": text}, cfg.model.embed_dim, frozen=frozen)
+    clip = ContrastiveModel({"image": image, "text": text}, cfg.embed_dim, frozen=frozen)
     train_idx = data.mnist_train
     if steps > 0:
-        dataset = _Captioned(data.pixels[train_idx], data.digit_of_image[train_idx], templates, names)
-        Trainer(clip, dataset, _train_config(steps, batch_size, cfg.train.lr, seed), run_dir,
-                collate_fn=Collate(tokenizer, cfg.data.context_length)).fit()
-    return SharedSpace(clip.eval(), tokenizer, cfg.data.context_length, names)
+        pixels, labels = data.pixels[train_idx], data.digit_of_image[train_idx].tolist()
+        dataset = CaptionedDataset(TensorImages(pixels, lambda i: {"label": labels[i]}), templates, names)
+        Trainer(clip, dataset, _train_config(steps, batch_size, cfg.lr, seed), run_dir,
+                collate_fn=Collate(tokenizer, cfg.context_length)).fit()
+    return SharedSpace(clip.eval(), tokenizer, cfg.context_length, names)
 
 
 def bind_audio(space: SharedSpace, data: DigitData, pairs: Tensor, steps: int, run_dir: str | os.PathLike,

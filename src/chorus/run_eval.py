@@ -1,5 +1,9 @@
 """Evaluate a trained contrastive run on any dataset: ``chorus zeroshot`` and ``chorus retrieve``.
 
+Why here and not in :mod:`chorus.contrastive`: it rebuilds a run folder through
+:mod:`chorus.experiment`, which sits above the method packages in the layer
+order (``docs/architecture.md``).
+
 What: :func:`zeroshot_run` rebuilds a run folder (``chorus.experiment.load_run``)
 and classifies a labelled dataset from its class names written into prompt
 templates (top-1/top-5); :func:`retrieve_run` embeds a captioned dataset's
