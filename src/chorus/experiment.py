@@ -200,7 +200,7 @@ def build_tokenizer(cfg: ExperimentConfig, train: Dataset, run_dir: Path | None)
     saved = run_dir / "tokenizer.json" if run_dir is not None else None
     if saved is not None and saved.is_file():
         return BPETokenizer.load(saved)
-    if not isinstance(train, CaptionedDataset):
+    if not hasattr(train, "captions"):  # CaptionedDataset, or a user's captions (chorus.data.userdata)
         raise ConfigError("a BPE tokenizer is trained on captions: use a captioned dataset or data.tokenizer=minilm")
     tokenizer = BPETokenizer.train(train.captions(), vocab_size=cfg.data.vocab_size, min_frequency=1)
     if saved is not None and distributed.is_main():  # under torchrun every rank trains the same merges
@@ -340,6 +340,6 @@ def load_run(run_dir: str | os.PathLike, data_root: str | None = None, split: st
 def evaluate_run(run_dir: str | os.PathLike, data_root: str | None = None, split: str | None = None) -> dict[str, Any]:
     """``chorus eval``: rebuild a run and evaluate it on its eval split (or ``split``)."""
     cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split)
-    return {"run_dir": str(run_dir), "dataset": cfg.data.name, "split": cfg.data.eval_split} | evaluate(
+    return {"run_dir": str(run_dir), "dataset": cfg.data.spec, "split": cfg.data.eval_split} | evaluate(
         model, cfg, evaluation, classes, tokenizer
     )

@@ -447,6 +447,10 @@ class UserFiles(ChorusDataset):
                             f"{sorted(shapes)}; every row needs the same columns filled")
         return items
 
+    def captions(self) -> list[str]:
+        """Every caption of this split (e.g. to train a tokenizer on); empty without a text column."""
+        return [c for it in self.items for c in it.captions]
+
     def problem_summary(self) -> str:
         """``"skipped 3 bad row(s): 2 missing file, 1 empty caption; first: …"`` (empty string when none)."""
         if not self.problems:
