@@ -20,8 +20,16 @@ import torch
 from scipy.signal import resample_poly
 
 from chorus.cli import main
-from chorus.data import (Collate, ImageTransform, LogMel, SampleTransform, build_dataset, dataset_info, format_info,
-                         parse_spec)
+from chorus.data import (
+    Collate,
+    ImageTransform,
+    LogMel,
+    SampleTransform,
+    build_dataset,
+    dataset_info,
+    format_info,
+    parse_spec,
+)
 from chorus.errors import ConfigError, DataError
 from chorus.experiment import DataConfig, SampleFeatures
 
@@ -201,7 +209,7 @@ def test_bad_rows_skipped_are_counted_and_named(messy):
 @pytest.fixture
 def speech(tmp_path, real_data_root) -> tuple[Path, list[tuple[np.ndarray, str]]]:
     """Nine real FSDD clips written at 16 kHz stereo (right = half the left) with a labels CSV."""
-    meta = list(csv.DictReader(open(real_data_root / "fsdd" / "metadata.csv")))
+    meta = list(csv.DictReader((real_data_root / "fsdd" / "metadata.csv").read_text().splitlines()))
     picked = [r for r in meta if r["digit"] in "012" and r["speaker"] == "jackson"][::17][:9]
     words = {"0": "zero", "1": "one", "2": "two"}
     rows, originals = [], []
@@ -233,8 +241,8 @@ def test_stereo_16k_audio_is_averaged_and_resampled_like_scipy(speech):
 
 
 def test_rows_joining_image_and_audio_feed_a_fusion_batch(tmp_path, speech, real_data_root):
-    manifest, originals = speech
-    rows = list(csv.reader(open(manifest)))[1:]
+    manifest, _ = speech
+    rows = list(csv.reader(manifest.read_text().splitlines()))[1:]
     images = caltech(real_data_root, "Faces_easy", len(rows))
     for src in images:
         shutil.copy(src, tmp_path / src.name)

@@ -36,8 +36,8 @@ from chorus.contrastive.retrieval import dataset_retrieval
 from chorus.data import BPETokenizer, Collate, ImageTransform, LogMel, SampleTransform, WordPieceTokenizer, build_dataset
 from chorus.data.audio import resample
 from chorus.data.base import Sample
-from chorus.data.registry import USER_DATASETS, canonical_spec
 from chorus.data.captions import CaptionedDataset
+from chorus.data.registry import USER_DATASETS, canonical_spec
 from chorus.data.text import SubwordTokenizer
 from chorus.encoders import build_encoder, encoder_modality
 from chorus.errors import ConfigError
