@@ -20,6 +20,7 @@ import torch
 from scipy.signal import resample_poly
 
 from chorus.cli import main
+from chorus.config import load_config
 from chorus.data import (
     Collate,
     ImageTransform,
@@ -31,7 +32,12 @@ from chorus.data import (
     parse_spec,
 )
 from chorus.errors import ConfigError, DataError
-from chorus.experiment import DataConfig, SampleFeatures
+from chorus.experiment import (
+    DataConfig,
+    ExperimentConfig,
+    SampleFeatures,
+    train_experiment,
+)
 
 CLASSES = {"Faces_easy": "face", "Motorbikes": "motor bike", "airplanes": "Airplane"}  # user's words, spaces, case
 
@@ -294,3 +300,20 @@ def test_specs_and_config_paths(tmp_path, photos, monkeypatch):
         DataConfig(name="fsdd", path="photos")
     with pytest.raises(ConfigError, match="needs the path"):
         DataConfig(name="manifest")
+
+
+def test_training_with_skip_reports_what_was_left_out_at_the_end(photos, tmp_path, caplog):
+    (photos / "face" / "garbage.jpg").write_bytes(b"not a photo" * 20)  # fails the header check
+    whole = next((photos / "face").glob("image_*.jpg")).read_bytes()
+    (photos / "face" / "cut.jpg").write_bytes(whole[: len(whole) // 3])  # fails only when decoded
+    cfg = load_config(ExperimentConfig, {
+        "name": "skip", "data": {"name": "folder", "path": str(photos), "image_size": 16, "on_error": "skip"},
+        "model": {"task": "classify", "encoders": {"image": {"name": "cnn", "size": "tiny"}}},
+        "train": {"epochs": 1, "batch_size": 8, "progress": False, "tensorboard": False}})
+    with caplog.at_level("WARNING"):
+        train_experiment(cfg, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert record["classes"] == ["Airplane", "face", "motor bike"]
+    assert len(record["bad_rows_left_out"]) == 1 and "garbage.jpg: unreadable image" in record["bad_rows_left_out"][0]
+    assert sum(record["reads_skipped"].values()) == 1  # cut.jpg, read once in one epoch or one evaluation
+    assert "1 bad row(s) left out" in caplog.text and "cut.jpg" in caplog.text

@@ -303,21 +303,21 @@ def train_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resum
 def write_data_record(path: Path, data: DataConfig, train: Dataset, evaluation: Dataset, classes: list[str]) -> None:
     """``data.json``: the dataset, class names, split sizes and rule, and every bad row or item left out.
 
-    Bad rows left out while indexing a user's files, and items skipped while decoding (``on_error=skip``),
-    are also logged as a warning here, at the end of training, so nothing is dropped unnoticed.
+    Bad rows of a user's files are found once over all rows (both splits list the same ones); decode
+    failures under ``on_error=skip`` are counted per split each time an item is read. Both are also logged
+    as a warning here, at the end of training, so nothing is dropped unnoticed.
     """
-    record: dict[str, Any] = {"dataset": data.spec, "classes": classes,
-                              "splits": {data.train_split: len(train), data.eval_split: len(evaluation)}}
     base = train.dataset if isinstance(train, CaptionedDataset) else train
+    problems = [str(p) for p in getattr(base, "problems", [])]
+    skips = {"train": getattr(base, "skipped", 0), "eval": getattr(evaluation, "skipped", 0)}
+    record: dict[str, Any] = {"dataset": data.spec, "classes": classes,
+                              "splits": {data.train_split: len(train), data.eval_split: len(evaluation)},
+                              "bad_rows_left_out": problems, "reads_skipped": skips}
     if hasattr(base, "split_record"):
         record["split_rule"] = base.split_record
-    for name, ds in (("train", base), ("eval", evaluation)):
-        problems = [str(p) for p in getattr(ds, "problems", [])]
-        skipped = getattr(ds, "skipped", 0)
-        record[f"{name}_left_out"] = {"bad_rows": problems, "decode_skips": skipped}
-        if problems or skipped:
-            logger.warning("%s split: %d bad row(s) left out, %d item(s) skipped while decoding%s",
-                           name, len(problems), skipped, f"; first: {problems[0]}" if problems else "")
+    if problems or any(skips.values()):
+        logger.warning("%s: %d bad row(s) left out, reads skipped while decoding: %s%s (see %s)", data.spec,
+                       len(problems), skips, f"; first: {problems[0]}" if problems else "", path)
     path.write_text(json.dumps(record, indent=1) + "\n")
 
 

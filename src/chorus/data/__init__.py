@@ -21,7 +21,15 @@ from chorus.data.fetch import extract, fetch
 from chorus.data.fsdd import FSDD, download_fsdd
 from chorus.data.image import CLIP_MEAN, CLIP_STD, ImageTransform
 from chorus.data.mnist import MNIST, download_mnist
-from chorus.data.registry import DATASETS, DOWNLOADS, build_dataset, dataset_info, download, format_info, parse_spec
+from chorus.data.registry import (
+    DATASETS,
+    DOWNLOADS,
+    build_dataset,
+    dataset_info,
+    download,
+    format_info,
+    parse_spec,
+)
 from chorus.data.root import data_root
 from chorus.data.sequences import AVSequences, DigitStrings, trim_silence
 from chorus.data.text import BPETokenizer, SubwordTokenizer, WordPieceTokenizer

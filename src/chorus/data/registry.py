@@ -116,7 +116,7 @@ def dataset_info(name: str, root: str | os.PathLike[str] | None = None, **kw: An
     user = kind in USER_DATASETS
     if user:
         kw.setdefault("on_error", "skip")
-    full = build_dataset(name, root=root, split="all", **kw)
+    full: Any = build_dataset(name, root=root, split="all", **kw)  # a user's files add split_record, describe()
     if user:
         counts = dict(full.split_record["counts"]) | {"all": len(full.all_items)}
     else:

@@ -59,7 +59,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import soundfile as sf
@@ -146,18 +146,18 @@ def read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any] | 
     rows: list[tuple[int, dict[str, Any] | None]] = []
     if suffix == ".csv":
         reader = csv.DictReader(text.splitlines(keepends=True))
-        columns = [c for c in (reader.fieldnames or []) if c]
-        line = reader.line_num
+        header = [c for c in (reader.fieldnames or []) if c]
+        before = reader.line_num
         for row in reader:
-            rows.append((line + 1, None if None in row else row))  # extra cells → malformed
-            line = reader.line_num
-        return columns, rows
+            rows.append((before + 1, None if None in row else row))  # extra cells → malformed
+            before = reader.line_num
+        return header, rows
     columns: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for number, content in enumerate(text.splitlines(), start=1):
+        if not content.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(content)
         except json.JSONDecodeError:
             obj = None
         if isinstance(obj, dict):
@@ -375,10 +375,9 @@ class UserFiles(ChorusDataset):
             raise DataError(f"{self.spec}: no usable items" + (f" ({self.problem_summary()})" if self.problems else ""))
         self.modalities = tuple(sorted(items[0].files)) + (("text",) if items[0].captions else ())  # type: ignore[misc]
         self.all_items = items
-        named = [it.label for it in items if it.label is not None]
-        classes = sorted(set(named))
+        classes = sorted({it.label for it in items if it.label is not None})
         index = {c: i for i, c in enumerate(classes)}
-        class_of = [index[it.label] for it in items] if classes else None
+        class_of = [index[cast(str, it.label)] for it in items] if classes else None  # all labelled, or none
         if items[0].split is not None:
             splits = [it.split or "" for it in items]
             self.split_record: dict[str, Any] = {"source": split_source}
@@ -396,11 +395,12 @@ class UserFiles(ChorusDataset):
         self.mode = mode or ("pairs" if split == "train" else "items")
         check_choice(f"{self.name} mode", self.mode, ("pairs", "items"))
         has_text = "text" in self.modalities
+        records: list[tuple[int, str | None]]
         if has_text and self.mode == "pairs":
             records = [(n, c) for n, it in enumerate(self.items) for c in it.captions]
         else:
             records = [(n, None) for n in range(len(self.items))]
-        labels = [index[self.items[n].label] if classes else n for n, _ in records]
+        labels = [index[cast(str, self.items[n].label)] if classes else n for n, _ in records]
         super().__init__(records, labels, classes, transform, on_error, indices)
 
     def _key(self, item: Item) -> str:
