@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from PIL import Image
 from scipy.signal import resample_poly
 
 from chorus.cli import main
@@ -317,3 +318,20 @@ def test_training_with_skip_reports_what_was_left_out_at_the_end(photos, tmp_pat
     assert len(record["bad_rows_left_out"]) == 1 and "garbage.jpg: unreadable image" in record["bad_rows_left_out"][0]
     assert sum(record["reads_skipped"].values()) == 1  # cut.jpg, read once in one epoch or one evaluation
     assert "1 bad row(s) left out" in caplog.text and "cut.jpg" in caplog.text
+
+
+def test_any_image_size_and_mode_becomes_the_models_input(tmp_path, real_data_root):
+    """A 16-bit greyscale scan keeps its grey levels; palette, RGBA, CMYK and odd sizes all reach [3, 32, 32]."""
+    photo = Image.open(caltech(real_data_root, "airplanes", 1)[0])
+    deep = (np.arange(40 * 30).reshape(30, 40) * 50).astype(np.uint16)  # 0 … 59,950 in a 16-bit PNG
+    (tmp_path / "scans").mkdir()
+    Image.fromarray(deep).save(tmp_path / "scans" / "deep.png")
+    (tmp_path / "photos").mkdir()
+    photo.resize((300, 117)).convert("P").save(tmp_path / "photos" / "palette.png")
+    photo.convert("RGBA").save(tmp_path / "photos" / "alpha.png")
+    photo.convert("CMYK").resize((50, 200)).save(tmp_path / "photos" / "cmyk.jpg")
+    ds = build_dataset(str(tmp_path), split="all")
+    scan = next(s for s in ds if s["path"].endswith("deep.png"))
+    np.testing.assert_array_equal(np.asarray(scan["image"])[..., 0], np.rint(deep / 257).astype(np.uint8))
+    features = SampleFeatures(DataConfig(name="fsdd", image_size=32), train=False)
+    assert {tuple(features(s)["image"].shape) for s in ds} == {(3, 32, 32)}
