@@ -16,7 +16,8 @@ from chorus.errors import ConfigError, DataNotFoundError
 
 def test_registry_names_and_unknown(real_data_root):
     assert DATASETS.names() == [
-        "av_sequences", "avdigits", "caltech101", "coco_captions", "digit_strings", "digits", "fsdd", "mnist"
+        "av_sequences", "avdigits", "caltech101", "coco_captions", "digit_strings", "digits", "folder", "fsdd",
+        "manifest", "mnist"
     ]
     with pytest.raises(ConfigError, match="fsdd"):
         build_dataset("fsd", root=real_data_root)

@@ -103,9 +103,29 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_data_info(args: argparse.Namespace) -> None:
-    from chorus.data import dataset_info
+    from chorus.data import dataset_info, format_info
 
-    print(json.dumps(dataset_info(args.name, args.data_root), indent=2, default=str))
+    columns = _columns(args.columns)
+    info = dataset_info(args.name, args.data_root, **({"columns": columns} if columns else {}))
+    print(json.dumps(info, indent=2, default=str) if args.json else format_info(info))
+
+
+# ---------------------------------------------------------------------------- a user's files as datasets
+
+DATASET_HELP = ("a dataset name (see `chorus data info`), or a user's files: folder:PATH, manifest:PATH "
+                "(a .csv/.jsonl), or just PATH")
+
+
+def _columns(text: str | None) -> dict[str, str]:
+    """``--columns image=file_name,text=caption`` → {"image": "file_name", "text": "caption"}."""
+    from chorus.errors import ConfigError
+
+    if not text:
+        return {}
+    pairs = [part.partition("=") for part in text.split(",")]
+    if any(not sep or not k.strip() or not v.strip() for k, sep, v in pairs):
+        raise ConfigError(f"--columns {text!r}: expected ROLE=COLUMN[,ROLE=COLUMN...], e.g. image=file_name,text=caption")
+    return {k.strip(): v.strip() for k, _, v in pairs}
 
 
 def cmd_data_download(args: argparse.Namespace) -> None:
@@ -158,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("retrieve", cmd_retrieve, "retrieval Recall@1/5/10 of a run on a paired dataset")):
         p = sub.add_parser(name, help=what)
         p.add_argument("run_dir")
-        p.add_argument("--dataset", required=True, help="dataset name (see `chorus data info`)")
+        p.add_argument("--dataset", required=True, help=DATASET_HELP)
         p.add_argument("--split", default=None)
         p.add_argument("--out", default=None, help="folder for results.json and results.md")
         p.add_argument("--json", action="store_true")
@@ -178,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     index = sub.add_parser("index", help="search indexes").add_subparsers(dest="index_command", required=True)
     p = index.add_parser("build", help="embed a dataset with a run and save a FAISS index")
     p.add_argument("run_dir")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", required=True, help=DATASET_HELP)
     p.add_argument("--out", default=None, help="output folder (default: indexes/<run>-<dataset>)")
     p.add_argument("--split", default="test")
     p.add_argument("--modality", default=None, help="which modality of the dataset to index")
@@ -198,8 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("info", help="counts, classes and sample shapes of a dataset")
-    p.add_argument("name")
+    p = data.add_parser("info", help="summary of a dataset or a user's folder/manifest: items, classes, formats, problems")
+    p.add_argument("name", help=DATASET_HELP)
+    p.add_argument("--columns", default=None,
+                   help="which manifest column holds what, e.g. image=file_name,text=caption (default: usual names)")
+    p.add_argument("--json", action="store_true", help="print the full record as JSON")
     data_root_arg(p)
     p.set_defaults(func=cmd_data_info)
     p = data.add_parser("download", help="download and prepare a dataset under the data root")

@@ -10,13 +10,15 @@ cases with one code path each:
 
 The run directory receives ``experiment.yaml`` (the full validated config),
 ``tokenizer.json`` (when a BPE tokenizer was trained), ``model.safetensors``,
-``metrics.json`` and the Trainer's ``metrics.jsonl`` / checkpoints, so
-``chorus eval RUN_DIR`` can rebuild everything from the folder alone.
+``metrics.json``, ``data.json`` (the class names as the data wrote them, the
+split rule, bad rows left out) and the Trainer's ``metrics.jsonl`` /
+checkpoints, so ``chorus eval RUN_DIR`` can rebuild everything from the folder alone.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,20 +34,31 @@ from chorus.config import load_config, save_config
 from chorus.contrastive import ContrastiveModel, SigmoidLoss, build_zero_shot_classifier, zero_shot_accuracy
 from chorus.contrastive.retrieval import dataset_retrieval
 from chorus.data import BPETokenizer, Collate, ImageTransform, LogMel, SampleTransform, WordPieceTokenizer, build_dataset
+from chorus.data.audio import resample
 from chorus.data.base import Sample
 from chorus.data.captions import CaptionedDataset
+from chorus.data.registry import USER_DATASETS, canonical_spec
 from chorus.data.text import SubwordTokenizer
 from chorus.encoders import build_encoder, encoder_modality
-from chorus.errors import ConfigError, DataError
+from chorus.errors import ConfigError
 from chorus.eval.mode import evaluating
 from chorus.train import Trainer, TrainConfig, distributed, seed_everything
+
+logger = logging.getLogger("chorus.experiment")
 
 
 @dataclass
 class DataConfig:
-    """Which dataset, and how each modality is turned into tensors."""
+    """Which dataset, and how each modality is turned into tensors.
+
+    A user's own files: ``name: folder`` or ``manifest`` with ``path`` (made absolute when the config is
+    loaded, so a saved run finds its data from any directory) and optionally ``columns`` (role → column
+    name, see :mod:`chorus.data.userdata`).
+    """
 
     name: str
+    path: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
     root: str | None = None
     train_split: str = "train"
     eval_split: str = "test"
@@ -63,6 +76,30 @@ class DataConfig:
     context_length: int = 32
     class_names: list[str] | None = None
     caption_templates: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if (self.path is not None or self.columns) and self.name not in USER_DATASETS:
+            raise ConfigError(f"data.path and data.columns are for the {' and '.join(USER_DATASETS)} datasets, "
+                              f"not {self.name!r}")
+        if self.name in USER_DATASETS:
+            if not self.path:
+                raise ConfigError(f"data.path: dataset {self.name!r} needs the path of the user's files")
+            self.path = str(Path(self.path).expanduser().resolve())
+
+    @property
+    def spec(self) -> str:
+        """The dataset as commands name it: a registered name, or ``folder:/absolute/path``."""
+        return f"{self.name}:{self.path}" if self.path else self.name
+
+    def same_dataset(self, spec: str) -> bool:
+        """Whether a command-line dataset spec names this config's dataset."""
+        return canonical_spec(spec) == self.spec
+
+    def dataset_options(self, train: bool) -> dict[str, Any]:
+        """Keywords for ``build_dataset(self.name, ...)``: options (+ eval_options), path and columns."""
+        options = self.options if train else self.options | self.eval_options
+        user = {"path": self.path} | ({"columns": self.columns} if self.columns else {}) if self.path else {}
+        return options | user
 
 
 @dataclass
@@ -115,7 +152,8 @@ def load_experiment(path: str | os.PathLike, overrides: list[str] | tuple[str, .
 
 
 class SampleFeatures:
-    """Per-sample transform: images → normalised tensors, waveforms → log-mel [n_mels, frames]."""
+    """Per-sample transform: images → normalised tensors, waveforms at any rate → resampled to
+    ``data.sample_rate`` (polyphase, :func:`chorus.data.audio.resample`) → log-mel [n_mels, frames]."""
 
     def __init__(self, cfg: DataConfig, train: bool) -> None:
         self.sample_rate = cfg.sample_rate
@@ -127,10 +165,8 @@ class SampleFeatures:
 
     def __call__(self, sample: Sample) -> Sample:
         if "audio" in sample and sample.get("sample_rate", self.sample_rate) != self.sample_rate:
-            raise DataError(
-                f"{sample.get('path', 'audio')}: sample rate {sample['sample_rate']} Hz, "
-                f"the experiment expects data.sample_rate={self.sample_rate}"
-            )
+            wave = resample(sample["audio"], sample["sample_rate"], self.sample_rate)
+            sample = sample | {"audio": wave, "sample_rate": self.sample_rate}
         with torch.no_grad():
             return self.modalities(sample)
 
@@ -141,9 +177,8 @@ def build_datasets(cfg: ExperimentConfig, data_root: str | None = None) -> tuple
     root = data_root if data_root is not None else data.root
 
     def split(name: str, train: bool) -> Dataset:
-        options = data.options if train else data.options | data.eval_options
         return build_dataset(data.name, root=root, split=name, transform=SampleFeatures(data, train),
-                             on_error=data.on_error, **options)
+                             on_error=data.on_error, **data.dataset_options(train))
 
     train, evaluation = split(data.train_split, True), split(data.eval_split, False)
     classes = list(data.class_names or train.classes)
@@ -165,7 +200,7 @@ def build_tokenizer(cfg: ExperimentConfig, train: Dataset, run_dir: Path | None)
     saved = run_dir / "tokenizer.json" if run_dir is not None else None
     if saved is not None and saved.is_file():
         return BPETokenizer.load(saved)
-    if not isinstance(train, CaptionedDataset):
+    if not hasattr(train, "captions"):  # CaptionedDataset, or a user's captions (chorus.data.userdata)
         raise ConfigError("a BPE tokenizer is trained on captions: use a captioned dataset or data.tokenizer=minilm")
     tokenizer = BPETokenizer.train(train.captions(), vocab_size=cfg.data.vocab_size, min_frequency=1)
     if saved is not None and distributed.is_main():  # under torchrun every rank trains the same merges
@@ -261,7 +296,29 @@ def train_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resum
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(weights, str(run_dir / "model.safetensors"))
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+        write_data_record(run_dir / "data.json", cfg.data, train, evaluation, classes)
     return metrics
+
+
+def write_data_record(path: Path, data: DataConfig, train: Dataset, evaluation: Dataset, classes: list[str]) -> None:
+    """``data.json``: the dataset, class names, split sizes and rule, and every bad row or item left out.
+
+    Bad rows of a user's files are found once over all rows (both splits list the same ones); decode
+    failures under ``on_error=skip`` are counted per split each time an item is read. Both are also logged
+    as a warning here, at the end of training, so nothing is dropped unnoticed.
+    """
+    base = train.dataset if isinstance(train, CaptionedDataset) else train
+    problems = [str(p) for p in getattr(base, "problems", [])]
+    skips = {"train": getattr(base, "skipped", 0), "eval": getattr(evaluation, "skipped", 0)}
+    record: dict[str, Any] = {"dataset": data.spec, "classes": classes,
+                              "splits": {data.train_split: len(train), data.eval_split: len(evaluation)},
+                              "bad_rows_left_out": problems, "reads_skipped": skips}
+    if hasattr(base, "split_record"):
+        record["split_rule"] = base.split_record
+    if problems or any(skips.values()):
+        logger.warning("%s: %d bad row(s) left out, reads skipped while decoding: %s%s (see %s)", data.spec,
+                       len(problems), skips, f"; first: {problems[0]}" if problems else "", path)
+    path.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def load_run(run_dir: str | os.PathLike, data_root: str | None = None, split: str | None = None):
@@ -283,6 +340,6 @@ def load_run(run_dir: str | os.PathLike, data_root: str | None = None, split: st
 def evaluate_run(run_dir: str | os.PathLike, data_root: str | None = None, split: str | None = None) -> dict[str, Any]:
     """``chorus eval``: rebuild a run and evaluate it on its eval split (or ``split``)."""
     cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split)
-    return {"run_dir": str(run_dir), "dataset": cfg.data.name, "split": cfg.data.eval_split} | evaluate(
+    return {"run_dir": str(run_dir), "dataset": cfg.data.spec, "split": cfg.data.eval_split} | evaluate(
         model, cfg, evaluation, classes, tokenizer
     )

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from chorus.contrastive.retrieval import dataset_retrieval
 from chorus.contrastive.zeroshot import CLIP_TEMPLATES, DIGIT_TEMPLATES, build_zero_shot_classifier, zero_shot_accuracy
 from chorus.data import Collate, build_dataset
+from chorus.data.registry import canonical_spec
 from chorus.errors import ConfigError, DataError
 from chorus.eval.report import markdown_table, write_json
 from chorus.experiment import SampleFeatures, load_run
@@ -54,7 +55,7 @@ def _query_modality(model: torch.nn.Module, run_dir: str | os.PathLike) -> str:
 def _dataset(cfg: Any, evaluation: Dataset, dataset: str, split: str | None, data_root: str | None,
              **options: Any) -> tuple[Dataset, str]:
     """The run's own eval set when ``dataset`` is its dataset (and no options), else ``dataset`` with its transforms."""
-    if dataset == cfg.data.name and not options:
+    if cfg.data.same_dataset(dataset) and not options:
         return evaluation, cfg.data.eval_split
     split = split or "test"
     root = data_root if data_root is not None else cfg.data.root
@@ -63,7 +64,7 @@ def _dataset(cfg: Any, evaluation: Dataset, dataset: str, split: str | None, dat
 
 def _default_templates(cfg: Any, dataset: str) -> Sequence[str]:
     """The run's own prompts on its own dataset; else digit or generic photo prompts."""
-    if dataset == cfg.data.name:
+    if cfg.data.same_dataset(dataset):
         return cfg.model.zero_shot_templates
     return DIGIT_TEMPLATES if dataset in DIGIT_DATASETS else CLIP_TEMPLATES
 
@@ -90,10 +91,10 @@ def zeroshot_run(
     out: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Zero-shot top-1/top-5 of a contrastive run on a labelled dataset; writes ``zeroshot.json``/``.md`` to ``out``."""
-    cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split if dataset == _name(run_dir) else None)
+    cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split if _own(run_dir, dataset) else None)
     query = _query_modality(model, run_dir)
     data, used_split = _dataset(cfg, evaluation, dataset, split, data_root)
-    if dataset != cfg.data.name:
+    if not cfg.data.same_dataset(dataset):
         classes = list(data.classes)
     if not classes:
         raise DataError(f"dataset {dataset!r} has no class names to write prompts from")
@@ -109,14 +110,16 @@ def zeroshot_run(
     return result
 
 
-def _name(run_dir: str | os.PathLike) -> str | None:
-    """The dataset a run was trained on (read cheaply from its experiment.yaml)."""
+def _own(run_dir: str | os.PathLike, dataset: str) -> bool:
+    """Whether ``dataset`` is the one the run was trained on (read cheaply from its experiment.yaml)."""
     import yaml
 
     path = Path(run_dir) / "experiment.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a finished Chorus run: experiment.yaml is missing")
-    return (yaml.safe_load(path.read_text()) or {}).get("data", {}).get("name")
+    data = (yaml.safe_load(path.read_text()) or {}).get("data", {})
+    own = f"{data.get('name')}:{data['path']}" if data.get("path") else data.get("name")
+    return canonical_spec(dataset) == own
 
 
 def retrieve_run(
@@ -135,13 +138,13 @@ def retrieve_run(
     Identical strings are one gallery text whose correct images are all images
     carrying it, so every query may have several correct matches both ways.
     """
-    cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split if dataset == _name(run_dir) else None)
+    cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split if _own(run_dir, dataset) else None)
     query = _query_modality(model, run_dir)
     options = {"mode": "images"} if dataset == "coco_captions" else {}
     data, used_split = _dataset(cfg, evaluation, dataset, split, data_root, **options)
     if len(data) == 0:
         raise DataError(f"dataset {dataset!r} split {used_split!r} is empty")
-    if dataset != cfg.data.name:
+    if not cfg.data.same_dataset(dataset):
         classes = list(getattr(data, "classes", []))
     context = cfg.data.context_length
     scores = dataset_retrieval(model, data, lambda texts: tokenizer(texts, context), query, classes,

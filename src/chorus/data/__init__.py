@@ -21,14 +21,24 @@ from chorus.data.fetch import extract, fetch
 from chorus.data.fsdd import FSDD, download_fsdd
 from chorus.data.image import CLIP_MEAN, CLIP_STD, ImageTransform
 from chorus.data.mnist import MNIST, download_mnist
-from chorus.data.registry import DATASETS, DOWNLOADS, build_dataset, dataset_info, download
+from chorus.data.registry import (
+    DATASETS,
+    DOWNLOADS,
+    build_dataset,
+    dataset_info,
+    download,
+    format_info,
+    parse_spec,
+)
 from chorus.data.root import data_root
 from chorus.data.sequences import AVSequences, DigitStrings, trim_silence
 from chorus.data.text import BPETokenizer, SubwordTokenizer, WordPieceTokenizer
 from chorus.data.transforms import SampleTransform
+from chorus.data.userdata import FolderDataset, ManifestDataset
 
 __all__ = [
     "CLIP_MEAN", "CLIP_STD", "DATASETS", "DOWNLOADS", "FSDD", "MNIST", "BPETokenizer", "COCOCaptions",
+    "FolderDataset", "ManifestDataset", "format_info", "parse_spec",
     "AVDigits", "AVSequences", "Degradation", "DigitStrings",
     "Caltech101", "ChorusDataset", "Collate", "Digits", "ImageTransform", "LogMel", "SampleTransform",
     "SubwordTokenizer", "WordPieceTokenizer", "build_dataset", "data_root", "dataset_info", "decode_audio",

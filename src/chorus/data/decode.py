@@ -28,10 +28,31 @@ from PIL import Image
 from chorus.errors import DataError
 
 
+def to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit ("I;16*"), 32-bit integer ("I") or float ("F") greyscale image as 8-bit "L".
+
+    Why: Pillow's ``convert("RGB")`` clips such pixels at 255, turning a 16-bit scan into a few grey levels.
+    Integers up to 65535 are read as 16-bit (÷ 257, so 65535 → 255); larger ones and floats above 1 are
+    scaled by their maximum; floats within [0, 1] are × 255.
+    """
+    if not (img.mode.startswith("I") or img.mode == "F"):
+        return img
+    pixels = np.asarray(img, dtype=np.float64)
+    top = float(pixels.max(initial=0.0))
+    if img.mode == "F" and top <= 1.0:
+        scale = 255.0
+    elif img.mode != "F" and top <= 65535:
+        scale = 1 / 257
+    else:
+        scale = 255.0 / top if top > 0 else 1.0
+    return Image.fromarray(np.clip(np.rint(pixels * scale), 0, 255).astype(np.uint8), mode="L")
+
+
 def decode_image(data: bytes, name: str, mode: str | None = None) -> Image.Image:
     """Decode image bytes fully (not lazily) and optionally convert to ``mode``.
 
-    ``name`` is only used in error messages (a path or archive member name).
+    ``name`` is only used in error messages (a path or archive member name). High bit-depth greyscale
+    images are brought to 8 bits by :func:`to_8bit` before a conversion.
     """
     if not data:
         raise DataError(f"{name}: empty file, not an image")
@@ -41,7 +62,7 @@ def decode_image(data: bytes, name: str, mode: str | None = None) -> Image.Image
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
-                out = img.convert(mode) if mode is not None else img.copy()
+                out = to_8bit(img).convert(mode) if mode is not None else img.copy()
     except Exception as err:  # Pillow raises many unrelated types on corrupt bytes
         raise DataError(f"{name}: cannot decode image ({type(err).__name__}: {err})") from err
     if out.width == 0 or out.height == 0:

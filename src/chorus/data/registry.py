@@ -4,6 +4,13 @@ Configs and the CLI refer to datasets by name; this module is the one place
 that maps names to loaders (``DATASETS``) and to their download functions
 (``DOWNLOADS``), so ``build_dataset`` and ``download`` give the same error
 listing valid names for a typo.
+
+A user's own files are named by a *dataset spec*: ``folder:PATH`` or
+``manifest:PATH`` (see :mod:`chorus.data.userdata`), or just ``PATH`` — a
+directory is a ``folder``, a ``.csv``/``.jsonl`` file a ``manifest``.
+:func:`parse_spec` is the one parser, so every command that takes a dataset
+name (``data info``, ``zeroshot``, ``retrieve``, ``index build``, ``data pack``)
+takes a path the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +42,34 @@ for _name, _fn in (("fsdd", download_fsdd), ("mnist", download_mnist), ("caltech
     DOWNLOADS.register(_name)(_fn)
 
 
+USER_DATASETS = ("folder", "manifest")
+MANIFEST_SUFFIXES = (".csv", ".jsonl")
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"fsdd"`` → ("fsdd", {}); ``"folder:PATH"``, ``"manifest:PATH"`` or an existing ``PATH`` → (kind, {"path": …})."""
+    if spec in DATASETS:
+        return spec, {}
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in USER_DATASETS:
+        return kind, {"path": rest}
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return "folder", {"path": spec}
+    if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+        return "manifest", {"path": spec}
+    if os.sep in spec or path.suffix:
+        raise ConfigError(f"dataset {spec!r}: no such folder or .csv/.jsonl manifest")
+    DATASETS.get(spec)  # an unknown name: ConfigError listing the valid ones
+    return spec, {}
+
+
+def canonical_spec(spec: str) -> str:
+    """One spelling per dataset: a registered name, or ``kind:/absolute/path``."""
+    name, kw = parse_spec(spec)
+    return f"{name}:{Path(kw['path']).expanduser().resolve()}" if "path" in kw else name
+
+
 def build_dataset(
     name: str,
     root: str | os.PathLike[str] | None = None,
@@ -43,8 +78,10 @@ def build_dataset(
     on_error: OnError = "raise",
     **kw: Any,
 ) -> ChorusDataset:
-    """Build a registered dataset; extra keywords go to its class (e.g. ``protocol=``, ``mode=``)."""
-    return DATASETS.build(name, root=root, split=split, transform=transform, on_error=on_error, **kw)
+    """Build a registered dataset, or a user's folder/manifest from a spec (see :func:`parse_spec`);
+    extra keywords go to its class (e.g. ``protocol=``, ``mode=``, ``columns=``)."""
+    name, implied = parse_spec(name)
+    return DATASETS.build(name, root=root, split=split, transform=transform, on_error=on_error, **(implied | kw))
 
 
 def download(name: str, root: str | os.PathLike[str] | None = None) -> Path:
@@ -70,22 +107,93 @@ def _describe(sample: Sample) -> dict[str, Any]:
 
 
 def dataset_info(name: str, root: str | os.PathLike[str] | None = None, **kw: Any) -> dict[str, Any]:
-    """Counts per split, classes, modalities, metadata stats and the first sample's fields (cheap)."""
-    full = build_dataset(name, root=root, split="all", **kw)
-    counts = {}
-    for split in ("train", "test", "all"):
-        try:
-            counts[split] = len(build_dataset(name, root=root, split=split, **kw))
-        except ConfigError:
-            continue
+    """Counts per split, classes, modalities, metadata stats and the first sample's fields (cheap).
+
+    A user's folder/manifest is read with ``on_error="skip"`` (unless ``on_error`` is given), so the record
+    lists its bad rows instead of stopping at the first; it also carries the class counts, formats and split rule.
+    """
+    kind, _ = parse_spec(name)
+    user = kind in USER_DATASETS
+    if user:
+        kw.setdefault("on_error", "skip")
+    full: Any = build_dataset(name, root=root, split="all", **kw)  # a user's files add split_record, describe()
+    if user:
+        counts = dict(full.split_record["counts"]) | {"all": len(full.all_items)}
+    else:
+        counts = {}
+        for split in ("train", "test", "all"):
+            try:
+                counts[split] = len(build_dataset(name, root=root, split=split, **kw))
+            except ConfigError:
+                continue
     per_class = [full.labels.count(i) for i in range(len(full.classes))]
+    by_size = sorted(range(len(per_class)), key=lambda i: -per_class[i])  # stable: ties keep class order
+    first = next((s for s in (full[i] for i in range(min(len(full), 10))) if s is not None), None)
     return {
-        "name": name,
+        "name": canonical_spec(name) if user else name,
         "modalities": list(full.modalities),
         "splits": counts,
         "num_classes": len(full.classes),
         "classes": full.classes,
         "items_per_class": {"min": min(per_class), "max": max(per_class)} if per_class else None,
+        "class_counts": {full.classes[i]: per_class[i] for i in by_size},
         "stats": full.stats(),
-        "sample": _describe(full[0]) if len(full) else None,
-    }
+        "sample": _describe(first) if first is not None else None,
+    } | (full.describe() if user else {})
+
+
+def _range(stats: dict[str, float], key: str, fmt: str = "{:g}") -> str:
+    low, high = stats[f"{key}_min"], stats[f"{key}_max"]
+    return fmt.format(low) if low == high else f"{fmt.format(low)}–{fmt.format(high)}"
+
+
+def format_info(info: dict[str, Any], top: int = 10) -> str:
+    """A short human summary of a :func:`dataset_info` record (what ``chorus data info`` prints)."""
+    stats = info.get("stats") or {}
+    lines = [info["name"], f"  modalities   {', '.join(info['modalities'])}"]
+    splits = {k: v for k, v in info["splits"].items() if k != "all"}
+    items = f"  items        {info['splits'].get('all', sum(splits.values()))}"
+    if splits:
+        items += " (" + ", ".join(f"{k} {v}" for k, v in splits.items()) + ")"
+    rule = info.get("split_rule")
+    if rule:
+        items += ("; seeded split by item, seed {seed}, test fraction {test_fraction:g}".format(**rule)
+                  if rule["source"] == "seeded" else f"; split from the {rule['source']}")
+    lines.append(items)
+    counts = info["class_counts"]
+    if counts:
+        shown = [f"{c} ({n})" for c, n in list(counts.items())[:top]]
+        more = f", … {len(counts) - top} more" if len(counts) > top else ""
+        lines.append(f"  classes      {len(counts)}: {', '.join(shown)}{more}")
+    else:
+        lines.append("  classes      none")
+    if "captions_per_item_min" in stats:
+        lines.append(f"  captions     {_range(stats, 'captions_per_item')} per item "
+                     f"(mean {stats['captions_per_item_mean']:.1f})")
+    if "width_min" in stats:
+        modes = f"; modes {', '.join(info['image_modes'])}" if info.get("image_modes") else ""
+        lines.append(f"  images       width {_range(stats, 'width')} px, height {_range(stats, 'height')} px{modes}")
+    elif "width" in stats:
+        lines.append(f"  images       {stats['width']:g}×{stats['height']:g} px")
+    if "duration_s_min" in stats:
+        audio = f"  audio        {_range(stats, 'duration_s', '{:.2f}')} s (mean {stats['duration_s_mean']:.2f} s)"
+        if info.get("sample_rates"):
+            audio += f"; {', '.join(map(str, info['sample_rates']))} Hz; channels {', '.join(map(str, info['channels']))}"
+        lines.append(audio)
+    if info.get("ignored_files"):
+        lines.append(f"  ignored      {len(info['ignored_files'])} file(s) neither image nor audio, "
+                     f"e.g. {info['ignored_files'][0]}")
+    problems = info.get("problems")
+    if problems is not None:
+        if not problems:
+            lines.append("  problems     none found")
+        else:
+            kinds: dict[str, int] = {}
+            for p in problems:
+                kinds[p["kind"]] = kinds.get(p["kind"], 0) + 1
+            lines.append(f"  problems     {len(problems)} bad row(s) left out: "
+                         + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])))
+            lines += [f"    {p['where']}: {p['kind']}: {p['detail']}" for p in problems[:top]]
+            if len(problems) > top:
+                lines.append(f"    … {len(problems) - top} more (--json lists them all)")
+    return "\n".join(lines)

@@ -145,12 +145,14 @@ def build_index(
     """Embed ``modality`` of ``dataset``/``split`` with the run, save a FAISS index + previews to ``out_dir``.
 
     ``options`` go to the dataset (default: the run's own ``data.options`` when
-    it is the run's dataset). ``max_items`` keeps the first N items. Returns
+    it is the run's dataset, path and columns included). ``dataset`` may be a user's folder/manifest spec
+    (``folder:PATH``). ``max_items`` keeps the first N items. Returns
     the saved ``index.json`` content (without the per-item list).
     """
     run = LoadedRun(run_dir, data_root)
+    own = run.cfg.data.same_dataset(dataset)
     if options is None:
-        options = dict(run.cfg.data.options) if dataset == run.cfg.data.name else {}
+        options = run.cfg.data.dataset_options(train=True) if own else {}
     data = build_dataset(dataset, root=data_root, split=split, **options)
     modality = _pick_modality(run, data.modalities, modality, dataset)
     ids = list(range(len(data) if max_items is None else min(len(data), max_items)))
@@ -161,7 +163,7 @@ def build_index(
     (out / "media").mkdir(parents=True, exist_ok=True)
     collate = Collate(run.tokenizer, run.cfg.data.context_length)
     classes = list(getattr(data, "classes", []) or [])
-    names = run.classes if dataset == run.cfg.data.name and len(run.classes) == len(classes) else classes
+    names = run.classes if own and len(run.classes) == len(classes) else classes
     vectors, items = [], []
     for chunk in _batches(ids, batch_size):
         samples, raws = [], []

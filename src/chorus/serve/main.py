@@ -38,8 +38,12 @@ def serve_main(
 
 
 def index_main(run_dir: str, dataset: str, out_dir: str | None = None, **kw: Any) -> dict[str, Any]:
-    """``chorus index build RUN_DIR --dataset NAME [--out DIR]``: default folder ``indexes/<run>-<dataset>``."""
+    """``chorus index build RUN_DIR --dataset NAME [--out DIR]``: default folder ``indexes/<run>-<dataset>``
+    (for a user's ``folder:PATH`` the last part of the path names the dataset)."""
+    from chorus.data import parse_spec
     from chorus.serve.index import build_index
 
-    out = out_dir or str(Path("indexes") / f"{Path(run_dir).resolve().name}-{dataset}")
+    name, implied = parse_spec(dataset)
+    label = f"{name}-{Path(implied['path']).resolve().stem}" if "path" in implied else name
+    out = out_dir or str(Path("indexes") / f"{Path(run_dir).resolve().name}-{label}")
     return build_index(run_dir, dataset, out, **kw) | {"out_dir": out}
