@@ -201,7 +201,7 @@ def run(cfg: Config, report: Report) -> None:
     seen = {it.text for it in voice}
     others = load_strings(tts_cfg.data.strings(cfg.data_root, "train", cfg.tts_train_size, seed_offset=3), logmel)
     texts = unseen_strings(cfg.tts_strings, seen, seed=11)
-    reference = DigitStrings(cfg.data_root, split="test", size=1, test_speakers=(MAIN_FOLD,), seed=0)
+    reference = DigitStrings(cfg.data_root, split="test", size=1, test_speakers=(MAIN_FOLD,), pause_s=(0.05, 0.3))
     tts: list[dict[str, float]] = []
     example: dict[str, Any] = {}
     for seed in cfg.seeds:

@@ -56,7 +56,7 @@ class StringsConfig:
     """The connected digit strings (see :class:`~chorus.data.sequences.DigitStrings`)."""
 
     test_speakers: list[str] = field(default_factory=lambda: ["theo"])
-    train_size: int = 600
+    train_size: int = 500
     num_digits: tuple[int, int] = (1, 7)
     pause_s: tuple[float, float] = (0.05, 0.3)
     gain_db: float = 6.0
@@ -87,7 +87,7 @@ class SpeechModelConfig:
     beam: int = 8
     speaker: str = "theo"
     synth_width: int = 128
-    aligner_steps: int = 300
+    aligner_steps: int = 150
 
 
 @dataclass
