@@ -13,18 +13,29 @@ import torch
 from chorus.align import ctc_beam_decode, ctc_greedy_decode
 from chorus.cli import main
 from chorus.data.audio import LogMel
-from chorus.data.sequences import DigitStrings, digits_to_text, text_to_digits
+from chorus.data.sequences import (
+    DIGIT_WORDS,
+    DigitStrings,
+    digits_to_text,
+    text_to_digits,
+)
 from chorus.errors import DataError
 from chorus.eval.wer import align_words, error_counts, word_error_rate
 from chorus.train import TrainConfig
 from chorus.translate.recognizer import length_prior
 from chorus.translate.speech_data import load_strings
 from chorus.translate.speech_runs import (
-    SpeechExperiment, SpeechModelConfig, StringsConfig, decode_items, speak, train_recognizer, train_synthesizer,
+    SpeechExperiment,
+    SpeechModelConfig,
+    StringsConfig,
+    decode_items,
+    speak,
+    train_recognizer,
+    train_synthesizer,
 )
 from chorus.translate.synthesizer import aligned_durations, token_sequence, word_spans
 
-KW = dict(num_digits=(1, 3), pause_s=(0.05, 0.2), gain_db=6.0)
+KW = {"num_digits": (1, 3), "pause_s": (0.05, 0.2), "gain_db": 6.0}
 
 
 def test_digit_strings_text_gain_and_noise_are_deterministic(real_data_root):
@@ -61,7 +72,7 @@ def test_wer_equals_hand_count_and_jiwer():
     assert (counts.substitutions, counts.deletions, counts.insertions) == (
         reference.substitutions, reference.deletions, reference.insertions)
     rng = np.random.default_rng(0)
-    words = "zero one two three four five six seven eight nine".split()
+    words = list(DIGIT_WORDS)
     r = [" ".join(rng.choice(words, rng.integers(1, 8))) for _ in range(200)]
     h = [" ".join(rng.choice(words, rng.integers(1, 8))) for _ in range(200)]
     assert word_error_rate(r, h) == pytest.approx(jiwer.wer(r, h))

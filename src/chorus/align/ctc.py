@@ -110,7 +110,7 @@ def ctc_beam_decode(log_probs: Tensor, frame_mask: Tensor | None = None, blank: 
     """
     if log_probs.dim() != 3:
         raise DataError(f"expected log_probs [B, T, C], got {tuple(log_probs.shape)}")
-    batch, frames, classes = log_probs.shape
+    batch, frames, _ = log_probs.shape
     lengths = lengths_from_mask(frame_mask, frames, batch, log_probs.device, "frame_mask").tolist()
     scores = log_probs.detach().float().cpu().numpy()
     return [_prefix_beam(scores[b, :n], blank, beam, length_prior) for b, n in enumerate(lengths)]
@@ -123,7 +123,8 @@ def _prefix_beam(lp: np.ndarray, blank: int, beam: int, length_prior: Callable[[
         candidates = np.argsort(frame)[::-1][: beam + 1]  # only the likeliest labels can extend a top prefix
         grown: dict[tuple[int, ...], list[float]] = {}
 
-        def add(prefix: tuple[int, ...], blank_end: float, label_end: float) -> None:
+        def add(prefix: tuple[int, ...], blank_end: float, label_end: float,
+                grown: dict[tuple[int, ...], list[float]] = grown) -> None:
             slot = grown.setdefault(prefix, [NEG_INF, NEG_INF])
             slot[0], slot[1] = np.logaddexp(slot[0], blank_end), np.logaddexp(slot[1], label_end)
 

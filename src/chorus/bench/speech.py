@@ -22,26 +22,44 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from chorus.bench.driver import Report
 from chorus.data.audio import LogMel
 from chorus.data.sequences import DIGIT_WORDS, DigitStrings, digits_to_text
 from chorus.eval.report import MethodCard, fmt_mean_std
 from chorus.eval.wer import error_counts
-from chorus.bench.driver import Report
 from chorus.train import TrainConfig
 from chorus.translate.recognizer import JointCTCAttention
 from chorus.translate.segmental import (
-    classify_segments, isolated_clips, oracle_segments, train_isolated_classifier, vad_segments,
+    classify_segments,
+    isolated_clips,
+    oracle_segments,
+    train_isolated_classifier,
+    vad_segments,
 )
-from chorus.translate.speech_data import SPEAKER_FOLDS, SpeechItem, load_strings, speech_batch
+from chorus.translate.speech_data import (
+    SPEAKER_FOLDS,
+    SpeechItem,
+    load_strings,
+    speech_batch,
+)
 from chorus.translate.speech_runs import (
-    SpeechExperiment, SpeechModelConfig, StringsConfig, align_items, align_voice, decode_items, recognizer_items,
-    synthesize_wave, train_aligner, train_recognizer, train_synthesizer, voice_items,
+    SpeechExperiment,
+    SpeechModelConfig,
+    StringsConfig,
+    align_items,
+    align_voice,
+    decode_items,
+    recognizer_items,
+    synthesize_wave,
+    train_aligner,
+    train_recognizer,
+    train_synthesizer,
+    voice_items,
 )
 from chorus.translate.synthesizer import mel_cepstral_distortion
 
@@ -385,6 +403,3 @@ def cards(cfg: Config, report: Report) -> None:
         "(not built here).",
     ))
 
-
-__all__ = ["Config", "PRESETS", "run"]
-_ = Path  # used in type hints of Report.out

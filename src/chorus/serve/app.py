@@ -30,17 +30,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import soundfile as sf
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
-import soundfile as sf
 
+from chorus.data.sequences import text_to_digits
 from chorus.errors import ChorusError, ConfigError, DataError
 from chorus.serve.alignment import align_audio
 from chorus.serve.index import SearchIndex
 from chorus.serve.runs import LoadedRun
 from chorus.serve.uploads import BadInput, BodyLimit, Limits, read_audio, read_classes, read_image, read_text
-from chorus.data.sequences import text_to_digits
 from chorus.translate.speech_runs import SAMPLE_RATE, is_speech_config, load_speech_run, synthesize_wave
 from chorus.translate.synthesizer import DigitSynthesizer
 

@@ -34,7 +34,11 @@ from chorus.align.attention import CrossAttention
 from chorus.align.ctc import ctc_beam_decode, ctc_greedy_decode, ctc_loss
 from chorus.encoders.audio_transformer import sinusoidal_positions
 from chorus.encoders.frames import MaskedConvBlock
-from chorus.encoders.speaker_robust import MelAugment, floor_dynamic_range, utterance_cmn
+from chorus.encoders.speaker_robust import (
+    MelAugment,
+    floor_dynamic_range,
+    utterance_cmn,
+)
 from chorus.encoders.transformer import MLP, SelfAttention, Transformer
 from chorus.errors import DataError
 

@@ -21,9 +21,9 @@ from torch import Tensor
 
 from chorus.align.segments import energy_segments
 from chorus.classifier import Classifier
+from chorus.data.audio import LogMel
 from chorus.data.sequences import DigitStrings
 from chorus.translate.judges import judge_predictions, train_judge
-from chorus.data.audio import LogMel
 
 __all__ = ["classify_segments", "isolated_clips", "oracle_segments", "train_isolated_classifier", "vad_segments"]
 

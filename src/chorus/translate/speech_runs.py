@@ -39,12 +39,29 @@ from chorus.train import TrainConfig, Trainer, seed_everything
 from chorus.translate.griffinlim import log_mel_to_audio
 from chorus.translate.recognizer import CTCRecognizer, JointCTCAttention, SpeechEncoder
 from chorus.translate.speech_data import SpeechItem, load_strings, speech_batch
-from chorus.translate.synthesizer import DigitSynthesizer, SynthesisItem, aligned_durations, synthesis_batch
+from chorus.translate.synthesizer import (
+    DigitSynthesizer,
+    SynthesisItem,
+    aligned_durations,
+    synthesis_batch,
+)
 
 __all__ = [
-    "SpeechExperiment", "StringsConfig", "SpeechModelConfig", "align_items", "build_recognizer",
-    "decode_items", "is_speech_config", "load_speech_run", "recognizer_items", "speak", "train_aligner",
-    "train_recognizer", "train_speech", "train_synthesizer", "transcribe_files",
+    "SpeechExperiment",
+    "SpeechModelConfig",
+    "StringsConfig",
+    "align_items",
+    "build_recognizer",
+    "decode_items",
+    "is_speech_config",
+    "load_speech_run",
+    "recognizer_items",
+    "speak",
+    "train_aligner",
+    "train_recognizer",
+    "train_speech",
+    "train_synthesizer",
+    "transcribe_files",
 ]
 
 SAMPLE_RATE = 8000

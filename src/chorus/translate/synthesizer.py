@@ -157,7 +157,7 @@ class DigitSynthesizer(nn.Module):
     def predict_durations(self, digits: Sequence[int], edge_frames: int = 20) -> tuple[Tensor, Tensor]:
         """(tokens [N], durations [N]): words last ≥ 1 frame, the leading and trailing pauses ``edge_frames``."""
         tokens = torch.tensor(token_sequence(digits), dtype=torch.long, device=self.embed.weight.device)
-        encoded, log_durations = self.encode(tokens[None], torch.ones_like(tokens[None], dtype=torch.bool))
+        _, log_durations = self.encode(tokens[None], torch.ones_like(tokens[None], dtype=torch.bool))
         durations = log_durations[0].exp().sub(1).round().long().clamp_min(0)
         durations[1::2] = durations[1::2].clamp_min(1)
         durations[0] = durations[-1] = edge_frames
