@@ -166,3 +166,13 @@ def test_synthesiser_durations_lengths_and_speak(real_data_root, tmp_path):
         assert rate == 8000 and np.abs(served - wave.numpy()).max() < 2 / 32768
         assert client.post("/speak", data={"text": "fourty"}).status_code == 422
         assert client.post("/speak", data={"text": "one", "run": "nope"}).status_code == 404
+
+
+def test_docs_examples_run():
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "speech.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert len(blocks) >= 2
+    exec(compile("\n".join(blocks), str(doc), "exec"), {})
