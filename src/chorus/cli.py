@@ -1,7 +1,7 @@
 """``chorus`` command line: thin wrappers that parse arguments and call the library.
 
 Subcommands: ``demo``, ``train``, ``eval``, ``zeroshot``, ``retrieve``,
-``data info|download|pack``, ``bench NAME``, ``serve`` and ``index build``. Every
+``transcribe``, ``speak``, ``data info|download|pack``, ``bench NAME``, ``serve`` and ``index build``. Every
 user error (bad config, missing data, corrupt file) is a ``ChorusError`` and is
 reported as one line on stderr with exit code 2, never a traceback.
 """
@@ -47,6 +47,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     shipped = CONFIG_DIR / f"{args.config}.yaml"
     path = shipped if not Path(args.config).exists() and shipped.is_file() else args.config
+    from chorus.translate.speech_runs import is_speech_config
+
+    if is_speech_config(path):  # speech ↔ text experiments (model.task recognize / synthesize)
+        _train_speech(args, path)
+        return
     cfg = load_experiment(path, args.overrides)
     run_dir = args.run_dir or f"runs/{cfg.name}"
     from chorus.train import distributed
@@ -57,6 +62,55 @@ def cmd_train(args: argparse.Namespace) -> None:
     distributed.cleanup()
     if main_process:
         _print_json(metrics) if args.json else _print_table(metrics)
+
+
+# ---- speech ↔ text: `chorus train` of speech configs, `chorus transcribe`, `chorus speak`
+
+
+def _train_speech(args: argparse.Namespace, path: str | Path) -> None:
+    from chorus.errors import ConfigError
+    from chorus.translate.speech_runs import load_speech_config, train_speech
+
+    cfg = load_speech_config(path, args.overrides)
+    if args.resume:
+        raise ConfigError("speech runs train in minutes and do not resume; start again without --resume")
+    metrics = train_speech(cfg, args.run_dir or f"runs/{cfg.name}", data_root=args.data_root)
+    _print_json(metrics) if args.json else _print_table(metrics)
+
+
+def cmd_transcribe(args: argparse.Namespace) -> None:
+    from chorus.translate.speech_runs import transcribe_files
+
+    for path, text in zip(args.files, transcribe_files(args.run_dir, args.files)):
+        print(f"{path}\t{text}")
+
+
+def cmd_speak(args: argparse.Namespace) -> None:
+    import soundfile as sf
+
+    from chorus.translate.speech_runs import speak
+
+    wave, sample_rate = speak(args.run_dir, args.text, seed=args.seed)
+    sf.write(args.out, wave.numpy(), sample_rate, subtype="PCM_16")
+    print(f"wrote {args.out} ({wave.numel() / sample_rate:.2f} s at {sample_rate} Hz)")
+
+
+def add_speech_commands(sub: Any) -> None:
+    p = sub.add_parser("transcribe", help="print the transcript of audio files with a speech recogniser run",
+                       description="Print the transcript of audio files with a speech recogniser run.")
+    p.add_argument("run_dir", help="run folder of `chorus train speech_ctc` (or speech_attention)")
+    p.add_argument("files", nargs="+", help="audio files (any rate; resampled to 8 kHz mono)")
+    p.set_defaults(func=cmd_transcribe)
+    p = sub.add_parser("speak", help="synthesise a spoken digit string with a text-to-speech run",
+                       description="Synthesise a spoken digit string with a text-to-speech run.")
+    p.add_argument("run_dir", help="run folder of `chorus train speech_tts`")
+    p.add_argument("text", help='digit words, e.g. "four two seven"')
+    p.add_argument("--out", required=True, help="WAV file to write (16-bit PCM, 8 kHz)")
+    p.add_argument("--seed", type=int, default=0, help="Griffin-Lim's initial random phase")
+    p.set_defaults(func=cmd_speak)
+
+
+# ---- end of speech ↔ text
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -207,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-items", type=int, default=None)
     data_root_arg(p)
     p.set_defaults(func=cmd_index_build)
+
+    add_speech_commands(sub)
 
     from chorus.bench import BENCHMARKS
 

@@ -4,7 +4,7 @@ See ``docs/align.md`` for what each method is, when to use it and runnable examp
 """
 
 from chorus.align.attention import CrossAttention, attention_peaks
-from chorus.align.ctc import ctc_forced_align, ctc_greedy_decode, ctc_loss
+from chorus.align.ctc import ctc_beam_decode, ctc_forced_align, ctc_greedy_decode, ctc_loss
 from chorus.align.dtw import DTWResult, dtw, dtw_from_cost
 from chorus.align.metrics import boundary_errors, frame_accuracy, path_to_frame_labels, peak_hit_rate
 from chorus.align.monotonic import ForcedAlignment, forced_align
@@ -21,6 +21,7 @@ __all__ = [
     "boundary_errors",
     "cosine_similarity_matrix",
     "cost_matrix",
+    "ctc_beam_decode",
     "ctc_forced_align",
     "ctc_greedy_decode",
     "ctc_loss",

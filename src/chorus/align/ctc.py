@@ -16,8 +16,10 @@ item's loss divided by its target length, then averaged over the batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,6 +27,8 @@ from torch import Tensor
 from chorus.align.lattice import lengths_from_mask
 from chorus.align.monotonic import ForcedAlignment, forced_align
 from chorus.errors import DataError
+
+NEG_INF = float("-inf")
 
 
 def ctc_loss(
@@ -92,3 +96,54 @@ def ctc_forced_align(
     frames belong to no token. Shapes as :func:`chorus.align.monotonic.forced_align`.
     """
     return forced_align(log_probs, targets, blank, frame_mask, target_mask, ctc=True)
+
+
+def ctc_beam_decode(log_probs: Tensor, frame_mask: Tensor | None = None, blank: int = 0, beam: int = 8,
+                    length_prior: Callable[[int], float] | None = None) -> list[list[int]]:
+    """CTC prefix beam search (Hannun et al. 2014, "First-pass large vocabulary continuous speech recognition
+    using bi-directional recurrent DNNs"), optionally rescored by a label-sequence length prior.
+
+    Unlike :func:`ctc_greedy_decode` it sums the probability of every frame labelling of a prefix (blank- and
+    non-blank-ending paths kept apart), so a transcript spread over many weak paths can win. ``length_prior(n)``
+    is a log-probability added to each finished hypothesis of ``n`` labels (``-inf`` rules a length out);
+    it is applied when the beam ends, so it changes which complete transcript wins, not the search.
+    """
+    if log_probs.dim() != 3:
+        raise DataError(f"expected log_probs [B, T, C], got {tuple(log_probs.shape)}")
+    batch, frames, _ = log_probs.shape
+    lengths = lengths_from_mask(frame_mask, frames, batch, log_probs.device, "frame_mask").tolist()
+    scores = log_probs.detach().float().cpu().numpy()
+    return [_prefix_beam(scores[b, :n], blank, beam, length_prior) for b, n in enumerate(lengths)]
+
+
+def _prefix_beam(lp: np.ndarray, blank: int, beam: int, length_prior: Callable[[int], float] | None) -> list[int]:
+    """Prefix beam search over one item's log-probabilities [T, C]."""
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}  # prefix → (log p blank-end, non-blank)
+    for frame in lp:
+        candidates = np.argsort(frame)[::-1][: beam + 1]  # only the likeliest labels can extend a top prefix
+        grown: dict[tuple[int, ...], list[float]] = {}
+
+        def add(prefix: tuple[int, ...], blank_end: float, label_end: float,
+                grown: dict[tuple[int, ...], list[float]] = grown) -> None:
+            slot = grown.setdefault(prefix, [NEG_INF, NEG_INF])
+            slot[0], slot[1] = np.logaddexp(slot[0], blank_end), np.logaddexp(slot[1], label_end)
+
+        for prefix, (p_b, p_nb) in beams.items():
+            total = np.logaddexp(p_b, p_nb)
+            for c in candidates:
+                p = float(frame[c])
+                if c == blank:
+                    add(prefix, total + p, NEG_INF)
+                elif prefix and prefix[-1] == c:
+                    add(prefix, NEG_INF, p_nb + p)  # the same label continues
+                    add(prefix + (int(c),), NEG_INF, p_b + p)  # a repeat needs a blank in between
+                else:
+                    add(prefix + (int(c),), NEG_INF, total + p)
+        ranked = sorted(grown.items(), key=lambda kv: -np.logaddexp(*kv[1]))[:beam]
+        beams = {prefix: (slot[0], slot[1]) for prefix, slot in ranked}
+
+    def final(item: tuple[tuple[int, ...], tuple[float, float]]) -> float:
+        prefix, (p_b, p_nb) = item
+        return float(np.logaddexp(p_b, p_nb)) + (length_prior(len(prefix)) if length_prior else 0.0)
+
+    return list(max(beams.items(), key=final)[0])

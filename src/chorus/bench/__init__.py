@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "align": "forced, unsupervised and implicit alignment against ground-truth boundaries",
     "colearn": "co-learning: pivot binding, cross-modal distillation, co-training",
     "translate": "retrieval and generative translation between image, speech and text",
+    "speech": "speech ↔ text on connected digit strings: CTC and attention recognisers, a synthesiser, the round trip",
 }
 
 

@@ -4,10 +4,14 @@ What it is: alignment benchmarks (DTW, CTC, attention, OT) need sequences
 whose true correspondence is known. Recorded continuous speech has no exact
 word boundaries, so these datasets *compose* them from real data:
 
-- :class:`DigitStrings` (``digit_strings``): utterances of 3–7 digits made by
-  concatenating real FSDD clips of **one** speaker, separated by random pauses
-  of near-silence (a tiny Gaussian noise floor, default std 1e-4 ≈ −80 dBFS, so
-  log-features stay finite). The word boundaries are known to the sample.
+- :class:`DigitStrings` (``digit_strings``): utterances of 3–7 digits (any
+  range from 1 up) made by concatenating real FSDD clips of **one** speaker,
+  separated by random pauses of near-silence (a tiny Gaussian noise floor,
+  default std 1e-4 ≈ −80 dBFS, so log-features stay finite). The word
+  boundaries are known to the sample. Optional level changes between words
+  (``gain_db``) and white background noise at a stated SNR (``snr_db``) make
+  the connected-digit recognition task (TIDIGITS in miniature); each sample
+  carries its transcript as text (``"four two seven"``) and as digit ids.
   :meth:`DigitStrings.pair` gives the same digit string spoken by two
   different speakers — the unsupervised DTW alignment case, scored against
   both boundary lists.
@@ -20,12 +24,14 @@ Why boundaries are exact: each FSDD clip first has its leading and trailing
 silence trimmed by an energy threshold (:func:`trim_silence`), and the trimmed
 clip is copied *unchanged* into the utterance; the boundary of digit k is the
 sample range it was copied to (``audio[start:end]`` equals the trimmed clip
-bit for bit). The threshold is librosa's ``effects.trim`` rule: a frame is
+bit for bit, times its gain when ``gain_db`` > 0). The threshold is librosa's ``effects.trim`` rule: a frame is
 speech if its RMS is within ``top_db`` dB of the loudest frame's.
 
 Determinism: item ``i`` is drawn from a generator seeded with
 ``(seed, split, i)``, so samples do not depend on dataset size, subsetting or
-worker sharding. Splits hold speakers out (FSDD ``"speaker"`` protocol) and
+worker sharding. Gains and noise have streams of their own, so the same item
+with and without them has the same clips and pauses: a noisy test condition is
+the clean one plus noise. Splits hold speakers out (FSDD ``"speaker"`` protocol) and
 take MNIST images from the MNIST loader's disjoint train/test splits;
 ``split="all"`` is the train items followed by the test items, unchanged.
 
@@ -51,6 +57,7 @@ from chorus.data.root import data_root
 from chorus.errors import ConfigError, DataError
 
 SPLIT_CODES = {"train": 0, "test": 1}
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 AMIN = 1e-5  # amplitude floor before taking dB, as in librosa.amplitude_to_db
 
 
@@ -73,16 +80,42 @@ def trim_silence(wave: Tensor, top_db: float = 40.0, frame_length: int = 256, ho
     return int(speech[0] * hop_length), int(min(y.size, (speech[-1] + 1) * hop_length))
 
 
+def digits_to_text(digits: Sequence[int]) -> str:
+    """Digit ids → the transcript as words: ``[4, 2, 7]`` → ``"four two seven"``."""
+    return " ".join(DIGIT_WORDS[int(d)] for d in digits)
+
+
+def text_to_digits(text: str) -> list[int]:
+    """A transcript of digit words (case and extra spaces ignored) → digit ids; DataError names an unknown word."""
+    words = text.lower().split()
+    unknown = sorted({w for w in words if w not in DIGIT_WORDS})
+    if unknown:
+        raise DataError(f"not digit words: {', '.join(unknown)} (expected words among {', '.join(DIGIT_WORDS)})")
+    return [DIGIT_WORDS.index(w) for w in words]
+
+
+def add_noise(wave: np.ndarray, speech: Sequence[tuple[int, int]], snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``wave`` plus white Gaussian noise whose power is the speech power over ``speech`` spans divided by 10^(snr/10).
+
+    The SNR is measured against the words only (not the pauses), the convention of noisy-digit
+    sets such as Aurora-2 (Hirsch & Pearce 2000).
+    """
+    power = float(np.mean(np.concatenate([wave[s:e] for s, e in speech]) ** 2))
+    return wave + np.sqrt(power / 10.0 ** (snr_db / 10.0)) * rng.standard_normal(wave.size)
+
+
 def seconds(boundaries: Sequence[tuple[int, int]], sample_rate: int) -> list[tuple[float, float]]:
     return [(s / sample_rate, e / sample_rate) for s, e in boundaries]
 
 
 class DigitStrings(ChorusDataset):
-    """Yields ``{"audio": float32 [T], "sample_rate": int, "digits": list[int], "boundaries": list[(s0, s1)]
-    seconds, "boundary_samples": list[(i0, i1)] (end exclusive), "speaker": str, "clip_paths": list[str]}``.
+    """Yields ``{"audio": float32 [T], "sample_rate": int, "digits": list[int], "text": str, "boundaries":
+    list[(s0, s1)] seconds, "boundary_samples": list[(i0, i1)] (end exclusive), "speaker": str, "clip_paths": list[str]}``.
 
     ``size`` utterances per split; ``pause_s`` bounds each pause (before,
-    between and after the digits) in seconds. There is no class label:
+    between and after the digits) in seconds; each word's level is scaled by a
+    gain drawn uniformly from ±``gain_db`` dB; ``snr_db`` (None: none) adds
+    white noise at that SNR (:func:`add_noise`). There is no class label:
     ``classes`` is empty and ``labels`` holds item numbers (as in COCOCaptions).
     """
 
@@ -101,10 +134,14 @@ class DigitStrings(ChorusDataset):
         pause_s: tuple[float, float] = (0.05, 0.4),
         noise_floor: float = 1e-4,
         top_db: float = 40.0,
+        gain_db: float = 0.0,
+        snr_db: float | None = None,
         seed: int = 0,
         indices: Sequence[int] | None = None,
     ) -> None:
         check_choice(f"{self.name} split", split, ("train", "test", "all"))
+        if gain_db < 0:
+            raise ConfigError(f"{self.name} gain_db must be >= 0, got {gain_db}")
         if not 1 <= num_digits[0] <= num_digits[1]:
             raise ConfigError(f"{self.name} num_digits must satisfy 1 <= min <= max, got {num_digits}")
         if not 0.0 <= pause_s[0] <= pause_s[1]:
@@ -113,6 +150,8 @@ class DigitStrings(ChorusDataset):
             raise ConfigError(f"{self.name} size and noise_floor must be >= 0, got {size}, {noise_floor}")
         self.root = data_root(root)
         self.seed, self.pause_s, self.noise_floor, self.top_db = seed, pause_s, noise_floor, top_db
+        self.gain_db, self.snr_db = gain_db, snr_db
+        self._trimmed: dict[int, tuple[np.ndarray, str]] = {}  # FSDD index → (trimmed clip, path)
         self.fsdd = FSDD(self.root, split="all", protocol="speaker", test_speakers=tuple(test_speakers))
         self.sample_rate = self.fsdd.sample_rate
         self.clips: dict[tuple[str, int], list[int]] = defaultdict(list)  # (speaker, digit) → FSDD indices
@@ -132,11 +171,25 @@ class DigitStrings(ChorusDataset):
         super().__init__(records, list(range(len(records))), [], transform, on_error, indices)
 
     def item_rng(self, split: str, item: int, stream: int) -> np.random.Generator:
-        """Generator for draw ``stream`` of item ``item`` of ``split``: 0 plan, 1 audio, 2 pair partner, 3 video."""
+        """Generator for draw ``stream`` of item ``item`` of ``split``: 0 plan, 1 audio, 2 pair partner, 3 video,
+        4 noise, 5 gains."""
         return np.random.default_rng([self.seed, SPLIT_CODES[split], item, stream])
 
-    def utterance(self, digits: Sequence[int], speaker: str, rng: np.random.Generator) -> Sample:
-        """Speak ``digits`` with ``speaker``'s trimmed clips (chosen with ``rng``) separated by random pauses."""
+    def trimmed(self, index: int) -> tuple[np.ndarray, str]:
+        """FSDD clip ``index`` with its silence trimmed (float64), and its path; decoded once and cached."""
+        if index not in self._trimmed:
+            clip = self.fsdd.load(index)
+            start, end = trim_silence(clip["audio"], self.top_db)
+            self._trimmed[index] = (clip["audio"][start:end].double().numpy(), clip["path"])
+        return self._trimmed[index]
+
+    def utterance(self, digits: Sequence[int], speaker: str, rng: np.random.Generator,
+                  effects_rng: tuple[np.random.Generator, np.random.Generator] | None = None) -> Sample:
+        """Speak ``digits`` with ``speaker``'s trimmed clips (chosen with ``rng``) separated by random pauses.
+
+        ``effects_rng`` (gains, noise) draws the level changes and the noise; by default both come from ``rng``.
+        """
+        gain_rng, noise_rng = effects_rng or (rng, rng)
         pieces: list[np.ndarray] = []
         bounds: list[tuple[int, int]] = []
         paths: list[str] = []
@@ -153,17 +206,22 @@ class DigitStrings(ChorusDataset):
             choices = self.clips.get((speaker, int(digit)))
             if not choices:
                 raise ConfigError(f"{self.name}: speaker {speaker!r} has no clip of digit {digit} (speakers: {sorted({k[0] for k in self.clips})})")
-            clip = self.fsdd.load(choices[rng.integers(len(choices))])
-            start, end = trim_silence(clip["audio"], self.top_db)
-            pieces.append(clip["audio"][start:end].double().numpy())
-            bounds.append((cursor, cursor + end - start))
-            paths.append(clip["path"])
-            cursor += end - start
+            word, path = self.trimmed(int(choices[rng.integers(len(choices))]))
+            if self.gain_db > 0:
+                word = word * 10.0 ** (gain_rng.uniform(-self.gain_db, self.gain_db) / 20.0)
+            pieces.append(word)
+            bounds.append((cursor, cursor + word.size))
+            paths.append(path)
+            cursor += word.size
             silence()
+        audio = np.concatenate(pieces)
+        if self.snr_db is not None:
+            audio = add_noise(audio, bounds, self.snr_db, noise_rng)
         return {
-            "audio": torch.from_numpy(np.concatenate(pieces)).float(),
+            "audio": torch.from_numpy(audio).float(),
             "sample_rate": self.sample_rate,
             "digits": [int(d) for d in digits],
+            "text": digits_to_text(digits),
             "boundaries": seconds(bounds, self.sample_rate),
             "boundary_samples": bounds,
             "speaker": speaker,
@@ -172,7 +230,9 @@ class DigitStrings(ChorusDataset):
 
     def render(self, record: dict) -> Sample:
         """The utterance of one plan record (``records[i]``): its digits, its speaker, its audio stream."""
-        return self.utterance(record["digits"], record["speaker"], self.item_rng(record["split"], record["item"], 1))
+        split, item = record["split"], record["item"]
+        effects = (self.item_rng(split, item, 5), self.item_rng(split, item, 4))
+        return self.utterance(record["digits"], record["speaker"], self.item_rng(split, item, 1), effects)
 
     def load(self, index: int) -> Sample:
         return self.render(self.records[index])

@@ -6,6 +6,7 @@ Endpoints (the OpenAPI spec is served at ``/openapi.json``, browsable at ``/docs
 - ``POST /zeroshot`` an image or audio clip + class names → labels ranked by probability;
 - ``POST /search``   a query in any modality of an index's run → the top-k items, with preview URLs;
 - ``POST /align``    two recordings → DTW path, distance and a picture;
+- ``POST /speak``    a digit string as words → WAV speech from a text-to-speech run (``chorus train speech_tts``);
 - ``GET /runs``, ``GET /health``, ``GET /media/{index}/{item}`` (previews), ``GET /`` (the page).
 
 Why this shape: runs and indexes are loaded once, in :func:`create_app`, and
@@ -21,6 +22,7 @@ page assets are looked up by name or number in tables built at start-up).
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import asdict, replace
 from collections.abc import Sequence
@@ -28,16 +30,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import soundfile as sf
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 
+from chorus.data.sequences import text_to_digits
 from chorus.errors import ChorusError, ConfigError, DataError
 from chorus.serve.alignment import align_audio
 from chorus.serve.index import SearchIndex
 from chorus.serve.runs import LoadedRun
 from chorus.serve.uploads import BadInput, BodyLimit, Limits, read_audio, read_classes, read_image, read_text
+from chorus.translate.speech_runs import SAMPLE_RATE, is_speech_config, load_speech_run, synthesize_wave
+from chorus.translate.synthesizer import DigitSynthesizer
 
+MAX_SPOKEN_DIGITS = 20  # a longer string is not a digit string (and costs Griffin-Lim time)
 MAX_ALIGN_SECONDS = 10.0  # DTW is quadratic in length: 10 s is 1000 × 1000 frames
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 
@@ -100,6 +107,7 @@ class Catalogue(BaseModel):
     runs: list[dict[str, Any]]
     indexes: list[dict[str, Any]]
     limits: dict[str, Any]
+    voices: list[str] = []
 
 
 # ---------------------------------------------------------------------------- loading
@@ -125,8 +133,12 @@ class Catalog:
 
     def __init__(self, runs: Any, index_dir: Any, data_root: str | None, device: str | None) -> None:
         self.runs: dict[str, LoadedRun] = {}
+        self.voices: dict[str, DigitSynthesizer] = {}  # text-to-speech runs by folder name
         for folder in _folders(runs, "experiment.yaml"):
-            self._add_run(LoadedRun(folder, data_root, device))
+            if is_speech_config(folder / "experiment.yaml"):
+                self._add_speech_run(folder)
+            else:
+                self._add_run(LoadedRun(folder, data_root, device))
         self.indexes: dict[str, SearchIndex] = {}
         self.index_runs: dict[str, LoadedRun] = {}
         if index_dir is not None:
@@ -144,6 +156,20 @@ class Catalog:
             raise ConfigError(f"two runs are named {run.name!r} ({self.runs[run.name].run_dir}, {run.run_dir})")
         self.runs[run.name] = run
         return run
+
+    def _add_speech_run(self, folder: Path) -> None:
+        """Text-to-speech runs are served by ``/speak``; recogniser runs are not served (``chorus transcribe``)."""
+        cfg, model = load_speech_run(folder)
+        if cfg.model.task == "synthesize":
+            self.voices[folder.name] = model  # type: ignore[assignment]
+
+    def voice(self, name: str | None) -> tuple[str, DigitSynthesizer]:
+        if not self.voices:
+            raise BadInput(404, "run: this server has no text-to-speech run (train one with `chorus train speech_tts`)")
+        name = name or next(iter(self.voices))
+        if name not in self.voices:
+            raise BadInput(404, f"run: unknown text-to-speech run {name!r}; available: {', '.join(self.voices)}")
+        return name, self.voices[name]
 
     def run(self, name: str | None, modality: str, zero_shot: bool = False) -> LoadedRun:
         """The named run, or the first that reads ``modality`` (and can classify it, if ``zero_shot``)."""
@@ -220,7 +246,7 @@ def create_app(
         """The loaded runs (task, modalities, classes) and search indexes, and the request limits."""
         return Catalogue(runs=[r.describe() for r in catalog.runs.values()],
                          indexes=[i.describe() for i in catalog.indexes.values()],
-                         limits=asdict(limits))
+                         limits=asdict(limits), voices=list(catalog.voices))
 
     @app.post("/embed", response_model=Embedding, tags=["models"])
     def embed(image: Annotated[UploadFile | None, File(description="an image file")] = None,
@@ -277,6 +303,20 @@ def create_app(
         clips = [read_audio(name, f.file.read(limits.max_body_bytes + 1), f.content_type, clip_limits)
                  for name, f in (("a", a), ("b", b))]
         return Alignment(**align_audio(*clips))
+
+    @app.post("/speak", tags=["models"], responses={200: {"content": {"audio/wav": {}}}})
+    def speak_text(text: Annotated[str, Form(description='a digit string as words, e.g. "four two seven"')],
+                   run: Annotated[str | None, Form(description="text-to-speech run name (default: the first)")] = None,
+                   ) -> Response:
+        """Say a digit string: 8 kHz 16-bit WAV from a text-to-speech run (Griffin-Lim vocoder)."""
+        words = read_text("text", text, limits)
+        name, model = catalog.voice(run)
+        digits = text_to_digits(words)
+        if not 1 <= len(digits) <= MAX_SPOKEN_DIGITS:
+            raise BadInput(422, f"text: say 1 to {MAX_SPOKEN_DIGITS} digit words, got {len(digits)}")
+        buffer = io.BytesIO()
+        sf.write(buffer, synthesize_wave(model, digits).numpy(), SAMPLE_RATE, format="WAV", subtype="PCM_16")
+        return Response(buffer.getvalue(), media_type="audio/wav", headers={"X-Chorus-Run": name})
 
     @app.get("/media/{index}/{item}", tags=["search"], responses={200: {"content": {"image/png": {}, "audio/wav": {}}}})
     def media(index: str, item: int) -> Response:

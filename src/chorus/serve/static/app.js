@@ -58,6 +58,7 @@ async function loadCatalog() {
     el("option", { value: r.name, text: `${r.name} (${r.modalities.join(" + ")})` })));
   $("#index-select").replaceChildren(...catalog.indexes.map((i) =>
     el("option", { value: i.name, text: `${i.name}: ${i.count} ${i.modality} items from ${i.dataset}` })));
+  $("#say-card").hidden = !(catalog.voices || []).length;
   const runs = catalog.runs.length, indexes = catalog.indexes.length;
   setStatus(`Ready: ${runs} model${runs === 1 ? "" : "s"}, ${indexes} search index${indexes === 1 ? "" : "es"}. ` +
     "Drop an image or a sound, record yourself, or type words.");
@@ -208,6 +209,31 @@ async function align() {
   }
 }
 
+// ------------------------------------------------------------------ say it (text to speech)
+
+async function say(event) {
+  event.preventDefault();
+  const text = $("#say-text").value.trim();
+  if (!text) { setStatus("Type digit words first, e.g. four two seven.", true); return; }
+  const form = new FormData();
+  form.append("text", text);
+  setStatus("Synthesising…");
+  try {
+    const response = await fetch("/speak", { method: "POST", body: form });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error(typeof body.detail === "string" ? body.detail : response.statusText);
+    }
+    const audio = $("#say-audio");
+    audio.src = URL.createObjectURL(await response.blob());
+    audio.hidden = false;
+    audio.play().catch(() => {});
+    setStatus(`Said “${text}”.`);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
 // ------------------------------------------------------------------ wiring
 
 function wire() {
@@ -238,6 +264,7 @@ function wire() {
   }));
   ["a", "b"].forEach((k) => $(`#align-${k}`).addEventListener("change", () => { alignClips[k] = null; }));
   $("#align-go").addEventListener("click", align);
+  $("#say-form").addEventListener("submit", say);
 }
 
 wire();
