@@ -24,13 +24,13 @@ from chorus.data.mnist import MNIST, download_mnist
 from chorus.data.registry import DATASETS, DOWNLOADS, build_dataset, dataset_info, download
 from chorus.data.root import data_root
 from chorus.data.sequences import AVSequences, DigitStrings, trim_silence
-from chorus.data.text import BPETokenizer, SubwordTokenizer, WordPieceTokenizer
+from chorus.data.text import BPETokenizer, ClipTokenizer, SubwordTokenizer, WordPieceTokenizer
 from chorus.data.transforms import SampleTransform
 
 __all__ = [
     "CLIP_MEAN", "CLIP_STD", "DATASETS", "DOWNLOADS", "FSDD", "MNIST", "BPETokenizer", "COCOCaptions",
     "AVDigits", "AVSequences", "Degradation", "DigitStrings",
-    "Caltech101", "ChorusDataset", "Collate", "Digits", "ImageTransform", "LogMel", "SampleTransform",
+    "Caltech101", "ChorusDataset", "ClipTokenizer", "Collate", "Digits", "ImageTransform", "LogMel", "SampleTransform",
     "SubwordTokenizer", "WordPieceTokenizer", "build_dataset", "data_root", "dataset_info", "decode_audio",
     "decode_image", "download", "download_caltech101", "download_coco_captions", "download_fsdd",
     "download_mnist", "extract", "fetch", "load_audio", "load_avdigits_config", "mel_filterbank", "resample",
