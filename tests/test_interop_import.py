@@ -1,0 +1,189 @@
+"""``chorus import``: a CLIP checkpoint saved by ``transformers`` becomes a run that predicts exactly as it does.
+
+The checkpoint (``clip_checkpoint.make_hf_clip``) is a tiny random ``CLIPModel``
+with a real CLIP BPE trained on COCO captions; the images are real
+(Caltech-101 photos, square, and COCO photos of other shapes, which exercise
+the resize arithmetic). Reference: ``CLIPModel`` + ``CLIPProcessor`` loaded
+from the same files. Chorus must give the same pixels, token ids, image and
+text embeddings and zero-shot probabilities (≤ 1e-4), through the run folder
+alone. The OpenCLIP layout is checked by a bit-exact round trip through
+``export_open_clip``, and against open_clip itself where its environment exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from chorus.cli import main
+from chorus.contrastive.evaluate import zeroshot_files
+from chorus.contrastive.interop import export_open_clip
+from chorus.data.text import ClipTokenizer
+from chorus.errors import ConfigError
+from chorus.experiment import load_experiment, load_run
+from chorus.run_import import import_clip
+from chorus.serve.runs import LoadedRun
+from clip_checkpoint import make_hf_clip
+from test_interop import FIXTURES, OPEN_CLIP_PYTHON
+
+CLASSES = ["airplanes", "motorbikes", "faces", "leopards", "watch", "ketch", "chandelier", "grand piano"]
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, real_data_root: Path) -> Path:
+    return make_hf_clip(real_data_root, tmp_path_factory.mktemp("download") / "tiny-clip")
+
+
+@pytest.fixture(scope="module")
+def run_dir(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "tiny-clip"
+    import_clip(checkpoint, run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def images(real_data_root: Path) -> dict[str, Image.Image]:
+    """Two Caltech-101 photos of each of four classes plus three COCO photos (landscape and portrait)."""
+    with open(real_data_root / "caltech101" / "metadata.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["class_name"] in CLASSES[:4]]
+    paths = [real_data_root / "caltech101" / r["path"] for r in rows[::15]]
+    paths += sorted((real_data_root / "coco_captions_mini" / "images").glob("*.jpg"))[:3]
+    return {str(p): Image.open(p).convert("RGB") for p in paths}
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint: Path, images: dict[str, Image.Image]) -> dict[str, torch.Tensor]:
+    from transformers import CLIPModel, CLIPProcessor
+
+    processor = CLIPProcessor.from_pretrained(checkpoint)
+    model = CLIPModel.from_pretrained(checkpoint).eval()
+    inputs = processor(text=[f"a photo of a {c}." for c in CLASSES], images=list(images.values()),
+                       return_tensors="pt", padding="max_length", max_length=77, truncation=True)
+    with torch.no_grad():
+        out = model(**inputs)
+    return {"pixels": inputs["pixel_values"], "ids": inputs["input_ids"], "mask": inputs["attention_mask"].bool(),
+            "image": out.image_embeds, "text": out.text_embeds, "probs": out.logits_per_image.softmax(-1)}
+
+
+def test_imported_run_equals_transformers(run_dir: Path, images: dict[str, Image.Image],
+                                          reference: dict[str, torch.Tensor], tmp_path: Path) -> None:
+    shutil.copytree(run_dir, tmp_path / "moved")  # the folder alone suffices: no dataset, no checkpoint
+    run = LoadedRun(tmp_path / "moved", device="cpu")
+    assert run.cfg.data.name is None and run.cfg.data.tokenizer == "clip"
+    pixels = torch.cat([run.features("image", img)["image"] for img in images.values()])
+    torch.testing.assert_close(pixels, reference["pixels"], atol=1e-5, rtol=0)
+    ids, mask = run.tokenizer([f"a photo of a {c}." for c in CLASSES], run.cfg.data.context_length)
+    assert torch.equal(mask, reference["mask"]) and torch.equal(ids[mask], reference["ids"][mask])
+    image = torch.stack([run.embed("image", img) for img in images.values()])
+    text = torch.stack([run.embed("text", f"a photo of a {c}.") for c in CLASSES])
+    torch.testing.assert_close(image, reference["image"], atol=TOLERANCE, rtol=0)
+    torch.testing.assert_close(text, reference["text"], atol=TOLERANCE, rtol=0)
+    for row, img in enumerate(images.values()):
+        probs = dict(run.classify("image", img, CLASSES))
+        torch.testing.assert_close(torch.tensor([probs[c] for c in CLASSES]), reference["probs"][row],
+                                   atol=TOLERANCE, rtol=0)
+    assert reference["probs"].std() > 1e-3  # the random model still tells classes apart, so equality means something
+
+
+def test_zeroshot_cli_on_files_with_user_labels(checkpoint: Path, images: dict[str, Image.Image],
+                                                reference: dict[str, torch.Tensor], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """One command from a downloaded checkpoint (imported on the fly) to probabilities over the user's labels."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, path in enumerate(images):
+        shutil.copy(path, folder / f"{i:02d}{Path(path).suffix}")
+    assert main(["zeroshot", str(checkpoint), "--images", str(folder), "--classes", ",".join(CLASSES),
+                 "--top-k", str(len(CLASSES)), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(r["path"]).name for r in rows] == sorted(p.name for p in folder.iterdir())
+    for row, expected in zip(rows, reference["probs"]):
+        got = dict(zip(row["classes"], row["probs"]))
+        torch.testing.assert_close(torch.tensor([got[c] for c in CLASSES]), expected, atol=TOLERANCE, rtol=0)
+    assert main(["zeroshot", str(checkpoint), "--images", str(folder)]) == 2  # labels are required
+
+
+def test_open_clip_layout_round_trips_exactly(run_dir: Path, checkpoint: Path, tmp_path: Path,
+                                               reference: dict[str, torch.Tensor]) -> None:
+    """Export the imported model in OpenCLIP's layout, import it back: same tensors, same config, same ids."""
+    _, model, _, _, _ = load_run(run_dir)
+    export_open_clip(model, tmp_path / "oc")
+    merges = (checkpoint.parent / f"{checkpoint.name}-bpe" / "merges.txt").read_bytes()
+    (tmp_path / "bpe.txt.gz").write_bytes(gzip.compress(merges))  # OpenCLIP's tokenizer file format
+    summary = import_clip(tmp_path / "oc", tmp_path / "run", tokenizer=tmp_path / "bpe.txt.gz")
+    assert summary["format"] == "open_clip"
+    original, back = load_file(run_dir / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    assert sorted(original) == sorted(back) and all(torch.equal(original[k], back[k]) for k in original)
+    a, b = load_experiment(run_dir / "experiment.yaml"), load_experiment(tmp_path / "run" / "experiment.yaml")
+    assert a.model == b.model and a.data.image_mean == b.data.image_mean and a.data.image_size == b.data.image_size
+    tok = ClipTokenizer.load(tmp_path / "run")
+    ids, mask = tok([f"a photo of a {c}." for c in CLASSES], 77)
+    assert torch.equal(ids[mask], reference["ids"][reference["mask"]])
+
+
+@pytest.mark.skipif(not OPEN_CLIP_PYTHON.exists(),
+                    reason="open_clip is not importable here (it needs torchvision); its separate venv is absent")
+def test_open_clip_itself_reads_the_export(run_dir: Path, reference: dict[str, torch.Tensor], tmp_path: Path) -> None:
+    _, model, _, _, tok = load_run(run_dir)
+    export_open_clip(model, tmp_path / "oc")
+    ids, mask = tok([f"a photo of a {c}." for c in CLASSES], 77)
+    with torch.no_grad():
+        outputs = {"images": reference["pixels"], "ids": ids,
+                   "image_features": model.encode("image", reference["pixels"], normalize=False),
+                   "text_features": model.encode("text", ids, mask, normalize=False)}
+        outputs["logits_per_image"] = model.current_logit_scale() * model.encode("image", reference["pixels"]) @ \
+            model.encode("text", ids, mask).T
+    save_file(outputs, tmp_path / "reference.safetensors")
+    result = subprocess.run([str(OPEN_CLIP_PYTHON), str(FIXTURES / "verify_open_clip.py"), str(tmp_path / "oc"),
+                             str(tmp_path / "reference.safetensors")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_refuses_a_foreign_tokenizer(checkpoint: Path, tmp_path: Path) -> None:
+    vocab = json.loads((checkpoint.parent / f"{checkpoint.name}-bpe" / "vocab.json").read_text())
+    swapped = {t: (len(vocab) - 2 if t == "<|endoftext|>" else len(vocab) - 1 if t == "<|startoftext|>" else i)
+               for t, i in vocab.items()}
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "vocab.json").write_text(json.dumps(swapped))
+    shutil.copy(checkpoint.parent / f"{checkpoint.name}-bpe" / "merges.txt", tmp_path / "tok")
+    with pytest.raises(ConfigError, match="end-of-text id .* is not the checkpoint's"):
+        import_clip(checkpoint, tmp_path / "run", tokenizer=tmp_path / "tok")
+    assert main(["import", str(tmp_path / "nowhere"), str(tmp_path / "run")]) == 2
+
+
+def test_lit_fine_tuning_starts_from_the_imported_run(run_dir: Path, real_data_root: Path, tmp_path: Path) -> None:
+    """``model.init_from`` + ``frozen: [text]``: the text tower stays bit-identical, the image side learns."""
+    config = tmp_path / "lit.yaml"
+    config.write_text(json.dumps({
+        "name": "lit", "data": {"name": "caltech101", "train_split": "train", "eval_split": "test",
+                                "caption_templates": ["a photo of a {}."], "options": {"indices": list(range(32))},
+                                "eval_options": {"indices": list(range(40))}},
+        "model": {"task": "contrastive", "init_from": str(run_dir), "frozen": ["text"],
+                  "zero_shot_templates": ["a photo of a {}."]},
+        "train": {"max_steps": 3, "batch_size": 16, "lr": 1e-3, "progress": False, "tensorboard": False},
+    }))
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "lit"), "--json"]) == 0
+    before, after = load_file(run_dir / "model.safetensors"), load_file(tmp_path / "lit" / "model.safetensors")
+    assert sorted(before) == sorted(after)
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoders.text."))
+    assert not torch.equal(before["projections.image.weight"], after["projections.image.weight"])
+    cfg = load_experiment(tmp_path / "lit" / "experiment.yaml")
+    assert cfg.model.encoders == load_experiment(run_dir / "experiment.yaml").model.encoders
+    assert (tmp_path / "lit" / "tokenizer.json").is_file() and cfg.data.tokenizer == "clip"
+    _, _, evaluation, classes, _ = load_run(tmp_path / "lit", data_root=str(real_data_root))
+    assert len(classes) == 101 and len(evaluation) > 0
+
+
+def test_zeroshot_files_needs_classes(run_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="class names"):
+        zeroshot_files(run_dir, [], classes=[])
