@@ -49,7 +49,13 @@ def train_clip_bpe(captions: list[str], out_dir: Path, merges: int = 700) -> Pat
 
 def make_hf_clip(data_root: Path, out_dir: Path, seed: int = 0, image_size: int = 32) -> Path:
     """Save a tiny random ``CLIPModel`` + ``CLIPProcessor`` (the COCO-trained BPE) into ``out_dir``."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
 
     tokenizer_dir = train_clip_bpe(coco_captions(data_root), out_dir.parent / f"{out_dir.name}-bpe")
     tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir, model_max_length=77)

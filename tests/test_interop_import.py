@@ -15,14 +15,18 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+from clip_checkpoint import make_hf_clip
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from test_interop import FIXTURES, OPEN_CLIP_PYTHON
 
 from chorus.cli import main
 from chorus.contrastive.evaluate import zeroshot_files
@@ -32,8 +36,6 @@ from chorus.errors import ConfigError
 from chorus.experiment import load_experiment, load_run
 from chorus.run_import import import_clip
 from chorus.serve.runs import LoadedRun
-from clip_checkpoint import make_hf_clip
-from test_interop import FIXTURES, OPEN_CLIP_PYTHON
 
 CLASSES = ["airplanes", "motorbikes", "faces", "leopards", "watch", "ketch", "chandelier", "grand piano"]
 TOLERANCE = 1e-4
@@ -53,12 +55,15 @@ def run_dir(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def images(real_data_root: Path) -> dict[str, Image.Image]:
-    """Two Caltech-101 photos of each of four classes plus three COCO photos (landscape and portrait)."""
+    """Two Caltech-101 photos of each of four classes plus six COCO photos of other shapes."""
     with open(real_data_root / "caltech101" / "metadata.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["class_name"] in CLASSES[:4]]
     paths = [real_data_root / "caltech101" / r["path"] for r in rows[::15]]
-    paths += sorted((real_data_root / "coco_captions_mini" / "images").glob("*.jpg"))[:3]
-    return {str(p): Image.open(p).convert("RGB") for p in paths}
+    paths += sorted((real_data_root / "coco_captions_mini" / "images").glob("*.jpg"))[:6]
+    loaded = {str(p): Image.open(p).convert("RGB") for p in paths}
+    margins = {int(32 * max(im.size) / min(im.size)) - 32 for im in loaded.values()}
+    assert 0 in margins and any(m % 2 for m in margins)  # square, and a crop that floor and round place apart
+    return loaded
 
 
 @pytest.fixture(scope="module")
@@ -113,40 +118,57 @@ def test_zeroshot_cli_on_files_with_user_labels(checkpoint: Path, images: dict[s
     assert main(["zeroshot", str(checkpoint), "--images", str(folder)]) == 2  # labels are required
 
 
-def test_open_clip_layout_round_trips_exactly(run_dir: Path, checkpoint: Path, tmp_path: Path,
-                                               reference: dict[str, torch.Tensor]) -> None:
-    """Export the imported model in OpenCLIP's layout, import it back: same tensors, same config, same ids."""
-    _, model, _, _, _ = load_run(run_dir)
-    export_open_clip(model, tmp_path / "oc")
+def open_clip_bpe(checkpoint: Path, out: Path) -> Path:
+    """The checkpoint's merges in OpenCLIP's tokenizer file format (gzip; no trailing newline, which open_clip
+    would read as one more, empty, merge)."""
     merges = (checkpoint.parent / f"{checkpoint.name}-bpe" / "merges.txt").read_bytes()
-    (tmp_path / "bpe.txt.gz").write_bytes(gzip.compress(merges))  # OpenCLIP's tokenizer file format
-    summary = import_clip(tmp_path / "oc", tmp_path / "run", tokenizer=tmp_path / "bpe.txt.gz")
+    out.write_bytes(gzip.compress(merges.rstrip(b"\n")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def open_clip_run(run_dir: Path, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The imported model exported in OpenCLIP's layout and imported back with OpenCLIP's tokenizer file."""
+    folder = tmp_path_factory.mktemp("open_clip")
+    _, model, _, _, _ = load_run(run_dir)
+    export_open_clip(model, folder / "oc")
+    summary = import_clip(folder / "oc", folder / "run", tokenizer=open_clip_bpe(checkpoint, folder / "bpe.txt.gz"))
     assert summary["format"] == "open_clip"
-    original, back = load_file(run_dir / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    return folder
+
+
+def test_open_clip_layout_round_trips_exactly(run_dir: Path, open_clip_run: Path,
+                                               reference: dict[str, torch.Tensor]) -> None:
+    """Same tensors, same architecture and statistics, same token ids; only the crop placement is OpenCLIP's."""
+    original, back = load_file(run_dir / "model.safetensors"), load_file(open_clip_run / "run" / "model.safetensors")
     assert sorted(original) == sorted(back) and all(torch.equal(original[k], back[k]) for k in original)
-    a, b = load_experiment(run_dir / "experiment.yaml"), load_experiment(tmp_path / "run" / "experiment.yaml")
-    assert a.model == b.model and a.data.image_mean == b.data.image_mean and a.data.image_size == b.data.image_size
-    tok = ClipTokenizer.load(tmp_path / "run")
+    a, b = load_experiment(run_dir / "experiment.yaml"), load_experiment(open_clip_run / "run" / "experiment.yaml")
+    assert a.model == b.model and (a.data.image_mean, a.data.image_size) == (b.data.image_mean, b.data.image_size)
+    assert (a.data.image_crop_offset, b.data.image_crop_offset) == ("floor", "round")
+    tok = ClipTokenizer.load(open_clip_run / "run")
     ids, mask = tok([f"a photo of a {c}." for c in CLASSES], 77)
     assert torch.equal(ids[mask], reference["ids"][reference["mask"]])
 
 
 @pytest.mark.skipif(not OPEN_CLIP_PYTHON.exists(),
                     reason="open_clip is not importable here (it needs torchvision); its separate venv is absent")
-def test_open_clip_itself_reads_the_export(run_dir: Path, reference: dict[str, torch.Tensor], tmp_path: Path) -> None:
-    _, model, _, _, tok = load_run(run_dir)
-    export_open_clip(model, tmp_path / "oc")
-    ids, mask = tok([f"a photo of a {c}." for c in CLASSES], 77)
-    with torch.no_grad():
-        outputs = {"images": reference["pixels"], "ids": ids,
-                   "image_features": model.encode("image", reference["pixels"], normalize=False),
-                   "text_features": model.encode("text", ids, mask, normalize=False)}
-        outputs["logits_per_image"] = model.current_logit_scale() * model.encode("image", reference["pixels"]) @ \
-            model.encode("text", ids, mask).T
-    save_file(outputs, tmp_path / "reference.safetensors")
-    result = subprocess.run([str(OPEN_CLIP_PYTHON), str(FIXTURES / "verify_open_clip.py"), str(tmp_path / "oc"),
-                             str(tmp_path / "reference.safetensors")], capture_output=True, text=True, timeout=300)
+def test_open_clip_run_equals_open_clip(open_clip_run: Path, images: dict[str, Image.Image], tmp_path: Path) -> None:
+    """open_clip itself (its preprocessing, tokenizer and model) on the same files gives Chorus' numbers."""
+    prompts = [f"a photo of a {c}." for c in CLASSES]
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    result = subprocess.run(
+        [str(OPEN_CLIP_PYTHON), str(FIXTURES / "open_clip_zeroshot.py"), str(open_clip_run / "oc"),
+         str(open_clip_run / "bpe.txt.gz"), str(tmp_path / "ref.safetensors"), str(tmp_path / "prompts.json"),
+         *images], capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    ref = load_file(tmp_path / "ref.safetensors")
+    run = LoadedRun(open_clip_run / "run", device="cpu")
+    image = torch.stack([run.embed("image", img) for img in images.values()])
+    text = torch.stack([run.embed("text", p) for p in prompts])
+    probs = torch.stack([torch.tensor([dict(run.classify("image", img, CLASSES))[c] for c in CLASSES])
+                         for img in images.values()])
+    for name, ours in (("image", image), ("text", text), ("probs", probs)):
+        torch.testing.assert_close(ours, ref[name], atol=TOLERANCE, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def test_import_refuses_a_foreign_tokenizer(checkpoint: Path, tmp_path: Path) -> None:
@@ -187,3 +209,24 @@ def test_lit_fine_tuning_starts_from_the_imported_run(run_dir: Path, real_data_r
 def test_zeroshot_files_needs_classes(run_dir: Path) -> None:
     with pytest.raises(ConfigError, match="class names"):
         zeroshot_files(run_dir, [], classes=[])
+
+
+def test_docs_example_runs_as_written(checkpoint: Path, images: dict[str, Image.Image], tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/interop.md's one command and five lines of Python, on a checkpoint and photos named as the page names them."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "interop.md").read_text()
+    command = re.search(r"```bash\n(chorus .*?)\n```", doc).group(1)
+    code = re.search(r"```python\n(.*?)```", doc, re.DOTALL).group(1)
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(checkpoint, "clip-vit-base-patch32")
+    Path("my_photos").mkdir()
+    for i, path in enumerate(list(images)[:3]):
+        shutil.copy(path, Path("my_photos") / f"{i}-{Path(path).name}")
+    assert main(shlex.split(command)[1:]) == 0
+    from_cli = capsys.readouterr().out.splitlines()
+    exec(compile(code, "docs/interop.md", "exec"), {})  # noqa: S102 - the page's code, run as a reader would
+    from_python = capsys.readouterr().out.splitlines()
+    assert len(from_cli) == len(from_python) == 3
+    for cli_line, py_line in zip(from_cli, from_python):
+        path, label, prob = py_line.split()
+        assert cli_line.startswith(f"{path} {label} ") and label in ("cat", "dog", "bicycle") and 0 < float(prob) < 1

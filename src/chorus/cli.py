@@ -193,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_root_arg(p)
     p.set_defaults(func=cmd_eval)
 
-    for name, func, what in (("zeroshot", cmd_zeroshot, "zero-shot accuracy on a labelled dataset, or labels for "
-                                                        "your images from your class names"),
+    for name, func, what in (("zeroshot", cmd_zeroshot, ("zero-shot accuracy on a labelled dataset, or labels for "
+                                                         "your images from your class names")),
                              ("retrieve", cmd_retrieve, "retrieval Recall@1/5/10 of a run on a paired dataset")):
         p = sub.add_parser(name, help=what, description=what)
         p.add_argument("run_dir", help="a run folder, or a CLIP checkpoint (imported on the fly, see `chorus import`)")

@@ -63,6 +63,7 @@ class DataConfig:
     image_size: int = 32
     image_channels: int = 3
     image_resize: int | None = None  # shorter side before the centre crop (default: image_size)
+    image_crop_offset: Literal["floor", "round"] = "floor"  # round: OpenCLIP's (torchvision's) centre crop
     image_mean: list[float] | None = None  # per-channel normalisation (default 0.5: pixels to [-1, 1])
     image_std: list[float] | None = None
     augment: bool = True
@@ -137,7 +138,7 @@ class SampleFeatures:
         self.sample_rate = cfg.sample_rate
         self.modalities = SampleTransform({
             "image": ImageTransform(cfg.image_size, channels=cfg.image_channels, train=train and cfg.augment,
-                                    flip=cfg.flip, resize=cfg.image_resize,
+                                    flip=cfg.flip, resize=cfg.image_resize, crop_offset=cfg.image_crop_offset,
                                     mean=0.5 if cfg.image_mean is None else cfg.image_mean,
                                     std=0.5 if cfg.image_std is None else cfg.image_std),
             "audio": LogMel(sample_rate=cfg.sample_rate, n_mels=cfg.n_mels),
@@ -227,8 +228,8 @@ def build_model(cfg: ExperimentConfig, num_classes: int, tokenizer: SubwordToken
 # ---------------------------------------------------------------------------- starting from a run
 
 # What a run fixes about its inputs: a model started from it must see them exactly so.
-_INHERITED_DATA = ("image_size", "image_channels", "image_resize", "image_mean", "image_std", "sample_rate", "n_mels",
-                   "tokenizer", "vocab_size", "context_length")
+_INHERITED_DATA = ("image_size", "image_channels", "image_resize", "image_crop_offset", "image_mean", "image_std",
+                   "sample_rate", "n_mels", "tokenizer", "vocab_size", "context_length")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 

@@ -22,10 +22,11 @@ end-of-text id must be where the source library pools the text (HF's
 ``eos_token_id``; OpenCLIP's ``eos_id`` or, for ``argmax`` pooling, the
 largest id), its vocabulary must fit the embedding table, and the
 preprocessing must be CLIP's (shorter side resized bicubically, centre crop of
-the model's image size). OpenCLIP's centre crop rounds the offset like
-torchvision (``round``, not ``floor``): on images whose resized long side
-exceeds the crop by an odd number of pixels the crop sits one pixel away from
-``transformers``'/Chorus' crop.
+the model's image size). OpenCLIP places its centre crop as torchvision does
+(the half margin rounded, not floored), so OpenCLIP imports get
+``data.image_crop_offset: round``: on images whose resized long side exceeds
+the crop by an odd number of pixels that is one pixel away from
+``transformers``' crop.
 """
 
 from __future__ import annotations
@@ -42,7 +43,12 @@ from typing import Any, Literal
 from safetensors.torch import save_file
 
 from chorus.config import save_config
-from chorus.contrastive.interop import OPEN_CLIP_CONFIG, clip_encoder_options, load_hf_clip, load_open_clip
+from chorus.contrastive.interop import (
+    OPEN_CLIP_CONFIG,
+    clip_encoder_options,
+    load_hf_clip,
+    load_open_clip,
+)
 from chorus.contrastive.model import ContrastiveModel
 from chorus.data.image import CLIP_MEAN, CLIP_STD
 from chorus.data.text import ClipTokenizer
@@ -50,7 +56,7 @@ from chorus.errors import ConfigError, DataNotFoundError
 from chorus.experiment import DataConfig, EncoderConfig, ExperimentConfig, ModelConfig
 from chorus.train import TrainConfig
 
-__all__ = ["import_clip", "checkpoint_format", "as_run"]
+__all__ = ["as_run", "checkpoint_format", "import_clip"]
 
 PathLike = str | os.PathLike[str]
 Format = Literal["hf", "open_clip"]
@@ -122,7 +128,7 @@ def _open_clip_preprocessing(config: dict[str, Any], image_size: int, source: Pa
     size = pre.get("size", image_size)
     if (size if isinstance(size, int) else tuple(size)) not in (image_size, (image_size, image_size)):
         raise ConfigError(f"{source}: preprocess_cfg.size={size} differs from the vision tower's {image_size}")
-    return {"image_size": image_size, "image_resize": None,
+    return {"image_size": image_size, "image_resize": None, "image_crop_offset": "round",
             "image_mean": [float(v) for v in pre.get("mean", CLIP_MEAN)],
             "image_std": [float(v) for v in pre.get("std", CLIP_STD)]}
 

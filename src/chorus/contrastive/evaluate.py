@@ -43,7 +43,7 @@ from chorus.errors import ConfigError, DataError
 from chorus.eval.report import markdown_table, write_json
 from chorus.experiment import SampleFeatures, load_run
 
-__all__ = ["zeroshot_run", "zeroshot_files", "retrieve_run"]
+__all__ = ["retrieve_run", "zeroshot_files", "zeroshot_run"]
 
 DIGIT_DATASETS = frozenset({"digits", "mnist", "fsdd", "avdigits"})
 
