@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from test_interop import FIXTURES, OPEN_CLIP_PYTHON
 
 from chorus.cli import main
-from chorus.contrastive.evaluate import zeroshot_files
+from chorus.contrastive.evaluate import zeroshot_files, zeroshot_run
 from chorus.contrastive.interop import export_open_clip
 from chorus.data.text import ClipTokenizer
 from chorus.errors import ConfigError
@@ -206,9 +206,22 @@ def test_lit_fine_tuning_starts_from_the_imported_run(run_dir: Path, real_data_r
     assert len(classes) == 101 and len(evaluation) > 0
 
 
-def test_zeroshot_files_needs_classes(run_dir: Path) -> None:
-    with pytest.raises(ConfigError, match="class names"):
+def test_zeroshot_needs_one_name_per_class(run_dir: Path, real_data_root: Path) -> None:
+    with pytest.raises(ConfigError, match="stores no class names"):
         zeroshot_files(run_dir, [], classes=[])
+    with pytest.raises(ConfigError, match="2 class names given, dataset 'caltech101' has 101"):
+        zeroshot_run(run_dir, "caltech101", classes=["cat", "dog"], data_root=str(real_data_root))
+
+
+def test_import_reads_pytorch_model_bin(checkpoint: Path, run_dir: Path, tmp_path: Path) -> None:
+    """Older ``save_pretrained`` directories hold ``pytorch_model.bin``; the imported weights are the same."""
+    older = tmp_path / "older"
+    shutil.copytree(checkpoint, older)
+    torch.save(load_file(older / "model.safetensors"), older / "pytorch_model.bin")
+    (older / "model.safetensors").unlink()
+    import_clip(older, tmp_path / "run")
+    original, back = load_file(run_dir / "model.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    assert sorted(original) == sorted(back) and all(torch.equal(original[k], back[k]) for k in original)
 
 
 def test_docs_example_runs_as_written(checkpoint: Path, images: dict[str, Image.Image], tmp_path: Path,

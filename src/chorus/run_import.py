@@ -232,15 +232,18 @@ def import_clip(
             "parameters": sum(v.numel() for v in weights.values())}
 
 
-def is_run(path: PathLike) -> bool:
-    return (Path(path) / "experiment.yaml").is_file()
+def _is_checkpoint(path: Path) -> bool:
+    """A CLIP checkpoint rather than a run folder (which has experiment.yaml)?"""
+    if path.is_file():
+        return True
+    return not (path / "experiment.yaml").is_file() and any((path / f).is_file() for f in ("config.json", OPEN_CLIP_CONFIG))
 
 
 @contextmanager
 def as_run(path: PathLike, **import_options: Any) -> Iterator[Path]:
-    """``path`` itself when it is a run folder, else the CLIP checkpoint at ``path`` imported into a temporary
-    run folder that lives for the ``with`` block (one-command use of a downloaded checkpoint)."""
-    if is_run(path):
+    """The CLIP checkpoint at ``path`` imported into a temporary run folder that lives for the ``with`` block
+    (one-command use of a downloaded checkpoint); any other ``path`` as it is (a run folder)."""
+    if not _is_checkpoint(Path(path)):
         yield Path(path)
         return
     with tempfile.TemporaryDirectory(prefix="chorus-import-") as tmp:

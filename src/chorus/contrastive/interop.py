@@ -290,14 +290,18 @@ def _hf_activation(value: str, key: str) -> Activation:
 
 
 def _hf_weights(directory: Path) -> dict[str, Tensor]:
-    """All tensors of a ``save_pretrained`` directory (single or sharded safetensors)."""
+    """All tensors of a ``save_pretrained`` directory (single or sharded safetensors, or older ``pytorch_model.bin``)."""
     single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
     if single.is_file():
         return load_file(single)
     if index.is_file():
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         return {k: v for shard in shards for k, v in load_file(directory / shard).items()}
-    raise DataNotFoundError(f"{directory} holds neither model.safetensors nor model.safetensors.index.json")
+    if (directory / "pytorch_model.bin").is_file():
+        return _read_state_dict(directory / "pytorch_model.bin")
+    raise DataNotFoundError(
+        f"{directory} holds neither model.safetensors, model.safetensors.index.json nor pytorch_model.bin"
+    )
 
 
 def _model_from_hf_config(config: Any) -> ContrastiveModel:

@@ -80,7 +80,7 @@ class ImageTransform:
             raise ConfigError(f"ImageTransform std must be positive, got {std}")
 
     def _offset(self, margin: int) -> int:
-        return margin // 2 if self.crop_offset == "floor" else int(round(margin / 2))
+        return margin // 2 if self.crop_offset == "floor" else round(margin / 2)  # Python rounds half to even, like torchvision
 
     def _eval_view(self, img: Image.Image) -> Image.Image:
         w, h = img.size
