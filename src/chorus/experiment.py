@@ -156,14 +156,14 @@ class SampleFeatures:
 
 def build_datasets(cfg: ExperimentConfig, data_root: str | None = None) -> tuple[Dataset, Dataset, list[str]]:
     """(train, eval, class names) with transforms attached; captions added for contrastive tasks."""
-    data = cfg.data
-    if data.name is None:
+    data, dataset = cfg.data, cfg.data.name
+    if dataset is None:
         raise ConfigError(f"experiment {cfg.name!r} names no dataset (data.name); give one to train or evaluate on")
     root = data_root if data_root is not None else data.root
 
     def split(name: str, train: bool) -> Dataset:
         options = data.options if train else data.options | data.eval_options
-        return build_dataset(data.name, root=root, split=name, transform=SampleFeatures(data, train),
+        return build_dataset(dataset, root=root, split=name, transform=SampleFeatures(data, train),
                              on_error=data.on_error, **options)
 
     train, evaluation = split(data.train_split, True), split(data.eval_split, False)

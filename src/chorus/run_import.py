@@ -38,7 +38,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from safetensors.torch import save_file
 
@@ -52,6 +52,8 @@ from chorus.contrastive.interop import (
 from chorus.contrastive.model import ContrastiveModel
 from chorus.data.image import CLIP_MEAN, CLIP_STD
 from chorus.data.text import ClipTokenizer
+from chorus.encoders.text_transformer import TextTransformer
+from chorus.encoders.vit import VisionTransformer
 from chorus.errors import ConfigError, DataNotFoundError
 from chorus.experiment import DataConfig, EncoderConfig, ExperimentConfig, ModelConfig
 from chorus.train import TrainConfig
@@ -142,9 +144,14 @@ def _open_clip_package_bpe() -> Path | None:
     return path if path.is_file() else None
 
 
-def _load_hf(source: Path) -> tuple[ContrastiveModel, dict[str, Any], Path | None, int, str]:
+def _towers(model: ContrastiveModel) -> tuple[VisionTransformer, TextTransformer]:
+    """The image and text towers the interop loaders build (``vit``, ``text_transformer``)."""
+    return cast(VisionTransformer, model.encoders["image"]), cast(TextTransformer, model.encoders["text"])
+
+
+def _load_hf(source: Path) -> tuple[ContrastiveModel, dict[str, Any], Path | None, int | None, str]:
     model, info = load_hf_clip(source)
-    preprocessing = _hf_preprocessing(source, model.encoders["image"].image_size)
+    preprocessing = _hf_preprocessing(source, _towers(model)[0].image_size)
     return model, preprocessing, info.files, info.eos_token_id, "eos_token_id in config.json"
 
 
@@ -159,7 +166,7 @@ def _load_open_clip(source: Path, model_config: PathLike | None
                           "open_clip's model_configs/<name>.json)")
     model_cfg = config.get("model_cfg", config)
     model = load_open_clip(source, model_cfg)
-    preprocessing = _open_clip_preprocessing(config, model.encoders["image"].image_size, source)
+    preprocessing = _open_clip_preprocessing(config, _towers(model)[0].image_size, source)
     text_cfg = model_cfg.get("text_cfg", {})
     files = source if source.is_dir() and any((source / f).is_file() for f in _TOKENIZER_FILES) else None
     if files is None and text_cfg.get("hf_tokenizer_name") is None:
@@ -200,7 +207,7 @@ def import_clip(
     if tokenizer_path is None:
         raise ConfigError(f"{source} holds no tokenizer files (tokenizer.json or vocab.json + merges.txt): "
                           "pass --tokenizer with the checkpoint's tokenizer")
-    text = model.encoders["text"]
+    image, text = _towers(model)
     tok = ClipTokenizer.load(tokenizer_path, vocab_size=text.vocab_size)
     eos_id = tok.vocab_size - 1 if eos_id is None else eos_id
     if tok.eot_id != eos_id:
@@ -212,7 +219,7 @@ def import_clip(
     options = clip_encoder_options(model)
     cfg = ExperimentConfig(
         name=source.stem if source.is_file() else source.resolve().name,
-        data=DataConfig(name=None, image_channels=model.encoders["image"].in_channels, tokenizer="clip",
+        data=DataConfig(name=None, image_channels=image.in_channels, tokenizer="clip",
                         context_length=text.context_length, class_names=classes, **preprocessing),
         model=ModelConfig(task="contrastive", embed_dim=model.embed_dim,
                           encoders={"image": EncoderConfig("vit", "tiny", options["image"]),
