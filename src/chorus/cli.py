@@ -1,6 +1,6 @@
 """``chorus`` command line: thin wrappers that parse arguments and call the library.
 
-Subcommands: ``demo``, ``train``, ``eval``, ``zeroshot``, ``retrieve``,
+Subcommands: ``demo``, ``train``, ``eval``, ``zeroshot``, ``retrieve``, ``import``,
 ``transcribe``, ``speak``, ``data info|download|pack``, ``bench NAME``, ``serve`` and ``index build``. Every
 user error (bad config, missing data, corrupt file) is a ``ChorusError`` and is
 reported as one line on stderr with exit code 2, never a traceback.
@@ -120,18 +120,51 @@ def cmd_eval(args: argparse.Namespace) -> None:
     _print_json(metrics) if args.json else _print_table(metrics)
 
 
-def cmd_zeroshot(args: argparse.Namespace) -> None:
-    from chorus.run_eval import zeroshot_run
+def _class_names(value: str | None) -> list[str] | None:
+    """``--classes``: a file with one name per line, or comma-separated names."""
+    if value is None:
+        return None
+    lines = Path(value).read_text(encoding="utf-8").splitlines() if Path(value).is_file() else value.split(",")
+    return [name.strip() for name in lines if name.strip()]
 
-    metrics = zeroshot_run(args.run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out)
+
+def cmd_zeroshot(args: argparse.Namespace) -> None:
+    from chorus.run_eval import zeroshot_files, zeroshot_run
+    from chorus.errors import ConfigError
+    from chorus.run_import import as_run
+
+    if (args.dataset is None) == (args.images is None):
+        raise ConfigError("zeroshot needs either --dataset NAME (labelled: accuracy) or --images PATH... (labels)")
+    classes, templates = _class_names(args.classes), args.template
+    with as_run(args.run_dir) as run_dir:
+        if args.images is not None:
+            for row in zeroshot_files(run_dir, args.images, classes, templates=templates, top_k=args.top_k,
+                                      data_root=args.data_root):
+                if args.json:
+                    _print_json(row)
+                else:
+                    print(row["path"], "  ".join(f"{c} {p:.3f}" for c, p in zip(row["classes"], row["probs"])))
+            return
+        metrics = zeroshot_run(run_dir, args.dataset, split=args.split, templates=templates, classes=classes,
+                               data_root=args.data_root, out=args.out)
     _print_json(metrics) if args.json else _print_table(metrics)
 
 
 def cmd_retrieve(args: argparse.Namespace) -> None:
     from chorus.run_eval import retrieve_run
+    from chorus.run_import import as_run
 
-    metrics = retrieve_run(args.run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out)
+    with as_run(args.run_dir) as run_dir:
+        metrics = retrieve_run(run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out)
     _print_json(metrics) if args.json else _print_table(metrics)
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from chorus.run_import import import_clip
+
+    summary = import_clip(args.source, args.run_dir, format=args.format, tokenizer=args.tokenizer,
+                          model_config=args.model_config, classes=_class_names(args.classes))
+    _print_json(summary) if args.json else _print_table(summary)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -228,16 +261,36 @@ def build_parser() -> argparse.ArgumentParser:
     data_root_arg(p)
     p.set_defaults(func=cmd_eval)
 
-    for name, func, what in (("zeroshot", cmd_zeroshot, "zero-shot top-1/top-5 of a run on a labelled dataset"),
+    for name, func, what in (("zeroshot", cmd_zeroshot, ("zero-shot accuracy on a labelled dataset, or labels for "
+                                                         "your images from your class names")),
                              ("retrieve", cmd_retrieve, "retrieval Recall@1/5/10 of a run on a paired dataset")):
-        p = sub.add_parser(name, help=what)
-        p.add_argument("run_dir")
-        p.add_argument("--dataset", required=True, help=DATASET_HELP)
+        p = sub.add_parser(name, help=what, description=what)
+        p.add_argument("run_dir", help="a run folder, or a CLIP checkpoint (imported on the fly, see `chorus import`)")
+        p.add_argument("--dataset", required=name == "retrieve", default=None, help=DATASET_HELP)
         p.add_argument("--split", default=None)
         p.add_argument("--out", default=None, help="folder for results.json and results.md")
         p.add_argument("--json", action="store_true")
         data_root_arg(p)
         p.set_defaults(func=func)
+    p = sub.choices["zeroshot"]
+    p.add_argument("--images", nargs="+", default=None, help="image files or folders to label (instead of --dataset)")
+    p.add_argument("--classes", default=None,
+                   help="class names: comma-separated, or a file with one per line (default: the run's/dataset's)")
+    p.add_argument("--template", action="append", default=None,
+                   help="prompt with {} for the class name; repeat to ensemble (default: the run's/CLIP's)")
+    p.add_argument("--top-k", type=int, default=5, help="labels shown per image (with --images)")
+
+    p = sub.add_parser("import", help="turn an OpenCLIP or Hugging Face CLIP checkpoint into a Chorus run folder",
+                       description="Turn an OpenCLIP or Hugging Face CLIP checkpoint on disk into a Chorus run folder.")
+    p.add_argument("source", help="transformers CLIP directory, OpenCLIP directory, or OpenCLIP weights file")
+    p.add_argument("run_dir", help="the run folder to write")
+    p.add_argument("--format", choices=["hf", "open_clip"], default=None, help="default: detected from the files")
+    p.add_argument("--tokenizer", default=None, help="tokenizer.json, a directory with tokenizer.json or "
+                   "vocab.json + merges.txt, or OpenCLIP's bpe_simple_vocab_16e6.txt.gz (default: the checkpoint's)")
+    p.add_argument("--model-config", default=None, help="OpenCLIP model config JSON for a bare weights file")
+    p.add_argument("--classes", default=None, help="default class names to store in the run (comma-separated or a file)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("serve", help="HTTP API and web explorer for trained runs")
     p.add_argument("--host", default="127.0.0.1")

@@ -13,6 +13,13 @@ The run directory receives ``experiment.yaml`` (the full validated config),
 ``metrics.json``, ``data.json`` (the class names as the data wrote them, the
 split rule, bad rows left out) and the Trainer's ``metrics.jsonl`` /
 checkpoints, so ``chorus eval RUN_DIR`` can rebuild everything from the folder alone.
+
+Pretrained CLIP checkpoints become run folders too (``chorus import``,
+:mod:`chorus.run_import`): their ``experiment.yaml`` has no dataset
+(``data.name: null``), ``data.tokenizer: clip`` reads the checkpoint's BPE
+from the folder, and ``data.image_*`` carry its preprocessing. ``model.init_from:
+RUN_DIR`` starts training from any such run: its architecture, preprocessing,
+tokenizer and weights are taken over, and ``model.frozen`` locks towers (LiT).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +46,7 @@ from chorus.data.audio import resample
 from chorus.data.base import Sample
 from chorus.data.captions import CaptionedDataset
 from chorus.data.registry import USER_DATASETS, canonical_spec
-from chorus.data.text import SubwordTokenizer
+from chorus.data.text import ClipTokenizer, SubwordTokenizer
 from chorus.encoders import build_encoder, encoder_modality
 from chorus.errors import ConfigError
 from chorus.eval.mode import evaluating
@@ -56,7 +64,7 @@ class DataConfig:
     name, see :mod:`chorus.data.userdata`).
     """
 
-    name: str
+    name: str | None = None  # None: a run with no dataset of its own (an imported checkpoint)
     path: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
     root: str | None = None
@@ -67,11 +75,15 @@ class DataConfig:
     on_error: Literal["raise", "skip"] = "raise"
     image_size: int = 32
     image_channels: int = 3
+    image_resize: int | None = None  # shorter side before the centre crop (default: image_size)
+    image_crop_offset: Literal["floor", "round"] = "floor"  # round: OpenCLIP's (torchvision's) centre crop
+    image_mean: list[float] | None = None  # per-channel normalisation (default 0.5: pixels to [-1, 1])
+    image_std: list[float] | None = None
     augment: bool = True
     flip: bool = True
     sample_rate: int = 8000
     n_mels: int = 40
-    tokenizer: Literal["bpe", "minilm"] = "bpe"
+    tokenizer: Literal["bpe", "minilm", "clip"] = "bpe"  # clip: the run folder's pretrained CLIP BPE
     vocab_size: int = 1000
     context_length: int = 32
     class_names: list[str] | None = None
@@ -89,7 +101,7 @@ class DataConfig:
     @property
     def spec(self) -> str:
         """The dataset as commands name it: a registered name, or ``folder:/absolute/path``."""
-        return f"{self.name}:{self.path}" if self.path else self.name
+        return f"{self.name}:{self.path}" if self.path else (self.name or "")
 
     def same_dataset(self, spec: str) -> bool:
         """Whether a command-line dataset spec names this config's dataset."""
@@ -114,12 +126,13 @@ class EncoderConfig:
 @dataclass
 class ModelConfig:
     task: Literal["classify", "contrastive"]
-    encoders: dict[str, EncoderConfig]
+    encoders: dict[str, EncoderConfig] = field(default_factory=dict)  # may be omitted with init_from
     embed_dim: int = 128
     dropout: float = 0.0
     frozen: list[str] = field(default_factory=list)
     loss: Literal["infonce", "siglip"] = "infonce"
     zero_shot_templates: list[str] = field(default_factory=lambda: ["{}"])
+    init_from: str | None = None  # a run folder to start from (architecture, preprocessing, tokenizer, weights)
 
 
 @dataclass
@@ -130,6 +143,10 @@ class ExperimentConfig:
     train: TrainConfig
 
     def __post_init__(self) -> None:
+        if not self.model.encoders and self.model.init_from is None:
+            raise ConfigError("model.encoders: name the encoders, or start from a run with model.init_from")
+        if not self.model.encoders:
+            return  # taken from the init_from run when training starts
         modalities = list(self.model.encoders)
         for modality, enc in self.model.encoders.items():
             if encoder_modality(enc.name) != modality:
@@ -159,7 +176,9 @@ class SampleFeatures:
         self.sample_rate = cfg.sample_rate
         self.modalities = SampleTransform({
             "image": ImageTransform(cfg.image_size, channels=cfg.image_channels, train=train and cfg.augment,
-                                    flip=cfg.flip),
+                                    flip=cfg.flip, resize=cfg.image_resize, crop_offset=cfg.image_crop_offset,
+                                    mean=0.5 if cfg.image_mean is None else cfg.image_mean,
+                                    std=0.5 if cfg.image_std is None else cfg.image_std),
             "audio": LogMel(sample_rate=cfg.sample_rate, n_mels=cfg.n_mels),
         })
 
@@ -173,11 +192,13 @@ class SampleFeatures:
 
 def build_datasets(cfg: ExperimentConfig, data_root: str | None = None) -> tuple[Dataset, Dataset, list[str]]:
     """(train, eval, class names) with transforms attached; captions added for contrastive tasks."""
-    data = cfg.data
+    data, dataset = cfg.data, cfg.data.name
+    if dataset is None:
+        raise ConfigError(f"experiment {cfg.name!r} names no dataset (data.name); give one to train or evaluate on")
     root = data_root if data_root is not None else data.root
 
     def split(name: str, train: bool) -> Dataset:
-        return build_dataset(data.name, root=root, split=name, transform=SampleFeatures(data, train),
+        return build_dataset(dataset, root=root, split=name, transform=SampleFeatures(data, train),
                              on_error=data.on_error, **data.dataset_options(train))
 
     train, evaluation = split(data.train_split, True), split(data.eval_split, False)
@@ -191,12 +212,17 @@ def build_datasets(cfg: ExperimentConfig, data_root: str | None = None) -> tuple
     return train, evaluation, classes
 
 
-def build_tokenizer(cfg: ExperimentConfig, train: Dataset, run_dir: Path | None) -> SubwordTokenizer | None:
-    """The text tokenizer: MiniLM's WordPiece, or a BPE trained on the training captions (saved to the run)."""
+def build_tokenizer(cfg: ExperimentConfig, train: Dataset | None, run_dir: Path | None) -> SubwordTokenizer | None:
+    """The text tokenizer: MiniLM's WordPiece, a pretrained CLIP BPE (from the run folder), or a BPE trained on
+    the training captions (saved to the run)."""
     if "text" not in cfg.model.encoders:
         return None
     if cfg.data.tokenizer == "minilm":
         return WordPieceTokenizer.from_minilm()
+    if cfg.data.tokenizer == "clip":
+        if run_dir is None:
+            raise ConfigError("data.tokenizer=clip reads a pretrained CLIP tokenizer from a run folder (`chorus import`)")
+        return ClipTokenizer.load(run_dir)
     saved = run_dir / "tokenizer.json" if run_dir is not None else None
     if saved is not None and saved.is_file():
         return BPETokenizer.load(saved)
@@ -232,6 +258,43 @@ def build_model(cfg: ExperimentConfig, num_classes: int, tokenizer: SubwordToken
     siglip = cfg.model.loss == "siglip"
     return ContrastiveModel(encoders, cfg.model.embed_dim, frozen=cfg.model.frozen,
                             bias=-10.0 if siglip else None, loss=SigmoidLoss() if siglip else None)
+
+
+# ---------------------------------------------------------------------------- starting from a run
+
+# What a run fixes about its inputs: a model started from it must see them exactly so.
+_INHERITED_DATA = ("image_size", "image_channels", "image_resize", "image_crop_offset", "image_mean", "image_std",
+                   "sample_rate", "n_mels", "tokenizer", "vocab_size", "context_length")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def inherit_run(cfg: ExperimentConfig, run_dir: Path) -> Path | None:
+    """For ``model.init_from``: copy the base run's architecture, input preprocessing and tokenizer files into
+    ``cfg`` / ``run_dir`` and return its weights file (None without ``init_from``).
+
+    ``model.encoders`` may be omitted (or must equal the base run's); ``embed_dim`` and ``loss`` and the data
+    fields in ``_INHERITED_DATA`` are the base run's, because the weights only mean something with them.
+    """
+    if cfg.model.init_from is None:
+        return None
+    base_dir = Path(cfg.model.init_from)
+    for needed in ("experiment.yaml", "model.safetensors"):
+        if not (base_dir / needed).is_file():
+            raise ConfigError(f"model.init_from: {base_dir} is not a finished Chorus run ({needed} is missing)")
+    base = load_experiment(base_dir / "experiment.yaml")
+    if base.model.task != cfg.model.task:
+        raise ConfigError(f"model.init_from: {base_dir} is a {base.model.task!r} run, this is {cfg.model.task!r}")
+    if cfg.model.encoders and cfg.model.encoders != base.model.encoders:
+        raise ConfigError(f"model.encoders differ from those of model.init_from run {base_dir}; omit them to use its")
+    cfg.model.encoders, cfg.model.embed_dim, cfg.model.loss = base.model.encoders, base.model.embed_dim, base.model.loss
+    for key in _INHERITED_DATA:
+        setattr(cfg.data, key, getattr(base.data, key))
+    for name in TOKENIZER_FILES:
+        if (base_dir / name).is_file() and base_dir.resolve() != run_dir.resolve():
+            temporary = run_dir / f".{name}.{os.getpid()}"  # every rank copies the same bytes; replace is atomic
+            shutil.copyfile(base_dir / name, temporary)
+            os.replace(temporary, run_dir / name)
+    return base_dir / "model.safetensors"
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -282,10 +345,16 @@ def train_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resum
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     distributed.init_distributed()  # under torchrun: ranks known before anything is written
+    init_weights = inherit_run(cfg, run_dir)
     seed_everything(cfg.train.seed)
     train, evaluation, classes = build_datasets(cfg, data_root)
     tokenizer = build_tokenizer(cfg, train, run_dir)
     model = build_model(cfg, len(classes), tokenizer)
+    if init_weights is not None:
+        try:
+            model.load_state_dict(load_file(str(init_weights)))
+        except RuntimeError as err:  # e.g. a classifier head over another number of classes
+            raise ConfigError(f"model.init_from: weights of {init_weights.parent} do not fit this model: {err}") from err
     if distributed.is_main():
         save_config(cfg, run_dir / "experiment.yaml")
     collate = Collate(tokenizer, cfg.data.context_length)
@@ -322,7 +391,11 @@ def write_data_record(path: Path, data: DataConfig, train: Dataset, evaluation: 
 
 
 def load_run(run_dir: str | os.PathLike, data_root: str | None = None, split: str | None = None):
-    """Rebuild (config, model with trained weights, eval dataset, class names, tokenizer) from a run folder."""
+    """Rebuild (config, model with trained weights, eval dataset, class names, tokenizer) from a run folder.
+
+    A run with no dataset (``data.name: null``, an imported checkpoint) loads from the folder alone: the eval
+    dataset is None and the class names are ``data.class_names`` (or none).
+    """
     run_dir = Path(run_dir)
     for needed in ("experiment.yaml", "model.safetensors"):
         if not (run_dir / needed).is_file():
@@ -330,7 +403,10 @@ def load_run(run_dir: str | os.PathLike, data_root: str | None = None, split: st
     cfg = load_experiment(run_dir / "experiment.yaml")
     if split is not None:
         cfg.data.eval_split = split
-    train, evaluation, classes = build_datasets(cfg, data_root)
+    if cfg.data.name is None:  # nothing to build: everything is in the folder
+        train, evaluation, classes = None, None, list(cfg.data.class_names or [])
+    else:
+        train, evaluation, classes = build_datasets(cfg, data_root)
     tokenizer = build_tokenizer(cfg, train, run_dir)
     model = build_model(cfg, len(classes), tokenizer)
     model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
@@ -340,6 +416,9 @@ def load_run(run_dir: str | os.PathLike, data_root: str | None = None, split: st
 def evaluate_run(run_dir: str | os.PathLike, data_root: str | None = None, split: str | None = None) -> dict[str, Any]:
     """``chorus eval``: rebuild a run and evaluate it on its eval split (or ``split``)."""
     cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split)
+    if evaluation is None:
+        raise ConfigError(f"{run_dir} has no dataset of its own (an imported checkpoint); evaluate it on one with "
+                          "`chorus zeroshot RUN --dataset NAME` or `chorus retrieve RUN --dataset NAME`")
     return {"run_dir": str(run_dir), "dataset": cfg.data.spec, "split": cfg.data.eval_split} | evaluate(
         model, cfg, evaluation, classes, tokenizer
     )

@@ -5,8 +5,9 @@ Why here and not in :mod:`chorus.contrastive`: it rebuilds a run folder through
 order (``docs/architecture.md``).
 
 What: :func:`zeroshot_run` rebuilds a run folder (``chorus.experiment.load_run``)
-and classifies a labelled dataset from its class names written into prompt
-templates (top-1/top-5); :func:`retrieve_run` embeds a captioned dataset's
+and classifies a labelled dataset from its class names (or the user's words
+for them) written into prompt templates (top-1/top-5); :func:`zeroshot_files`
+labels unlabelled image files with the user's class names; :func:`retrieve_run` embeds a captioned dataset's
 images and captions and reports Recall@1/5/10 in both directions, every
 caption of an image counting as a correct match (COCO's five).
 
@@ -33,14 +34,21 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from chorus.contrastive.retrieval import dataset_retrieval
-from chorus.contrastive.zeroshot import CLIP_TEMPLATES, DIGIT_TEMPLATES, build_zero_shot_classifier, zero_shot_accuracy
+from chorus.contrastive.zeroshot import (
+    CLIP_TEMPLATES,
+    DIGIT_TEMPLATES,
+    build_zero_shot_classifier,
+    zero_shot_accuracy,
+    zero_shot_predict,
+)
 from chorus.data import Collate, build_dataset
 from chorus.data.registry import canonical_spec
+from chorus.data.decode import decode_image, read_bytes
 from chorus.errors import ConfigError, DataError
 from chorus.eval.report import markdown_table, write_json
 from chorus.experiment import SampleFeatures, load_run
 
-__all__ = ["zeroshot_run", "retrieve_run"]
+__all__ = ["retrieve_run", "zeroshot_files", "zeroshot_run"]
 
 DIGIT_DATASETS = frozenset({"digits", "mnist", "fsdd", "avdigits"})
 
@@ -87,15 +95,25 @@ def zeroshot_run(
     *,
     split: str | None = None,
     templates: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
     data_root: str | None = None,
     out: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Zero-shot top-1/top-5 of a contrastive run on a labelled dataset; writes ``zeroshot.json``/``.md`` to ``out``."""
+    """Zero-shot top-1/top-5 of a contrastive run on a labelled dataset; writes ``zeroshot.json``/``.md`` to ``out``.
+
+    ``classes`` replaces the dataset's class names in the prompts (one word or phrase per label, in label order):
+    how a folder of your images with terse folder names is scored with the words you would say.
+    """
+    names = classes
     cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split if _own(run_dir, dataset) else None)
     query = _query_modality(model, run_dir)
     data, used_split = _dataset(cfg, evaluation, dataset, split, data_root)
     if not cfg.data.same_dataset(dataset):
         classes = list(data.classes)
+    if names is not None:
+        if len(names) != len(classes):
+            raise ConfigError(f"{len(names)} class names given, dataset {dataset!r} has {len(classes)} classes")
+        classes = list(names)
     if not classes:
         raise DataError(f"dataset {dataset!r} has no class names to write prompts from")
     templates = _default_templates(cfg, dataset) if templates is None else templates
@@ -108,6 +126,62 @@ def zeroshot_run(
               "metrics": metrics}
     _write(out, "zeroshot", result, f"Zero-shot classification ({len(classes)} classes)")
     return result
+
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given, folders expanded to the image files under them (sorted)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    return files
+
+
+def zeroshot_files(
+    run_dir: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
+    classes: Sequence[str] | None = None,
+    *,
+    templates: Sequence[str] | None = None,
+    top_k: int = 5,
+    batch_size: int = 64,
+    data_root: str | None = None,
+) -> list[dict[str, Any]]:
+    """Label image files zero-shot: per file, the ``top_k`` likeliest of ``classes`` with their probabilities.
+
+    ``paths``: image files and/or folders of them. ``classes``: your label names (default: the run's own);
+    ``templates``: prompts (default: the run's ``model.zero_shot_templates``). Probabilities are CLIP's:
+    softmax of ``logit_scale`` × cosine over the given classes.
+    """
+    cfg, model, _, run_classes, tokenizer = load_run(run_dir, data_root)
+    classes = list(classes or run_classes)
+    if not classes:
+        raise ConfigError(f"{run_dir} stores no class names: give the class names to choose between")
+    if _query_modality(model, run_dir) != "image" or "image" not in cfg.model.encoders:
+        raise ConfigError(f"{run_dir} has no image tower to label images with")
+    files = image_files(paths)
+    if not files:
+        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, paths))}")
+    context = cfg.data.context_length
+    classifier = build_zero_shot_classifier(model, lambda texts: tokenizer(texts, context), classes,
+                                            list(templates or cfg.model.zero_shot_templates))
+    transform = SampleFeatures(cfg.data, train=False)
+    rows = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        pixels = torch.stack([transform({"image": decode_image(read_bytes(f), str(f))})["image"] for f in chunk])
+        probs = zero_shot_predict(model, [{"image": pixels}], classifier).softmax(-1).cpu()
+        top = probs.topk(min(top_k, len(classes)), dim=-1)
+        rows += [{"path": str(f), "classes": [classes[i] for i in index.tolist()], "probs": p.tolist()}
+                 for f, p, index in zip(chunk, top.values, top.indices)]
+    return rows
 
 
 def _own(run_dir: str | os.PathLike, dataset: str) -> bool:

@@ -64,7 +64,9 @@ from chorus.encoders.transformer import Activation, QuickGELU
 from chorus.encoders.vit import VisionTransformer
 from chorus.errors import ConfigError, DataError, DataNotFoundError
 
-__all__ = ["ClipTokenizerInfo", "export_hf_clip", "export_open_clip", "load_hf_clip", "load_open_clip"]
+__all__ = [
+    "ClipTokenizerInfo", "clip_encoder_options", "export_hf_clip", "export_open_clip", "load_hf_clip", "load_open_clip",
+]
 
 PathLike = str | os.PathLike[str]
 How = Literal["copy", "transpose", "qkv"]
@@ -74,6 +76,7 @@ Rule = tuple[tuple[str, ...], How]  # the foreign key(s) of one Chorus tensor, a
 _DERIVED_BUFFERS = ("position_ids", "attn_mask")
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
+OPEN_CLIP_HUB_WEIGHTS = "open_clip_pytorch_model.bin"  # what older OpenCLIP uploads to the HF hub hold
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,27 @@ def _shape(tower: VisionTransformer | TextTransformer, name: str) -> _Shape:
     )
 
 
+def clip_encoder_options(model: ContrastiveModel) -> dict[str, dict[str, Any]]:
+    """The ``build_encoder`` options (``vit`` / ``text_transformer``) that rebuild each tower of ``model``.
+
+    What a run folder's config needs to recreate a loaded CLIP. Sizes the
+    config states elsewhere are left out: the image size and channels
+    (``data.image_size`` / ``image_channels``) and the text context length
+    (``data.context_length``). The vocabulary size is kept, because a
+    checkpoint's embedding table may be larger than its tokenizer's vocabulary.
+    """
+    image, text = _clip_towers(model, "CLIP")
+    v, t = _shape(image, "image"), _shape(text, "text")
+    return {
+        "image": {"patch_size": image.conv1.kernel_size[0], "width": v.width, "layers": v.layers, "heads": v.heads,
+                  "mlp_ratio": v.hidden / v.width, "act": v.act, "ln_eps": v.eps,
+                  "output_dim": None if image.proj is None else image.proj.shape[1]},
+        "text": {"width": t.width, "layers": t.layers, "heads": t.heads, "vocab_size": text.vocab_size,
+                 "mlp_ratio": t.hidden / t.width, "act": t.act, "ln_eps": t.eps,
+                 "output_dim": None if text.proj is None else text.proj.shape[1]},
+    }
+
+
 # ---------------------------------------------------------------- Hugging Face transformers
 
 
@@ -266,14 +290,18 @@ def _hf_activation(value: str, key: str) -> Activation:
 
 
 def _hf_weights(directory: Path) -> dict[str, Tensor]:
-    """All tensors of a ``save_pretrained`` directory (single or sharded safetensors)."""
+    """All tensors of a ``save_pretrained`` directory (single or sharded safetensors, or older ``pytorch_model.bin``)."""
     single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
     if single.is_file():
         return load_file(single)
     if index.is_file():
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         return {k: v for shard in shards for k, v in load_file(directory / shard).items()}
-    raise DataNotFoundError(f"{directory} holds neither model.safetensors nor model.safetensors.index.json")
+    if (directory / "pytorch_model.bin").is_file():
+        return _read_state_dict(directory / "pytorch_model.bin")
+    raise DataNotFoundError(
+        f"{directory} holds neither model.safetensors, model.safetensors.index.json nor pytorch_model.bin"
+    )
 
 
 def _model_from_hf_config(config: Any) -> ContrastiveModel:
@@ -556,7 +584,8 @@ def load_open_clip(
 
     ``state_dict_or_path``: a state dict, a checkpoint file (``.safetensors``,
     ``.pt``/``.bin``), or a directory written by :func:`export_open_clip` /
-    the HF-hub layout (``open_clip_config.json`` + ``open_clip_model.safetensors``).
+    the HF-hub layout (``open_clip_config.json`` + ``open_clip_model.safetensors`` or
+    ``open_clip_pytorch_model.bin``).
     ``config``: the model config (``model_configs/*.json`` content, or
     ``{"model_cfg": ...}``); read from the directory when omitted. ViT towers
     with the standard text tower only (``CLIP`` or ``custom_text``); other
@@ -571,7 +600,7 @@ def load_open_clip(
                 if not config_path.is_file():
                     raise DataNotFoundError(f"{path} has no {OPEN_CLIP_CONFIG}; pass config=")
                 config = json.loads(config_path.read_text())
-            path = path / OPEN_CLIP_WEIGHTS
+            path = path / OPEN_CLIP_WEIGHTS if (path / OPEN_CLIP_WEIGHTS).is_file() else path / OPEN_CLIP_HUB_WEIGHTS
         weights, source = _read_state_dict(path), str(path)
     else:
         weights, source = dict(state_dict_or_path), "OpenCLIP state dict"

@@ -1,10 +1,17 @@
 """Image preprocessing with Pillow, NumPy and torch only (no torchvision).
 
-Eval: resize the shorter side to ``size`` (bicubic) and centre-crop ``size``²,
-the standard CLIP/ImageNet evaluation view. Train: random-resized crop (area
-fraction drawn from ``scale``, aspect ratio log-uniform in ``ratio``; Szegedy
-et al., *Going deeper with convolutions*, 2015) plus an optional horizontal
-flip, which is the augmentation CLIP-style training relies on. Flip must be off
+Eval: resize the shorter side to ``resize`` (default ``size``; bicubic, the
+longer side to ``int(resize * long / short)``) and centre-crop ``size``², the
+standard CLIP/ImageNet evaluation view, computed exactly as CLIP's
+preprocessing (``transformers``' ``CLIPImageProcessor``) computes it so that
+imported checkpoints see the pixels they were trained on; ``crop_offset="round"``
+places the crop as OpenCLIP's torchvision ``CenterCrop`` does (Python's
+``round`` of half the margin instead of its floor: one pixel apart when the
+margin is odd). Train:
+random-resized crop (area fraction drawn from ``scale``, aspect ratio
+log-uniform in ``ratio``; Szegedy et al., *Going deeper with convolutions*,
+2015) plus an optional horizontal flip, which is the augmentation CLIP-style
+training relies on. Flip must be off
 for digits, where mirroring changes the class. Randomness comes from torch's
 global RNG, so ``torch.manual_seed`` and DataLoader worker seeding control it.
 
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -49,26 +57,38 @@ class ImageTransform:
         flip: bool = True,
         scale: tuple[float, float] = (0.5, 1.0),
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        resize: int | None = None,
+        crop_offset: Literal["floor", "round"] = "floor",
     ) -> None:
         if channels not in (1, 3):
             raise ConfigError(f"ImageTransform channels must be 1 or 3, got {channels}")
         if size <= 0:
             raise ConfigError(f"ImageTransform size must be positive, got {size}")
+        if resize is not None and resize < size:
+            raise ConfigError(f"ImageTransform resize ({resize}) must be at least the crop size ({size})")
         if not 0 < scale[0] <= scale[1] <= 1 or not 0 < ratio[0] <= ratio[1]:
             raise ConfigError(f"ImageTransform needs 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], got {scale}, {ratio}")
         self.size, self.channels, self.train, self.flip = size, channels, train, flip
         self.scale, self.ratio = scale, ratio
+        self.resize = resize or size
+        if crop_offset not in ("floor", "round"):
+            raise ConfigError(f"ImageTransform crop_offset must be 'floor' or 'round', got {crop_offset!r}")
+        self.crop_offset = crop_offset
         self.mean = _per_channel(mean, channels, "mean")
         self.std = _per_channel(std, channels, "std")
         if (self.std <= 0).any():
             raise ConfigError(f"ImageTransform std must be positive, got {std}")
 
+    def _offset(self, margin: int) -> int:
+        return margin // 2 if self.crop_offset == "floor" else round(margin / 2)  # Python rounds half to even, like torchvision
+
     def _eval_view(self, img: Image.Image) -> Image.Image:
         w, h = img.size
-        factor = self.size / min(w, h)
-        new_w, new_h = max(self.size, round(w * factor)), max(self.size, round(h * factor))
+        short, long = sorted((w, h))
+        other = int(self.resize * long / short)
+        new_w, new_h = (self.resize, other) if w <= h else (other, self.resize)
         img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
-        left, top = (new_w - self.size) // 2, (new_h - self.size) // 2
+        left, top = (self._offset(margin) for margin in (new_w - self.size, new_h - self.size))
         return img.crop((left, top, left + self.size, top + self.size))
 
     def _random_box(self, w: int, h: int) -> tuple[int, int, int, int]:

