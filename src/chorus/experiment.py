@@ -39,6 +39,7 @@ from chorus.encoders import build_encoder, encoder_modality
 from chorus.errors import ConfigError, DataError
 from chorus.eval.mode import evaluating
 from chorus.train import Trainer, TrainConfig, distributed, seed_everything
+from chorus.train.precision import resolve_precision
 
 
 @dataclass
@@ -206,9 +207,10 @@ def evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes:
              tokenizer: SubwordTokenizer | None, batch_size: int = 256) -> dict[str, float]:
     """Accuracy (classify); zero-shot top-1/top-5 from class-name prompts (contrastive, labelled data); or
     Recall@1/5/10 both ways (contrastive on a dataset without classes, e.g. COCO captions)."""
-    # The training precision: a run evaluated later (`chorus eval`) scores exactly as during training.
+    # The training precision: a run evaluated later (`chorus eval`) on the same hardware scores as during training.
     device = next(model.parameters()).device
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
+    precision, _ = resolve_precision(cfg.train.precision, device, warn=False)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         return _evaluate(model, cfg, dataset, classes, tokenizer, batch_size)
 
 

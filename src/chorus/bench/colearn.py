@@ -98,7 +98,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def train_config(steps: int, seed: int, lr: float = 3e-3) -> TrainConfig:
     """The one recipe of every model here: AdamW + cosine, bf16 autocast, batch 64."""
-    return TrainConfig(max_steps=steps, batch_size=64, lr=lr, warmup_steps=min(20, steps // 5), precision="bf16",
+    return TrainConfig(max_steps=steps, batch_size=64, lr=lr, warmup_steps=min(20, steps // 5), precision="auto",
                        seed=seed, progress=False, tensorboard=False, log_every=max(steps, 1))
 
 

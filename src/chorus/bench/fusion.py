@@ -158,7 +158,7 @@ def train_unimodal(args: argparse.Namespace, modality: str, train: list[Sample],
     else:
         encoder = build_encoder("audio_cnn", "tiny", n_mels=N_MELS)
     model = Classifier(encoder, NUM_CLASSES, modality, dropout=0.1)
-    cfg = train_config(args, args.epochs, seed, precision="bf16", weight_decay=0.05,
+    cfg = train_config(args, args.epochs, seed, precision="auto", weight_decay=0.05,
                        channels_last=modality == "image")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
