@@ -1,9 +1,12 @@
 """``chorus`` command line: thin wrappers that parse arguments and call the library.
 
-Subcommands: ``demo``, ``train``, ``eval``, ``zeroshot``, ``retrieve``,
+Subcommands: ``demo``, ``train``, ``eval``, ``zeroshot``, ``retrieve``, ``predict``,
 ``data info|download|pack``, ``bench NAME``, ``serve`` and ``index build``. Every
-user error (bad config, missing data, corrupt file) is a ``ChorusError`` and is
-reported as one line on stderr with exit code 2, never a traceback.
+user error (bad config, missing data, corrupt file, a missing optional extra) is a
+``ChorusError`` and is reported as one line on stderr with exit code 2, never a
+traceback. The extras a command needs (:data:`COMMAND_EXTRAS`) are checked before
+it does any work; those an experiment's encoders need are checked when its config
+or run folder is read, before any data.
 """
 
 from __future__ import annotations
@@ -18,16 +21,34 @@ from typing import Any
 
 from chorus.errors import ChorusError
 
+COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
+    "serve": ("serve",),
+    "index build": ("serve",),
+    "data pack": ("shards",),
+}
+"""Subcommand → the optional extras it always needs (``chorus.extras.EXTRAS``); checked before any work.
+``bench NAME`` needs ``chorus.extras.BENCHMARK_EXTRAS[NAME]``; train, eval, zeroshot, retrieve and predict
+need what the experiment's encoders need (``text`` for MiniLM), checked when the config or run is read."""
+
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=None, default=str))
 
 
-def _print_table(metrics: dict[str, Any]) -> None:
-    width = max(map(len, metrics), default=0)
-    for key, value in metrics.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        print(f"{key:<{width}}  {shown}")
+def _print_metrics(result: dict[str, Any], facts: tuple[str, ...] = ("run_dir", "dataset", "split")) -> None:
+    """``facts`` on one line, then every numeric metric as an aligned table with readable names."""
+    from chorus.eval.report import metric_label, text_table
+
+    shown = [f"{k.removesuffix('_dir')}: {result[k]}" for k in facts if result.get(k) is not None]
+    if shown:
+        print("  ".join(shown))
+    metrics = result.get("metrics", result)
+    rows = [[metric_label(k), v] for k, v in metrics.items()
+            if k not in facts and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if metrics is not result:  # counts and chance beside the nested metrics
+        rows += [[metric_label(k), v] for k, v in result.items()
+                 if k not in facts and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    print(text_table(["metric", "value"], rows))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -42,49 +63,58 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from chorus.config import CONFIG_DIR
-    from chorus.experiment import load_experiment, train_experiment
-
-    shipped = CONFIG_DIR / f"{args.config}.yaml"
-    path = shipped if not Path(args.config).exists() and shipped.is_file() else args.config
-    cfg = load_experiment(path, args.overrides)
-    run_dir = args.run_dir or f"runs/{cfg.name}"
+    from chorus.experiment import find_experiment, load_experiment, train_experiment
     from chorus.train import distributed
 
-    metrics = train_experiment(cfg, run_dir, resume=args.resume, data_root=args.data_root)
+    cfg = load_experiment(find_experiment(args.config), args.overrides)
+    run_dir = Path(args.run_dir or f"runs/{cfg.name}")
+    if distributed.is_main():
+        print(f"run folder: {run_dir}", file=sys.stderr)
+    metrics = train_experiment(cfg, run_dir, resume=args.resume, overwrite=args.overwrite, data_root=args.data_root)
     main_process = distributed.is_main()
     distributed.barrier()  # under torchrun: every rank is done before the process group goes
     distributed.cleanup()
     if main_process:
-        _print_json(metrics) if args.json else _print_table(metrics)
+        _print_json(metrics) if args.json else _print_metrics(metrics, facts=())
+        print(f"saved: {run_dir} (model.safetensors, metrics.jsonl, curves.png); "
+              f"next: chorus eval {run_dir}, chorus predict {run_dir} FILE...", file=sys.stderr)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from chorus.experiment import evaluate_run
 
     metrics = evaluate_run(args.run_dir, data_root=args.data_root, split=args.split)
-    _print_json(metrics) if args.json else _print_table(metrics)
+    _print_json(metrics) if args.json else _print_metrics(metrics)
 
 
 def cmd_zeroshot(args: argparse.Namespace) -> None:
     from chorus.contrastive.evaluate import zeroshot_run
 
     metrics = zeroshot_run(args.run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out)
-    _print_json(metrics) if args.json else _print_table(metrics)
+    _print_json(metrics) if args.json else _print_metrics(metrics)
 
 
 def cmd_retrieve(args: argparse.Namespace) -> None:
     from chorus.contrastive.evaluate import retrieve_run
 
     metrics = retrieve_run(args.run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out)
-    _print_json(metrics) if args.json else _print_table(metrics)
+    _print_json(metrics) if args.json else _print_metrics(metrics)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from chorus.predict import format_table, predict, to_csv, to_json
+    from chorus.serve.runs import LoadedRun
+
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    run = LoadedRun(args.run_dir, device=args.device)
+    found = predict(run, args.inputs, args.text, classes=classes, top_k=args.top_k, embed=args.embed)
+    print(to_json(found) if args.json else to_csv(found).rstrip("\n") if args.csv else format_table(found))
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from chorus.serve.main import serve_main
 
-    serve_main(args.host, args.port, args.runs, args.index_dir, data_root=args.data_root, device=args.device,
-               max_body_mb=args.max_body_mb)
+    serve_main(args.host, args.port, args.runs, args.index_dir, device=args.device, max_body_mb=args.max_body_mb)
 
 
 def cmd_index_build(args: argparse.Namespace) -> None:
@@ -149,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4")
     p.add_argument("--run-dir", default=None, help="output folder (default: runs/<name>)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in the run folder")
     p.add_argument("--json", action="store_true")
     data_root_arg(p)
     p.set_defaults(func=cmd_train)
@@ -160,16 +191,31 @@ def build_parser() -> argparse.ArgumentParser:
     data_root_arg(p)
     p.set_defaults(func=cmd_eval)
 
-    for name, func, what in (("zeroshot", cmd_zeroshot, "zero-shot top-1/top-5 of a run on a labelled dataset"),
-                             ("retrieve", cmd_retrieve, "retrieval Recall@1/5/10 of a run on a paired dataset")):
-        p = sub.add_parser(name, help=what)
+    for name, func, what, files in (
+            ("zeroshot", cmd_zeroshot, "zero-shot top-1/top-5 of a run on a labelled dataset", "zeroshot"),
+            ("retrieve", cmd_retrieve, "retrieval Recall@1/5/10 of a run on a paired dataset", "retrieval")):
+        p = sub.add_parser(name, help=what, description=what)
         p.add_argument("run_dir")
         p.add_argument("--dataset", required=True, help="dataset name (see `chorus data info`)")
         p.add_argument("--split", default=None)
-        p.add_argument("--out", default=None, help="folder for results.json and results.md")
+        p.add_argument("--out", default=None, help=f"folder to write {files}.json and {files}.md into")
         p.add_argument("--json", action="store_true")
         data_root_arg(p)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("predict", help="labels with probabilities, or embeddings, for your images, audio files or texts")
+    p.add_argument("run_dir")
+    p.add_argument("inputs", nargs="*", help="image or audio files, or folders of them (searched recursively)")
+    p.add_argument("--text", action="append", default=[], help="a text to embed (repeat for several)")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated class names to rank (contrastive runs; default: the run's own)")
+    p.add_argument("--top-k", type=int, default=5, help="labels shown per input (default 5)")
+    p.add_argument("--embed", action="store_true", help="embeddings instead of labels")
+    p.add_argument("--device", default=None)
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="a JSON list, one object per input")
+    output.add_argument("--csv", action="store_true", help="CSV: one row per (input, rank), or per embedding")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("serve", help="HTTP API and web explorer for trained runs")
     p.add_argument("--host", default="127.0.0.1")
@@ -178,7 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-dir", default=None, help="folder of indexes made by `chorus index build`")
     p.add_argument("--device", default=None)
     p.add_argument("--max-body-mb", type=float, default=10.0, help="largest accepted upload")
-    data_root_arg(p)
     p.set_defaults(func=cmd_serve)
 
     index = sub.add_parser("index", help="search indexes").add_subparsers(dest="index_command", required=True)
@@ -223,6 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _require_extras(args: argparse.Namespace) -> None:
+    """Stop with one line naming the extra before a command that lacks it starts any work."""
+    from chorus.extras import BENCHMARK_EXTRAS, require
+
+    command = " ".join(filter(None, (args.command, getattr(args, "index_command", None),
+                                     getattr(args, "data_command", None))))
+    extras = COMMAND_EXTRAS.get(command, ())
+    if command == "bench":
+        command, extras = f"bench {args.name}", BENCHMARK_EXTRAS.get(args.name, ())
+    require(extras, f"chorus {command}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -236,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        _require_extras(args)
         args.func(args)
     except ChorusError as err:
         print(f"chorus: error: {err}", file=sys.stderr)

@@ -124,10 +124,9 @@ def fresh(seed: int, build: Any, *args: Any, **kwargs: Any) -> nn.Module:
 # ---------------------------------------------------------------------------- the three experiments
 
 
-def run_pivot(clip_dir: Path, train: Dataset, test: Dataset, budget: Budget, seed: int, work: Path,
-              data_root: str | None) -> dict[str, float]:
+def run_pivot(clip_dir: Path, train: Dataset, test: Dataset, budget: Budget, seed: int, work: Path) -> dict[str, float]:
     """Bind a fresh audio tower to the frozen CLIP image tower; zero-shot spoken digits from text prompts."""
-    cfg, clip, _, classes, tokenizer = load_run(clip_dir, data_root=data_root)
+    cfg, clip, classes, tokenizer = load_run(clip_dir)
     bound = bind_to_pivot(clip, fresh(seed, build_encoder, "audio_cnn", "tiny", n_mels=N_MELS, **SPEECH_TOWER), "audio")
     fit(bound, train, budget.pivot_steps, seed, work / "pivot")
     classifier = build_zero_shot_classifier(bound, lambda t: tokenizer(t, cfg.data.context_length), classes,
@@ -297,7 +296,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             supervised = fit(fresh(seed, audio_classifier), train, budget.audio_steps, seed, work / "audio_tiny")
             record["supervised_audio"] = accuracy(supervised, test)
         if "pivot" in args.methods:
-            record |= run_pivot(clip_dir, train, test, budget, seed, work, args.data_root)
+            record |= run_pivot(clip_dir, train, test, budget, seed, work)
         if "distill" in args.methods:
             record |= run_distill(train, test, budget, seed, work)
         if "cotrain" in args.methods:

@@ -13,7 +13,6 @@ config with the same steps and batches.
 
 from __future__ import annotations
 
-import platform
 import statistics
 import tempfile
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from chorus.config import CONFIG_DIR
 from chorus.eval.report import MethodCard, fmt_mean_std
 from chorus.experiment import load_experiment, train_experiment
 from chorus.train.logging import read_metrics
-from chorus.train.precision import BF16_CPU_FLAGS, cpu_flags, resolve_precision
+from chorus.train.precision import BF16_CPU_FLAGS, cpu_flags, cpu_model, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -36,17 +35,6 @@ class Config:
 
 
 PRESETS = {"full": Config(), "quick": Config(steps=4, log_every=2, rounds=1)}
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from ``/proc/cpuinfo`` (else ``platform.processor()``)."""
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(config: str, precision: str, steps: int, log_every: int) -> float:

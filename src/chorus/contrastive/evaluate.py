@@ -29,11 +29,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from chorus.contrastive.retrieval import dataset_retrieval
-from chorus.contrastive.zeroshot import CLIP_TEMPLATES, DIGIT_TEMPLATES, build_zero_shot_classifier, zero_shot_accuracy
+from chorus.contrastive.zeroshot import (CLIP_TEMPLATES, DIGIT_TEMPLATES, build_zero_shot_classifier, topk_below,
+                                        zero_shot_accuracy)
 from chorus.data import Collate, build_dataset
 from chorus.errors import ConfigError, DataError
 from chorus.eval.report import markdown_table, write_json
-from chorus.experiment import SampleFeatures, load_run
+from chorus.experiment import SampleFeatures, build_eval_dataset, load_run
 
 __all__ = ["zeroshot_run", "retrieve_run"]
 
@@ -47,11 +48,11 @@ def _query_modality(model: torch.nn.Module, run_dir: str | os.PathLike) -> str:
     return next(m for m in encoders if m != "text")
 
 
-def _dataset(cfg: Any, evaluation: Dataset, dataset: str, split: str | None, data_root: str | None,
+def _dataset(cfg: Any, dataset: str, split: str | None, data_root: str | None,
              **options: Any) -> tuple[Dataset, str]:
     """The run's own eval set when ``dataset`` is its dataset (and no options), else ``dataset`` with its transforms."""
     if dataset == cfg.data.name and not options:
-        return evaluation, cfg.data.eval_split
+        return build_eval_dataset(cfg, data_root, split), split or cfg.data.eval_split
     split = split or "test"
     root = data_root if data_root is not None else cfg.data.root
     return build_dataset(dataset, root=root, split=split, transform=SampleFeatures(cfg.data, train=False), **options), split
@@ -86,9 +87,9 @@ def zeroshot_run(
     out: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Zero-shot top-1/top-5 of a contrastive run on a labelled dataset; writes ``zeroshot.json``/``.md`` to ``out``."""
-    cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split if dataset == _name(run_dir) else None)
+    cfg, model, classes, tokenizer = load_run(run_dir)
     query = _query_modality(model, run_dir)
-    data, used_split = _dataset(cfg, evaluation, dataset, split, data_root)
+    data, used_split = _dataset(cfg, dataset, split, data_root)
     if dataset != cfg.data.name:
         classes = list(data.classes)
     if not classes:
@@ -97,22 +98,12 @@ def zeroshot_run(
     context = cfg.data.context_length
     classifier = build_zero_shot_classifier(model, lambda texts: tokenizer(texts, context), classes, list(templates))
     loader = DataLoader(data, batch_size=256, collate_fn=Collate())
-    metrics = zero_shot_accuracy(model, loader, classifier, modality=query)
+    metrics = zero_shot_accuracy(model, loader, classifier, modality=query, ks=topk_below(len(classes)))
     result = {"run_dir": str(run_dir), "dataset": dataset, "split": used_split, "n": len(data),
               "classes": len(classes), "templates": list(templates), "chance_top1": 1 / len(classes),
               "metrics": metrics}
     _write(out, "zeroshot", result, f"Zero-shot classification ({len(classes)} classes)")
     return result
-
-
-def _name(run_dir: str | os.PathLike) -> str | None:
-    """The dataset a run was trained on (read cheaply from its experiment.yaml)."""
-    import yaml
-
-    path = Path(run_dir) / "experiment.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a finished Chorus run: experiment.yaml is missing")
-    return (yaml.safe_load(path.read_text()) or {}).get("data", {}).get("name")
 
 
 def retrieve_run(
@@ -131,10 +122,10 @@ def retrieve_run(
     Identical strings are one gallery text whose correct images are all images
     carrying it, so every query may have several correct matches both ways.
     """
-    cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split if dataset == _name(run_dir) else None)
+    cfg, model, classes, tokenizer = load_run(run_dir)
     query = _query_modality(model, run_dir)
     options = {"mode": "images"} if dataset == "coco_captions" else {}
-    data, used_split = _dataset(cfg, evaluation, dataset, split, data_root, **options)
+    data, used_split = _dataset(cfg, dataset, split, data_root, **options)
     if len(data) == 0:
         raise DataError(f"dataset {dataset!r} split {used_split!r} is empty")
     if dataset != cfg.data.name:

@@ -148,7 +148,7 @@ def build_index(
     it is the run's dataset). ``max_items`` keeps the first N items. Returns
     the saved ``index.json`` content (without the per-item list).
     """
-    run = LoadedRun(run_dir, data_root)
+    run = LoadedRun(run_dir)
     if options is None:
         options = dict(run.cfg.data.options) if dataset == run.cfg.data.name else {}
     data = build_dataset(dataset, root=data_root, split=split, **options)

@@ -17,13 +17,14 @@ slow) and logs one warning line saying so.
 from __future__ import annotations
 
 import logging
+import platform
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-__all__ = ["Precision", "BF16_CPU_FLAGS", "cpu_flags", "fast_bf16", "resolve_precision"]
+__all__ = ["BF16_CPU_FLAGS", "Precision", "cpu_flags", "cpu_model", "fast_bf16", "resolve_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,27 @@ BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 """``/proc/cpuinfo`` flags of x86 CPUs that multiply bf16 matrices in hardware."""
 
 
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
-    """The feature flags of the first CPU in ``cpuinfo`` (empty where the file does not exist, e.g. macOS)."""
+def _cpuinfo_field(keys: tuple[str, ...], cpuinfo: str | Path) -> str | None:
+    """The value of the first line of ``cpuinfo`` whose key is in ``keys`` (``None`` if absent or unreadable)."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
-        return frozenset()
+        return None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):  # x86, ARM
-            return frozenset(value.split())
-    return frozenset()
+        if key.strip() in keys:
+            return value.strip()
+    return None
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The feature flags of the first CPU in ``cpuinfo`` (empty where the file does not exist, e.g. macOS)."""
+    return frozenset((_cpuinfo_field(("flags", "Features"), cpuinfo) or "").split())  # x86, ARM
+
+
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's name from ``cpuinfo`` (else what ``platform`` knows), to label throughput figures."""
+    return _cpuinfo_field(("model name",), cpuinfo) or platform.processor() or platform.machine()
 
 
 def fast_bf16(device: torch.device | str, flags: Iterable[str] | None = None) -> tuple[bool, str]:
