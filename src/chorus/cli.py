@@ -67,9 +67,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from chorus.train import distributed
 
     cfg = load_experiment(find_experiment(args.config), args.overrides)
-    run_dir = Path(args.run_dir or f"runs/{cfg.name}")
-    if distributed.is_main():
-        print(f"run folder: {run_dir}", file=sys.stderr)
+    run_dir = Path(args.run_dir or f"runs/{cfg.name}")  # the Trainer prints it when training starts
     metrics = train_experiment(cfg, run_dir, resume=args.resume, overwrite=args.overwrite, data_root=args.data_root)
     main_process = distributed.is_main()
     distributed.barrier()  # under torchrun: every rank is done before the process group goes

@@ -275,7 +275,7 @@ class Trainer:
         """Load the latest checkpoint if there is one."""
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is None:
-            log.info("resume requested but %s has no checkpoint: starting fresh", self.run_dir)
+            log.warning("resume requested but %s has no checkpoint: starting from step 0", self.run_dir)
             return
         state = load_checkpoint(checkpoint, self.raw_model, self.device)
         changed = {k for k, v in to_dict(self.cfg).items() if state["config"].get(k) != v}
@@ -301,7 +301,8 @@ class Trainer:
             log.info("%s is already trained to step %d", self.run_dir, self.step)
             return {"step": self.step, "epoch": self._epoch_progress()}
         if self.is_main:
-            print(f"training in {self.precision} on {self.device} ({self._precision_reason})", file=sys.stderr)
+            print(f"training in {self.precision} on {self.device} ({self._precision_reason}); "
+                  f"run folder: {self.run_dir}", file=sys.stderr)
         self.model.train()
         batches = self._batches()
         logger = MetricsLogger(self.run_dir, enabled=self.is_main, tensorboard=cfg.tensorboard, start_step=self.step)
