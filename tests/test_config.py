@@ -103,7 +103,7 @@ def test_overrides_are_yaml_scalars_applied_before_validation():
 def test_post_init_checks_become_config_errors():
     with pytest.raises(ConfigError, match="max_steps or epochs"):
         load_config(TrainConfig, {"lr": 0.1})
-    with pytest.raises(ConfigError, match=r"precision .*one of \['fp32', 'bf16'\]"):
+    with pytest.raises(ConfigError, match=r"precision .*one of \['auto', 'fp32', 'bf16'\]"):
         load_config(TrainConfig, {"max_steps": 1, "precision": "fp16"})
 
 

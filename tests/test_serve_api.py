@@ -39,19 +39,19 @@ def folders(tmp_path_factory, real_data_root):
 @pytest.fixture(scope="module")
 def client(folders, real_data_root):
     runs, index_dir = folders
-    with TestClient(create_app(runs, index_dir, data_root=str(real_data_root))) as c:
+    with TestClient(create_app(runs, index_dir)) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def digits_run(folders, real_data_root):
-    cfg, model, _, classes, tokenizer = load_run(folders[0][0], str(real_data_root))
+    cfg, model, classes, tokenizer = load_run(folders[0][0])
     return cfg, model.eval(), classes, tokenizer
 
 
 @pytest.fixture(scope="module")
 def fsdd_run(folders, real_data_root):
-    cfg, model, _, classes, tokenizer = load_run(folders[0][1], str(real_data_root))
+    cfg, model, classes, tokenizer = load_run(folders[0][1])
     return cfg, model.eval(), classes, tokenizer
 
 
@@ -220,7 +220,7 @@ def test_index_reload_and_model_checksum(folders, tmp_path, real_data_root):
     meta = json.loads((stale / "index.json").read_text())
     (stale / "index.json").write_text(json.dumps(meta | {"model_sha256": "0" * 16}))
     with pytest.raises(ConfigError, match="rebuild"):
-        create_app(runs[:1], stale, data_root=str(real_data_root))
+        create_app(runs[:1], stale)
 
 
 # ---------------------------------------------------------------------------- align

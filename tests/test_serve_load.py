@@ -32,7 +32,7 @@ from test_serve_support import digit_images, loopback_server, served_folders
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory, real_data_root):
     runs, index_dir = served_folders(tmp_path_factory, real_data_root)
-    with loopback_server(create_app(runs, index_dir, data_root=str(real_data_root))) as url:
+    with loopback_server(create_app(runs, index_dir)) as url:
         yield url
 
 

@@ -1,9 +1,12 @@
 """``chorus`` command line: thin wrappers that parse arguments and call the library.
 
-Subcommands: ``demo``, ``train``, ``eval``, ``zeroshot``, ``retrieve``, ``import``,
+Subcommands: ``demo``, ``train``, ``eval``, ``zeroshot``, ``retrieve``, ``predict``, ``import``,
 ``transcribe``, ``speak``, ``data info|download|pack``, ``bench NAME``, ``serve`` and ``index build``. Every
-user error (bad config, missing data, corrupt file) is a ``ChorusError`` and is
-reported as one line on stderr with exit code 2, never a traceback.
+user error (bad config, missing data, corrupt file, a missing optional extra) is a
+``ChorusError`` and is reported as one line on stderr with exit code 2, never a
+traceback. The extras a command needs (:data:`COMMAND_EXTRAS`) are checked before
+it does any work; those an experiment's encoders need are checked when its config
+or run folder is read, before any data.
 """
 
 from __future__ import annotations
@@ -18,16 +21,34 @@ from typing import Any
 
 from chorus.errors import ChorusError
 
+COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
+    "serve": ("serve",),
+    "index build": ("serve",),
+    "data pack": ("shards",),
+}
+"""Subcommand → the optional extras it always needs (``chorus.extras.EXTRAS``); checked before any work.
+``bench NAME`` needs ``chorus.extras.BENCHMARK_EXTRAS[NAME]``; train, eval, zeroshot, retrieve and predict
+need what the experiment's encoders need (``text`` for MiniLM), checked when the config or run is read."""
+
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=None, default=str))
 
 
-def _print_table(metrics: dict[str, Any]) -> None:
-    width = max(map(len, metrics), default=0)
-    for key, value in metrics.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        print(f"{key:<{width}}  {shown}")
+def _print_metrics(result: dict[str, Any], facts: tuple[str, ...] = ("run_dir", "dataset", "split")) -> None:
+    """``facts`` on one line, then every numeric metric as an aligned table with readable names."""
+    from chorus.eval.report import metric_label, text_table
+
+    shown = [f"{k.removesuffix('_dir')}: {result[k]}" for k in facts if result.get(k) is not None]
+    if shown:
+        print("  ".join(shown))
+    metrics = result.get("metrics", result)
+    rows = [[metric_label(k), v] for k, v in metrics.items()
+            if k not in facts and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if metrics is not result:  # counts and chance beside the nested metrics
+        rows += [[metric_label(k), v] for k, v in result.items()
+                 if k not in facts and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    print(text_table(["metric", "value"], rows))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -42,26 +63,25 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from chorus.config import CONFIG_DIR
-    from chorus.experiment import load_experiment, train_experiment
-
-    shipped = CONFIG_DIR / f"{args.config}.yaml"
-    path = shipped if not Path(args.config).exists() and shipped.is_file() else args.config
+    from chorus.experiment import find_experiment, load_experiment, train_experiment
     from chorus.translate.speech_runs import is_speech_config
 
+    path = find_experiment(args.config)
     if is_speech_config(path):  # speech ↔ text experiments (model.task recognize / synthesize)
         _train_speech(args, path)
         return
-    cfg = load_experiment(path, args.overrides)
-    run_dir = args.run_dir or f"runs/{cfg.name}"
     from chorus.train import distributed
 
-    metrics = train_experiment(cfg, run_dir, resume=args.resume, data_root=args.data_root)
+    cfg = load_experiment(path, args.overrides)
+    run_dir = Path(args.run_dir or f"runs/{cfg.name}")  # the Trainer prints it when training starts
+    metrics = train_experiment(cfg, run_dir, resume=args.resume, overwrite=args.overwrite, data_root=args.data_root)
     main_process = distributed.is_main()
     distributed.barrier()  # under torchrun: every rank is done before the process group goes
     distributed.cleanup()
     if main_process:
-        _print_json(metrics) if args.json else _print_table(metrics)
+        _print_json(metrics) if args.json else _print_metrics(metrics, facts=())
+        print(f"saved: {run_dir} (model.safetensors, metrics.jsonl, curves.png); "
+              f"next: chorus eval {run_dir}, chorus predict {run_dir} FILE...", file=sys.stderr)
 
 
 # ---- speech ↔ text: `chorus train` of speech configs, `chorus transcribe`, `chorus speak`
@@ -75,7 +95,7 @@ def _train_speech(args: argparse.Namespace, path: str | Path) -> None:
     if args.resume:
         raise ConfigError("speech runs train in minutes and do not resume; start again without --resume")
     metrics = train_speech(cfg, args.run_dir or f"runs/{cfg.name}", data_root=args.data_root)
-    _print_json(metrics) if args.json else _print_table(metrics)
+    _print_json(metrics) if args.json else _print_metrics(metrics, facts=())
 
 
 def cmd_transcribe(args: argparse.Namespace) -> None:
@@ -117,7 +137,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from chorus.experiment import evaluate_run
 
     metrics = evaluate_run(args.run_dir, data_root=args.data_root, split=args.split)
-    _print_json(metrics) if args.json else _print_table(metrics)
+    _print_json(metrics) if args.json else _print_metrics(metrics)
 
 
 def _class_names(value: str | None) -> list[str] | None:
@@ -129,8 +149,8 @@ def _class_names(value: str | None) -> list[str] | None:
 
 
 def cmd_zeroshot(args: argparse.Namespace) -> None:
-    from chorus.run_eval import zeroshot_files, zeroshot_run
     from chorus.errors import ConfigError
+    from chorus.run_eval import zeroshot_files, zeroshot_run
     from chorus.run_import import as_run
 
     if (args.dataset is None) == (args.images is None):
@@ -138,8 +158,7 @@ def cmd_zeroshot(args: argparse.Namespace) -> None:
     classes, templates = _class_names(args.classes), args.template
     with as_run(args.run_dir) as run_dir:
         if args.images is not None:
-            for row in zeroshot_files(run_dir, args.images, classes, templates=templates, top_k=args.top_k,
-                                      data_root=args.data_root):
+            for row in zeroshot_files(run_dir, args.images, classes, templates=templates, top_k=args.top_k):
                 if args.json:
                     _print_json(row)
                 else:
@@ -147,7 +166,7 @@ def cmd_zeroshot(args: argparse.Namespace) -> None:
             return
         metrics = zeroshot_run(run_dir, args.dataset, split=args.split, templates=templates, classes=classes,
                                data_root=args.data_root, out=args.out)
-    _print_json(metrics) if args.json else _print_table(metrics)
+    _print_json(metrics) if args.json else _print_metrics(metrics)
 
 
 def cmd_retrieve(args: argparse.Namespace) -> None:
@@ -156,7 +175,17 @@ def cmd_retrieve(args: argparse.Namespace) -> None:
 
     with as_run(args.run_dir) as run_dir:
         metrics = retrieve_run(run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out)
-    _print_json(metrics) if args.json else _print_table(metrics)
+    _print_json(metrics) if args.json else _print_metrics(metrics)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from chorus.predict import format_table, predict, to_csv, to_json
+    from chorus.serve.runs import LoadedRun
+
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    run = LoadedRun(args.run_dir, device=args.device)
+    found = predict(run, args.inputs, args.text, classes=classes, top_k=args.top_k, embed=args.embed)
+    print(to_json(found) if args.json else to_csv(found).rstrip("\n") if args.csv else format_table(found))
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -164,14 +193,13 @@ def cmd_import(args: argparse.Namespace) -> None:
 
     summary = import_clip(args.source, args.run_dir, format=args.format, tokenizer=args.tokenizer,
                           model_config=args.model_config, classes=_class_names(args.classes))
-    _print_json(summary) if args.json else _print_table(summary)
+    _print_json(summary) if args.json else _print_metrics(summary, facts=())
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from chorus.serve.main import serve_main
 
-    serve_main(args.host, args.port, args.runs, args.index_dir, data_root=args.data_root, device=args.device,
-               max_body_mb=args.max_body_mb)
+    serve_main(args.host, args.port, args.runs, args.index_dir, device=args.device, max_body_mb=args.max_body_mb)
 
 
 def cmd_index_build(args: argparse.Namespace) -> None:
@@ -250,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4")
     p.add_argument("--run-dir", default=None, help="output folder (default: runs/<name>)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in the run folder")
     p.add_argument("--json", action="store_true")
     data_root_arg(p)
     p.set_defaults(func=cmd_train)
@@ -261,14 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     data_root_arg(p)
     p.set_defaults(func=cmd_eval)
 
-    for name, func, what in (("zeroshot", cmd_zeroshot, ("zero-shot accuracy on a labelled dataset, or labels for "
-                                                         "your images from your class names")),
-                             ("retrieve", cmd_retrieve, "retrieval Recall@1/5/10 of a run on a paired dataset")):
+    for name, func, what, files in (
+            ("zeroshot", cmd_zeroshot, "zero-shot accuracy on a labelled dataset, or labels for your images",
+             "zeroshot"),
+            ("retrieve", cmd_retrieve, "retrieval Recall@1/5/10 of a run on a paired dataset", "retrieval")):
         p = sub.add_parser(name, help=what, description=what)
         p.add_argument("run_dir", help="a run folder, or a CLIP checkpoint (imported on the fly, see `chorus import`)")
         p.add_argument("--dataset", required=name == "retrieve", default=None, help=DATASET_HELP)
         p.add_argument("--split", default=None)
-        p.add_argument("--out", default=None, help="folder for results.json and results.md")
+        p.add_argument("--out", default=None, help=f"folder to write {files}.json and {files}.md into")
         p.add_argument("--json", action="store_true")
         data_root_arg(p)
         p.set_defaults(func=func)
@@ -292,6 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_import)
 
+    p = sub.add_parser("predict", help="labels with probabilities, or embeddings, for your images, audio files or texts")
+    p.add_argument("run_dir")
+    p.add_argument("inputs", nargs="*", help="image or audio files, or folders of them (searched recursively)")
+    p.add_argument("--text", action="append", default=[], help="a text to embed (repeat for several)")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated class names to rank (contrastive runs; default: the run's own)")
+    p.add_argument("--top-k", type=int, default=5, help="labels shown per input (default 5)")
+    p.add_argument("--embed", action="store_true", help="embeddings instead of labels")
+    p.add_argument("--device", default=None)
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="a JSON list, one object per input")
+    output.add_argument("--csv", action="store_true", help="CSV: one row per (input, rank), or per embedding")
+    p.set_defaults(func=cmd_predict)
+
     p = sub.add_parser("serve", help="HTTP API and web explorer for trained runs")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -299,7 +343,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-dir", default=None, help="folder of indexes made by `chorus index build`")
     p.add_argument("--device", default=None)
     p.add_argument("--max-body-mb", type=float, default=10.0, help="largest accepted upload")
-    data_root_arg(p)
     p.set_defaults(func=cmd_serve)
 
     index = sub.add_parser("index", help="search indexes").add_subparsers(dest="index_command", required=True)
@@ -349,6 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _require_extras(args: argparse.Namespace) -> None:
+    """Stop with one line naming the extra before a command that lacks it starts any work."""
+    from chorus.extras import BENCHMARK_EXTRAS, require
+
+    command = " ".join(filter(None, (args.command, getattr(args, "index_command", None),
+                                     getattr(args, "data_command", None))))
+    extras = COMMAND_EXTRAS.get(command, ())
+    if command == "bench":
+        command, extras = f"bench {args.name}", BENCHMARK_EXTRAS.get(args.name, ())
+    require(extras, f"chorus {command}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -362,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        _require_extras(args)
         args.func(args)
     except ChorusError as err:
         print(f"chorus: error: {err}", file=sys.stderr)

@@ -74,8 +74,8 @@ def load_config(
 
     ``overrides`` are ``"dotted.key=value"`` strings whose values are parsed as
     YAML scalars (``lr=3e-4``, ``model.dims=[64, 128]``, ``name=null``); they are
-    applied to the raw data before validation, so an override with a typo is
-    reported like a typo in the file.
+    applied to the raw data before validation; an override naming a key the
+    dataclass does not have is reported as that override (not as a key of the file).
     """
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         raise TypeError(f"load_config needs a dataclass type, got {cls!r}")
@@ -98,6 +98,7 @@ def load_config(
     if not isinstance(data, Mapping):
         raise ConfigError(f"{origin}: the top level must be a mapping, got {type(data).__name__}")
     for key, value in parse_overrides(overrides).items():
+        _check_override_key(cls, key)
         _set_dotted(data, key, value, origin)
     return _build_dataclass(cls, data, prefix="", origin=origin)
 
@@ -158,6 +159,26 @@ def _deep_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_deep_copy(v) for v in value]
     return value
+
+
+def _check_override_key(cls: type, key: str) -> None:
+    """Raise if dotted ``key`` names no field of ``cls`` (walking nested dataclasses and dict values)."""
+    tp: Any = cls
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if typing.get_origin(tp) in (Union, types.UnionType) and len(args) == 1:
+            tp = args[0]  # X | None
+        if dataclasses.is_dataclass(tp):
+            fields = [f.name for f in dataclasses.fields(tp) if f.init]
+            if part not in fields:
+                raise ConfigError(f"override {key}: unknown key {'.'.join(parts[: depth + 1])}; "
+                                  f"valid keys of {tp.__name__}: {', '.join(fields)}")
+            tp = typing.get_type_hints(tp)[part]
+        elif typing.get_origin(tp) in (dict, Mapping):
+            tp = typing.get_args(tp)[1]
+        else:
+            return
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any, origin: str) -> None:

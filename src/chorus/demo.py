@@ -5,6 +5,11 @@ with several templates train an image tower and a text tower with the symmetric
 contrastive loss; the trained pair then classifies held-out images *zero-shot*
 from prompt templates the text tower never saw, and retrieves images from text.
 Needs no network and no files beyond scikit-learn's bundled dataset.
+
+The demo is an ordinary experiment (:func:`demo_config`) trained by
+:func:`chorus.experiment.train_experiment`, so ``runs/demo`` is a normal run
+folder: ``chorus eval``, ``chorus zeroshot``, ``chorus predict``, ``chorus index
+build`` and ``chorus serve`` work on it like on any trained run.
 """
 
 from __future__ import annotations
@@ -15,16 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from chorus.contrastive import ContrastiveModel, build_zero_shot_classifier, retrieval_metrics, zero_shot_accuracy
-from chorus.data import BPETokenizer, Collate, ImageTransform, SampleTransform, build_dataset
-from chorus.data.captions import DIGIT_WORDS, CaptionedDataset, fill_template
-from chorus.encoders import build_encoder
+from chorus.data import Collate
+from chorus.data.captions import DIGIT_WORDS, fill_template
 from chorus.eval.mode import evaluating
 from chorus.eval.plots import figure
-from chorus.train import TrainConfig, Trainer, seed_everything
+from chorus.experiment import (DataConfig, EncoderConfig, ExperimentConfig, ModelConfig, build_eval_dataset, load_run,
+                               train_experiment)
+from chorus.train import TrainConfig
 
 TRAIN_TEMPLATES = (
     "a photo of the digit {}.",
@@ -49,11 +54,17 @@ IMAGE_SIZE = 16
 CONTEXT_LENGTH = 24
 
 
-def _image_transform(train: bool) -> SampleTransform:
-    # Digits are not mirror-symmetric: random crops but no flips.
-    return SampleTransform(
-        {"image": ImageTransform(IMAGE_SIZE, channels=1, train=train, flip=False, scale=(0.8, 1.0))}
-    )
+def demo_config(*, seed: int = 0, epochs: int = 20, progress: bool = True) -> ExperimentConfig:
+    """The demo as an experiment: a tiny CNN image tower and a BPE text transformer on digit captions."""
+    data = DataConfig(name="digits", image_size=IMAGE_SIZE, image_channels=1,
+                      flip=False, crop_scale=(0.8, 1.0),  # digits are not mirror-symmetric: crops, no flips
+                      vocab_size=400, context_length=CONTEXT_LENGTH, class_names=list(DIGIT_WORDS),
+                      caption_templates=list(TRAIN_TEMPLATES))
+    model = ModelConfig(task="contrastive", embed_dim=64, zero_shot_templates=list(TEST_TEMPLATES),
+                        encoders={"image": EncoderConfig("cnn", "tiny"), "text": EncoderConfig("text_transformer", "tiny")})
+    train = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, warmup_steps=50, weight_decay=0.05, seed=seed,
+                        log_every=20, progress=progress, tensorboard=False)
+    return ExperimentConfig(name="demo", data=data, model=model, train=train)
 
 
 def _embed(model: ContrastiveModel, loader: DataLoader, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,27 +104,9 @@ def run_demo(
 ) -> dict[str, Any]:
     """Train the demo CLIP, evaluate it zero-shot, write plots and ``metrics.json``; return the metrics."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(seed)
-    train = CaptionedDataset(build_dataset("digits", split="train", transform=_image_transform(True)),
-                             TRAIN_TEMPLATES, DIGIT_WORDS)
-    test = build_dataset("digits", split="test", transform=_image_transform(False))
-    tokenizer = BPETokenizer.train(train.captions(), vocab_size=400, min_frequency=1)
-    tokenizer.save(run_dir / "tokenizer.json")
-
-    model = ContrastiveModel(
-        {
-            "image": build_encoder("cnn", "tiny", in_channels=1, image_size=IMAGE_SIZE),
-            "text": build_encoder("text_transformer", "tiny", vocab_size=tokenizer.vocab_size,
-                                  context_length=CONTEXT_LENGTH),
-        },
-        embed_dim=64,
-    )
-    config = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, warmup_steps=50, weight_decay=0.05, seed=seed,
-                         log_every=20, progress=progress, tensorboard=False)
-    trainer = Trainer(model, train, config, run_dir, collate_fn=Collate(tokenizer, CONTEXT_LENGTH))
-    train_metrics = trainer.fit()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run_dir / "model.safetensors"))
+    train_metrics = train_experiment(demo_config(seed=seed, epochs=epochs, progress=progress), run_dir, overwrite=True)
+    cfg, model, _, tokenizer = load_run(run_dir)
+    test = build_eval_dataset(cfg)
 
     def tokenize(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return tokenizer(texts, CONTEXT_LENGTH)
@@ -136,7 +129,7 @@ def run_demo(
         "recall_at_1": recall["R@1"],
         "recall_at_5": recall["R@5"],
         "train_loss": float(train_metrics["loss"]),
-        "n_train_images": len(train),
+        "n_train_images": len(build_eval_dataset(cfg, split=cfg.data.train_split)),
         "n_test_images": len(test),
         "epochs": epochs,
         "seed": seed,

@@ -8,11 +8,17 @@ cases with one code path each:
 - ``contrastive``: CLIP-style towers trained on captions written from the class
   names (a labelled dataset) or on real captions (COCO), evaluated zero-shot.
 
-The run directory receives ``experiment.yaml`` (the full validated config),
-``tokenizer.json`` (when a BPE tokenizer was trained), ``model.safetensors``,
-``metrics.json``, ``data.json`` (the class names as the data wrote them, the
-split rule, bad rows left out) and the Trainer's ``metrics.jsonl`` /
-checkpoints, so ``chorus eval RUN_DIR`` can rebuild everything from the folder alone.
+The run directory receives ``experiment.yaml`` (the full validated config, with
+the class names filled in from the dataset), ``tokenizer.json`` (when a BPE
+tokenizer was trained), ``model.safetensors``, ``metrics.json``, ``data.json``
+(the class names as the data wrote them, the split rule, bad rows left out),
+``curves.png`` and the Trainer's ``metrics.jsonl`` / checkpoints. Why the class
+names go into the config: with them, the weights, the tokenizer and the
+preprocessing parameters (image size and channels, sample rate, mel bins,
+context length) the folder is everything needed to predict, so :func:`load_run`
+never reads the training data and a run copied to a machine without the
+datasets still loads, predicts and serves. Only evaluation
+(:func:`build_eval_dataset`) needs data.
 
 Pretrained CLIP checkpoints become run folders too (``chorus import``,
 :mod:`chorus.run_import`): their ``experiment.yaml`` has no dataset
@@ -24,11 +30,12 @@ tokenizer and weights are taken over, and ``model.frozen`` locks towers (LiT).
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,8 +45,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from chorus.classifier import Classifier
-from chorus.config import load_config, save_config
+from chorus.config import CONFIG_DIR, load_config, save_config
 from chorus.contrastive import ContrastiveModel, SigmoidLoss, build_zero_shot_classifier, zero_shot_accuracy
+from chorus.contrastive.zeroshot import topk_below
 from chorus.contrastive.retrieval import dataset_retrieval
 from chorus.data import BPETokenizer, Collate, ImageTransform, LogMel, SampleTransform, WordPieceTokenizer, build_dataset
 from chorus.data.audio import resample
@@ -49,8 +57,13 @@ from chorus.data.registry import USER_DATASETS, canonical_spec
 from chorus.data.text import ClipTokenizer, SubwordTokenizer
 from chorus.encoders import build_encoder, encoder_modality
 from chorus.errors import ConfigError
+from chorus.extras import ENCODER_EXTRAS, require
 from chorus.eval.mode import evaluating
+from chorus.eval.plots import plot_metrics
 from chorus.train import Trainer, TrainConfig, distributed, seed_everything
+from chorus.train.checkpoint import latest_checkpoint
+from chorus.train.logging import METRICS_FILE, read_metrics
+from chorus.train.precision import resolve_precision
 
 logger = logging.getLogger("chorus.experiment")
 
@@ -81,6 +94,7 @@ class DataConfig:
     image_std: list[float] | None = None
     augment: bool = True
     flip: bool = True
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # area range of training's random crops
     sample_rate: int = 8000
     n_mels: int = 40
     tokenizer: Literal["bpe", "minilm", "clip"] = "bpe"  # clip: the run folder's pretrained CLIP BPE
@@ -165,6 +179,31 @@ def load_experiment(path: str | os.PathLike, overrides: list[str] | tuple[str, .
     return load_config(ExperimentConfig, path, overrides)
 
 
+def find_experiment(name_or_path: str | os.PathLike) -> Path:
+    """An experiment YAML given as a path, or a shipped config by name (``coco_clip``, see ``configs/``).
+
+    A path that does not exist is an error naming the shipped config it most likely meant.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{path.name}.yaml"
+    if path.name == str(name_or_path) and shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    guess = difflib.get_close_matches(path.stem, names, n=1)
+    hint = f" (did you mean the shipped config {guess[0]!r}: `chorus train {guess[0]}`?)" if guess else ""
+    raise ConfigError(f"config file not found: {path}{hint}; shipped configs: {', '.join(names)}")
+
+
+def experiment_extras(cfg: ExperimentConfig) -> list[str]:
+    """The optional extras an experiment's encoders and tokenizer need (``text`` for MiniLM, ...)."""
+    needed = {ENCODER_EXTRAS[e.name] for e in cfg.model.encoders.values() if e.name in ENCODER_EXTRAS}
+    if "text" in cfg.model.encoders and cfg.data.tokenizer == "minilm":
+        needed.add("text")
+    return sorted(needed)
+
+
 # ---------------------------------------------------------------------------- data
 
 
@@ -176,7 +215,8 @@ class SampleFeatures:
         self.sample_rate = cfg.sample_rate
         self.modalities = SampleTransform({
             "image": ImageTransform(cfg.image_size, channels=cfg.image_channels, train=train and cfg.augment,
-                                    flip=cfg.flip, resize=cfg.image_resize, crop_offset=cfg.image_crop_offset,
+                                    flip=cfg.flip, scale=cfg.crop_scale, resize=cfg.image_resize,
+                                    crop_offset=cfg.image_crop_offset,
                                     mean=0.5 if cfg.image_mean is None else cfg.image_mean,
                                     std=0.5 if cfg.image_std is None else cfg.image_std),
             "audio": LogMel(sample_rate=cfg.sample_rate, n_mels=cfg.n_mels),
@@ -304,9 +344,10 @@ def evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes:
              tokenizer: SubwordTokenizer | None, batch_size: int = 256) -> dict[str, float]:
     """Accuracy (classify); zero-shot top-1/top-5 from class-name prompts (contrastive, labelled data); or
     Recall@1/5/10 both ways (contrastive on a dataset without classes, e.g. COCO captions)."""
-    # The training precision: a run evaluated later (`chorus eval`) scores exactly as during training.
+    # The training precision: a run evaluated later (`chorus eval`) on the same hardware scores as during training.
     device = next(model.parameters()).device
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
+    precision, _ = resolve_precision(cfg.train.precision, device, warn=False)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         return _evaluate(model, cfg, dataset, classes, tokenizer, batch_size)
 
 
@@ -332,22 +373,58 @@ def _evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes
         return scores["metrics"] | {"n": scores["n"]}
     classifier = build_zero_shot_classifier(model, lambda t: tokenizer(t, context), classes,
                                             cfg.model.zero_shot_templates)
-    scores = zero_shot_accuracy(model, loader, classifier, modality=query)
+    scores = zero_shot_accuracy(model, loader, classifier, modality=query, ks=topk_below(len(classes)))
     return {f"zero_shot_{k}": v for k, v in scores.items()} | {"n": len(dataset)}
 
 
 # ---------------------------------------------------------------------------- entry points
 
 
-def train_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: bool = False,
-                     data_root: str | None = None) -> dict[str, Any]:
-    """Train ``cfg`` into ``run_dir`` (resuming from its last checkpoint if asked); return final metrics."""
+RUN_FILES = ("experiment.yaml", "model.safetensors", METRICS_FILE, "checkpoints")
+"""Any of these in a folder means it already holds a run (finished or not)."""
+
+
+def holds_run(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` already holds a (finished or unfinished) run."""
+    return any((Path(run_dir) / name).exists() for name in RUN_FILES)
+
+
+def prepare_run_dir(run_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Check (and with ``overwrite``, empty) a run folder before training writes into it.
+
+    Why: training into a folder that holds another run would mix two runs' metrics and weights.
+    So an existing run is continued only with ``resume`` (and only if it has a checkpoint: a run
+    without one would silently restart from step 0) and replaced only with ``overwrite``.
+    """
     run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite replaces it: give one of them")
+    if holds_run(run_dir) and not resume and not overwrite:
+        raise ConfigError(f"{run_dir} already holds a run: --resume continues it, --overwrite replaces it, "
+                          f"or choose another --run-dir")
+    if resume and holds_run(run_dir) and latest_checkpoint(run_dir) is None:
+        raise ConfigError(f"{run_dir} has no checkpoint to resume from (set train.checkpoint_every to write them); "
+                          f"--overwrite trains it again from scratch")
+    if overwrite and holds_run(run_dir) and distributed.is_main():
+        shutil.rmtree(run_dir)
+    distributed.barrier()
     run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def train_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: bool = False,
+                     overwrite: bool = False, data_root: str | None = None) -> dict[str, Any]:
+    """Train ``cfg`` into ``run_dir`` (resuming from its last checkpoint if asked); return final metrics.
+
+    ``run_dir`` must not hold another run unless ``resume`` or ``overwrite`` (see :func:`prepare_run_dir`).
+    """
+    require(experiment_extras(cfg), f"experiment {cfg.name!r}")  # before any data is read
     distributed.init_distributed()  # under torchrun: ranks known before anything is written
+    run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     init_weights = inherit_run(cfg, run_dir)
     seed_everything(cfg.train.seed)
     train, evaluation, classes = build_datasets(cfg, data_root)
+    cfg = replace(cfg, data=replace(cfg.data, class_names=list(classes)))  # the run predicts without data
     tokenizer = build_tokenizer(cfg, train, run_dir)
     model = build_model(cfg, len(classes), tokenizer)
     if init_weights is not None:
@@ -366,6 +443,8 @@ def train_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resum
         save_file(weights, str(run_dir / "model.safetensors"))
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
         write_data_record(run_dir / "data.json", cfg.data, train, evaluation, classes)
+        if (run_dir / METRICS_FILE).is_file():
+            plot_metrics(read_metrics(run_dir / METRICS_FILE), run_dir / "curves.png")
     return metrics
 
 
@@ -390,35 +469,55 @@ def write_data_record(path: Path, data: DataConfig, train: Dataset, evaluation: 
     path.write_text(json.dumps(record, indent=1) + "\n")
 
 
-def load_run(run_dir: str | os.PathLike, data_root: str | None = None, split: str | None = None):
-    """Rebuild (config, model with trained weights, eval dataset, class names, tokenizer) from a run folder.
+def load_run(run_dir: str | os.PathLike) -> tuple[ExperimentConfig, nn.Module, list[str], SubwordTokenizer | None]:
+    """(config, model with trained weights, class names, tokenizer) from a run folder alone — no dataset is read.
 
-    A run with no dataset (``data.name: null``, an imported checkpoint) loads from the folder alone: the eval
-    dataset is None and the class names are ``data.class_names`` (or none).
+    An imported checkpoint (``data.name: null``) loads the same way: everything is in the folder.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder {run_dir} does not exist")
     for needed in ("experiment.yaml", "model.safetensors"):
         if not (run_dir / needed).is_file():
             raise ConfigError(f"{run_dir} is not a finished Chorus run: {needed} is missing")
     cfg = load_experiment(run_dir / "experiment.yaml")
-    if split is not None:
-        cfg.data.eval_split = split
-    if cfg.data.name is None:  # nothing to build: everything is in the folder
-        train, evaluation, classes = None, None, list(cfg.data.class_names or [])
-    else:
-        train, evaluation, classes = build_datasets(cfg, data_root)
-    tokenizer = build_tokenizer(cfg, train, run_dir)
+    require(experiment_extras(cfg), f"run {run_dir}")
+    if "text" in cfg.model.encoders and cfg.data.tokenizer == "bpe" and not (run_dir / "tokenizer.json").is_file():
+        raise ConfigError(f"{run_dir} is not a finished Chorus run: tokenizer.json is missing")
+    if cfg.data.class_names is None:
+        raise ConfigError(f"{run_dir}/experiment.yaml has no data.class_names (a run saved by an older Chorus): "
+                          f"add them in the training set's order ([] for a dataset without classes)")
+    classes = list(cfg.data.class_names)
+    tokenizer = build_tokenizer(cfg, None, run_dir)
     model = build_model(cfg, len(classes), tokenizer)
-    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
-    return cfg, model, evaluation, classes, tokenizer
+    try:
+        weights = load_file(str(run_dir / "model.safetensors"))
+    except Exception as err:  # safetensors raises its own error type for a truncated or foreign file
+        raise ConfigError(f"{run_dir}/model.safetensors cannot be read: {err}") from None
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:  # wrong shapes or keys: the weights are not this config's
+        first = str(err).strip().splitlines()[-1].strip()
+        raise ConfigError(f"{run_dir}/model.safetensors does not fit its experiment.yaml: {first}") from None
+    return cfg, model, classes, tokenizer
+
+
+def build_eval_dataset(cfg: ExperimentConfig, data_root: str | None = None, split: str | None = None) -> Dataset:
+    """A run's evaluation split (or ``split``) with its eval-mode transforms: what ``chorus eval`` scores."""
+    data = cfg.data
+    root = data_root if data_root is not None else data.root
+    if data.name is None:
+        raise ConfigError("this run has no dataset of its own (an imported checkpoint); evaluate it on one with "
+                          "`chorus zeroshot RUN --dataset NAME` or `chorus retrieve RUN --dataset NAME`")
+    return build_dataset(data.name, root=root, split=split or data.eval_split,
+                         transform=SampleFeatures(data, train=False), on_error=data.on_error,
+                         **data.dataset_options(train=False))
 
 
 def evaluate_run(run_dir: str | os.PathLike, data_root: str | None = None, split: str | None = None) -> dict[str, Any]:
     """``chorus eval``: rebuild a run and evaluate it on its eval split (or ``split``)."""
-    cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split)
-    if evaluation is None:
-        raise ConfigError(f"{run_dir} has no dataset of its own (an imported checkpoint); evaluate it on one with "
-                          "`chorus zeroshot RUN --dataset NAME` or `chorus retrieve RUN --dataset NAME`")
-    return {"run_dir": str(run_dir), "dataset": cfg.data.spec, "split": cfg.data.eval_split} | evaluate(
+    cfg, model, classes, tokenizer = load_run(run_dir)
+    evaluation = build_eval_dataset(cfg, data_root, split)
+    return {"run_dir": str(run_dir), "dataset": cfg.data.spec, "split": split or cfg.data.eval_split} | evaluate(
         model, cfg, evaluation, classes, tokenizer
     )

@@ -38,15 +38,15 @@ from chorus.contrastive.zeroshot import (
     CLIP_TEMPLATES,
     DIGIT_TEMPLATES,
     build_zero_shot_classifier,
+    topk_below,
     zero_shot_accuracy,
     zero_shot_predict,
 )
 from chorus.data import Collate, build_dataset
-from chorus.data.registry import canonical_spec
 from chorus.data.decode import decode_image, read_bytes
 from chorus.errors import ConfigError, DataError
 from chorus.eval.report import markdown_table, write_json
-from chorus.experiment import SampleFeatures, load_run
+from chorus.experiment import SampleFeatures, build_eval_dataset, load_run
 
 __all__ = ["retrieve_run", "zeroshot_files", "zeroshot_run"]
 
@@ -60,11 +60,11 @@ def _query_modality(model: torch.nn.Module, run_dir: str | os.PathLike) -> str:
     return next(m for m in encoders if m != "text")
 
 
-def _dataset(cfg: Any, evaluation: Dataset, dataset: str, split: str | None, data_root: str | None,
+def _dataset(cfg: Any, dataset: str, split: str | None, data_root: str | None,
              **options: Any) -> tuple[Dataset, str]:
     """The run's own eval set when ``dataset`` is its dataset (and no options), else ``dataset`` with its transforms."""
     if cfg.data.same_dataset(dataset) and not options:
-        return evaluation, cfg.data.eval_split
+        return build_eval_dataset(cfg, data_root, split), split or cfg.data.eval_split
     split = split or "test"
     root = data_root if data_root is not None else cfg.data.root
     return build_dataset(dataset, root=root, split=split, transform=SampleFeatures(cfg.data, train=False), **options), split
@@ -105,9 +105,9 @@ def zeroshot_run(
     how a folder of your images with terse folder names is scored with the words you would say.
     """
     names = classes
-    cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split if _own(run_dir, dataset) else None)
+    cfg, model, classes, tokenizer = load_run(run_dir)
     query = _query_modality(model, run_dir)
-    data, used_split = _dataset(cfg, evaluation, dataset, split, data_root)
+    data, used_split = _dataset(cfg, dataset, split, data_root)
     if not cfg.data.same_dataset(dataset):
         classes = list(data.classes)
     if names is not None:
@@ -120,7 +120,7 @@ def zeroshot_run(
     context = cfg.data.context_length
     classifier = build_zero_shot_classifier(model, lambda texts: tokenizer(texts, context), classes, list(templates))
     loader = DataLoader(data, batch_size=256, collate_fn=Collate())
-    metrics = zero_shot_accuracy(model, loader, classifier, modality=query)
+    metrics = zero_shot_accuracy(model, loader, classifier, modality=query, ks=topk_below(len(classes)))
     result = {"run_dir": str(run_dir), "dataset": dataset, "split": used_split, "n": len(data),
               "classes": len(classes), "templates": list(templates), "chance_top1": 1 / len(classes),
               "metrics": metrics}
@@ -152,7 +152,6 @@ def zeroshot_files(
     templates: Sequence[str] | None = None,
     top_k: int = 5,
     batch_size: int = 64,
-    data_root: str | None = None,
 ) -> list[dict[str, Any]]:
     """Label image files zero-shot: per file, the ``top_k`` likeliest of ``classes`` with their probabilities.
 
@@ -160,7 +159,7 @@ def zeroshot_files(
     ``templates``: prompts (default: the run's ``model.zero_shot_templates``). Probabilities are CLIP's:
     softmax of ``logit_scale`` × cosine over the given classes.
     """
-    cfg, model, _, run_classes, tokenizer = load_run(run_dir, data_root)
+    cfg, model, run_classes, tokenizer = load_run(run_dir)
     classes = list(classes or run_classes)
     if not classes:
         raise ConfigError(f"{run_dir} stores no class names: give the class names to choose between")
@@ -184,18 +183,6 @@ def zeroshot_files(
     return rows
 
 
-def _own(run_dir: str | os.PathLike, dataset: str) -> bool:
-    """Whether ``dataset`` is the one the run was trained on (read cheaply from its experiment.yaml)."""
-    import yaml
-
-    path = Path(run_dir) / "experiment.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a finished Chorus run: experiment.yaml is missing")
-    data = (yaml.safe_load(path.read_text()) or {}).get("data", {})
-    own = f"{data.get('name')}:{data['path']}" if data.get("path") else data.get("name")
-    return canonical_spec(dataset) == own
-
-
 def retrieve_run(
     run_dir: str | os.PathLike,
     dataset: str,
@@ -212,10 +199,10 @@ def retrieve_run(
     Identical strings are one gallery text whose correct images are all images
     carrying it, so every query may have several correct matches both ways.
     """
-    cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split if _own(run_dir, dataset) else None)
+    cfg, model, classes, tokenizer = load_run(run_dir)
     query = _query_modality(model, run_dir)
     options = {"mode": "images"} if dataset == "coco_captions" else {}
-    data, used_split = _dataset(cfg, evaluation, dataset, split, data_root, **options)
+    data, used_split = _dataset(cfg, dataset, split, data_root, **options)
     if len(data) == 0:
         raise DataError(f"dataset {dataset!r} split {used_split!r} is empty")
     if not cfg.data.same_dataset(dataset):

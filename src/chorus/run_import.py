@@ -220,7 +220,7 @@ def import_clip(
     cfg = ExperimentConfig(
         name=source.stem if source.is_file() else source.resolve().name,
         data=DataConfig(name=None, image_channels=image.in_channels, tokenizer="clip",
-                        context_length=text.context_length, class_names=classes, **preprocessing),
+                        context_length=text.context_length, class_names=list(classes or []), **preprocessing),
         model=ModelConfig(task="contrastive", embed_dim=model.embed_dim,
                           encoders={"image": EncoderConfig("vit", "tiny", options["image"]),
                                     "text": EncoderConfig("text_transformer", "tiny", options["text"])},

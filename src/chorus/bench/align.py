@@ -165,7 +165,7 @@ def train(model: torch.nn.Module, data: Sequence[Any], collate_fn: Any, steps: i
           seed: int, run_dir: Path, device: str | None) -> torch.nn.Module:
     """The one Trainer, bf16 autocast, cosine schedule with warm-up, no progress bar or TensorBoard."""
     config = TrainConfig(max_steps=steps, batch_size=batch_size, lr=lr, warmup_steps=max(1, steps // 10),
-                         precision="bf16", seed=seed, progress=False, tensorboard=False, log_every=max(1, steps // 4),
+                         precision="auto", seed=seed, progress=False, tensorboard=False, log_every=max(1, steps // 4),
                          device=device)
     trainer = Trainer(model, list(data), config, run_dir, collate_fn=collate_fn)
     trainer.fit()

@@ -75,7 +75,7 @@ PRESETS = {
 
 def train_config(steps: int, seed: int, lr: float = 3e-3) -> TrainConfig:
     """The one recipe of every model here: AdamW + cosine, bf16 autocast, batch 64."""
-    return TrainConfig(max_steps=steps, batch_size=64, lr=lr, warmup_steps=min(20, steps // 5), precision="bf16",
+    return TrainConfig(max_steps=steps, batch_size=64, lr=lr, warmup_steps=min(20, steps // 5), precision="auto",
                        seed=seed, progress=False, tensorboard=False, log_every=max(steps, 1))
 
 
@@ -101,10 +101,9 @@ def fresh(seed: int, build: Any, *args: Any, **kwargs: Any) -> nn.Module:
 # ---------------------------------------------------------------------------- the three experiments
 
 
-def run_pivot(clip_dir: Path, train: Dataset, test: Dataset, cfg: Config, seed: int, work: Path,
-              data_root: str | None) -> dict[str, float]:
+def run_pivot(clip_dir: Path, train: Dataset, test: Dataset, cfg: Config, seed: int, work: Path) -> dict[str, float]:
     """Bind a fresh audio tower to the frozen CLIP image tower; zero-shot spoken digits from text prompts."""
-    clip_cfg, clip, _, classes, tokenizer = load_run(clip_dir, data_root=data_root)
+    clip_cfg, clip, classes, tokenizer = load_run(clip_dir)
     bound = bind_to_pivot(clip, fresh(seed, build_encoder, "audio_cnn", "tiny", n_mels=N_MELS, **SPEECH_TOWER), "audio")
     fit(bound, train, cfg.pivot_steps, seed, work / "pivot")
     classifier = build_zero_shot_classifier(bound, lambda t: tokenizer(t, clip_cfg.data.context_length), classes,
@@ -267,7 +266,7 @@ def run(cfg: Config, report: Report) -> None:
             supervised = fit(fresh(seed, audio_classifier), train, cfg.audio_steps, seed, work / "audio_tiny")
             record["supervised_audio"] = accuracy(supervised, test)
         if "pivot" in cfg.methods:
-            record |= run_pivot(clip_dir, train, test, cfg, seed, work, cfg.data_root)
+            record |= run_pivot(clip_dir, train, test, cfg, seed, work)
         if "distill" in cfg.methods:
             record |= run_distill(train, test, cfg, seed, work)
         if "cotrain" in cfg.methods:

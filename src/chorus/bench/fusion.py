@@ -181,7 +181,7 @@ def train_unimodal(cfg: Config, modality: str, train: list[Sample], seed: int) -
     else:
         encoder = build_encoder("audio_cnn", "tiny", n_mels=N_MELS)
     model = Classifier(encoder, NUM_CLASSES, modality, dropout=0.1)
-    train_cfg = train_config(cfg, cfg.epochs, seed, precision="bf16", weight_decay=0.05,
+    train_cfg = train_config(cfg, cfg.epochs, seed, precision="auto", weight_decay=0.05,
                        channels_last=modality == "image")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:

@@ -149,6 +149,7 @@ def dataset_retrieval(
     classes: Sequence[str] = (),
     templates: Sequence[str] = ("{}",),
     batch_size: int = 64,
+    ks: Sequence[int] = (1, 5, 10),
 ) -> dict[str, Any]:
     """Embed a dataset's items and their texts with a contrastive ``model``; Recall@1/5/10 both ways.
 
@@ -156,8 +157,8 @@ def dataset_retrieval(
     ``"text"``, else its class name in ``templates`` (class-level retrieval).
     Identical strings are one gallery text whose correct items are all items
     carrying it, so every query may have several correct matches both ways.
-    Returns ``{"n", "n_texts", "metrics": {"image_to_text_R@k", "text_to_image_R@k"}}``
-    (``image`` stands for ``query``, the non-text modality).
+    Returns ``{"n", "n_texts", "metrics": {"<query>_to_text_R@k", "text_to_<query>_R@k"}}``
+    (e.g. ``image_to_text_R@1``, ``audio_to_text_R@1``), for the ``ks`` below each gallery's size.
     """
     device = next(model.parameters()).device
     item_emb: list[Tensor] = []
@@ -189,6 +190,9 @@ def dataset_retrieval(
         for row in rows:
             text_to_items[row].add(item)
     items = torch.cat(item_emb)
-    metrics = {f"image_to_text_{k}": v for k, v in retrieval_metrics(items, text_emb, item_to_texts).items()}
-    metrics |= {f"text_to_image_{k}": v for k, v in retrieval_metrics(text_emb, items, text_to_items).items()}
+    # Recall@k only for k below the gallery size (at or above it every query trivially scores 1).
+    to_text = retrieval_metrics(items, text_emb, item_to_texts, [k for k in ks if k < len(texts)] or [1])
+    to_items = retrieval_metrics(text_emb, items, text_to_items, [k for k in ks if k < len(items)] or [1])
+    metrics = {f"{query}_to_text_{k}": v for k, v in to_text.items()}
+    metrics |= {f"text_to_{query}_{k}": v for k, v in to_items.items()}
     return {"n": items.shape[0], "n_texts": len(texts), "metrics": metrics}

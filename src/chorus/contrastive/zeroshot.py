@@ -33,6 +33,7 @@ __all__ = [
     "DIGIT_TEMPLATES",
     "build_zero_shot_classifier",
     "conse_embed",
+    "topk_below",
     "zero_shot_predict",
     "zero_shot_accuracy",
 ]
@@ -121,6 +122,11 @@ def zero_shot_predict(
 ) -> Tensor:
     """Logits [N, n_classes] (logit_scale × cosine) for every example the loader yields, in order."""
     return _predict(model, loader, classifier, modality, label_key=None)[0]
+
+
+def topk_below(num_classes: int, ks: Sequence[int] = (1, 5)) -> tuple[int, ...]:
+    """The top-k accuracies worth reporting for ``num_classes``: k below it (top-5 of 5 classes is always 1)."""
+    return tuple(k for k in ks if k < num_classes) or (1,)
 
 
 def zero_shot_accuracy(

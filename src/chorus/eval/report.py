@@ -45,6 +45,35 @@ def summary_percent(summary: Mapping[str, Mapping[str, tuple[float, float]]], me
     return f"{100 * mean:.1f} ± {100 * std:.1f} %"
 
 
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """An aligned plain-text table for a terminal: numbers right-aligned, floats with 4 decimals."""
+
+    def cell(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    cells = [[str(h) for h in headers]] + [[cell(v) for v in row] for row in rows]
+    numeric = [all(isinstance(row[i], (int, float)) for row in rows) for i in range(len(headers))]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)).rstrip()
+
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]])
+
+
+def metric_label(key: str) -> str:
+    """A metric key as a person reads it: ``text_to_audio_R@5`` → ``text→audio R@5``, ``zero_shot_top1`` →
+    ``zero-shot top-1``, ``eval/accuracy`` → ``accuracy``."""
+    key = key.removeprefix("eval/")
+    for modality in ("image", "audio", "text"):
+        for other in ("image", "audio", "text"):
+            key = key.replace(f"{modality}_to_{other}_", f"{modality}→{other} ")
+    key = key.replace("zero_shot_", "zero-shot ")
+    for k in (1, 5, 10):
+        key = key.replace(f"top{k}", f"top-{k}")
+    return key.replace("_", " ")
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub-flavoured Markdown table; floats shown with 4 significant digits."""
 

@@ -22,6 +22,7 @@ page assets are looked up by name or number in tables built at start-up).
 
 from __future__ import annotations
 
+import logging
 import io
 import os
 from dataclasses import asdict, replace
@@ -45,6 +46,8 @@ from chorus.translate.speech_runs import SAMPLE_RATE, is_speech_config, load_spe
 from chorus.translate.synthesizer import DigitSynthesizer
 
 MAX_SPOKEN_DIGITS = 20  # a longer string is not a digit string (and costs Griffin-Lim time)
+log = logging.getLogger(__name__)
+
 MAX_ALIGN_SECONDS = 10.0  # DTW is quadratic in length: 10 s is 1000 × 1000 frames
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 
@@ -113,39 +116,54 @@ class Catalogue(BaseModel):
 # ---------------------------------------------------------------------------- loading
 
 
-def _folders(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], marker: str) -> list[Path]:
-    """One folder holding ``marker``, or the sub-folders of a folder that hold it, or an explicit list."""
+def _folders(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], marker: str) -> tuple[list[Path], bool]:
+    """(folders, scanned): one folder holding ``marker``, the sub-folders of a folder that hold it, or a list.
+
+    ``scanned`` is true for the sub-folders of a folder: there a broken one is skipped, not fatal.
+    """
     if isinstance(root, (str, os.PathLike)):
         root = Path(root)
         if (root / marker).is_file():
-            return [root]
+            return [root], False
         if not root.is_dir():
             raise ConfigError(f"{root}: no such folder")
         found = sorted(p for p in root.iterdir() if (p / marker).is_file())
         if not found:
             raise ConfigError(f"{root}: no folder with {marker} in it")
-        return found
-    return [Path(p) for p in root]
+        return found, True
+    return [Path(p) for p in root], False
 
 
 class Catalog:
-    """Runs and indexes by name, loaded once."""
+    """Runs and indexes by name, loaded once.
 
-    def __init__(self, runs: Any, index_dir: Any, data_root: str | None, device: str | None) -> None:
+    In a folder of runs, a run that cannot be loaded (unfinished: no weights yet; broken: weights that do
+    not fit its config) is skipped with a one-line warning, so one bad folder does not stop the server.
+    """
+
+    def __init__(self, runs: Any, index_dir: Any, device: str | None) -> None:
         self.runs: dict[str, LoadedRun] = {}
         self.voices: dict[str, DigitSynthesizer] = {}  # text-to-speech runs by folder name
-        for folder in _folders(runs, "experiment.yaml"):
-            if is_speech_config(folder / "experiment.yaml"):
-                self._add_speech_run(folder)
-            else:
-                self._add_run(LoadedRun(folder, data_root, device))
+        folders, scanned = _folders(runs, "experiment.yaml")
+        for folder in folders:
+            try:
+                if is_speech_config(folder / "experiment.yaml"):
+                    self._add_speech_run(folder)
+                else:
+                    self._add_run(LoadedRun(folder, device))
+            except ChorusError as err:
+                if not scanned:
+                    raise
+                log.warning("skipping run %s: %s", folder, err)
+        if not self.runs and not self.voices:
+            raise ConfigError(f"{runs}: none of its run folders could be loaded (see the warnings above)")
         self.indexes: dict[str, SearchIndex] = {}
         self.index_runs: dict[str, LoadedRun] = {}
         if index_dir is not None:
-            for folder in _folders(index_dir, "index.json"):
+            for folder in _folders(index_dir, "index.json")[0]:
                 index = SearchIndex(folder)
                 run = next((r for r in self.runs.values() if str(r.run_dir) == index.meta["run_dir"]), None)
-                run = run or self._add_run(LoadedRun(index.meta["run_dir"], data_root, device))
+                run = run or self._add_run(LoadedRun(index.meta["run_dir"], device))
                 index.check_model(run)
                 if index.name in self.indexes:
                     raise ConfigError(f"two indexes are named {index.name!r}: rename one folder")
@@ -217,12 +235,11 @@ def create_app(
     runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     index_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     *,
-    data_root: str | None = None,
     device: str | None = None,
     limits: Limits = Limits(),
 ) -> FastAPI:
     """Load ``runs`` (a run folder, a folder of runs, or a list) and the indexes in ``index_dir`` into an app."""
-    catalog = Catalog(runs, index_dir, data_root, device)
+    catalog = Catalog(runs, index_dir, device)
     html, assets = _page()
     app = FastAPI(title="Chorus", version="1",
                   description="Embed, classify, search and align images, audio and text with trained Chorus runs.")

@@ -149,7 +149,7 @@ def build_index(
     (``folder:PATH``). ``max_items`` keeps the first N items. Returns
     the saved ``index.json`` content (without the per-item list).
     """
-    run = LoadedRun(run_dir, data_root)
+    run = LoadedRun(run_dir)
     own = run.cfg.data.same_dataset(dataset)
     if options is None:
         options = run.cfg.data.dataset_options(train=True) if own else {}

@@ -22,7 +22,6 @@ def serve_main(
     runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = "runs",
     index_dir: str | os.PathLike[str] | None = None,
     *,
-    data_root: str | None = None,
     device: str | None = None,
     max_body_mb: float = 10.0,
     log_level: str = "info",
@@ -32,7 +31,7 @@ def serve_main(
 
     from chorus.serve.app import create_app
 
-    app = create_app(runs, index_dir, data_root=data_root, device=device,
+    app = create_app(runs, index_dir, device=device,
                      limits=Limits(max_body_bytes=int(max_body_mb * 1024 * 1024)))
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 

@@ -3,9 +3,10 @@
 Why a wrapper: the HTTP layer must turn raw uploads (a decoded image, a
 waveform, a string) into the tensors the run's encoders expect. The run folder
 already says how (``experiment.yaml``: image size and channels, sample rate,
-mel bins, tokenizer, context length), so :class:`LoadedRun` rebuilds that
+mel bins, tokenizer, context length, class names), so :class:`LoadedRun` rebuilds that
 preprocessing from the config with :func:`chorus.experiment.load_run` and the
-same per-sample transform training used in eval mode. Requests then only read
+same per-sample transform training used in eval mode. No dataset is read: a
+run folder copied to a machine without the data serves the same answers. Requests then only read
 the model: inference runs under ``torch.inference_mode`` on a model in eval
 mode, which mutates no module state, so one instance serves concurrent requests.
 
@@ -45,11 +46,11 @@ def _device(explicit: str | None) -> torch.device:
 class LoadedRun:
     """One run folder → model, tokenizer, class names and ``features(modality, raw)`` preprocessing."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], data_root: str | None = None, device: str | None = None,
+    def __init__(self, run_dir: str | os.PathLike[str], device: str | None = None,
                  max_cached_classifiers: int = 32) -> None:
         self.run_dir = Path(run_dir).resolve()
         self.name = self.run_dir.name
-        self.cfg, model, _, self.classes, self.tokenizer = load_run(self.run_dir, data_root)
+        self.cfg, model, self.classes, self.tokenizer = load_run(self.run_dir)
         self.device = _device(device)
         self.model = model.to(self.device).eval()
         self.model.requires_grad_(False)

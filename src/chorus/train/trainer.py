@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from chorus.errors import ConfigError, TrainingError
 from chorus.train import distributed as dist
 from chorus.train.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from chorus.train.logging import MetricsLogger, progress_bar
+from chorus.train.precision import resolve_precision
 from chorus.train.sampler import ResumableBatchSampler
 from chorus.train.schedule import build_scheduler
 
@@ -74,6 +76,10 @@ class TrainConfig:
     (2.8x faster matmuls on the development machine, relative error ~2e-3)
     while weights, optimizer state and every other op stay fp32. The default
     keeps full fp32 matmuls.
+
+    ``precision="auto"`` trains in bf16 autocast only where the device runs bf16
+    fast, else in fp32 (see :mod:`chorus.train.precision`); the choice is
+    printed when training starts and kept in :attr:`Trainer.precision`.
     """
 
     max_steps: int | None = None
@@ -88,7 +94,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     grad_accum: int = 1
     clip_grad_norm: float | None = 1.0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
     matmul_precision: Literal["highest", "high", "medium"] = "highest"
     seed: int = 0
     deterministic: bool = False
@@ -161,6 +167,8 @@ class Trainer:
         dist.init_distributed()
         self.rank, self.world = dist.rank(), dist.world_size()
         self.device = torch.device(cfg.device) if cfg.device else dist.default_device()
+        self.precision, self._precision_reason = resolve_precision(cfg.precision, self.device,
+                                                                   warn=dist.is_main())
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
@@ -267,7 +275,7 @@ class Trainer:
         """Load the latest checkpoint if there is one."""
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is None:
-            log.info("resume requested but %s has no checkpoint: starting fresh", self.run_dir)
+            log.warning("resume requested but %s has no checkpoint: starting from step 0", self.run_dir)
             return
         state = load_checkpoint(checkpoint, self.raw_model, self.device)
         changed = {k for k, v in to_dict(self.cfg).items() if state["config"].get(k) != v}
@@ -292,6 +300,9 @@ class Trainer:
         if self.step >= self.total_steps:  # resumed a finished run: rerunning it is a no-op
             log.info("%s is already trained to step %d", self.run_dir, self.step)
             return {"step": self.step, "epoch": self._epoch_progress()}
+        if self.is_main:
+            print(f"training in {self.precision} on {self.device} ({self._precision_reason}); "
+                  f"run folder: {self.run_dir}", file=sys.stderr)
         self.model.train()
         batches = self._batches()
         logger = MetricsLogger(self.run_dir, enabled=self.is_main, tensorboard=cfg.tensorboard, start_step=self.step)
@@ -350,7 +361,7 @@ class Trainer:
         Under DDP, gradients are all-reduced only on the last micro-batch.
         """
         cfg, model = self.cfg, self.model
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         loss_sum = torch.zeros((), device=self.device)
         scalars: dict[str, torch.Tensor] = {}
         for micro in range(cfg.grad_accum):
@@ -439,7 +450,7 @@ class Trainer:
         results: dict[str, Any] = {}
         if self.eval_fn is not None and self.is_main:
             self.raw_model.eval()
-            autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+            autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
             with torch.no_grad(), autocast:
                 metrics = self.eval_fn(self.raw_model)
             self.raw_model.train()

@@ -60,7 +60,7 @@ def train_judge(modality: str, inputs: Sequence[Tensor], labels: Tensor, steps: 
         encoder = build_encoder("audio_cnn", size, n_mels=inputs[0].shape[0], **SPEECH_TOWER)
     model = Classifier(encoder, 10, modality, dropout=0.1)
     cfg = TrainConfig(max_steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(20, steps // 5),
-                      precision="bf16", seed=seed, progress=False, tensorboard=False, log_every=steps)
+                      precision="auto", seed=seed, progress=False, tensorboard=False, log_every=steps)
     Trainer(model, LabelledInputs(modality, inputs, labels), cfg, run_dir, collate_fn=Collate()).fit()
     return model.eval()
 

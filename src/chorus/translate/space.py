@@ -68,7 +68,7 @@ class _Rows(Dataset):
 
 def _train_config(steps: int, batch_size: int, lr: float, seed: int) -> TrainConfig:
     return TrainConfig(max_steps=max(steps, 1), batch_size=batch_size, lr=lr, warmup_steps=min(20, steps // 5),
-                       precision="bf16", seed=seed, progress=False, tensorboard=False, log_every=max(steps, 1))
+                       precision="auto", seed=seed, progress=False, tensorboard=False, log_every=max(steps, 1))
 
 
 @dataclass

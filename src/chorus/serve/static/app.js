@@ -72,6 +72,7 @@ function showPredictions(result) {
     el("span", { class: "track" }, el("span", { class: "fill", style: `width:${(100 * p.score).toFixed(1)}%` })),
     el("span", { class: "score", text: `${(100 * p.score).toFixed(1)}%` })));
   $("#predictions").replaceChildren(...list);
+  $("#predictions-note").textContent = `— answered by run “${result.run}”`;
   $("#predictions-card").hidden = false;
 }
 
@@ -85,7 +86,8 @@ function showNeighbours(result) {
       el("div", { class: "score", text: `similarity ${h.score.toFixed(3)}` }));
   });
   $("#neighbours").replaceChildren(...items);
-  $("#neighbours-note").textContent = `— ${result.index_modality} items of “${result.index}”, closest first`;
+  $("#neighbours-note").textContent =
+    `— ${result.index_modality} items of “${result.index}”, closest first (run “${result.run}”)`;
   $("#neighbours-card").hidden = false;
 }
 
