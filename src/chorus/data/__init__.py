@@ -24,6 +24,7 @@ from chorus.data.mnist import MNIST, download_mnist
 from chorus.data.registry import DATASETS, DOWNLOADS, build_dataset, dataset_info, download
 from chorus.data.root import data_root
 from chorus.data.sequences import AVSequences, DigitStrings, trim_silence
+from chorus.data.sort_of_clevr import SortOfCLEVR
 from chorus.data.text import BPETokenizer, SubwordTokenizer, WordPieceTokenizer
 from chorus.data.transforms import SampleTransform
 
@@ -31,7 +32,7 @@ __all__ = [
     "CLIP_MEAN", "CLIP_STD", "DATASETS", "DOWNLOADS", "FSDD", "MNIST", "BPETokenizer", "COCOCaptions",
     "AVDigits", "AVSequences", "Degradation", "DigitStrings",
     "Caltech101", "ChorusDataset", "Collate", "Digits", "ImageTransform", "LogMel", "SampleTransform",
-    "SubwordTokenizer", "WordPieceTokenizer", "build_dataset", "data_root", "dataset_info", "decode_audio",
+    "SortOfCLEVR", "SubwordTokenizer", "WordPieceTokenizer", "build_dataset", "data_root", "dataset_info", "decode_audio",
     "decode_image", "download", "download_caltech101", "download_coco_captions", "download_fsdd",
     "download_mnist", "extract", "fetch", "load_audio", "load_avdigits_config", "mel_filterbank", "resample",
     "split_indices", "trim_silence",
