@@ -1,6 +1,6 @@
 """``chorus`` command line: thin wrappers that parse arguments and call the library.
 
-Subcommands: ``demo``, ``train``, ``eval``, ``zeroshot``, ``retrieve``,
+Subcommands: ``demo``, ``train``, ``eval``, ``ask``, ``zeroshot``, ``retrieve``,
 ``data info|download|pack``, ``bench NAME``, ``serve`` and ``index build``. Every
 user error (bad config, missing data, corrupt file) is a ``ChorusError`` and is
 reported as one line on stderr with exit code 2, never a traceback.
@@ -64,6 +64,21 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     metrics = evaluate_run(args.run_dir, data_root=args.data_root, split=args.split)
     _print_json(metrics) if args.json else _print_table(metrics)
+
+
+def cmd_ask(args: argparse.Namespace) -> None:
+    from chorus.ask import VQAPredictor
+    from chorus.errors import DataNotFoundError
+
+    image = Path(args.image)
+    if not image.is_file():
+        raise DataNotFoundError(f"{image}: no such image file")
+    answer = VQAPredictor(args.run_dir).ask(image.read_bytes(), args.question)
+    if args.json:
+        _print_json(answer.to_dict())
+        return
+    print(answer.answer)
+    _print_table(dict(list(answer.probabilities.items())[: args.top]))
 
 
 def cmd_zeroshot(args: argparse.Namespace) -> None:
@@ -159,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     data_root_arg(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("ask", help="answer a question about an image with a trained VQA run")
+    p.add_argument("run_dir")
+    p.add_argument("image", help="image file (PNG, JPEG, ...)")
+    p.add_argument("question", help='e.g. "what shape is the object closest to the red object?"')
+    p.add_argument("--top", type=int, default=5, help="how many answers to list with their probabilities")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ask)
 
     for name, func, what in (("zeroshot", cmd_zeroshot, "zero-shot top-1/top-5 of a run on a labelled dataset"),
                              ("retrieve", cmd_retrieve, "retrieval Recall@1/5/10 of a run on a paired dataset")):

@@ -6,12 +6,17 @@ cases with one code path each:
 
 - ``classify``: one encoder + linear head, cross-entropy (the unimodal baseline);
 - ``contrastive``: CLIP-style towers trained on captions written from the class
-  names (a labelled dataset) or on real captions (COCO), evaluated zero-shot.
+  names (a labelled dataset) or on real captions (COCO), evaluated zero-shot;
+- ``vqa``: an image and a question (``text``) encoder joined by the fusion
+  ``model.fusion`` (e.g. ``relation_network``), classifying the answer
+  (:class:`~chorus.fusion.vqa.VQAModel`); the BPE tokenizer is trained on the
+  dataset's ``texts()``.
 
 The run directory receives ``experiment.yaml`` (the full validated config),
 ``tokenizer.json`` (when a BPE tokenizer was trained), ``model.safetensors``,
-``metrics.json`` and the Trainer's ``metrics.jsonl`` / checkpoints, so
-``chorus eval RUN_DIR`` can rebuild everything from the folder alone.
+``classes.json``, ``metrics.json`` and the Trainer's ``metrics.jsonl`` /
+checkpoints, so ``chorus eval RUN_DIR`` can rebuild everything from the folder
+alone, and :func:`load_trained` rebuilds the model without any data.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from chorus.data.text import SubwordTokenizer
 from chorus.encoders import build_encoder, encoder_modality
 from chorus.errors import ConfigError, DataError
 from chorus.eval.mode import evaluating
+from chorus.fusion.vqa import VQAModel, vqa_accuracy
 from chorus.train import Trainer, TrainConfig, distributed, seed_everything
 
 
@@ -76,8 +82,10 @@ class EncoderConfig:
 
 @dataclass
 class ModelConfig:
-    task: Literal["classify", "contrastive"]
+    task: Literal["classify", "contrastive", "vqa"]
     encoders: dict[str, EncoderConfig]
+    fusion: str = "relation_network"  # task vqa: a registered fusion (chorus.fusion.FUSIONS)
+    fusion_options: dict[str, Any] = field(default_factory=dict)
     embed_dim: int = 128
     dropout: float = 0.0
     frozen: list[str] = field(default_factory=list)
@@ -104,6 +112,8 @@ class ExperimentConfig:
             raise ConfigError(f"model.encoders: task 'classify' takes exactly one encoder, got {modalities}")
         if self.model.task == "contrastive" and len(modalities) < 2:
             raise ConfigError(f"model.encoders: task 'contrastive' needs two or more encoders, got {modalities}")
+        if self.model.task == "vqa" and sorted(modalities) != ["image", "text"]:
+            raise ConfigError(f"model.encoders: task 'vqa' takes an image and a text encoder, got {modalities}")
 
 
 def load_experiment(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
@@ -165,9 +175,13 @@ def build_tokenizer(cfg: ExperimentConfig, train: Dataset, run_dir: Path | None)
     saved = run_dir / "tokenizer.json" if run_dir is not None else None
     if saved is not None and saved.is_file():
         return BPETokenizer.load(saved)
-    if not isinstance(train, CaptionedDataset):
+    if isinstance(train, CaptionedDataset):
+        corpus = train.captions()
+    elif callable(getattr(train, "texts", None)):  # datasets with their own text, e.g. VQA questions
+        corpus = train.texts()
+    else:
         raise ConfigError("a BPE tokenizer is trained on captions: use a captioned dataset or data.tokenizer=minilm")
-    tokenizer = BPETokenizer.train(train.captions(), vocab_size=cfg.data.vocab_size, min_frequency=1)
+    tokenizer = BPETokenizer.train(corpus, vocab_size=cfg.data.vocab_size, min_frequency=1)
     if saved is not None and distributed.is_main():  # under torchrun every rank trains the same merges
         temporary = saved.with_suffix(".json.tmp")
         tokenizer.save(temporary)
@@ -194,6 +208,10 @@ def build_model(cfg: ExperimentConfig, num_classes: int, tokenizer: SubwordToken
     if cfg.model.task == "classify":
         (modality, encoder), = encoders.items()
         return Classifier(encoder, num_classes, modality, dropout=cfg.model.dropout)
+    if cfg.model.task == "vqa":
+        shape = (cfg.data.image_channels, cfg.data.image_size, cfg.data.image_size)
+        return VQAModel.build(encoders["image"], encoders["text"], cfg.model.fusion, num_classes, shape,
+                              **cfg.model.fusion_options)
     siglip = cfg.model.loss == "siglip"
     return ContrastiveModel(encoders, cfg.model.embed_dim, frozen=cfg.model.frozen,
                             bias=-10.0 if siglip else None, loss=SigmoidLoss() if siglip else None)
@@ -214,6 +232,8 @@ def evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes:
 
 def _evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes: list[str],
               tokenizer: SubwordTokenizer | None, batch_size: int) -> dict[str, float]:
+    if isinstance(model, VQAModel):
+        return vqa_accuracy(model, DataLoader(dataset, batch_size, collate_fn=Collate(tokenizer, cfg.data.context_length)))
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=Collate())
     if isinstance(model, Classifier):
         correct = total = 0
@@ -260,6 +280,7 @@ def train_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resum
     if distributed.is_main():  # the ranks hold identical weights after DDP training
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(weights, str(run_dir / "model.safetensors"))
+        (run_dir / "classes.json").write_text(json.dumps(classes) + "\n")
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     return metrics
 
@@ -278,6 +299,26 @@ def load_run(run_dir: str | os.PathLike, data_root: str | None = None, split: st
     model = build_model(cfg, len(classes), tokenizer)
     model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
     return cfg, model, evaluation, classes, tokenizer
+
+
+def load_trained(run_dir: str | os.PathLike) -> tuple[ExperimentConfig, nn.Module, list[str], SubwordTokenizer | None]:
+    """(config, model with trained weights in eval mode, class names, tokenizer) from the run folder alone.
+
+    Needs no dataset: class names come from ``classes.json`` and a BPE
+    tokenizer from ``tokenizer.json`` (what predicting from a moved run needs).
+    """
+    run_dir = Path(run_dir)
+    for needed in ("experiment.yaml", "model.safetensors", "classes.json"):
+        if not (run_dir / needed).is_file():
+            raise ConfigError(f"{run_dir} is not a finished Chorus run: {needed} is missing")
+    cfg = load_experiment(run_dir / "experiment.yaml")
+    classes = json.loads((run_dir / "classes.json").read_text())
+    tokenizer = None
+    if "text" in cfg.model.encoders:
+        tokenizer = WordPieceTokenizer.from_minilm() if cfg.data.tokenizer == "minilm" else BPETokenizer.load(run_dir / "tokenizer.json")
+    model = build_model(cfg, len(classes), tokenizer)
+    model.load_state_dict(load_file(str(run_dir / "model.safetensors")))
+    return cfg, model.eval(), classes, tokenizer
 
 
 def evaluate_run(run_dir: str | os.PathLike, data_root: str | None = None, split: str | None = None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "align": "forced, unsupervised and implicit alignment against ground-truth boundaries",
     "colearn": "co-learning: pivot binding, cross-modal distillation, co-training",
     "translate": "retrieval and generative translation between image, speech and text",
+    "vqa": "Sort-of-CLEVR visual question answering: CNN+MLP vs relation network, FiLM, question attention",
 }
 
 

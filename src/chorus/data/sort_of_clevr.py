@@ -258,6 +258,10 @@ class SortOfCLEVR(ChorusDataset):
             "objects": self.scenes[scene],
         }
 
+    def texts(self) -> list[str]:
+        """Every question's text, in item order, without rendering anything (a tokenizer's training corpus)."""
+        return [q.text for _, q in self.records]
+
     def stats(self) -> dict[str, float]:
         relational = sum(q.relational for _, q in self.records)
         return {"height": float(IMAGE_SIZE), "width": float(IMAGE_SIZE), "scenes": float(len(self.scenes)),
