@@ -117,7 +117,7 @@ def run(cfg: Config, report: Report) -> None:
     report.table("Accuracy per question type (%)", ["model", *QUESTION_TYPES],
                  [[MODELS[m], *(cell(m, f"accuracy_{t}") for t in QUESTION_TYPES)] for m in runs]
                  + [["majority answer", *(f"{100 * majority[f'accuracy_{t}']:.1f}" for t in QUESTION_TYPES)]])
-    with report.figure("accuracy_per_type", figsize=(9, 3.6)) as (fig, ax):
+    with report.figure("accuracy_per_type", figsize=(9, 3.6)) as (_fig, ax):
         width = 0.8 / len(runs)
         for k, model in enumerate(runs):
             stats = [summary[model][f"accuracy_{t}"] for t in QUESTION_TYPES]
