@@ -1,6 +1,6 @@
 """``chorus`` command line: thin wrappers that parse arguments and call the library.
 
-Subcommands: ``demo``, ``train``, ``eval``, ``zeroshot``, ``retrieve``, ``predict``, ``import``,
+Subcommands: ``demo``, ``train``, ``eval``, ``ask``, ``zeroshot``, ``retrieve``, ``predict``, ``import``,
 ``transcribe``, ``speak``, ``data info|download|pack``, ``bench NAME``, ``serve`` and ``index build``. Every
 user error (bad config, missing data, corrupt file, a missing optional extra) is a
 ``ChorusError`` and is reported as one line on stderr with exit code 2, never a
@@ -148,6 +148,21 @@ def _class_names(value: str | None) -> list[str] | None:
     return [name.strip() for name in lines if name.strip()]
 
 
+def cmd_ask(args: argparse.Namespace) -> None:
+    from chorus.ask import VQAPredictor
+    from chorus.errors import DataNotFoundError
+
+    image = Path(args.image)
+    if not image.is_file():
+        raise DataNotFoundError(f"{image}: no such image file")
+    answer = VQAPredictor(args.run_dir).ask(image.read_bytes(), args.question)
+    if args.json:
+        _print_json(answer.to_dict())
+        return
+    print(answer.answer)
+    _print_metrics(dict(list(answer.probabilities.items())[: args.top]), facts=())
+
+
 def cmd_zeroshot(args: argparse.Namespace) -> None:
     from chorus.errors import ConfigError
     from chorus.run_eval import zeroshot_files, zeroshot_run
@@ -289,6 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     data_root_arg(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("ask", help="answer a question about an image with a trained VQA run",
+                       description="Answer a question about an image with a trained VQA run.")
+    p.add_argument("run_dir")
+    p.add_argument("image", help="image file (PNG, JPEG, ...)")
+    p.add_argument("question", help='e.g. "what shape is the object closest to the red object?"')
+    p.add_argument("--top", type=int, default=5, help="how many answers to list with their probabilities")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ask)
 
     for name, func, what, files in (
             ("zeroshot", cmd_zeroshot, "zero-shot accuracy on a labelled dataset, or labels for your images",

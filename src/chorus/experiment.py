@@ -6,7 +6,11 @@ cases with one code path each:
 
 - ``classify``: one encoder + linear head, cross-entropy (the unimodal baseline);
 - ``contrastive``: CLIP-style towers trained on captions written from the class
-  names (a labelled dataset) or on real captions (COCO), evaluated zero-shot.
+  names (a labelled dataset) or on real captions (COCO), evaluated zero-shot;
+- ``vqa``: an image and a question (``text``) encoder joined by the fusion
+  ``model.fusion`` (e.g. ``relation_network``), classifying the answer
+  (:class:`~chorus.fusion.vqa.VQAModel`); the BPE tokenizer is trained on the
+  dataset's ``texts()``.
 
 The run directory receives ``experiment.yaml`` (the full validated config, with
 the class names filled in from the dataset), ``tokenizer.json`` (when a BPE
@@ -60,6 +64,7 @@ from chorus.errors import ConfigError
 from chorus.extras import ENCODER_EXTRAS, require
 from chorus.eval.mode import evaluating
 from chorus.eval.plots import plot_metrics
+from chorus.fusion.vqa import VQAModel, vqa_accuracy
 from chorus.train import Trainer, TrainConfig, distributed, seed_everything
 from chorus.train.checkpoint import latest_checkpoint
 from chorus.train.logging import METRICS_FILE, read_metrics
@@ -139,8 +144,10 @@ class EncoderConfig:
 
 @dataclass
 class ModelConfig:
-    task: Literal["classify", "contrastive"]
+    task: Literal["classify", "contrastive", "vqa"]
     encoders: dict[str, EncoderConfig] = field(default_factory=dict)  # may be omitted with init_from
+    fusion: str = "relation_network"  # task vqa: a registered fusion (chorus.fusion.FUSIONS)
+    fusion_options: dict[str, Any] = field(default_factory=dict)
     embed_dim: int = 128
     dropout: float = 0.0
     frozen: list[str] = field(default_factory=list)
@@ -172,6 +179,8 @@ class ExperimentConfig:
             raise ConfigError(f"model.encoders: task 'classify' takes exactly one encoder, got {modalities}")
         if self.model.task == "contrastive" and len(modalities) < 2:
             raise ConfigError(f"model.encoders: task 'contrastive' needs two or more encoders, got {modalities}")
+        if self.model.task == "vqa" and sorted(modalities) != ["image", "text"]:
+            raise ConfigError(f"model.encoders: task 'vqa' takes an image and a text encoder, got {modalities}")
 
 
 def load_experiment(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
@@ -266,9 +275,13 @@ def build_tokenizer(cfg: ExperimentConfig, train: Dataset | None, run_dir: Path 
     saved = run_dir / "tokenizer.json" if run_dir is not None else None
     if saved is not None and saved.is_file():
         return BPETokenizer.load(saved)
-    if not hasattr(train, "captions"):  # CaptionedDataset, or a user's captions (chorus.data.userdata)
+    if hasattr(train, "captions"):  # CaptionedDataset, or a user's captions (chorus.data.userdata)
+        corpus = train.captions()
+    elif callable(getattr(train, "texts", None)):  # datasets with their own text, e.g. VQA questions
+        corpus = train.texts()
+    else:
         raise ConfigError("a BPE tokenizer is trained on captions: use a captioned dataset or data.tokenizer=minilm")
-    tokenizer = BPETokenizer.train(train.captions(), vocab_size=cfg.data.vocab_size, min_frequency=1)
+    tokenizer = BPETokenizer.train(corpus, vocab_size=cfg.data.vocab_size, min_frequency=1)
     if saved is not None and distributed.is_main():  # under torchrun every rank trains the same merges
         temporary = saved.with_suffix(".json.tmp")
         tokenizer.save(temporary)
@@ -295,6 +308,10 @@ def build_model(cfg: ExperimentConfig, num_classes: int, tokenizer: SubwordToken
     if cfg.model.task == "classify":
         (modality, encoder), = encoders.items()
         return Classifier(encoder, num_classes, modality, dropout=cfg.model.dropout)
+    if cfg.model.task == "vqa":
+        shape = (cfg.data.image_channels, cfg.data.image_size, cfg.data.image_size)
+        return VQAModel.build(encoders["image"], encoders["text"], cfg.model.fusion, num_classes, shape,
+                              **cfg.model.fusion_options)
     siglip = cfg.model.loss == "siglip"
     return ContrastiveModel(encoders, cfg.model.embed_dim, frozen=cfg.model.frozen,
                             bias=-10.0 if siglip else None, loss=SigmoidLoss() if siglip else None)
@@ -353,6 +370,8 @@ def evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes:
 
 def _evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes: list[str],
               tokenizer: SubwordTokenizer | None, batch_size: int) -> dict[str, float]:
+    if isinstance(model, VQAModel):
+        return vqa_accuracy(model, DataLoader(dataset, batch_size, collate_fn=Collate(tokenizer, cfg.data.context_length)))
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=Collate())
     if isinstance(model, Classifier):
         correct = total = 0

@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "translate": "retrieval and generative translation between image, speech and text",
     "speech": "speech ↔ text on connected digit strings: CTC and attention recognisers, a synthesiser, the round trip",
     "precision": "training samples/s of a shipped config in fp32 vs bf16 on this machine (what precision: auto picks)",
+    "vqa": "Sort-of-CLEVR visual question answering: CNN+MLP vs relation network, FiLM, question attention",
 }
 
 

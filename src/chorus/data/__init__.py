@@ -32,6 +32,7 @@ from chorus.data.registry import (
 )
 from chorus.data.root import data_root
 from chorus.data.sequences import AVSequences, DigitStrings, trim_silence
+from chorus.data.sort_of_clevr import SortOfCLEVR
 from chorus.data.text import BPETokenizer, ClipTokenizer, SubwordTokenizer, WordPieceTokenizer
 from chorus.data.transforms import SampleTransform
 from chorus.data.userdata import FolderDataset, ManifestDataset
@@ -41,7 +42,7 @@ __all__ = [
     "FolderDataset", "ManifestDataset", "format_info", "parse_spec",
     "AVDigits", "AVSequences", "Degradation", "DigitStrings",
     "Caltech101", "ChorusDataset", "ClipTokenizer", "Collate", "Digits", "ImageTransform", "LogMel", "SampleTransform",
-    "SubwordTokenizer", "WordPieceTokenizer", "build_dataset", "data_root", "dataset_info", "decode_audio",
+    "SortOfCLEVR", "SubwordTokenizer", "WordPieceTokenizer", "build_dataset", "data_root", "dataset_info", "decode_audio",
     "decode_image", "download", "download_caltech101", "download_coco_captions", "download_fsdd",
     "download_mnist", "extract", "fetch", "load_audio", "load_avdigits_config", "mel_filterbank", "resample",
     "split_indices", "trim_silence",

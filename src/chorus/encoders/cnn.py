@@ -1,8 +1,9 @@
 """``cnn``: a small plain convolutional image encoder.
 
 What: a stack of 3x3 conv → BatchNorm → ReLU blocks (the first keeps the
-resolution, each later one halves it with stride 2), then global average
-pooling. Reference: the VGG-style plain CNN (Simonyan & Zisserman 2015) with
+resolution unless ``first_stride`` is 2, each later one halves it with stride
+2), then global average pooling. ``first_stride=2`` with four 24-channel blocks
+is the image encoder of Santoro et al. 2017 (75×75 → 5×5 cells). Reference: the VGG-style plain CNN (Simonyan & Zisserman 2015) with
 BatchNorm (Ioffe & Szegedy 2015).
 
 Why: it is the cheapest encoder that learns translation-tolerant local
@@ -42,13 +43,13 @@ class CNNEncoder(nn.Module):
         "base": {"widths": (64, 128, 256, 512)},
     }
 
-    def __init__(self, widths: tuple[int, ...], in_channels: int = 3, image_size: int = 32) -> None:
+    def __init__(self, widths: tuple[int, ...], in_channels: int = 3, image_size: int = 32, first_stride: int = 1) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.image_size = image_size
         channels = (in_channels, *widths)
         self.blocks = nn.Sequential(
-            *(conv_bn_relu(channels[i], channels[i + 1], 1 if i == 0 else 2) for i in range(len(widths)))
+            *(conv_bn_relu(channels[i], channels[i + 1], first_stride if i == 0 else 2) for i in range(len(widths)))
         )
         self.out_dim = widths[-1]
 
