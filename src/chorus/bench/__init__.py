@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "align": "forced, unsupervised and implicit alignment against ground-truth boundaries",
     "colearn": "co-learning: pivot binding, cross-modal distillation, co-training",
     "translate": "retrieval and generative translation between image, speech and text",
+    "caption": "image captioning on COCO-mini with text-only pre-training, and Sort-of-CLEVR scene captions",
 }
 
 
