@@ -232,6 +232,20 @@ def cmd_bench(args: argparse.Namespace) -> None:
     run_driver(args.name, load_benchmark(args.name), args.bench_args)
 
 
+def cmd_caption(args: argparse.Namespace) -> None:
+    from chorus.data.decode import decode_image, read_bytes
+    from chorus.translate.caption_run import LoadedCaptioner
+
+    run = LoadedCaptioner(args.run_dir, device=args.device)
+    images = [decode_image(read_bytes(path), path, mode="RGB") for path in args.images]
+    captions = run.caption(images, beam=args.beam, max_tokens=args.max_tokens)
+    if args.json:
+        _print_json([{"image": path, "caption": text} for path, text in zip(args.images, captions)])
+    else:
+        for path, text in zip(args.images, captions):
+            print(f"{path}\t{text}")
+
+
 def cmd_data_info(args: argparse.Namespace) -> None:
     from chorus.data import dataset_info, format_info
 
@@ -392,6 +406,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="benchmark name; `chorus bench NAME --help` lists its options")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of the benchmark")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("caption", help="describe images in words with a captioner run folder")
+    p.add_argument("run_dir", help="captioner run folder (captioner.json, tokenizer.json, model.safetensors)")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--beam", type=int, default=None, help="beam width (default: the run's; 1 = greedy)")
+    p.add_argument("--max-tokens", type=int, default=None, help="longest caption in tokens (default: the run's)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", action="store_true", help="print [{image, caption}, ...] as JSON")
+    p.set_defaults(func=cmd_caption)
 
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("info", help="summary of a dataset or a user's folder/manifest: items, classes, formats, problems")

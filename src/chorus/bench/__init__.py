@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "speech": "speech ↔ text on connected digit strings: CTC and attention recognisers, a synthesiser, the round trip",
     "precision": "training samples/s of a shipped config in fp32 vs bf16 on this machine (what precision: auto picks)",
     "vqa": "Sort-of-CLEVR visual question answering: CNN+MLP vs relation network, FiLM, question attention",
+    "caption": "image captioning on COCO-mini with text-only pre-training, and Sort-of-CLEVR scene captions",
 }
 
 
