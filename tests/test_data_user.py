@@ -126,7 +126,7 @@ def test_hf_metadata_csv_and_jsonl_with_several_captions_per_image(tmp_path, rea
     assert flat.classes == [] and sorted(s["captions"][0] for s in flat) == sorted(f"photo {i}" for i in range(12))
 
 
-def test_manifest_paths_are_relative_to_it_and_the_split_is_by_image(tmp_path, real_data_root):
+def test_manifest_paths_are_relative_to_it_and_the_split_is_by_image(tmp_path, real_data_root, capsys):
     (tmp_path / "pictures").mkdir()
     (tmp_path / "lists").mkdir()
     rows = []
@@ -150,6 +150,10 @@ def test_manifest_paths_are_relative_to_it_and_the_split_is_by_image(tmp_path, r
                for s in test)
     with pytest.raises(ConfigError, match=r"no column\(s\) \['caption'\]"):
         build_dataset(str(manifest), columns={"image": "photo", "text": "caption"})
+    assert main(["data", "info", str(manifest), "--columns", "image=photo,text=description"]) == 0
+    assert "captions     1–3 per item (mean 1.9)" in capsys.readouterr().out
+    assert main(["data", "info", str(manifest)]) == 2  # unusual column names must be named
+    assert "--columns image=COLUMN" in capsys.readouterr().err
 
 
 def test_split_column_is_honoured_exactly(tmp_path, real_data_root):

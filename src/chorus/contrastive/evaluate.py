@@ -21,7 +21,7 @@ Baseline: chance — 1/C top-1 for zero-shot; for retrieval k/N images
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +85,14 @@ def zeroshot_run(
     templates: Sequence[str] | None = None,
     data_root: str | None = None,
     out: str | os.PathLike | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Zero-shot top-1/top-5 of a contrastive run on a labelled dataset; writes ``zeroshot.json``/``.md`` to ``out``."""
+    """Zero-shot top-1/top-5 of a contrastive run on a labelled dataset; writes ``zeroshot.json``/``.md`` to ``out``.
+
+    ``columns`` name the roles of a user's manifest columns (see :mod:`chorus.data.userdata`)."""
     cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split if _own(run_dir, dataset) else None)
     query = _query_modality(model, run_dir)
-    data, used_split = _dataset(cfg, evaluation, dataset, split, data_root)
+    data, used_split = _dataset(cfg, evaluation, dataset, split, data_root, **({"columns": columns} if columns else {}))
     if not cfg.data.same_dataset(dataset):
         classes = list(data.classes)
     if not classes:
@@ -125,6 +128,7 @@ def retrieve_run(
     split: str | None = None,
     data_root: str | None = None,
     out: str | os.PathLike | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Image↔text Recall@1/5/10 of a contrastive run; writes ``retrieval.json``/``.md`` to ``out``.
 
@@ -136,7 +140,7 @@ def retrieve_run(
     """
     cfg, model, evaluation, classes, tokenizer = load_run(run_dir, data_root, split if _own(run_dir, dataset) else None)
     query = _query_modality(model, run_dir)
-    options = {"mode": "images"} if dataset == "coco_captions" else {}
+    options = {"mode": "images"} if dataset == "coco_captions" else {"columns": columns} if columns else {}
     data, used_split = _dataset(cfg, evaluation, dataset, split, data_root, **options)
     if len(data) == 0:
         raise DataError(f"dataset {dataset!r} split {used_split!r} is empty")
