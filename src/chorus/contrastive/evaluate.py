@@ -11,8 +11,10 @@ point of a contrastive model — it is evaluated on datasets and prompts it was
 not trained on, so the dataset and templates are arguments, not the run's
 config. Template defaults: the run's own ``model.zero_shot_templates`` when
 the dataset is the one it was trained on, else ``DIGIT_TEMPLATES`` for digit
-datasets and ``CLIP_TEMPLATES`` otherwise (prompt ensembling, Radford et al.
-2021 §3.1.4).
+datasets, the run's own templates for a run without an image tower, and
+``CLIP_TEMPLATES`` otherwise (prompt ensembling, Radford et al. 2021 §3.1.4).
+A dataset may be a user's folder or manifest (``folder:PATH``, ``manifest:PATH``
+or ``PATH``; see :mod:`chorus.data.userdata`).
 
 Baseline: chance — 1/C top-1 for zero-shot; for retrieval k/N images
 (text→image) and ≈ 1 − C(N−5, k)/C(N, k) captions (image→text, 5 per image).
@@ -59,10 +61,13 @@ def _dataset(cfg: Any, evaluation: Dataset, dataset: str, split: str | None, dat
 
 
 def _default_templates(cfg: Any, dataset: str) -> Sequence[str]:
-    """The run's own prompts on its own dataset; else digit or generic photo prompts."""
+    """The run's own prompts on its own dataset; else digit prompts, the run's own prompts for a run that
+    reads no images (photo prompts would describe the wrong thing), or generic photo prompts."""
     if cfg.data.same_dataset(dataset):
         return cfg.model.zero_shot_templates
-    return DIGIT_TEMPLATES if dataset in DIGIT_DATASETS else CLIP_TEMPLATES
+    if dataset in DIGIT_DATASETS:
+        return DIGIT_TEMPLATES
+    return CLIP_TEMPLATES if "image" in cfg.model.encoders else cfg.model.zero_shot_templates
 
 
 def _write(out: str | os.PathLike | None, name: str, result: dict[str, Any], title: str) -> None:
