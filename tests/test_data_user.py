@@ -339,3 +339,15 @@ def test_any_image_size_and_mode_becomes_the_models_input(tmp_path, real_data_ro
     np.testing.assert_array_equal(np.asarray(scan["image"])[..., 0], np.rint(deep / 257).astype(np.uint8))
     features = SampleFeatures(DataConfig(name="fsdd", image_size=32), train=False)
     assert {tuple(features(s)["image"].shape) for s in ds} == {(3, 32, 32)}
+
+
+def test_audio_with_transcripts_pairs_for_training_and_groups_for_retrieval(speech):
+    manifest, _ = speech
+    rows = list(csv.reader(manifest.read_text().splitlines()))[1:]
+    write_csv(manifest.parent / "transcripts.csv", ["file_name", "transcription"],
+              [[clip, said] for clip, word in rows for said in (word, f"the word {word}")])
+    pairs = build_dataset(str(manifest.parent / "transcripts.csv"), split="train")
+    items = build_dataset(str(manifest.parent / "transcripts.csv"), split="test")
+    assert pairs.modalities == ("audio", "text") and pairs.classes == []
+    assert len(pairs) == 2 * len(pairs.items) and set(pairs[0]) == {"audio", "sample_rate", "text", "path"}
+    assert len(items) == 2 and all(s["captions"][1] == f"the word {s['captions'][0]}" for s in items)  # round(0.2 × 9) clips, no labels
