@@ -126,7 +126,7 @@ def test_hf_metadata_csv_and_jsonl_with_several_captions_per_image(tmp_path, rea
     assert flat.classes == [] and sorted(s["captions"][0] for s in flat) == sorted(f"photo {i}" for i in range(12))
 
 
-def test_manifest_paths_are_relative_to_it_and_the_split_is_by_image(tmp_path, real_data_root):
+def test_manifest_paths_are_relative_to_it_and_the_split_is_by_image(tmp_path, real_data_root, capsys):
     (tmp_path / "pictures").mkdir()
     (tmp_path / "lists").mkdir()
     rows = []
@@ -150,6 +150,10 @@ def test_manifest_paths_are_relative_to_it_and_the_split_is_by_image(tmp_path, r
                for s in test)
     with pytest.raises(ConfigError, match=r"no column\(s\) \['caption'\]"):
         build_dataset(str(manifest), columns={"image": "photo", "text": "caption"})
+    assert main(["data", "info", str(manifest), "--columns", "image=photo,text=description"]) == 0
+    assert "captions     1–3 per item (mean 1.9)" in capsys.readouterr().out
+    assert main(["data", "info", str(manifest)]) == 2  # unusual column names must be named
+    assert "--columns image=COLUMN" in capsys.readouterr().err
 
 
 def test_split_column_is_honoured_exactly(tmp_path, real_data_root):
@@ -335,3 +339,15 @@ def test_any_image_size_and_mode_becomes_the_models_input(tmp_path, real_data_ro
     np.testing.assert_array_equal(np.asarray(scan["image"])[..., 0], np.rint(deep / 257).astype(np.uint8))
     features = SampleFeatures(DataConfig(name="fsdd", image_size=32), train=False)
     assert {tuple(features(s)["image"].shape) for s in ds} == {(3, 32, 32)}
+
+
+def test_audio_with_transcripts_pairs_for_training_and_groups_for_retrieval(speech):
+    manifest, _ = speech
+    rows = list(csv.reader(manifest.read_text().splitlines()))[1:]
+    write_csv(manifest.parent / "transcripts.csv", ["file_name", "transcription"],
+              [[clip, said] for clip, word in rows for said in (word, f"the word {word}")])
+    pairs = build_dataset(str(manifest.parent / "transcripts.csv"), split="train")
+    items = build_dataset(str(manifest.parent / "transcripts.csv"), split="test")
+    assert pairs.modalities == ("audio", "text") and pairs.classes == []
+    assert len(pairs) == 2 * len(pairs.items) and set(pairs[0]) == {"audio", "sample_rate", "text", "path"}
+    assert len(items) == 2 and all(s["captions"][1] == f"the word {s['captions'][0]}" for s in items)  # round(0.2 × 9) clips, no labels

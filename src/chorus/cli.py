@@ -180,7 +180,7 @@ def cmd_zeroshot(args: argparse.Namespace) -> None:
                     print(row["path"], "  ".join(f"{c} {p:.3f}" for c, p in zip(row["classes"], row["probs"])))
             return
         metrics = zeroshot_run(run_dir, args.dataset, split=args.split, templates=templates, classes=classes,
-                               data_root=args.data_root, out=args.out)
+                               data_root=args.data_root, out=args.out, columns=_columns(args.columns))
     _print_json(metrics) if args.json else _print_metrics(metrics)
 
 
@@ -189,7 +189,8 @@ def cmd_retrieve(args: argparse.Namespace) -> None:
     from chorus.run_import import as_run
 
     with as_run(args.run_dir) as run_dir:
-        metrics = retrieve_run(run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out)
+        metrics = retrieve_run(run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out,
+                               columns=_columns(args.columns))
     _print_json(metrics) if args.json else _print_metrics(metrics)
 
 
@@ -220,8 +221,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_index_build(args: argparse.Namespace) -> None:
     from chorus.serve.main import index_main
 
+    columns = _columns(args.columns)
     info = index_main(args.run_dir, args.dataset, args.out, split=args.split, modality=args.modality,
-                      kind=args.kind, max_items=args.max_items, data_root=args.data_root)
+                      kind=args.kind, max_items=args.max_items, data_root=args.data_root,
+                      options={"columns": columns} if columns else None)
     print(json.dumps(info, indent=2, default=str))
 
 
@@ -291,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def columns_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--columns", default=None,
+                       help="for a user's manifest: which column holds what, e.g. image=file_name,text=caption "
+                            "(default: the run's own columns for its own data, else the usual names)")
+
     def data_root_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-root", default=None,
                        help="dataset directory (default: $CHORUS_DATA, else ~/.cache/chorus/data)")
@@ -335,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=what, description=what)
         p.add_argument("run_dir", help="a run folder, or a CLIP checkpoint (imported on the fly, see `chorus import`)")
         p.add_argument("--dataset", required=name == "retrieve", default=None, help=DATASET_HELP)
+        columns_arg(p)
         p.add_argument("--split", default=None)
         p.add_argument("--out", default=None, help=f"folder to write {files}.json and {files}.md into")
         p.add_argument("--json", action="store_true")
@@ -387,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = index.add_parser("build", help="embed a dataset with a run and save a FAISS index")
     p.add_argument("run_dir")
     p.add_argument("--dataset", required=True, help=DATASET_HELP)
+    columns_arg(p)
     p.add_argument("--out", default=None, help="output folder (default: indexes/<run>-<dataset>)")
     p.add_argument("--split", default="test")
     p.add_argument("--modality", default=None, help="which modality of the dataset to index")
@@ -419,8 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("info", help="summary of a dataset or a user's folder/manifest: items, classes, formats, problems")
     p.add_argument("name", help=DATASET_HELP)
-    p.add_argument("--columns", default=None,
-                   help="which manifest column holds what, e.g. image=file_name,text=caption (default: usual names)")
+    columns_arg(p)
     p.add_argument("--json", action="store_true", help="print the full record as JSON")
     data_root_arg(p)
     p.set_defaults(func=cmd_data_info)

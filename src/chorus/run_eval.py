@@ -16,8 +16,10 @@ point of a contrastive model — it is evaluated on datasets and prompts it was
 not trained on, so the dataset and templates are arguments, not the run's
 config. Template defaults: the run's own ``model.zero_shot_templates`` when
 the dataset is the one it was trained on, else ``DIGIT_TEMPLATES`` for digit
-datasets and ``CLIP_TEMPLATES`` otherwise (prompt ensembling, Radford et al.
-2021 §3.1.4).
+datasets, the run's own templates for a run without an image tower, and
+``CLIP_TEMPLATES`` otherwise (prompt ensembling, Radford et al. 2021 §3.1.4).
+A dataset may be a user's folder or manifest (``folder:PATH``, ``manifest:PATH``
+or ``PATH``; see :mod:`chorus.data.userdata`).
 
 Baseline: chance — 1/C top-1 for zero-shot; for retrieval k/N images
 (text→image) and ≈ 1 − C(N−5, k)/C(N, k) captions (image→text, 5 per image).
@@ -26,7 +28,7 @@ Baseline: chance — 1/C top-1 for zero-shot; for retrieval k/N images
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +73,13 @@ def _dataset(cfg: Any, dataset: str, split: str | None, data_root: str | None,
 
 
 def _default_templates(cfg: Any, dataset: str) -> Sequence[str]:
-    """The run's own prompts on its own dataset; else digit or generic photo prompts."""
+    """The run's own prompts on its own dataset; else digit prompts, the run's own prompts for a run that
+    reads no images (photo prompts would describe the wrong thing), or generic photo prompts."""
     if cfg.data.same_dataset(dataset):
         return cfg.model.zero_shot_templates
-    return DIGIT_TEMPLATES if dataset in DIGIT_DATASETS else CLIP_TEMPLATES
+    if dataset in DIGIT_DATASETS:
+        return DIGIT_TEMPLATES
+    return CLIP_TEMPLATES if "image" in cfg.model.encoders else cfg.model.zero_shot_templates
 
 
 def _write(out: str | os.PathLike | None, name: str, result: dict[str, Any], title: str) -> None:
@@ -98,16 +103,18 @@ def zeroshot_run(
     classes: Sequence[str] | None = None,
     data_root: str | None = None,
     out: str | os.PathLike | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Zero-shot top-1/top-5 of a contrastive run on a labelled dataset; writes ``zeroshot.json``/``.md`` to ``out``.
 
     ``classes`` replaces the dataset's class names in the prompts (one word or phrase per label, in label order):
-    how a folder of your images with terse folder names is scored with the words you would say.
+    how a folder of your images with terse folder names is scored with the words you would say. ``columns`` name
+    the roles of a user's manifest columns (see :mod:`chorus.data.userdata`).
     """
     names = classes
     cfg, model, classes, tokenizer = load_run(run_dir)
     query = _query_modality(model, run_dir)
-    data, used_split = _dataset(cfg, dataset, split, data_root)
+    data, used_split = _dataset(cfg, dataset, split, data_root, **({"columns": columns} if columns else {}))
     if not cfg.data.same_dataset(dataset):
         classes = list(data.classes)
     if names is not None:
@@ -190,6 +197,7 @@ def retrieve_run(
     split: str | None = None,
     data_root: str | None = None,
     out: str | os.PathLike | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Image↔text Recall@1/5/10 of a contrastive run; writes ``retrieval.json``/``.md`` to ``out``.
 
@@ -201,7 +209,7 @@ def retrieve_run(
     """
     cfg, model, classes, tokenizer = load_run(run_dir)
     query = _query_modality(model, run_dir)
-    options = {"mode": "images"} if dataset == "coco_captions" else {}
+    options = {"mode": "images"} if dataset == "coco_captions" else {"columns": columns} if columns else {}
     data, used_split = _dataset(cfg, dataset, split, data_root, **options)
     if len(data) == 0:
         raise DataError(f"dataset {dataset!r} split {used_split!r} is empty")

@@ -60,7 +60,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         return "manifest", {"path": spec}
     if os.sep in spec or path.suffix:
         raise ConfigError(f"dataset {spec!r}: no such folder or .csv/.jsonl manifest")
-    DATASETS.get(spec)  # an unknown name: ConfigError listing the valid ones
+    try:
+        DATASETS.get(spec)
+    except ConfigError as err:  # an unknown name: list the valid ones, and say a path would do
+        raise ConfigError(f"{err}; or a folder / .csv / .jsonl path (no such path: {spec!r})") from None
     return spec, {}
 
 

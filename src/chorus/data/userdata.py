@@ -182,7 +182,8 @@ def resolve_columns(table: Path, present: Sequence[str], columns: Mapping[str, s
     if not files:
         files = [(c, None) for c in present if c in FILE_COLUMNS or c.endswith("_file_name")]
     if not files:
-        raise ConfigError(f"{table}: no file column among {list(present)}; name one, e.g. columns: {{image: COLUMN}}")
+        raise ConfigError(f"{table}: no file column among {list(present)}; name one "
+                          f"(config: data.columns: {{image: COLUMN}}; command line: --columns image=COLUMN)")
     taken = {c for c, _ in files}
     text = columns.get("text") or next((c for c in TEXT_COLUMNS if c in present and c not in taken), None)
     label = columns.get("label") or ("label" if "label" in present else None)
