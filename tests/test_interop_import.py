@@ -81,8 +81,10 @@ def reference(checkpoint: Path, images: dict[str, Image.Image]) -> dict[str, tor
 
 
 def test_imported_run_equals_transformers(run_dir: Path, images: dict[str, Image.Image],
-                                          reference: dict[str, torch.Tensor], tmp_path: Path) -> None:
+                                          reference: dict[str, torch.Tensor], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copytree(run_dir, tmp_path / "moved")  # the folder alone suffices: no dataset, no checkpoint
+    monkeypatch.setenv("CHORUS_DATA", str(tmp_path / "no-datasets-here"))
     run = LoadedRun(tmp_path / "moved", device="cpu")
     assert run.cfg.data.name is None and run.cfg.data.tokenizer == "clip"
     pixels = torch.cat([run.features("image", img)["image"] for img in images.values()])
@@ -98,6 +100,28 @@ def test_imported_run_equals_transformers(run_dir: Path, images: dict[str, Image
         torch.testing.assert_close(torch.tensor([probs[c] for c in CLASSES]), reference["probs"][row],
                                    atol=TOLERANCE, rtol=0)
     assert reference["probs"].std() > 1e-3  # the random model still tells classes apart, so equality means something
+
+
+def test_imported_run_serves_without_datasets(run_dir: Path, images: dict[str, Image.Image],
+                                              reference: dict[str, torch.Tensor], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from chorus.serve import create_app
+
+    shutil.copytree(run_dir, tmp_path / "clip")
+    monkeypatch.setenv("CHORUS_DATA", str(tmp_path / "no-datasets-here"))
+    path = next(iter(images))
+    with TestClient(create_app(tmp_path / "clip", device="cpu")) as client:
+        (described,) = client.get("/runs").json()["runs"]
+        assert described["name"] == "clip" and described["zero_shot"] == ["image"]
+        with open(path, "rb") as f:
+            answer = client.post("/zeroshot", files={"image": ("photo.jpg", f, "image/jpeg")},
+                                 data={"classes": ",".join(CLASSES)})
+    assert answer.status_code == 200, answer.text
+    scores = {label["label"]: label["score"] for label in answer.json()["labels"]}
+    torch.testing.assert_close(torch.tensor([scores[c] for c in CLASSES]), reference["probs"][0],
+                               atol=TOLERANCE, rtol=0)
 
 
 def test_zeroshot_cli_on_files_with_user_labels(checkpoint: Path, images: dict[str, Image.Image],

@@ -322,7 +322,7 @@ def build_model(cfg: ExperimentConfig, num_classes: int, tokenizer: SubwordToken
 # What a run fixes about its inputs: a model started from it must see them exactly so.
 _INHERITED_DATA = ("image_size", "image_channels", "image_resize", "image_crop_offset", "image_mean", "image_std",
                    "sample_rate", "n_mels", "tokenizer", "vocab_size", "context_length")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 def inherit_run(cfg: ExperimentConfig, run_dir: Path) -> Path | None:
@@ -346,7 +346,7 @@ def inherit_run(cfg: ExperimentConfig, run_dir: Path) -> Path | None:
     cfg.model.encoders, cfg.model.embed_dim, cfg.model.loss = base.model.encoders, base.model.embed_dim, base.model.loss
     for key in _INHERITED_DATA:
         setattr(cfg.data, key, getattr(base.data, key))
-    for name in TOKENIZER_FILES:
+    for name in _TOKENIZER_FILES:
         if (base_dir / name).is_file() and base_dir.resolve() != run_dir.resolve():
             temporary = run_dir / f".{name}.{os.getpid()}"  # every rank copies the same bytes; replace is atomic
             shutil.copyfile(base_dir / name, temporary)
