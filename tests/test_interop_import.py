@@ -33,7 +33,7 @@ from chorus.run_eval import zeroshot_files, zeroshot_run
 from chorus.contrastive.interop import export_open_clip
 from chorus.data.text import ClipTokenizer
 from chorus.errors import ConfigError
-from chorus.experiment import load_experiment, load_run
+from chorus.experiment import build_eval_dataset, load_experiment, load_run
 from chorus.run_import import import_clip
 from chorus.serve.runs import LoadedRun
 
@@ -154,7 +154,7 @@ def open_clip_bpe(checkpoint: Path, out: Path) -> Path:
 def open_clip_run(run_dir: Path, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The imported model exported in OpenCLIP's layout and imported back with OpenCLIP's tokenizer file."""
     folder = tmp_path_factory.mktemp("open_clip")
-    _, model, _, _, _ = load_run(run_dir)
+    _, model, _, _ = load_run(run_dir)
     export_open_clip(model, folder / "oc")
     summary = import_clip(folder / "oc", folder / "run", tokenizer=open_clip_bpe(checkpoint, folder / "bpe.txt.gz"))
     assert summary["format"] == "open_clip"
@@ -226,8 +226,8 @@ def test_lit_fine_tuning_starts_from_the_imported_run(run_dir: Path, real_data_r
     cfg = load_experiment(tmp_path / "lit" / "experiment.yaml")
     assert cfg.model.encoders == load_experiment(run_dir / "experiment.yaml").model.encoders
     assert (tmp_path / "lit" / "tokenizer.json").is_file() and cfg.data.tokenizer == "clip"
-    _, _, evaluation, classes, _ = load_run(tmp_path / "lit", data_root=str(real_data_root))
-    assert len(classes) == 101 and len(evaluation) > 0
+    cfg, _, classes, _ = load_run(tmp_path / "lit")
+    assert len(classes) == 101 and len(build_eval_dataset(cfg, str(real_data_root))) > 0
 
 
 def test_zeroshot_needs_one_name_per_class(run_dir: Path, real_data_root: Path) -> None:
