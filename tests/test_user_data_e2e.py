@@ -162,7 +162,7 @@ def test_speech_labels_zero_shot_and_retrieval(trained):
     assert zeroshot["metrics"]["top1"] == pytest.approx(metrics["speech_clip"]["eval/zero_shot_top1"], abs=1e-9)
     retrieval = chorus("retrieve", run, "--dataset", f"manifest:{root / 'speech' / 'labels.csv'}")
     assert retrieval["n"] == 12 and retrieval["n_texts"] == 3  # class-level: one prompt per word
-    assert retrieval["metrics"]["text_to_image_R@1"] >= 2 / 3
+    assert retrieval["metrics"]["text_to_audio_R@1"] >= 2 / 3
 
 
 def test_index_build_and_serve_answer_over_http(trained, real_data_root):
