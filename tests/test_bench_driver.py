@@ -72,4 +72,4 @@ def test_every_benchmark_is_a_driver_with_valid_presets(name: str) -> None:
         assert resolve_config(module, preset) == module.PRESETS[preset]
     assert module.PRESETS["quick"] != module.PRESETS["full"]
     parser = driver_parser(name, module)
-    assert parser.description and "\n" not in parser.description
+    assert parser.description and "\n" not in parser.description and "``" not in parser.description

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -111,13 +112,22 @@ def resolve_config(module: ModuleType, preset: str = "full", overrides: Sequence
     return load_config(type(base), to_dict(base), overrides)
 
 
+def summary_line(doc: str | None) -> str | None:
+    """A docstring's first line as plain text for ``--help``: no ``chorus bench NAME:`` prefix, no reST markup."""
+    lines = (doc or "").strip().splitlines()
+    if not lines:
+        return None
+    text = re.sub(r"^``chorus bench \w+``:\s*", "", lines[0]).replace("``", "")
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+    return text[:1].upper() + text[1:]
+
+
 def driver_parser(name: str, module: ModuleType) -> argparse.ArgumentParser:
     """``chorus bench NAME`` options: ``--quick``, ``--out`` and ``key=value`` overrides of ``Config``."""
-    doc = (module.__doc__ or "").strip().splitlines()
     fields = ", ".join(f.name for f in dataclasses.fields(module.Config))
     parser = argparse.ArgumentParser(
         prog=f"chorus bench {name}",
-        description=doc[0] if doc else None,
+        description=summary_line(module.__doc__),
         epilog=f"config keys (key=value): {fields}",
     )
     parser.add_argument("--quick", action="store_true", help="the quick preset (a smoke run of minutes)")
