@@ -74,7 +74,7 @@ class Report:
 
     def card(self, card: MethodCard) -> Path:
         """Write a method card beside the results and list it in ``results.md``."""
-        slug = "".join(c if c.isalnum() else "_" for c in card.method.lower()).strip("_")[:60]
+        slug = re.sub(r"[^a-z0-9]+", "_", card.method.lower()).strip("_")[:60]
         self._cards.append(card)
         return card.write(self.out / f"method_card_{slug}.md")
 
