@@ -139,6 +139,8 @@ def driver_parser(name: str, module: ModuleType) -> argparse.ArgumentParser:
 def run_driver(name: str, module: ModuleType, argv: Sequence[str],
                progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Parse ``argv``, run benchmark ``name`` and write its report; returns the results.json record."""
+    if not is_driver(module):
+        raise TypeError(f"chorus.bench.{name} is not a benchmark driver: it needs Config, PRESETS and run(cfg, report)")
     args = driver_parser(name, module).parse_intermixed_args(list(argv))  # overrides may follow options
     preset = "quick" if args.quick else "full"
     cfg = resolve_config(module, preset, args.overrides)
