@@ -28,7 +28,7 @@ from chorus.eval.probe import LinearProbe
 from chorus.fusion import BayesianProductFusion, MultipleKernelClassifier
 
 ESTIMATORS = [
-    LinearProbe(Cs=(0.1, 1.0), max_iter=200),
+    LinearProbe(Cs=(1.0,), max_iter=100),
     MultipleKernelClassifier(probability=False),
     BayesianProductFusion([("all", LogisticRegression(max_iter=200), slice(0, None))], calibration=None),
 ]
