@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import types
 from dataclasses import dataclass
 
 import pytest
 
-from chorus.bench.driver import is_driver, resolve_config, run_driver
+from chorus.bench import BENCHMARKS, load_benchmark
+from chorus.bench.driver import driver_parser, is_driver, resolve_config, run_driver
 from chorus.errors import ConfigError
 from chorus.eval.report import MethodCard
 
@@ -56,3 +58,18 @@ def test_run_writes_results_config_table_plot_and_card(tmp_path) -> None:
     assert "| 9 | 1 |" in md and "curve.png" in md and "Toy method" in md
     assert (tmp_path / "curve.png").stat().st_size > 1000
     assert (tmp_path / "method_card_toy_method.md").exists()
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_every_benchmark_is_a_driver_with_valid_presets(name: str) -> None:
+    """Every registered benchmark has a frozen Config, full and quick presets that load through chorus.config,
+    and a one-line ``--help`` description."""
+    module = load_benchmark(name)
+    assert is_driver(module), name
+    assert dataclasses.is_dataclass(module.Config) and module.Config.__dataclass_params__.frozen
+    assert set(module.PRESETS) == {"full", "quick"}
+    for preset in ("full", "quick"):
+        assert resolve_config(module, preset) == module.PRESETS[preset]
+    assert module.PRESETS["quick"] != module.PRESETS["full"]
+    parser = driver_parser(name, module)
+    assert parser.description and "\n" not in parser.description and "``" not in parser.description

@@ -50,7 +50,7 @@ def test_quick_hard_level_every_method_beats_chance(tmp_path, real_data_root) ->
     # Modality-dropout-trained fusions must still work with either modality missing at test time:
     # each stays ≥ 2× chance (the cross-modal transformer is the weakest here, ~0.2 with audio
     # missing), and the best of them loses ≤ 2 points against the unimodal model of the
-    # remaining modality (the target, checked here on the reduced configuration).
+    # remaining modality (the target, checked here on the reduced configuration).
     for missing, remaining in (("image", "audio_only"), ("audio", "image_only")):
         dropped = {m: a for m, a in seed[f"acc_{missing}_missing"].items() if m.endswith("+moddrop")}
         assert dropped, f"no modality-dropout rows for {missing} missing"

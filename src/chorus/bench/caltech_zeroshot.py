@@ -413,11 +413,11 @@ def prepare_views(cfg: Config, data: dict[str, Any]) -> None:
     """Replace every part's ``(source, indices, labels)`` by ``(views [N, V, ...], labels)``.
 
     Evaluation parts get V = 2 (plain, mirrored: test-time augmentation
-    averages them); ``train`` keeps ``--views`` views for training and
+    averages them); ``train`` keeps ``views`` views for training and
     ``train_eval`` is its first two. Scattering: the views hold the fixed
     transform's coefficients, computed once per source
     (:func:`~chorus.bench._clip_common.cached_views`, kept under
-    ``--cache-dir`` if given; the pool's ``--views`` views serve training and
+    ``cache_dir`` if given; the pool's ``views`` views serve training and
     the pool's evaluation parts alike). Pixel encoders: the views are images
     (training augmentation then runs inside the tower), evaluation views the
     image and its mirror.
@@ -425,7 +425,7 @@ def prepare_views(cfg: Config, data: dict[str, Any]) -> None:
     start = time.perf_counter()
     images = data.pop("images")
     parts = [part for part in ("train", "eval_seen", "unseen") if part in data]
-    for source in images:  # drop images no part uses (--train-per-class), renumbering the indices
+    for source in images:  # drop images no part uses (train_per_class), renumbering the indices
         used = torch.cat([data[part][1] for part in parts if data[part][0] == source]).unique()
         if len(used) < len(images[source]):
             images[source] = images[source][used]
@@ -493,7 +493,7 @@ def train_model(cfg: Config, data: dict[str, Any], method: str, seed: int, cache
 
 def run_one(cfg: Config, data: dict[str, Any], method: str, seed: int,
             cache: nn.Module | None, run_dir: Path) -> dict[str, float]:
-    """Train ``--ensemble`` models (``lit`` or ``scratch``) from ``seed`` and evaluate them as one classifier.
+    """Train ``ensemble`` models (``lit`` or ``scratch``) from ``seed`` and evaluate them as one classifier.
 
     An ensemble's zero-shot score of a class is the mean over members of
     each member's score (members have their own embedding spaces, so scores

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -73,7 +74,7 @@ class Report:
 
     def card(self, card: MethodCard) -> Path:
         """Write a method card beside the results and list it in ``results.md``."""
-        slug = "".join(c if c.isalnum() else "_" for c in card.method.lower()).strip("_")[:60]
+        slug = re.sub(r"[^a-z0-9]+", "_", card.method.lower()).strip("_")[:60]
         self._cards.append(card)
         return card.write(self.out / f"method_card_{slug}.md")
 
@@ -111,13 +112,22 @@ def resolve_config(module: ModuleType, preset: str = "full", overrides: Sequence
     return load_config(type(base), to_dict(base), overrides)
 
 
+def summary_line(doc: str | None) -> str | None:
+    """A docstring's first line as plain text for ``--help``: no ``chorus bench NAME:`` prefix, no reST markup."""
+    lines = (doc or "").strip().splitlines()
+    if not lines:
+        return None
+    text = re.sub(r"^``chorus bench \w+``:\s*", "", lines[0]).replace("``", "")
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+    return text[:1].upper() + text[1:]
+
+
 def driver_parser(name: str, module: ModuleType) -> argparse.ArgumentParser:
     """``chorus bench NAME`` options: ``--quick``, ``--out`` and ``key=value`` overrides of ``Config``."""
-    doc = (module.__doc__ or "").strip().splitlines()
     fields = ", ".join(f.name for f in dataclasses.fields(module.Config))
     parser = argparse.ArgumentParser(
         prog=f"chorus bench {name}",
-        description=doc[0] if doc else None,
+        description=summary_line(module.__doc__),
         epilog=f"config keys (key=value): {fields}",
     )
     parser.add_argument("--quick", action="store_true", help="the quick preset (a smoke run of minutes)")
@@ -129,6 +139,8 @@ def driver_parser(name: str, module: ModuleType) -> argparse.ArgumentParser:
 def run_driver(name: str, module: ModuleType, argv: Sequence[str],
                progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Parse ``argv``, run benchmark ``name`` and write its report; returns the results.json record."""
+    if not is_driver(module):
+        raise TypeError(f"chorus.bench.{name} is not a benchmark driver: it needs Config, PRESETS and run(cfg, report)")
     args = driver_parser(name, module).parse_intermixed_args(list(argv))  # overrides may follow options
     preset = "quick" if args.quick else "full"
     cfg = resolve_config(module, preset, args.overrides)

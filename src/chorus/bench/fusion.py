@@ -73,7 +73,7 @@ N_MELS = 40
 # Robustness sweeps around the hard level: image noise std (PCA removal fixed) and audio SNR (dB; None = clean).
 IMAGE_NOISE_SWEEP = (0.0, 0.15, 0.3, 0.45, 0.6)
 AUDIO_SNR_SWEEP = (None, 20.0, 10.0, 5.0, 0.0)
-# --calibrate: increasing severities per modality, image (PCA variance kept, noise std) and audio SNR (dB).
+# calibrate=true: increasing severities per modality, image (PCA variance kept, noise std) and audio SNR (dB).
 IMAGE_CALIBRATION = ((0.6, 0.2), (0.55, 0.3), (0.5, 0.4))
 AUDIO_CALIBRATION = (20.0, 15.0, 10.0, 5.0)
 
@@ -119,7 +119,7 @@ def load_split(cfg: Config, split: str, degradation: Degradation, test_speakers:
                limit: int | None) -> list[Sample]:
     """AV-Digits samples (image [1, 28, 28], log-mel audio [40, T], label), computed once and kept in memory.
 
-    ``limit`` takes a class-stratified, seeded subset (the ``--quick`` configuration).
+    ``limit`` takes a class-stratified, seeded subset (the quick preset).
     """
     indices = None
     if limit is not None:

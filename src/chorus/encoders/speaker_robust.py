@@ -12,8 +12,8 @@ options, :data:`SPEECH_TOWER`:
   clip's peak is raised to that floor (``librosa.power_to_db``'s ``top_db``,
   per clip). ``log(power + 1e-6)`` features reach ~60 dB below the peak, and
   what lies far below it is the session's background noise and breath, not
-  the word: on FSDD 22–63 % of a speaker's time–frequency bins (depending on
-  the speaker) sit more than 40 dB under their clip's peak.
+  the word — and on FSDD a large, speaker-dependent share of the
+  time–frequency bins sits there (``docs/benchmarks/translate.md``).
 - :func:`utterance_cmn` — cepstral mean normalisation per clip (Atal 1974;
   Viikki & Laurila 1998) on log-mel bands: a fixed filter (microphone, room,
   part of the vocal-tract colouring) and the loudness are a per-band offset in
@@ -25,7 +25,7 @@ options, :data:`SPEECH_TOWER`:
   Random warping of the mel axis (vocal-tract-length perturbation, Jaitly &
   Hinton 2013: a longer or shorter vocal tract scales formant frequencies, a
   shift on a log-frequency axis) is available (``warp``) but off: on top of
-  the masks it lowered validation accuracy (±5 % and ±10 % warps).
+  the masks it lowered validation accuracy.
 
 Statistics are over real frames only (the mask), so padding never changes the
 result. Each choice was measured on validation speakers, never on ``theo``:

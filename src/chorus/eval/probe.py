@@ -74,6 +74,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         order = np.argsort(self.Cs, kind="stable")
         self.C_ = float(self.Cs[order[np.argmax(self.val_scores_[order])]])
         self.pipeline_ = self._pipeline(self.C_).fit(X, y)
+        self.n_iter_ = self.pipeline_[-1].n_iter_  # the refitted regression's solver iterations
         self.classes_ = self.pipeline_.classes_
         self.n_features_in_ = X.shape[1]
         return self

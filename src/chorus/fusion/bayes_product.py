@@ -28,7 +28,7 @@ from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from chorus.errors import ConfigError, DataError
 
@@ -71,8 +71,10 @@ class BayesianProductFusion(ClassifierMixin, BaseEstimator):
         self.cv = cv
 
     def fit(self, X, y) -> BayesianProductFusion:
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         X = self._matrix(X)
-        y = np.asarray(y)
+        y = column_or_1d(y, warn=True)  # a column vector [N, 1] is accepted with a warning, as in scikit-learn
         if y.shape != (X.shape[0],):
             raise DataError(f"y has shape {y.shape}; expected ({X.shape[0]},)")
         check_classification_targets(y)
@@ -97,7 +99,8 @@ class BayesianProductFusion(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._matrix(X)
         if X.shape[1] != self.n_features_in_:
-            raise DataError(f"X has {X.shape[1]} features; BayesianProductFusion was fit with {self.n_features_in_}")
+            raise DataError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                            f"{self.n_features_in_} features as input")
         n, k = X.shape[0], len(self.classes_)
         log_posteriors = np.zeros((len(self.modalities), n, k))
         present = np.zeros((len(self.modalities), n), dtype=bool)
@@ -113,14 +116,17 @@ class BayesianProductFusion(ClassifierMixin, BaseEstimator):
         return np.exp(self.predict_log_proba(X))
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_log_proba(X), axis=1)]
+        log_proba = self.predict_log_proba(X)  # checks fitted first
+        return self.classes_[np.argmax(log_proba, axis=1)]
 
     @staticmethod
     def _matrix(X) -> np.ndarray:
-        X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or X.shape[0] == 0:
-            raise DataError(f"X has shape {X.shape}; expected [n_samples > 0, n_features] (NaN = missing)")
-        return X
+        """X as a dense float matrix; NaN marks a missing modality, so it is allowed (sparse input is not)."""
+        X = np.asarray(X, dtype=float) if not hasattr(X, "toarray") else X
+        if getattr(X, "ndim", 2) != 2 or X.shape[0] == 0:
+            raise DataError(f"X has shape {X.shape}; expected [n_samples > 0, n_features] (NaN = missing). "
+                            "Reshape your data: a single sample is X.reshape(1, -1)")
+        return check_array(X, dtype=float, ensure_all_finite="allow-nan")
 
     @staticmethod
     def _block(X: np.ndarray, name: str, columns) -> tuple[np.ndarray, np.ndarray]:

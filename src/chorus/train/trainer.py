@@ -35,7 +35,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -153,10 +153,10 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        train_data: Dataset,
+        train_data: Dataset | Sequence[Any],
         config: TrainConfig,
         run_dir: str | os.PathLike,
-        collate_fn: Callable[[list[Any]], dict[str, Any]] | None = None,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
         eval_fn: Callable[[nn.Module], dict[str, float]] | None = None,
         param_groups: list[dict[str, Any]] | None = None,
         resume: bool = False,

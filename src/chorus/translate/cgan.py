@@ -22,12 +22,10 @@ discriminator's current weaknesses, so its last iterate is one arbitrary
 point of that orbit, and which digits it draws well changes from step to
 step. Averaging the iterates (Yazıcı et al., *The unusual effectiveness of
 averaging in GAN training*, ICLR 2019; the generator EMA of Karras et al.,
-ProGAN 2018 / StyleGAN 2019) lands near the orbit's centre. Measured on
-validation seeds 10 / 11 with a validation judge
-(``benchmarks/translate_validation.py``), text → image agreement of the last
-generator → its average with a 69-step half-life (decay 0.99): 88.5 → 91.5 /
-88.7 → 90.0 % at 2,000 steps, 92.3 → 93.3 / 92.7 → 93.3 % at 3,000, at the
-same diversity.
+ProGAN 2018 / StyleGAN 2019) lands near the orbit's centre. On validation
+seeds with a validation judge (``benchmarks/translate_validation.py``) the
+average raised text → image agreement over the last iterate at the same
+diversity (figures in ``docs/benchmarks/translate.md``).
 
 Why a separate loop and not :class:`~chorus.train.Trainer`: adversarial
 training alternates two optimisers on two losses, which the one-loss Trainer
