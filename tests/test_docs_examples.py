@@ -12,6 +12,8 @@ downloaded checkpoint, or one that is genuinely long-running (minutes) — gets 
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,7 @@ def test_the_excerpt_marker_is_recognised():
 def test_page_examples_run(page: Path, tmp_path, monkeypatch, real_data_root) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CHORUS_DATA", str(real_data_root))
-    namespace: dict = {"__name__": "__docs__"}
+    module = types.ModuleType("__docs__")  # a registered module, so dataclasses defined in a block work
+    monkeypatch.setitem(sys.modules, module.__name__, module)
     for i, code in enumerate(runnable_blocks(page.read_text())):
-        exec(compile(code, f"{page.relative_to(REPO)} (python block {i + 1})", "exec"), namespace)
+        exec(compile(code, f"{page.relative_to(REPO)} (python block {i + 1})", "exec"), module.__dict__)
