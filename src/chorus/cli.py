@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
         data_root_arg(p)
         p.set_defaults(func=func)
 
-    p = sub.add_parser("predict", help="labels with probabilities, or embeddings, for your images, audio or texts")
+    what = "labels with probabilities, or embeddings, for your images, audio or texts"
+    p = sub.add_parser("predict", help=what, description=what)
     p.add_argument("run_dir")
     p.add_argument("inputs", nargs="*", help="image or audio files, or folders of them (searched recursively)")
     p.add_argument("--text", action="append", default=[], help="a text to embed (repeat for several)")
