@@ -117,6 +117,7 @@ def run_demo(
     run_dir = Path(run_dir)
     train_metrics = train_experiment(demo_config(seed=seed, epochs=epochs, progress=progress), run_dir, overwrite=True)
     cfg, model, _, tokenizer = load_run(run_dir)
+    assert isinstance(model, ContrastiveModel) and tokenizer is not None  # what demo_config builds
     test = build_eval_dataset(cfg)
 
     def tokenize(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
