@@ -28,9 +28,14 @@ def test_demo_json_meets_zero_shot_target(tmp_path):
     metrics = json.loads(result.stdout)  # stdout is exactly one JSON object
     assert metrics["zero_shot_top1"] >= 0.90
     assert metrics["recall_at_5"] >= metrics["recall_at_1"] > 0.5
-    for name in ("metrics.json", "similarity.png", "embeddings.png", "model.safetensors", "tokenizer.json"):
+    for name in ("metrics.json", "similarity.png", "embeddings.png", "model.safetensors", "tokenizer.json",
+                 "experiment.yaml", "curves.png"):
         assert (tmp_path / "demo" / name).is_file(), name
     assert json.loads((tmp_path / "demo" / "metrics.json").read_text()) == metrics
+    # The README's next step: the demo folder is an ordinary run that `chorus eval` rebuilds and scores again.
+    evaluated = chorus("eval", str(tmp_path / "demo"), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["zero_shot_top1"] == pytest.approx(metrics["zero_shot_top1"], abs=1e-9)
 
 
 def test_fsdd_audio_classifier_speaker_held_out(tmp_path, real_data_root):

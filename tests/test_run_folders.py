@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import shutil
 
-import pytest
 from fastapi.testclient import TestClient
 
 from chorus import cli
@@ -68,3 +67,19 @@ def test_metric_names_fit_the_modalities():
     assert metric_label("zero_shot_top1") == "zero-shot top-1"
     table = text_table(["metric", "value"], [["accuracy", 0.5], ["n", 12]]).splitlines()
     assert table[2] == "accuracy  0.5000" and table[3] == "n             12"
+
+
+def test_audio_retrieval_metrics_are_named_after_audio(tmp_path_factory, real_data_root):
+    from torch.utils.data import Subset
+
+    from chorus.contrastive.retrieval import dataset_retrieval
+    from chorus.experiment import build_eval_dataset, load_run
+
+    cfg, model, classes, tokenizer = load_run(trained_run(tmp_path_factory, "fsdd", real_data_root))
+    clips = Subset(build_eval_dataset(cfg, str(real_data_root)), range(12))
+    result = dataset_retrieval(model, clips, lambda t: tokenizer(t, cfg.data.context_length), "audio", classes,
+                               cfg.model.zero_shot_templates)
+    n_texts = result["n_texts"]
+    expected = {f"audio_to_text_R@{k}" for k in (1, 5, 10) if k < n_texts} | {"text_to_audio_R@1", "text_to_audio_R@5",
+                                                                                "text_to_audio_R@10"}
+    assert set(result["metrics"]) == expected

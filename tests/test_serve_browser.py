@@ -59,6 +59,7 @@ def test_uploading_a_real_image_shows_the_predicted_label(browser, base_url, tmp
     shown = page.locator("#predictions li.prediction").first
     assert shown.locator(".label").inner_text() == top["label"]
     assert shown.locator(".score").inner_text() == f"{100 * top['score']:.1f}%"
+    assert expected["run"] in page.locator("#predictions-note").inner_text()  # the page says which run answered
     page.wait_for_selector("#neighbours li.hit img")
     assert page.locator("#neighbours li.hit").count() == 8
     page.close()

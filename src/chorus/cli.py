@@ -369,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("predict", help="labels with probabilities, or embeddings, for your images, audio files or texts")
+    what = "labels with probabilities, or embeddings, for your images, audio or texts"
+    p = sub.add_parser("predict", help=what, description=what)
     p.add_argument("run_dir")
     p.add_argument("inputs", nargs="*", help="image or audio files, or folders of them (searched recursively)")
     p.add_argument("--text", action="append", default=[], help="a text to embed (repeat for several)")

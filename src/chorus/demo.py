@@ -60,8 +60,8 @@ def demo_config(*, seed: int = 0, epochs: int = 20, progress: bool = True) -> Ex
                       flip=False, crop_scale=(0.8, 1.0),  # digits are not mirror-symmetric: crops, no flips
                       vocab_size=400, context_length=CONTEXT_LENGTH, class_names=list(DIGIT_WORDS),
                       caption_templates=list(TRAIN_TEMPLATES))
-    model = ModelConfig(task="contrastive", embed_dim=64, zero_shot_templates=list(TEST_TEMPLATES),
-                        encoders={"image": EncoderConfig("cnn", "tiny"), "text": EncoderConfig("text_transformer", "tiny")})
+    towers = {"image": EncoderConfig("cnn", "tiny"), "text": EncoderConfig("text_transformer", "tiny")}
+    model = ModelConfig(task="contrastive", encoders=towers, embed_dim=64, zero_shot_templates=list(TEST_TEMPLATES))
     train = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, warmup_steps=50, weight_decay=0.05, seed=seed,
                         log_every=20, progress=progress, tensorboard=False)
     return ExperimentConfig(name="demo", data=data, model=model, train=train)
@@ -106,6 +106,7 @@ def run_demo(
     run_dir = Path(run_dir)
     train_metrics = train_experiment(demo_config(seed=seed, epochs=epochs, progress=progress), run_dir, overwrite=True)
     cfg, model, _, tokenizer = load_run(run_dir)
+    assert isinstance(model, ContrastiveModel) and tokenizer is not None  # what demo_config builds
     test = build_eval_dataset(cfg)
 
     def tokenize(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

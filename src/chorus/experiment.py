@@ -51,8 +51,8 @@ from torch.utils.data import DataLoader, Dataset
 from chorus.classifier import Classifier
 from chorus.config import CONFIG_DIR, load_config, save_config
 from chorus.contrastive import ContrastiveModel, SigmoidLoss, build_zero_shot_classifier, zero_shot_accuracy
-from chorus.contrastive.zeroshot import topk_below
 from chorus.contrastive.retrieval import dataset_retrieval
+from chorus.contrastive.zeroshot import topk_below
 from chorus.data import BPETokenizer, Collate, ImageTransform, LogMel, SampleTransform, WordPieceTokenizer, build_dataset
 from chorus.data.audio import resample
 from chorus.data.base import Sample

@@ -99,8 +99,9 @@ def format_table(predictions: Sequence[Prediction], shown_dims: int = 4) -> str:
         if p.labels is not None:
             answer = ", ".join(f"{name} {100 * prob:.1f}%" for name, prob in p.labels)
         else:
-            head = " ".join(f"{v:+.3f}" for v in p.embedding[:shown_dims])
-            answer = f"embedding[{len(p.embedding)}] {head}{' …' if len(p.embedding) > shown_dims else ''}"
+            vector = p.embedding or []
+            head = " ".join(f"{v:+.3f}" for v in vector[:shown_dims])
+            answer = f"embedding[{len(vector)}] {head}{' …' if len(vector) > shown_dims else ''}"
         rows.append([p.input, p.modality, answer])
     widths = [max(len(r[i]) for r in rows) for i in range(2)]
     lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}".rstrip() for r in rows]
@@ -130,5 +131,5 @@ def to_csv(predictions: Sequence[Prediction]) -> str:
             for rank, (name, prob) in enumerate(p.labels, start=1):
                 writer.writerow([p.input, p.modality, p.run, rank, name, f"{prob:.6f}", ""])
         else:
-            writer.writerow([p.input, p.modality, p.run, "", "", "", " ".join(f"{v:.6f}" for v in p.embedding)])
+            writer.writerow([p.input, p.modality, p.run, "", "", "", " ".join(f"{v:.6f}" for v in p.embedding or [])])
     return out.getvalue()

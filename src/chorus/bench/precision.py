@@ -28,7 +28,7 @@ from chorus.train.precision import BF16_CPU_FLAGS, cpu_flags, cpu_model, resolve
 @dataclass(frozen=True)
 class Config:
     config: str = "coco_clip"
-    steps: int = 30
+    steps: int = 15
     log_every: int = 5
     rounds: int = 3
     precisions: tuple[str, ...] = ("fp32", "bf16")

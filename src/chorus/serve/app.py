@@ -138,7 +138,8 @@ class Catalog:
     """Runs and indexes by name, loaded once.
 
     In a folder of runs, a run that cannot be loaded (unfinished: no weights yet; broken: weights that do
-    not fit its config) is skipped with a one-line warning, so one bad folder does not stop the server.
+    not fit its config) is skipped with a one-line warning, so one bad folder does not stop the server;
+    likewise an index in a folder of indexes whose run cannot be loaded or has changed.
     """
 
     def __init__(self, runs: Any, index_dir: Any, device: str | None) -> None:
@@ -160,14 +161,23 @@ class Catalog:
         self.indexes: dict[str, SearchIndex] = {}
         self.index_runs: dict[str, LoadedRun] = {}
         if index_dir is not None:
-            for folder in _folders(index_dir, "index.json")[0]:
-                index = SearchIndex(folder)
-                run = next((r for r in self.runs.values() if str(r.run_dir) == index.meta["run_dir"]), None)
-                run = run or self._add_run(LoadedRun(index.meta["run_dir"], device))
-                index.check_model(run)
-                if index.name in self.indexes:
-                    raise ConfigError(f"two indexes are named {index.name!r}: rename one folder")
-                self.indexes[index.name], self.index_runs[index.name] = index, run
+            folders, scanned = _folders(index_dir, "index.json")
+            for folder in folders:
+                try:
+                    self._add_index(folder, device)
+                except ChorusError as err:
+                    if not scanned:
+                        raise
+                    log.warning("skipping index %s: %s", folder, err)
+
+    def _add_index(self, folder: Path, device: str | None) -> None:
+        index = SearchIndex(folder)
+        run = next((r for r in self.runs.values() if str(r.run_dir) == index.meta["run_dir"]), None)
+        run = run or self._add_run(LoadedRun(index.meta["run_dir"], device))
+        index.check_model(run)
+        if index.name in self.indexes:
+            raise ConfigError(f"two indexes are named {index.name!r}: rename one folder")
+        self.indexes[index.name], self.index_runs[index.name] = index, run
 
     def _add_run(self, run: LoadedRun) -> LoadedRun:
         if run.name in self.runs:
