@@ -43,6 +43,7 @@ class VQAPredictor:
         self.device = torch.device(device or "cpu")
         self.model, self.classes, self.tokenizer = model.to(self.device), classes, tokenizer
         self.context_length = cfg.data.context_length
+        self.bf16 = cfg.train.precision == "bf16"  # answer under the precision the run was trained and scored in
         self.transform = ImageTransform(cfg.data.image_size, channels=cfg.data.image_channels, train=False)
 
     def ask(self, image: Image.Image | bytes, question: str) -> Answer:
@@ -51,11 +52,11 @@ class VQAPredictor:
             raise DataError("the question is empty")
         pixels = self.transform(image).unsqueeze(0).to(self.device)
         ids, mask = self.tokenizer([question.strip()], self.context_length)
-        with torch.no_grad():
-            probs = self.model.logits(pixels, ids.to(self.device), mask.to(self.device)).softmax(-1)[0].cpu()
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            probs = self.model.logits(pixels, ids.to(self.device), mask.to(self.device)).float().softmax(-1)[0].cpu()
         order = probs.argsort(descending=True).tolist()
         attention = None
         if isinstance(self.model.fusion, QuestionAttention) and self.model.fusion.attention:
             last = int(mask[0].sum()) - 1
-            attention = self.model.fusion.attention[-1][0, :, last].mean(0).cpu().tolist()
+            attention = self.model.fusion.attention[-1][0, :, last].float().mean(0).cpu().tolist()
         return Answer(self.classes[order[0]], {self.classes[i]: float(probs[i]) for i in order}, attention)

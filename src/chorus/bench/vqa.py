@@ -23,9 +23,9 @@ import numpy as np
 
 from chorus.ask import VQAPredictor
 from chorus.bench.driver import Report
-from chorus.config import CONFIG_DIR
+from chorus.config import CONFIG_DIR, to_dict
 from chorus.data.sort_of_clevr import QUESTION_TYPES, SortOfCLEVR
-from chorus.eval.report import MethodCard, fmt_mean_std, mean_std
+from chorus.eval.report import MethodCard, fmt_mean_std, mean_std, write_json
 from chorus.experiment import load_experiment, train_experiment
 
 MODELS = {
@@ -43,8 +43,8 @@ FUSION_OPTIONS: dict[str, dict[str, Any]] = {
 class Config:
     train_images: int = 9800
     test_images: int = 200
-    steps: int = 3000
-    batch_size: int = 64
+    steps: int = 1000
+    batch_size: int = 160  # questions per step: 8 scenes × their 20 questions (see the shipped config)
     lr: float = 0.002
     seeds: tuple[int, ...] = (0, 1, 2)
     models: tuple[str, ...] = tuple(MODELS)
@@ -85,13 +85,14 @@ def _majority(cfg: Config) -> dict[str, float]:
 
 def run(cfg: Config, report: Report) -> None:
     runs: dict[str, list[dict[str, float]]] = {}
-    for model in cfg.models:
-        for seed in cfg.seeds:
+    for seed in cfg.seeds:  # seed-major: every model's first seed is done before any second seed starts
+        for model in cfg.models:
             start = time.perf_counter()
             metrics = train_experiment(_experiment(cfg, model, seed), report.out / "runs" / f"{model}_seed{seed}")
             scores = {k.removeprefix("eval/"): float(v) for k, v in metrics.items() if k.startswith("eval/")}
             scores["seconds"] = time.perf_counter() - start
             runs.setdefault(model, []).append(scores)
+            write_json(report.out / "runs_so_far.json", {"config": to_dict(cfg), "runs": runs})
             print(f"vqa {model} seed {seed}: relational {scores['accuracy_relational']:.3f} "
                   f"non-relational {scores['accuracy_non_relational']:.3f} ({scores['seconds']:.0f} s)", flush=True)
     majority = _majority(cfg)

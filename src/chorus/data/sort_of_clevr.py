@@ -39,6 +39,7 @@ Public API for other tasks (scene captions reuse it): :class:`SceneObject`,
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -201,10 +202,29 @@ def ask_questions(
     return questions
 
 
+@functools.lru_cache(maxsize=4)
+def _generate(seed: int, split: str, count: int, non_relational: int, relational: int
+              ) -> tuple[list[tuple[SceneObject, ...]], list[tuple[int, Question]], np.ndarray]:
+    """Scenes, (scene, question) records and read-only images [count, 75, 75, 3] of one split.
+
+    Cached because a benchmark builds the same split for every model and seed
+    (9,800 scenes take seconds); the result is a pure function of the arguments.
+    """
+    scenes, records = [], []
+    for index in range(count):
+        rng = scene_rng(seed, split, index)
+        scene = generate_scene(rng)
+        records += [(index, q) for q in ask_questions(scene, rng, non_relational, relational)]
+        scenes.append(scene)
+    images = np.stack([render_scene(s) for s in scenes]) if scenes else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    images.flags.writeable = False
+    return scenes, records, images
+
+
 class SortOfCLEVR(ChorusDataset):
     """Yields one question about one scene: ``{"image": PIL RGB 75×75, "text": question, "label": answer index,
-    "question_type": str, "relational": bool, "scene": int (scene number within the split), "objects":
-    tuple[SceneObject, ...]}``.
+    "question_type": str, "relational": bool, "image_id": int (scene number; the questions of one scene are
+    consecutive items and share it), "objects": tuple[SceneObject, ...]}``.
 
     ``classes`` are :data:`ANSWERS`. ``train_images``/``test_images`` scenes per
     split (paper: 9,800 / 200) with ``non_relational`` + ``relational``
@@ -236,13 +256,13 @@ class SortOfCLEVR(ChorusDataset):
         sizes = {"train": train_images, "test": test_images}
         self.scenes: list[tuple[SceneObject, ...]] = []
         records: list[tuple[int, Question]] = []
+        images = []
         for part in tuple(SPLIT_CODES) if split == "all" else (split,):
-            for index in range(sizes[part]):
-                rng = scene_rng(seed, part, index)
-                scene = generate_scene(rng)
-                records += [(len(self.scenes), q) for q in ask_questions(scene, rng, non_relational, relational)]
-                self.scenes.append(scene)
-        self.images = np.stack([render_scene(s) for s in self.scenes]) if self.scenes else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+            scenes, questions, pixels = _generate(seed, part, sizes[part], non_relational, relational)
+            records += [(len(self.scenes) + scene, q) for scene, q in questions]
+            self.scenes += scenes
+            images.append(pixels)
+        self.images = np.concatenate(images)
         labels = [ANSWERS.index(q.answer) for _, q in records]
         super().__init__(records, labels, list(ANSWERS), transform, on_error, indices)
 
@@ -254,7 +274,7 @@ class SortOfCLEVR(ChorusDataset):
             "label": self.labels[index],
             "question_type": question.question_type,
             "relational": question.relational,
-            "scene": scene,
+            "image_id": scene,
             "objects": self.scenes[scene],
         }
 

@@ -1,0 +1,109 @@
+"""VQA fusions on Sort-of-CLEVR: exact shared encoding, attention maps, short training, run folder and `chorus ask`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from chorus.cli import main
+from chorus.config import CONFIG_DIR
+from chorus.data import BPETokenizer
+from chorus.data.sort_of_clevr import ANSWERS, SortOfCLEVR
+from chorus.encoders import build_encoder
+from chorus.errors import ConfigError
+from chorus.experiment import load_experiment, train_experiment
+from chorus.fusion.vqa import VQAModel
+
+
+def _batch(ds: SortOfCLEVR, tok: BPETokenizer, rows: list[int]) -> dict:
+    scene = [ds.records[i][0] for i in rows]
+    ids, mask = tok([ds.records[i][1].text for i in rows], 24)
+    image = torch.from_numpy(ds.images[scene]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return {"image": image, "text": ids, "text_mask": mask, "label": torch.tensor([ds.labels[i] for i in rows]),
+            "image_id": scene}
+
+
+def _model(fusion: str, tok: BPETokenizer, **hyper) -> VQAModel:
+    image = build_encoder("cnn", "tiny", widths=(24, 24, 24, 24), image_size=75, first_stride=2)
+    text = build_encoder("text_transformer", "tiny", vocab_size=tok.vocab_size, context_length=24)
+    return VQAModel.build(image, text, fusion, len(ANSWERS), (3, 75, 75), **hyper)
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[SortOfCLEVR, BPETokenizer]:
+    ds = SortOfCLEVR(split="train", train_images=6, seed=1)
+    return ds, BPETokenizer.train(ds.texts(), vocab_size=400, min_frequency=1)
+
+
+@pytest.mark.parametrize("fusion", ["early", "relation_network", "film", "question_attention"])
+def test_encoding_shared_images_once_is_exact(small, fusion: str) -> None:
+    ds, tok = small
+    torch.manual_seed(0)
+    model = _model(fusion, tok).eval()
+    batch = _batch(ds, tok, list(range(0, 120, 3)))
+    with torch.no_grad():
+        shared = model.logits(batch["image"], batch["text"], batch["text_mask"], batch["image_id"])
+        each = model.logits(batch["image"], batch["text"], batch["text_mask"])
+    assert shared.shape == (40, len(ANSWERS))
+    torch.testing.assert_close(shared, each, rtol=1e-4, atol=1e-5)
+    out = model.train()(batch)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and all(p.grad is not None for p in model.fusion.parameters())
+
+
+def test_question_attention_keeps_a_distribution_over_cells(small) -> None:
+    ds, tok = small
+    model = _model("question_attention", tok, layers=2).eval()
+    batch = _batch(ds, tok, [0, 15])
+    with torch.no_grad():
+        model.logits(batch["image"], batch["text"], batch["text_mask"])
+    maps = model.fusion.attention
+    assert len(maps) == 2 and maps[0].shape[:2] == (2, 4) and maps[0].shape[3] == 25
+    torch.testing.assert_close(maps[-1].sum(-1), torch.ones(maps[-1].shape[:3]))
+
+
+def test_short_training_beats_the_majority_answer(tmp_path) -> None:
+    """Non-relational questions after a short run: well above answering each question type's majority answer."""
+    cfg = load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", [
+        "data.options.train_images=300", "data.options.test_images=40", "data.options.relational=0",
+        "model.fusion=film", "model.fusion_options={}", "train.max_steps=120", "train.batch_size=100",
+        "train.lr=0.003", "train.warmup_steps=10", "train.progress=false", "train.tensorboard=false",
+    ])
+    metrics = train_experiment(cfg, tmp_path / "run")
+    test = SortOfCLEVR(split="test", test_images=40, relational=0)
+    assert metrics["eval/n"] == len(test) == 400
+    majority = 0.0  # answer every question of a type with that type's most frequent answer in the test set
+    for kind in ("shape", "horizontal", "vertical"):
+        labels = [label for (_, q), label in zip(test.records, test.labels, strict=True) if q.question_type == kind]
+        majority += max(labels.count(a) for a in set(labels))
+    majority /= len(test)
+    assert metrics["eval/accuracy_non_relational"] > majority + 0.2, (metrics, majority)
+
+    # the run folder answers questions without any data: `chorus ask`
+    image = tmp_path / "scene.png"
+    test[0]["image"].save(image)
+    code = main(["ask", str(tmp_path / "run"), str(image), test[0]["text"], "--json"])
+    assert code == 0
+
+
+def test_ask_prints_answer_and_probabilities(tmp_path, capsys) -> None:
+    cfg = load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", [
+        "data.options.train_images=4", "data.options.test_images=2", "model.fusion=question_attention",
+        "model.fusion_options={}", "train.max_steps=2", "train.batch_size=40", "train.progress=false",
+        "train.tensorboard=false",
+    ])
+    train_experiment(cfg, tmp_path / "run")
+    scene = SortOfCLEVR(split="test", test_images=1)[0]
+    scene["image"].save(tmp_path / "scene.png")
+    assert main(["ask", str(tmp_path / "run"), str(tmp_path / "scene.png"),
+                 "what shape is the object closest to the red object?", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["answer"] in ANSWERS and next(iter(answer["probabilities"])) == answer["answer"]
+    assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert len(answer["attention"]) == 25 and sum(answer["attention"]) == pytest.approx(1.0, abs=1e-4)
+    assert main(["ask", str(tmp_path / "run"), str(tmp_path / "missing.png"), "what?"]) == 2
+    assert main(["ask", str(tmp_path), str(tmp_path / "scene.png"), "what?"]) == 2  # not a run folder
+    with pytest.raises(ConfigError, match="image and a text"):
+        load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", ["model.encoders={image: {name: cnn}}"])
