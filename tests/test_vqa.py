@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,15 +89,22 @@ def test_short_training_beats_the_majority_answer(tmp_path) -> None:
     assert code == 0
 
 
-def test_ask_prints_answer_and_probabilities(tmp_path, capsys) -> None:
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A question-attention run trained for two steps (what is tested is the plumbing, not accuracy)."""
+    folder = tmp_path_factory.mktemp("vqa")
     cfg = load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", [
         "data.options.train_images=4", "data.options.test_images=2", "model.fusion=question_attention",
         "model.fusion_options={}", "train.max_steps=2", "train.batch_size=40", "train.progress=false",
         "train.tensorboard=false",
     ])
-    train_experiment(cfg, tmp_path / "run")
-    scene = SortOfCLEVR(split="test", test_images=1)[0]
-    scene["image"].save(tmp_path / "scene.png")
+    train_experiment(cfg, folder / "run")
+    SortOfCLEVR(split="test", test_images=1)[0]["image"].save(folder / "scene.png")
+    return folder
+
+
+def test_ask_prints_answer_and_probabilities(tiny_run: Path, capsys) -> None:
+    tmp_path = tiny_run
     assert main(["ask", str(tmp_path / "run"), str(tmp_path / "scene.png"),
                  "what shape is the object closest to the red object?", "--json"]) == 0
     answer = json.loads(capsys.readouterr().out)
@@ -107,3 +115,27 @@ def test_ask_prints_answer_and_probabilities(tmp_path, capsys) -> None:
     assert main(["ask", str(tmp_path), str(tmp_path / "scene.png"), "what?"]) == 2  # not a run folder
     with pytest.raises(ConfigError, match="image and a text"):
         load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", ["model.encoders={image: {name: cnn}}"])
+
+
+def test_ask_endpoint_answers_like_the_library(tiny_run: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from chorus.ask import VQAPredictor
+    from chorus.serve import create_app
+
+    question = "is the blue object at the top or the bottom?"
+    png = (tiny_run / "scene.png").read_bytes()
+    expected = VQAPredictor.from_run(tiny_run / "run").ask(png, question)
+    with TestClient(create_app(tiny_run / "run")) as client:
+        (run,) = client.get("/runs").json()["runs"]
+        assert run["task"] == "vqa" and run["zero_shot"] == [] and run["classes"] == list(ANSWERS)
+        reply = client.post("/ask", files={"image": ("scene.png", png, "image/png")}, data={"question": question})
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["answer"] == expected.answer and body["run"] == "run"
+        assert [a["label"] for a in body["answers"]] == list(expected.probabilities)
+        assert [a["score"] for a in body["answers"]] == pytest.approx(list(expected.probabilities.values()), abs=1e-5)
+        missing = client.post("/ask", files={"image": ("scene.png", png, "image/png")}, data={"question": "  "})
+        assert missing.status_code == 422 and "question" in missing.json()["detail"]
+        embed = client.post("/embed", files={"image": ("scene.png", png, "image/png")})
+        assert embed.status_code == 422 and "no loaded run" in embed.json()["detail"]

@@ -13,10 +13,12 @@ from typing import Any
 
 import torch
 from PIL import Image
+from torch import nn
 
 from chorus.data import ImageTransform
 from chorus.errors import ConfigError, DataError
-from chorus.experiment import load_trained
+from chorus.data.text import SubwordTokenizer
+from chorus.experiment import ExperimentConfig, load_trained
 from chorus.fusion.vqa import QuestionAttention, VQAModel
 
 
@@ -34,17 +36,26 @@ class Answer:
 
 
 class VQAPredictor:
-    """A loaded VQA run; ``predictor.ask(image, question)`` → :class:`Answer`."""
+    """A VQA model with its run's preprocessing; ``predictor.ask(image, question)`` → :class:`Answer`.
 
-    def __init__(self, run_dir: str | os.PathLike, device: str | None = None) -> None:
-        cfg, model, classes, tokenizer = load_trained(run_dir)
+    ``VQAPredictor.from_run(run_dir)`` loads a run folder; the constructor takes
+    an already loaded run (as the web server holds it).
+    """
+
+    def __init__(self, cfg: ExperimentConfig, model: nn.Module, classes: list[str], tokenizer: SubwordTokenizer | None,
+                 device: str | torch.device | None = None) -> None:
         if not isinstance(model, VQAModel) or tokenizer is None:
-            raise ConfigError(f"{run_dir} is a {cfg.model.task!r} run; `ask` needs a run of task 'vqa'")
+            raise ConfigError(f"a {cfg.model.task!r} run cannot answer questions; `ask` needs a run of task 'vqa'")
         self.device = torch.device(device or "cpu")
-        self.model, self.classes, self.tokenizer = model.to(self.device), classes, tokenizer
+        self.model, self.classes, self.tokenizer = model.to(self.device).eval(), classes, tokenizer
         self.context_length = cfg.data.context_length
         self.bf16 = cfg.train.precision == "bf16"  # answer under the precision the run was trained and scored in
         self.transform = ImageTransform(cfg.data.image_size, channels=cfg.data.image_channels, train=False)
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, device: str | None = None) -> VQAPredictor:
+        """Load a VQA run folder (no dataset needed)."""
+        return cls(*load_trained(run_dir), device=device)
 
     def ask(self, image: Image.Image | bytes, question: str) -> Answer:
         """Answer one question about one image (PIL image or encoded bytes)."""

@@ -138,7 +138,7 @@ def run(cfg: Config, report: Report) -> None:
 
 def _attention_figure(cfg: Config, report: Report, run_dir: Path) -> None:
     """The question-attention model's last-layer attention over the cells for a few relational test questions."""
-    predictor = VQAPredictor(run_dir)
+    predictor = VQAPredictor.from_run(run_dir)
     test = SortOfCLEVR(split="test", test_images=cfg.test_images, seed=cfg.data_seed)
     picks = [i for i, (_, q) in enumerate(test.records) if q.question_type in ("closest", "furthest", "count")]
     picks = picks[:: max(1, len(picks) // cfg.attention_examples)][: cfg.attention_examples]
