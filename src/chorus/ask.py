@@ -16,8 +16,8 @@ from PIL import Image
 from torch import nn
 
 from chorus.data import ImageTransform
-from chorus.errors import ConfigError, DataError
 from chorus.data.text import SubwordTokenizer
+from chorus.errors import ConfigError, DataError
 from chorus.experiment import ExperimentConfig, load_trained
 from chorus.fusion.vqa import QuestionAttention, VQAModel
 
