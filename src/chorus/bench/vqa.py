@@ -200,7 +200,7 @@ def _cards(cfg: Config, report: Report, runs: dict[str, list[dict[str, float]]],
             "g(o_i, o_j, q) scores every pair of cells together with the question and the sum feeds f, so "
             "comparisons between objects (closest, furthest, same shape) are built into the architecture instead "
             "of being learned from positions in a flat vector.",
-            backbone + "; g: 3 layers of width 64 over the 625 ordered pairs of cells (+ their coordinates), f: 2 layers",
+            backbone + "; g: 3 layers of width 64 over the 625 ordered pairs of cells (+ their coordinates), batch-normalised mean over pairs, f: 3 layers",
             base, both("relation_network"),
             "Santoro et al. 2017 (NeurIPS), Sort-of-CLEVR: CNN+RN > 94 % on relational and non-relational questions, "
             "CNN+MLP 63 % relational; the gap to the paper is in the results table."),

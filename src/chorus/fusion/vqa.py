@@ -90,7 +90,7 @@ class ImageQuestionFusion(Fusion):
 
 @FUSIONS.register("relation_network")
 class RelationNetwork(ImageQuestionFusion):
-    """``f(mean_ij g(o_i, o_j, q))``; ``g`` has ``g_layers`` layers of width ``hidden``, ``f`` two layers."""
+    """``f(mean_ij g(o_i, o_j, q))``; ``g`` has ``g_layers`` layers of width ``hidden``, ``f`` three."""
 
     def __init__(self, dims: Mapping[str, int], out_dim: int, hidden: int = 128, g_layers: int = 3, dropout: float = 0.1) -> None:
         super().__init__(dims, out_dim)
@@ -103,7 +103,7 @@ class RelationNetwork(ImageQuestionFusion):
         self.g_rest = nn.Sequential(*(m for _ in range(g_layers - 1) for m in (nn.Linear(hidden, hidden), nn.ReLU())))
         # Most of the N² pairs are background cells, so the mean over pairs is nearly the same vector for
         # every image; batch normalisation removes that shared part and rescales what differs, which is
-        # what f has to read (without it training sat at the majority answer for hundreds of steps).
+        # what f has to read.
         self.norm = nn.BatchNorm1d(hidden)
         self.f = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), mlp(hidden, hidden, out_dim, dropout))
 
