@@ -144,3 +144,21 @@ def test_ask_endpoint_answers_like_the_library(tiny_run: Path) -> None:
         assert missing.status_code == 422 and "question" in missing.json()["detail"]
         embed = client.post("/embed", files={"image": ("scene.png", png, "image/png")})
         assert embed.status_code == 422 and "no loaded run" in embed.json()["detail"]
+
+
+def test_bench_writes_tables_plots_cards_and_loadable_runs(tmp_path) -> None:
+    from chorus.bench import load_benchmark
+    from chorus.bench.driver import is_driver, run_driver
+
+    module = load_benchmark("vqa")
+    assert is_driver(module)
+    record = run_driver("vqa", module, ["--quick", "--out", str(tmp_path), "steps=2", "train_images=3", "test_images=2",
+                                        "models=[early,question_attention]", "attention_examples=1"],
+                        progress=lambda _: None)
+    runs = record["results"]["runs"]
+    assert set(runs) == {"early", "question_attention"} and 0.0 <= runs["early"][0]["accuracy_relational"] <= 1.0
+    md = (tmp_path / "results.md").read_text()
+    assert "majority answer per question type" in md and "Relation network" not in md  # cards only for models run
+    for name in ("accuracy_per_type.png", "attention.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    assert (tmp_path / "runs" / "early_seed0" / "classes.json").is_file()
