@@ -145,12 +145,13 @@ def _attention_figure(cfg: Config, report: Report, run_dir: Path) -> None:
     with report.figure("attention", nrows=2, ncols=len(picks), figsize=(2.6 * len(picks), 5.6),
                        squeeze=False) as (fig, axes):
         for column, index in enumerate(picks):
-            sample = test[index]
+            sample = test.load(index)
             answer = predictor.ask(sample["image"], sample["text"])
-            side = round(len(answer.attention) ** 0.5)
+            attention = np.asarray(answer.attention)
+            side = round(attention.size**0.5)
             top, bottom = axes[0, column], axes[1, column]
             top.imshow(sample["image"])
-            bottom.imshow(np.asarray(answer.attention).reshape(side, side), cmap="viridis", extent=(0, 75, 75, 0))
+            bottom.imshow(attention.reshape(side, side), cmap="viridis", extent=(0, 75, 75, 0))
             for ax in (top, bottom):
                 for obj, style in _referenced(sample["objects"], test.records[index][1]):
                     ax.add_patch(_ring(obj.x, obj.y, style))

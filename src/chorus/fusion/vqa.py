@@ -35,7 +35,7 @@ the questions; the grid is taken to be square (``H = W``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -183,7 +183,7 @@ class QuestionAttention(ImageQuestionFusion):
         self.attention = []
         for cross, own in zip(self.cross, self.self_attention, strict=True):
             if not self.training:
-                self.attention.append(attention_weights(cross, h, image).detach())
+                self.attention.append(attention_weights(cast(AttentionBlock, cross), h, image).detach())
             h = own(cross(h, all_cells, image), mask)
         b, n = mask.shape
         return self.head(h[torch.arange(b, device=h.device), last_real_index(mask, n, b, h.device)])
@@ -195,7 +195,8 @@ def attention_weights(block: AttentionBlock, x: Tensor, context: Tensor) -> Tens
     Recomputed from the block's own projections (its fused attention kernel does not return them).
     """
     q = block._split(block.query(block.norm_q(x)))
-    k = block._split(block.key_value(block.norm_kv(context)).chunk(2, -1)[0])
+    norm = block.norm_kv if block.norm_kv is not None else block.norm_q
+    k = block._split(block.key_value(norm(context)).chunk(2, -1)[0])
     return torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1)
 
 
@@ -220,8 +221,10 @@ class VQAModel(nn.Module):
         with evaluating(image_encoder):
             cells = image_encoder(torch.zeros(1, *image_shape)).tokens.shape[1]
         token_fusion = FUSIONS.get(fusion).accepts_tokens  # type: ignore[attr-defined]
-        image_dim = image_encoder.out_dim * (1 if token_fusion else cells)
-        dims = {IMAGE: image_dim, TEXT: text_encoder.out_dim}
+        widths = {name: getattr(encoder, "out_dim", None) for name, encoder in ((IMAGE, image_encoder), (TEXT, text_encoder))}
+        if not all(isinstance(w, int) for w in widths.values()):
+            raise ConfigError(f"VQA encoders need an integer out_dim, got {widths}")
+        dims = {IMAGE: cast(int, widths[IMAGE]) * (1 if token_fusion else cells), TEXT: cast(int, widths[TEXT])}
         return cls(image_encoder, text_encoder, build_fusion(fusion, dims, num_answers, **hyper))
 
     def logits(self, image: Tensor, text: Tensor, text_mask: Tensor | None, image_id: Sequence[Any] | None = None) -> Tensor:
