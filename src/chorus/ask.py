@@ -13,10 +13,12 @@ from typing import Any
 
 import torch
 from PIL import Image
+from torch import nn
 
 from chorus.data import ImageTransform
+from chorus.data.text import SubwordTokenizer
 from chorus.errors import ConfigError, DataError
-from chorus.experiment import load_run
+from chorus.experiment import ExperimentConfig, load_run
 from chorus.fusion.vqa import QuestionAttention, VQAModel
 
 
@@ -34,17 +36,26 @@ class Answer:
 
 
 class VQAPredictor:
-    """A loaded VQA run; ``predictor.ask(image, question)`` → :class:`Answer`."""
+    """A VQA model with its run's preprocessing; ``predictor.ask(image, question)`` → :class:`Answer`.
 
-    def __init__(self, run_dir: str | os.PathLike, device: str | None = None) -> None:
-        cfg, model, classes, tokenizer = load_run(run_dir)
-        model.eval()
+    ``VQAPredictor.from_run(run_dir)`` loads a run folder; the constructor takes
+    an already loaded run (as the web server holds it).
+    """
+
+    def __init__(self, cfg: ExperimentConfig, model: nn.Module, classes: list[str], tokenizer: SubwordTokenizer | None,
+                 device: str | torch.device | None = None) -> None:
         if not isinstance(model, VQAModel) or tokenizer is None:
-            raise ConfigError(f"{run_dir} is a {cfg.model.task!r} run; `ask` needs a run of task 'vqa'")
+            raise ConfigError(f"a {cfg.model.task!r} run cannot answer questions; `ask` needs a run of task 'vqa'")
         self.device = torch.device(device or "cpu")
-        self.model, self.classes, self.tokenizer = model.to(self.device), classes, tokenizer
+        self.model, self.classes, self.tokenizer = model.to(self.device).eval(), classes, tokenizer
         self.context_length = cfg.data.context_length
+        self.bf16 = cfg.train.precision == "bf16"  # answer under the precision the run was trained and scored in
         self.transform = ImageTransform(cfg.data.image_size, channels=cfg.data.image_channels, train=False)
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, device: str | None = None) -> VQAPredictor:
+        """Load a VQA run folder (no dataset needed)."""
+        return cls(*load_run(run_dir), device=device)
 
     def ask(self, image: Image.Image | bytes, question: str) -> Answer:
         """Answer one question about one image (PIL image or encoded bytes)."""
@@ -52,11 +63,11 @@ class VQAPredictor:
             raise DataError("the question is empty")
         pixels = self.transform(image).unsqueeze(0).to(self.device)
         ids, mask = self.tokenizer([question.strip()], self.context_length)
-        with torch.no_grad():
-            probs = self.model.logits(pixels, ids.to(self.device), mask.to(self.device)).softmax(-1)[0].cpu()
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            probs = self.model.logits(pixels, ids.to(self.device), mask.to(self.device)).float().softmax(-1)[0].cpu()
         order = probs.argsort(descending=True).tolist()
         attention = None
         if isinstance(self.model.fusion, QuestionAttention) and self.model.fusion.attention:
             last = int(mask[0].sum()) - 1
-            attention = self.model.fusion.attention[-1][0, :, last].mean(0).cpu().tolist()
+            attention = self.model.fusion.attention[-1][0, :, last].float().mean(0).cpu().tolist()
         return Answer(self.classes[order[0]], {self.classes[i]: float(probs[i]) for i in order}, attention)

@@ -155,7 +155,7 @@ def cmd_ask(args: argparse.Namespace) -> None:
     image = Path(args.image)
     if not image.is_file():
         raise DataNotFoundError(f"{image}: no such image file")
-    answer = VQAPredictor(args.run_dir).ask(image.read_bytes(), args.question)
+    answer = VQAPredictor.from_run(args.run_dir).ask(image.read_bytes(), args.question)
     if args.json:
         _print_json(answer.to_dict())
         return

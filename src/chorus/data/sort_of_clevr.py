@@ -39,6 +39,7 @@ Public API for other tasks (scene captions reuse it): :class:`SceneObject`,
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -185,15 +186,23 @@ def answer_question(objects: Sequence[SceneObject], question_type: str, colour: 
 
 
 def ask_questions(
-    objects: Sequence[SceneObject], rng: np.random.Generator, non_relational: int = 10, relational: int = 10
+    objects: Sequence[SceneObject], rng: np.random.Generator, non_relational: int = 10, relational: int = 10,
+    colours: Sequence[str] = OBJECT_COLOURS,
 ) -> list[Question]:
-    """``non_relational`` then ``relational`` questions, each of a uniformly drawn type about a random colour."""
+    """``non_relational`` then ``relational`` questions, each of a uniformly drawn type about a random colour.
+
+    ``colours`` restricts which objects are asked about (all six by default).
+    """
+    if not colours:
+        raise ConfigError("ask_questions needs at least one colour to ask about")
+    for colour in colours:
+        check_choice("colour", colour, OBJECT_COLOURS)
     questions: list[Question] = []
     for kinds, count in ((NON_RELATIONAL, non_relational), (RELATIONAL, relational)):
         for _ in range(count):
             question_type = kinds[int(rng.integers(len(kinds)))]
             while True:
-                colour = OBJECT_COLOURS[int(rng.integers(len(OBJECT_COLOURS)))]
+                colour = colours[int(rng.integers(len(colours)))]
                 answer = answer_question(objects, question_type, colour)
                 if answer is not None:
                     break
@@ -201,14 +210,35 @@ def ask_questions(
     return questions
 
 
+@functools.lru_cache(maxsize=4)
+def _generate(seed: int, split: str, count: int, non_relational: int, relational: int, colours: tuple[str, ...]
+              ) -> tuple[list[tuple[SceneObject, ...]], list[tuple[int, Question]], np.ndarray]:
+    """Scenes, (scene, question) records and read-only images [count, 75, 75, 3] of one split.
+
+    Cached because a benchmark builds the same split for every model and seed
+    (9,800 scenes take seconds); the result is a pure function of the arguments.
+    """
+    scenes, records = [], []
+    for index in range(count):
+        rng = scene_rng(seed, split, index)
+        scene = generate_scene(rng)
+        records += [(index, q) for q in ask_questions(scene, rng, non_relational, relational, colours)]
+        scenes.append(scene)
+    images = np.stack([render_scene(s) for s in scenes]) if scenes else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    images.flags.writeable = False
+    return scenes, records, images
+
+
 class SortOfCLEVR(ChorusDataset):
     """Yields one question about one scene: ``{"image": PIL RGB 75×75, "text": question, "label": answer index,
-    "question_type": str, "relational": bool, "scene": int (scene number within the split), "objects":
-    tuple[SceneObject, ...]}``.
+    "question_type": str, "relational": bool, "image_id": int (scene number; the questions of one scene are
+    consecutive items and share it), "objects": tuple[SceneObject, ...]}``.
 
     ``classes`` are :data:`ANSWERS`. ``train_images``/``test_images`` scenes per
     split (paper: 9,800 / 200) with ``non_relational`` + ``relational``
-    questions each (paper: 10 + 10). Scenes are generated and rendered once,
+    questions each (paper: 10 + 10), asked about the objects of ``colours``
+    (all six by default; with one colour the question need not pick the
+    object, a much easier task). Scenes are generated and rendered once,
     at construction (0.1 ms each); ``images`` holds them as uint8 [N, 75, 75, 3]
     so a trainer can batch pixels without going through PIL. ``root`` is
     accepted for a uniform API and ignored.
@@ -228,6 +258,7 @@ class SortOfCLEVR(ChorusDataset):
         non_relational: int = 10,
         relational: int = 10,
         seed: int = 0,
+        colours: Sequence[str] = OBJECT_COLOURS,
         indices: Sequence[int] | None = None,
     ) -> None:
         check_choice(f"{self.name} split", split, ("train", "test", "all"))
@@ -236,13 +267,13 @@ class SortOfCLEVR(ChorusDataset):
         sizes = {"train": train_images, "test": test_images}
         self.scenes: list[tuple[SceneObject, ...]] = []
         records: list[tuple[int, Question]] = []
+        images = []
         for part in tuple(SPLIT_CODES) if split == "all" else (split,):
-            for index in range(sizes[part]):
-                rng = scene_rng(seed, part, index)
-                scene = generate_scene(rng)
-                records += [(len(self.scenes), q) for q in ask_questions(scene, rng, non_relational, relational)]
-                self.scenes.append(scene)
-        self.images = np.stack([render_scene(s) for s in self.scenes]) if self.scenes else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+            scenes, questions, pixels = _generate(seed, part, sizes[part], non_relational, relational, tuple(colours))
+            records += [(len(self.scenes) + scene, q) for scene, q in questions]
+            self.scenes += scenes
+            images.append(pixels)
+        self.images = np.concatenate(images)
         labels = [ANSWERS.index(q.answer) for _, q in records]
         super().__init__(records, labels, list(ANSWERS), transform, on_error, indices)
 
@@ -254,7 +285,7 @@ class SortOfCLEVR(ChorusDataset):
             "label": self.labels[index],
             "question_type": question.question_type,
             "relational": question.relational,
-            "scene": scene,
+            "image_id": scene,
             "objects": self.scenes[scene],
         }
 

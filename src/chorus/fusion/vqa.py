@@ -12,7 +12,9 @@ the questions; the grid is taken to be square (``H = W``).
 
 - ``relation_network`` (Santoro et al., "A simple neural network module for
   relational reasoning", NeurIPS 2017): ``f(Σ_ij g(o_i, o_j, q))`` over all
-  ordered pairs of cells. Why it works: ``g`` sees two objects and the question
+  ordered pairs of cells, taken as the mean over pairs (the sum divided by
+  N², which keeps ``f``'s inputs at the scale of one pair's, so Adam's step
+  on ``f`` does not grow with the number of pairs). Why it works: ``g`` sees two objects and the question
   at once, so "closest to X" becomes a per-pair comparison the sum aggregates;
   an MLP on concatenated features has to learn every pair interaction from
   positions in a flat vector. ``g``'s first layer is applied per object and
@@ -32,8 +34,8 @@ the questions; the grid is taken to be square (``H = W``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -88,7 +90,7 @@ class ImageQuestionFusion(Fusion):
 
 @FUSIONS.register("relation_network")
 class RelationNetwork(ImageQuestionFusion):
-    """``f(Σ_ij g(o_i, o_j, q))``; ``g`` has ``g_layers`` layers of width ``hidden``, ``f`` two layers."""
+    """``f(mean_ij g(o_i, o_j, q))``; ``g`` has ``g_layers`` layers of width ``hidden``, ``f`` three."""
 
     def __init__(self, dims: Mapping[str, int], out_dim: int, hidden: int = 128, g_layers: int = 3, dropout: float = 0.1) -> None:
         super().__init__(dims, out_dim)
@@ -99,6 +101,10 @@ class RelationNetwork(ImageQuestionFusion):
         self.g_second = nn.Linear(obj, hidden, bias=False)  # o_j's part
         self.g_question = nn.Linear(self.dims[TEXT], hidden, bias=False)
         self.g_rest = nn.Sequential(*(m for _ in range(g_layers - 1) for m in (nn.Linear(hidden, hidden), nn.ReLU())))
+        # Most of the N² pairs are background cells, so the mean over pairs is nearly the same vector for
+        # every image; batch normalisation removes that shared part and rescales what differs, which is
+        # what f has to read.
+        self.norm = nn.BatchNorm1d(hidden)
         self.f = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), mlp(hidden, hidden, out_dim, dropout))
 
     def forward(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None,
@@ -106,7 +112,7 @@ class RelationNetwork(ImageQuestionFusion):
         objects, _, _, question = self.inputs(features, masks)
         first = self.g_first(objects) + self.g_question(question).unsqueeze(1)  # [B, N, H]
         pairs = F.relu(first.unsqueeze(2) + self.g_second(objects).unsqueeze(1))  # [B, N, N, H]
-        return self.f(self.g_rest(pairs).sum(dim=(1, 2)))
+        return self.f(self.norm(self.g_rest(pairs).mean(dim=(1, 2))))
 
 
 class FiLMBlock(nn.Module):
@@ -177,7 +183,7 @@ class QuestionAttention(ImageQuestionFusion):
         self.attention = []
         for cross, own in zip(self.cross, self.self_attention, strict=True):
             if not self.training:
-                self.attention.append(attention_weights(cross, h, image).detach())
+                self.attention.append(attention_weights(cast(AttentionBlock, cross), h, image).detach())
             h = own(cross(h, all_cells, image), mask)
         b, n = mask.shape
         return self.head(h[torch.arange(b, device=h.device), last_real_index(mask, n, b, h.device)])
@@ -189,7 +195,8 @@ def attention_weights(block: AttentionBlock, x: Tensor, context: Tensor) -> Tens
     Recomputed from the block's own projections (its fused attention kernel does not return them).
     """
     q = block._split(block.query(block.norm_q(x)))
-    k = block._split(block.key_value(block.norm_kv(context)).chunk(2, -1)[0])
+    norm = block.norm_kv if block.norm_kv is not None else block.norm_q
+    k = block._split(block.key_value(norm(context)).chunk(2, -1)[0])
     return torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1)
 
 
@@ -199,7 +206,7 @@ class VQAModel(nn.Module):
     Token fusions (``accepts_tokens``) get the image cells and question
     tokens; pooled fusions (``early``) get the flattened feature map and the
     pooled question. ``forward(batch)`` reads ``image`` [B, 3, H, W], ``text``
-    [B, L] and ``text_mask``, and returns ``{"logits"}`` plus ``{"loss",
+    [B, L], ``text_mask`` and optionally ``image_id`` (equal ids = same image), and returns ``{"logits"}`` plus ``{"loss",
     "acc"}`` when the batch has a ``label``.
     """
 
@@ -214,22 +221,48 @@ class VQAModel(nn.Module):
         with evaluating(image_encoder):
             cells = image_encoder(torch.zeros(1, *image_shape)).tokens.shape[1]
         token_fusion = FUSIONS.get(fusion).accepts_tokens  # type: ignore[attr-defined]
-        image_dim = image_encoder.out_dim * (1 if token_fusion else cells)
-        dims = {IMAGE: image_dim, TEXT: text_encoder.out_dim}
+        widths = {name: getattr(encoder, "out_dim", None) for name, encoder in ((IMAGE, image_encoder), (TEXT, text_encoder))}
+        if not all(isinstance(w, int) for w in widths.values()):
+            raise ConfigError(f"VQA encoders need an integer out_dim, got {widths}")
+        dims = {IMAGE: cast(int, widths[IMAGE]) * (1 if token_fusion else cells), TEXT: cast(int, widths[TEXT])}
         return cls(image_encoder, text_encoder, build_fusion(fusion, dims, num_answers, **hyper))
 
-    def logits(self, image: Tensor, text: Tensor, text_mask: Tensor | None) -> Tensor:
+    def logits(self, image: Tensor, text: Tensor, text_mask: Tensor | None, image_id: Sequence[Any] | None = None) -> Tensor:
+        """Answer logits [B, answers]; rows with equal ``image_id`` (or equal token ids) are encoded once.
+
+        Many questions share an image and few distinct questions exist, so
+        encoding each distinct image and question once and indexing the
+        features back is exact and saves most of the encoders' work; so is
+        dropping the columns that are padding in every row.
+        """
+        where = torch.arange(image.shape[0], device=image.device)
+        if image_id is not None:
+            if len(image_id) != image.shape[0]:
+                raise DataError(f"image_id has {len(image_id)} entries for {image.shape[0]} images")
+            slot: dict[Any, int] = {}
+            firsts: list[int] = []
+            for row, key in enumerate(image_id):
+                if key not in slot:
+                    slot[key] = len(firsts)
+                    firsts.append(row)
+            where = torch.tensor([slot[key] for key in image_id], device=image.device)
+            image = image[firsts]
+        if text_mask is None:
+            text_mask = torch.ones_like(text, dtype=torch.bool)
+        longest = int(text_mask.sum(1).max())  # columns of padding only change nothing under the mask: drop them
+        text, text_mask = text[:, :longest], text_mask[:, :longest]
+        unique, inverse = torch.unique(torch.cat([text, text_mask.long()], 1), dim=0, return_inverse=True)
         seen = self.image_encoder(image)
-        heard = self.text_encoder(text, mask=text_mask)
+        heard = self.text_encoder(unique[:, : text.shape[1]], mask=unique[:, text.shape[1] :].bool())
         if self.fusion.accepts_tokens:
-            return self.fusion({IMAGE: seen.tokens, TEXT: heard.tokens}, masks={TEXT: heard.mask})
-        return self.fusion({IMAGE: seen.tokens.flatten(1), TEXT: heard.pooled})
+            return self.fusion({IMAGE: seen.tokens[where], TEXT: heard.tokens[inverse]}, masks={TEXT: heard.mask[inverse]})
+        return self.fusion({IMAGE: seen.tokens.flatten(1)[where], TEXT: heard.pooled[inverse]})
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         missing = [k for k in (IMAGE, TEXT) if k not in batch]
         if missing:
             raise DataError(f"VQA batch lacks {missing}; keys: {sorted(batch)} (tokenize the questions with Collate(tokenizer))")
-        logits = self.logits(batch[IMAGE], batch[TEXT], batch.get("text_mask"))
+        logits = self.logits(batch[IMAGE], batch[TEXT], batch.get("text_mask"), batch.get("image_id"))
         out = {"logits": logits}
         if "label" in batch:
             out["loss"] = F.cross_entropy(logits.float(), batch["label"])
@@ -243,7 +276,8 @@ def vqa_accuracy(model: VQAModel, loader: Any) -> dict[str, float]:
     hits: dict[str, list[int]] = {}
     with evaluating(model):
         for batch in loader:
-            pred = model.logits(batch[IMAGE].to(device), batch[TEXT].to(device), batch["text_mask"].to(device)).argmax(-1).cpu()
+            pred = model.logits(batch[IMAGE].to(device), batch[TEXT].to(device), batch["text_mask"].to(device),
+                                batch.get("image_id")).argmax(-1).cpu()
             right = (pred == batch["label"]).tolist()
             groups = [["accuracy"] for _ in right]
             for i, kind in enumerate(batch.get("question_type", [])):

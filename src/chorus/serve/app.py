@@ -7,6 +7,7 @@ Endpoints (the OpenAPI spec is served at ``/openapi.json``, browsable at ``/docs
 - ``POST /search``   a query in any modality of an index's run → the top-k items, with preview URLs;
 - ``POST /align``    two recordings → DTW path, distance and a picture;
 - ``POST /speak``    a digit string as words → WAV speech from a text-to-speech run (``chorus train speech_tts``);
+- ``POST /ask``      an image + a question → answers ranked by probability (runs of task ``vqa``);
 - ``GET /runs``, ``GET /health``, ``GET /media/{index}/{item}`` (previews), ``GET /`` (the page).
 
 Why this shape: runs and indexes are loaded once, in :func:`create_app`, and
@@ -71,6 +72,14 @@ class Prediction(BaseModel):
     run: str
     modality: str
     labels: list[Label]
+
+
+class VQAAnswer(BaseModel):
+    run: str
+    question: str
+    answer: str
+    answers: list[Label]
+    attention: list[float] | None = None
 
 
 class Hit(BaseModel):
@@ -206,10 +215,19 @@ class Catalog:
                 raise BadInput(404, f"run: unknown run {name!r}; available: {', '.join(self.runs)}")
             return self.runs[name]
         for run in self.runs.values():
-            if modality in run.modalities and (not zero_shot or run.can_zero_shot(modality)):
+            if modality in run.modalities and run.vqa is None and (not zero_shot or run.can_zero_shot(modality)):
                 return run
         need = "classify" if zero_shot else "embed"
         raise BadInput(422, f"no loaded run can {need} {modality}; runs: {', '.join(self.runs)}")
+
+    def vqa_run(self, name: str | None) -> LoadedRun:
+        """The named run, or the first that answers questions about images (task ``vqa``)."""
+        if name:
+            return self.run(name, "image")
+        found = next((run for run in self.runs.values() if run.vqa is not None), None)
+        if found is None:
+            raise BadInput(422, f"no loaded run answers questions (task 'vqa'); runs: {', '.join(self.runs)}")
+        return found
 
     def index(self, name: str | None) -> tuple[SearchIndex, LoadedRun]:
         if not self.indexes:
@@ -300,6 +318,19 @@ def create_app(
         loaded = catalog.run(run, modality, zero_shot=True)
         ranked = loaded.classify(modality, raw, names)
         return Prediction(run=loaded.name, modality=modality, labels=[Label(label=n, score=s) for n, s in ranked])
+
+    @app.post("/ask", response_model=VQAAnswer, tags=["models"])
+    def ask(image: Annotated[UploadFile, File(description="an image file")],
+            question: Annotated[str, Form(description="a question about the image")],
+            run: Annotated[str | None, Form(description="run name (default: the first VQA run)")] = None,
+            ) -> VQAAnswer:
+        """Answer a question about an image with a VQA run: answers ranked by probability (+ attention over cells)."""
+        raw = read_image("image", image.file.read(limits.max_body_bytes + 1), image.content_type, limits)
+        text = read_text("question", question, limits)
+        loaded = catalog.vqa_run(run)
+        answer = loaded.ask(raw, text)
+        return VQAAnswer(run=loaded.name, question=text, answer=answer.answer, attention=answer.attention,
+                         answers=[Label(label=k, score=v) for k, v in answer.probabilities.items()])
 
     @app.post("/search", response_model=SearchResult, tags=["search"])
     def search(image: Annotated[UploadFile | None, File(description="an image query")] = None,

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from chorus.ask import Answer, VQAPredictor
 from chorus.classifier import Classifier
 from chorus.contrastive import ContrastiveModel, build_zero_shot_classifier
 from chorus.data.audio import resample
@@ -55,6 +56,7 @@ class LoadedRun:
         self.model = model.to(self.device).eval()
         self.model.requires_grad_(False)
         self.transform = SampleFeatures(self.cfg.data, train=False)  # training's eval-mode preprocessing
+        self.vqa = VQAPredictor(self.cfg, self.model, self.classes, self.tokenizer, self.device) if self.task == "vqa" else None
         self._classifiers: OrderedDict[tuple[str, ...], Tensor] = OrderedDict()
         self._max_cached = max_cached_classifiers
         self._lock = threading.Lock()
@@ -74,15 +76,17 @@ class LoadedRun:
         return self.cfg.data.sample_rate
 
     @property
-    def embed_dim(self) -> int:
+    def embed_dim(self) -> int | None:
         if isinstance(self.model, ContrastiveModel):
             return self.model.embed_dim
-        return self.model.encoder.out_dim
+        return None if self.vqa is not None else self.model.encoder.out_dim
 
     def can_zero_shot(self, modality: str) -> bool:
         """Contrastive runs with a text tower rank any class names; classifiers rank their own classes."""
         if isinstance(self.model, Classifier):
             return modality == self.model.modality
+        if self.vqa is not None:
+            return False
         return "text" in self.modalities and modality in self.modalities and modality != "text"
 
     def describe(self) -> dict[str, Any]:
@@ -113,9 +117,18 @@ class LoadedRun:
 
     # ------------------------------------------------------------------ inference
 
+    def ask(self, image: Image.Image, question: str) -> Answer:
+        """Answer a question about an image (runs of task ``vqa``)."""
+        if self.vqa is None:
+            raise ConfigError(f"run {self.name!r} is a {self.task!r} run; questions need a run of task 'vqa'")
+        with self._lock, torch.inference_mode():  # the attention model keeps its last maps: one question at a time
+            return self.vqa.ask(image, question)
+
     def embed_batch(self, modality: str, batch: Features) -> Tensor:
         """Unit-norm embeddings [B, D] (the shared space of a contrastive run, pooled features of a classifier)."""
         self.require(modality)
+        if self.vqa is not None:
+            raise ConfigError(f"run {self.name!r} answers questions about images (POST /ask); it has no embedding")
         x, mask = batch[modality], batch.get(f"{modality}_mask")
         with torch.inference_mode():
             if isinstance(self.model, ContrastiveModel):

@@ -4,6 +4,7 @@
 const $ = (sel) => document.querySelector(sel);
 let catalog = { runs: [], indexes: [], limits: {} };
 const alignClips = { a: null, b: null };
+let lastImage = null;  // the image a question is about
 
 function setStatus(text, isError = false) {
   const el = $("#status");
@@ -59,6 +60,7 @@ async function loadCatalog() {
   $("#index-select").replaceChildren(...catalog.indexes.map((i) =>
     el("option", { value: i.name, text: `${i.name}: ${i.count} ${i.modality} items from ${i.dataset}` })));
   $("#say-card").hidden = !(catalog.voices || []).length;
+  $("#question-form").hidden = !catalog.runs.some((r) => r.task === "vqa");
   const runs = catalog.runs.length, indexes = catalog.indexes.length;
   setStatus(`Ready: ${runs} model${runs === 1 ? "" : "s"}, ${indexes} search index${indexes === 1 ? "" : "es"}. ` +
     "Drop an image or a sound, record yourself, or type words.");
@@ -121,6 +123,10 @@ async function ask(modality, payload, filename) {
     form.append("k", "8");
     jobs.push(post("/search", form).then(showNeighbours));
   }
+  if (!jobs.length && modality === "image" && !$("#question-form").hidden) {
+    setStatus("Now ask a question about the image.");
+    return;
+  }
   if (!jobs.length) {
     setStatus(`No loaded model can use ${modality} input.`, true);
     return;
@@ -138,7 +144,30 @@ function askFile(file) {
     return;
   }
   showQuery(file, modality);
+  if (modality === "image") lastImage = file;
   ask(modality, file, file.name);
+  if (modality === "image" && $("#question-input").value.trim() && !$("#question-form").hidden) askQuestion();
+}
+
+// A VQA run answers a question about the last image given.
+async function askQuestion() {
+  const question = $("#question-input").value.trim();
+  if (!lastImage) { setStatus("Drop an image first, then ask about it.", true); return; }
+  if (!question) { setStatus("Type a question first.", true); return; }
+  const run = catalog.runs.find((r) => r.name === $("#run-select").value && r.task === "vqa")
+    || catalog.runs.find((r) => r.task === "vqa");
+  const form = new FormData();
+  form.append("image", lastImage, lastImage.name);
+  form.append("question", question);
+  form.append("run", run.name);
+  setStatus("Thinking…");
+  try {
+    const result = await post("/ask", form);
+    showPredictions({ labels: result.answers });
+    setStatus(`${result.question} → ${result.answer}`);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
 }
 
 // ------------------------------------------------------------------ recording (PCM → WAV in the browser)
@@ -256,6 +285,7 @@ function wire() {
     showQuery(null, "text", text);
     ask("text", text);
   });
+  $("#question-form").addEventListener("submit", (e) => { e.preventDefault(); askQuestion(); });
   $("#record").addEventListener("click", (e) => {
     if (e.currentTarget.classList.contains("recording")) return;
     record(e.currentTarget, 3, (wav) => { showQuery(wav, "audio"); ask("audio", wav, "recording.wav"); });

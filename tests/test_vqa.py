@@ -1,0 +1,165 @@
+"""VQA fusions on Sort-of-CLEVR: exact shared encoding, attention maps, short training, run folder and `chorus ask`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from chorus.cli import main
+from chorus.config import CONFIG_DIR
+from chorus.data import BPETokenizer
+from chorus.data.sort_of_clevr import ANSWERS, SortOfCLEVR
+from chorus.encoders import build_encoder
+from chorus.errors import ConfigError
+from chorus.experiment import load_experiment, load_run, train_experiment
+from chorus.fusion.vqa import VQAModel
+
+
+def _batch(ds: SortOfCLEVR, tok: BPETokenizer, rows: list[int]) -> dict:
+    scene = [ds.records[i][0] for i in rows]
+    ids, mask = tok([ds.records[i][1].text for i in rows], 24)
+    image = torch.from_numpy(ds.images[scene]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return {"image": image, "text": ids, "text_mask": mask, "label": torch.tensor([ds.labels[i] for i in rows]),
+            "image_id": scene}
+
+
+def _model(fusion: str, tok: BPETokenizer, **hyper) -> VQAModel:
+    image = build_encoder("cnn", "tiny", widths=(24, 24, 24, 24), image_size=75, first_stride=2)
+    text = build_encoder("text_transformer", "tiny", vocab_size=tok.vocab_size, context_length=24)
+    return VQAModel.build(image, text, fusion, len(ANSWERS), (3, 75, 75), **hyper)
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[SortOfCLEVR, BPETokenizer]:
+    ds = SortOfCLEVR(split="train", train_images=6, seed=1)
+    return ds, BPETokenizer.train(ds.texts(), vocab_size=400, min_frequency=1)
+
+
+@pytest.mark.parametrize("fusion", ["early", "relation_network", "film", "question_attention"])
+def test_encoding_shared_images_once_is_exact(small, fusion: str) -> None:
+    ds, tok = small
+    torch.manual_seed(0)
+    model = _model(fusion, tok).eval()
+    batch = _batch(ds, tok, list(range(0, 120, 3)))
+    with torch.no_grad():
+        shared = model.logits(batch["image"], batch["text"], batch["text_mask"], batch["image_id"])
+        each = model.logits(batch["image"], batch["text"], batch["text_mask"])
+    assert shared.shape == (40, len(ANSWERS))
+    torch.testing.assert_close(shared, each, rtol=1e-4, atol=1e-5)
+    out = model.train()(batch)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and all(p.grad is not None for p in model.fusion.parameters())
+
+
+def test_question_attention_keeps_a_distribution_over_cells(small) -> None:
+    ds, tok = small
+    model = _model("question_attention", tok, layers=2).eval()
+    batch = _batch(ds, tok, [0, 15])
+    with torch.no_grad():
+        model.logits(batch["image"], batch["text"], batch["text_mask"])
+    maps = model.fusion.attention
+    assert len(maps) == 2 and maps[0].shape[:2] == (2, 4) and maps[0].shape[3] == 25
+    torch.testing.assert_close(maps[-1].sum(-1), torch.ones(maps[-1].shape[:3]))
+
+
+def test_short_training_beats_the_majority_answer(tmp_path) -> None:
+    """CNN + MLP, 60 steps, non-relational questions about the red object: far above the majority answer.
+
+    One colour keeps the run to seconds: with all six colours the model must first learn which object the
+    question names, which takes over a thousand steps (see docs/vqa.md).
+    """
+    options = "data.options={train_images: 300, test_images: 40, relational: 0, colours: [red]}"
+    cfg = load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", [
+        options, "model.fusion=early", "model.fusion_options={hidden: 256}", "train.max_steps=60",
+        "train.batch_size=32", "train.shuffle=true", "train.lr=0.003", "train.warmup_steps=5",
+        "train.progress=false", "train.tensorboard=false",
+    ])
+    metrics = train_experiment(cfg, tmp_path / "run")
+    test = SortOfCLEVR(split="test", test_images=40, relational=0, colours=["red"])
+    assert metrics["eval/n"] == len(test) == 400
+    majority = 0.0  # answer every question of a type with that type's most frequent answer in the test set
+    for kind in ("shape", "horizontal", "vertical"):
+        labels = [label for (_, q), label in zip(test.records, test.labels, strict=True) if q.question_type == kind]
+        majority += max(labels.count(a) for a in set(labels))
+    majority /= len(test)
+    assert metrics["eval/accuracy_non_relational"] > majority + 0.2, (metrics, majority)
+
+    # the run folder answers questions without any data: `chorus ask`
+    image = tmp_path / "scene.png"
+    test[0]["image"].save(image)
+    code = main(["ask", str(tmp_path / "run"), str(image), test[0]["text"], "--json"])
+    assert code == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A question-attention run trained for two steps (what is tested is the plumbing, not accuracy)."""
+    folder = tmp_path_factory.mktemp("vqa")
+    cfg = load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", [
+        "data.options.train_images=4", "data.options.test_images=2", "model.fusion=question_attention",
+        "model.fusion_options={}", "train.max_steps=2", "train.batch_size=40", "train.progress=false",
+        "train.tensorboard=false",
+    ])
+    train_experiment(cfg, folder / "run")
+    SortOfCLEVR(split="test", test_images=1)[0]["image"].save(folder / "scene.png")
+    return folder
+
+
+def test_ask_prints_answer_and_probabilities(tiny_run: Path, capsys) -> None:
+    tmp_path = tiny_run
+    assert main(["ask", str(tmp_path / "run"), str(tmp_path / "scene.png"),
+                 "what shape is the object closest to the red object?", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["answer"] in ANSWERS and next(iter(answer["probabilities"])) == answer["answer"]
+    assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert len(answer["attention"]) == 25 and sum(answer["attention"]) == pytest.approx(1.0, abs=1e-4)
+    assert main(["ask", str(tmp_path / "run"), str(tmp_path / "missing.png"), "what?"]) == 2
+    assert main(["ask", str(tmp_path), str(tmp_path / "scene.png"), "what?"]) == 2  # not a run folder
+    with pytest.raises(ConfigError, match="image and a text"):
+        load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", ["model.encoders={image: {name: cnn}}"])
+
+
+def test_ask_endpoint_answers_like_the_library(tiny_run: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from chorus.ask import VQAPredictor
+    from chorus.serve import create_app
+
+    question = "is the blue object at the top or the bottom?"
+    png = (tiny_run / "scene.png").read_bytes()
+    expected = VQAPredictor.from_run(tiny_run / "run").ask(png, question)
+    with TestClient(create_app(tiny_run / "run")) as client:
+        (run,) = client.get("/runs").json()["runs"]
+        assert run["task"] == "vqa" and run["zero_shot"] == [] and run["classes"] == list(ANSWERS)
+        reply = client.post("/ask", files={"image": ("scene.png", png, "image/png")}, data={"question": question})
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["answer"] == expected.answer and body["run"] == "run"
+        assert [a["label"] for a in body["answers"]] == list(expected.probabilities)
+        assert [a["score"] for a in body["answers"]] == pytest.approx(list(expected.probabilities.values()), abs=1e-5)
+        missing = client.post("/ask", files={"image": ("scene.png", png, "image/png")}, data={"question": "  "})
+        assert missing.status_code == 422 and "question" in missing.json()["detail"]
+        embed = client.post("/embed", files={"image": ("scene.png", png, "image/png")})
+        assert embed.status_code == 422 and "no loaded run" in embed.json()["detail"]
+
+
+def test_bench_writes_tables_plots_cards_and_loadable_runs(tmp_path) -> None:
+    from chorus.bench import load_benchmark
+    from chorus.bench.driver import is_driver, run_driver
+
+    module = load_benchmark("vqa")
+    assert is_driver(module)
+    record = run_driver("vqa", module, ["--quick", "--out", str(tmp_path), "steps=2", "train_images=3", "test_images=2",
+                                        "models=[early,question_attention]", "attention_examples=1"],
+                        progress=lambda _: None)
+    runs = record["results"]["runs"]
+    assert set(runs) == {"early", "question_attention"} and 0.0 <= runs["early"][0]["accuracy_relational"] <= 1.0
+    md = (tmp_path / "results.md").read_text()
+    assert "majority answer per question type" in md and "Relation network" not in md  # cards only for models run
+    for name in ("accuracy_per_type.png", "attention.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    _, model, classes, _ = load_run(tmp_path / "runs" / "early_seed0")  # the saved run loads from its folder alone
+    assert isinstance(model, VQAModel) and classes == list(ANSWERS)
