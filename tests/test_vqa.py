@@ -115,7 +115,7 @@ def test_ask_prints_answer_and_probabilities(tiny_run: Path, capsys) -> None:
     answer = json.loads(capsys.readouterr().out)
     assert answer["answer"] in ANSWERS and next(iter(answer["probabilities"])) == answer["answer"]
     assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
-    assert len(answer["attention"]) == 25 and sum(answer["attention"]) == pytest.approx(1.0, abs=1e-4)
+    assert len(answer["attention"]) == 25 and sum(answer["attention"]) == pytest.approx(1.0, abs=1e-3)  # bf16 attention
     assert main(["ask", str(tmp_path / "run"), str(tmp_path / "missing.png"), "what?"]) == 2
     assert main(["ask", str(tmp_path), str(tmp_path / "scene.png"), "what?"]) == 2  # not a run folder
     with pytest.raises(ConfigError, match="image and a text"):
