@@ -6,6 +6,7 @@ Endpoints (the OpenAPI spec is served at ``/openapi.json``, browsable at ``/docs
 - ``POST /zeroshot`` an image or audio clip + class names → labels ranked by probability;
 - ``POST /search``   a query in any modality of an index's run → the top-k items, with preview URLs;
 - ``POST /align``    two recordings → DTW path, distance and a picture;
+- ``POST /caption``  one image → a caption from a captioner run (``captioner.json`` folders);
 - ``GET /runs``, ``GET /health``, ``GET /media/{index}/{item}`` (previews), ``GET /`` (the page).
 
 Why this shape: runs and indexes are loaded once, in :func:`create_app`, and
@@ -37,6 +38,7 @@ from chorus.serve.alignment import align_audio
 from chorus.serve.index import SearchIndex
 from chorus.serve.runs import LoadedRun
 from chorus.serve.uploads import BadInput, BodyLimit, Limits, read_audio, read_classes, read_image, read_text
+from chorus.translate.caption_run import SPEC as CAPTIONER, LoadedCaptioner
 
 MAX_ALIGN_SECONDS = 10.0  # DTW is quadratic in length: 10 s is 1000 × 1000 frames
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
@@ -90,6 +92,11 @@ class Alignment(BaseModel):
     picture: str
 
 
+class Caption(BaseModel):
+    run: str
+    caption: str
+
+
 class Health(BaseModel):
     status: str
     runs: int
@@ -99,25 +106,40 @@ class Health(BaseModel):
 class Catalogue(BaseModel):
     runs: list[dict[str, Any]]
     indexes: list[dict[str, Any]]
+    captioners: list[str] = []
     limits: dict[str, Any]
 
 
 # ---------------------------------------------------------------------------- loading
 
 
-def _folders(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], marker: str) -> list[Path]:
-    """One folder holding ``marker``, or the sub-folders of a folder that hold it, or an explicit list."""
+def _folders(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], marker: str,
+             also: str | None = None) -> list[Path]:
+    """One folder holding ``marker``, or the sub-folders of a folder that hold it, or an explicit list.
+
+    ``also``: another marker that counts as a run folder of a different kind (a captioner run beside
+    experiment runs): such folders are left out here, and only a root with neither is an error.
+    """
     if isinstance(root, (str, os.PathLike)):
         root = Path(root)
         if (root / marker).is_file():
             return [root]
+        if also is not None and (root / also).is_file():
+            return []
         if not root.is_dir():
             raise ConfigError(f"{root}: no such folder")
         found = sorted(p for p in root.iterdir() if (p / marker).is_file())
-        if not found:
+        if not found and not (also is not None and any((p / also).is_file() for p in root.iterdir())):
             raise ConfigError(f"{root}: no folder with {marker} in it")
         return found
-    return [Path(p) for p in root]
+    return [Path(p) for p in root if also is None or not (Path(p) / also).is_file()]
+
+
+def _captioner_folders(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    if isinstance(root, (str, os.PathLike)):
+        root = Path(root)
+        return [root] if (root / CAPTIONER).is_file() else sorted(p for p in root.iterdir() if (p / CAPTIONER).is_file())
+    return [Path(p) for p in root if (Path(p) / CAPTIONER).is_file()]
 
 
 class Catalog:
@@ -125,8 +147,9 @@ class Catalog:
 
     def __init__(self, runs: Any, index_dir: Any, data_root: str | None, device: str | None) -> None:
         self.runs: dict[str, LoadedRun] = {}
-        for folder in _folders(runs, "experiment.yaml"):
+        for folder in _folders(runs, "experiment.yaml", also=CAPTIONER):
             self._add_run(LoadedRun(folder, data_root, device))
+        self.captioners = {folder.name: LoadedCaptioner(folder, device) for folder in _captioner_folders(runs)}
         self.indexes: dict[str, SearchIndex] = {}
         self.index_runs: dict[str, LoadedRun] = {}
         if index_dir is not None:
@@ -156,6 +179,14 @@ class Catalog:
                 return run
         need = "classify" if zero_shot else "embed"
         raise BadInput(422, f"no loaded run can {need} {modality}; runs: {', '.join(self.runs)}")
+
+    def captioner(self, name: str | None) -> LoadedCaptioner:
+        """The named captioner run, or the first one."""
+        if not self.captioners:
+            raise BadInput(404, "run: this server has no captioner run (a folder with captioner.json)")
+        if name and name not in self.captioners:
+            raise BadInput(404, f"run: unknown captioner {name!r}; available: {', '.join(self.captioners)}")
+        return self.captioners[name or next(iter(self.captioners))]
 
     def index(self, name: str | None) -> tuple[SearchIndex, LoadedRun]:
         if not self.indexes:
@@ -220,7 +251,7 @@ def create_app(
         """The loaded runs (task, modalities, classes) and search indexes, and the request limits."""
         return Catalogue(runs=[r.describe() for r in catalog.runs.values()],
                          indexes=[i.describe() for i in catalog.indexes.values()],
-                         limits=asdict(limits))
+                         captioners=list(catalog.captioners), limits=asdict(limits))
 
     @app.post("/embed", response_model=Embedding, tags=["models"])
     def embed(image: Annotated[UploadFile | None, File(description="an image file")] = None,
@@ -277,6 +308,15 @@ def create_app(
         clips = [read_audio(name, f.file.read(limits.max_body_bytes + 1), f.content_type, clip_limits)
                  for name, f in (("a", a), ("b", b))]
         return Alignment(**align_audio(*clips))
+
+    @app.post("/caption", response_model=Caption, tags=["models"])
+    def caption(image: Annotated[UploadFile, File(description="an image file")],
+                run: Annotated[str | None, Form(description="captioner run name (default: the first)")] = None,
+                ) -> Caption:
+        """Describe an image in words with a captioner run (beam search, the run's default width)."""
+        _, raw = _one_query(image, None, None, limits)
+        loaded = catalog.captioner(run)
+        return Caption(run=loaded.name, caption=loaded.caption([raw])[0])
 
     @app.get("/media/{index}/{item}", tags=["search"], responses={200: {"content": {"image/png": {}, "audio/wav": {}}}})
     def media(index: str, item: int) -> Response:

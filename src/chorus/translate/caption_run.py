@@ -32,7 +32,14 @@ from chorus.data.image import ImageTransform
 from chorus.data.text import BPETokenizer
 from chorus.encoders import build_encoder
 from chorus.errors import ConfigError, DataError
-from chorus.translate.caption import Captioner, CaptionDecoder, DecoderConfig, ImageFeatures, PrefixConfig, PrefixMapper
+from chorus.translate.caption import (
+    CaptionDecoder,
+    Captioner,
+    DecoderConfig,
+    ImageFeatures,
+    PrefixConfig,
+    PrefixMapper,
+)
 
 SPEC = "captioner.json"
 
