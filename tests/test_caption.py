@@ -270,3 +270,18 @@ def test_serve_captions_an_uploaded_image(tmp_path) -> None:
         garbage = client.post("/caption", files={"image": ("b.png", b"not an image", "image/png")})
         assert garbage.status_code == 422
         assert client.post("/caption").status_code == 422
+
+
+def test_prefix_mappers_shapes_and_errors() -> None:
+    from chorus.errors import DataError
+
+    grid = cap.PrefixMapper(cap.PrefixConfig("grid", 6, grid=2), 16)
+    assert grid(torch.randn(3, 25, 6)).shape == (3, 4, 16)  # a 5×5 map pooled to 2×2 cells
+    with pytest.raises(DataError, match="square feature map"):
+        grid(torch.randn(3, 24, 6))
+    mlp = cap.PrefixMapper(cap.PrefixConfig("mlp", 6, prefix_length=3), 16)
+    assert mlp(torch.randn(2, 6)).shape == (2, 3, 16) and mlp.length == 3 and grid.length == 4
+    with pytest.raises(DataError, match="pooled features"):
+        mlp(torch.randn(2, 4, 6))
+    with pytest.raises(ConfigError, match="prefix width"):
+        cap.Captioner(cap.CaptionDecoder(cap.DecoderConfig(50, width=32, layers=1, heads=2)), mlp)

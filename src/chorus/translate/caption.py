@@ -19,11 +19,8 @@ mapping network trains). Two prefix mappers:
 - ``"mlp"`` (ClipCap's MLP): a pooled feature [B, F] → a two-layer MLP →
   ``prefix_length`` vectors. Right for a global embedding such as CLIP's.
 - ``"grid"``: the encoder's feature-map tokens [B, H·W, F] (a square map),
-  pooled to a ``grid`` × ``grid`` map, each cell's average and maximum
-  projected and given a learned position vector. The average says how much of
-  the cell a pattern covers; the maximum keeps a small local pattern (the
-  corner that tells a square from a circle) that averaging over the cell
-  would dilute. Right when the caption must say *where* things are (scene captions):
+  average-pooled to a ``grid`` × ``grid`` map, each cell projected and given a
+  learned position vector. Right when the caption must say *where* things are (scene captions):
   a pooled vector has thrown the layout away.
 
 Baselines it should beat: nearest-neighbour captioning (Devlin et al. 2015) and
@@ -129,7 +126,7 @@ class PrefixMapper(nn.Module):
             self.net = nn.Sequential(nn.Linear(cfg.feature_dim, hidden), nn.Tanh(),
                                      nn.Linear(hidden, cfg.prefix_length * width))
         else:
-            self.net = nn.Sequential(nn.LayerNorm(2 * cfg.feature_dim), nn.Linear(2 * cfg.feature_dim, width))
+            self.net = nn.Sequential(nn.LayerNorm(cfg.feature_dim), nn.Linear(cfg.feature_dim, width))
             self.position = nn.Parameter(torch.randn(cfg.grid * cfg.grid, width) * 0.02)
 
     @property
@@ -146,8 +143,8 @@ class PrefixMapper(nn.Module):
             raise DataError(f"a 'grid' prefix reads the tokens of a square feature map [B, H*W, F], "
                             f"got shape {tuple(features.shape)}")
         fmap = features.transpose(1, 2).reshape(features.shape[0], -1, side, side)
-        pooled = torch.cat([F.adaptive_avg_pool2d(fmap, self.cfg.grid), F.adaptive_max_pool2d(fmap, self.cfg.grid)], 1)
-        return self.net(pooled.flatten(2).transpose(1, 2)) + self.position  # [B, g², width]
+        cells = F.adaptive_avg_pool2d(fmap, self.cfg.grid).flatten(2).transpose(1, 2)  # [B, g², F]
+        return self.net(cells) + self.position
 
 
 class ImageFeatures(nn.Module):
