@@ -354,7 +354,16 @@ ROWS = [("prefix_lm_beam", f"{METHODS['prefix_lm']}, beam"), ("prefix_lm_greedy"
 
 
 def run(cfg: Config, report: Any) -> None:
+    """COCO-mini captioning for every seed of ``seeds``, then scene captions for every seed of ``scene_seeds``
+    (either list may be empty to run only the other part)."""
     require_caption_metrics()
+    if cfg.seeds:
+        _run_coco(cfg, report)
+    if cfg.scene_seeds:
+        _run_scene(cfg, report)
+
+
+def _run_coco(cfg: Config, report: Any) -> None:
     root = cfg.data_root or None
     cache_dir = Path(cfg.cache_dir)
     t0 = time.perf_counter()
@@ -371,7 +380,7 @@ def run(cfg: Config, report: Any) -> None:
     prep_seconds = time.perf_counter() - t0
     print(f"data, MiniLM table ({len(cache.texts)} texts) and tokenizer: {prep_seconds:.0f} s", flush=True)
 
-    coco, scene = [], []
+    coco = []
     with tempfile.TemporaryDirectory(prefix="caption_") as tmp:
         lm, lm_seconds = _pretrained_lm(cfg, cfg.lm_seed, tokenizer, corpus, cache_dir, Path(tmp) / "lm")
         lm_test_loss = _text_loss(lm, tokenizer, test_texts, cfg.context_length)
@@ -380,23 +389,16 @@ def run(cfg: Config, report: Any) -> None:
             coco.append(_coco_seed(cfg, seed, data, cache, corpus, tokenizer, lm, Path(tmp)))
             print(f"seed {seed}: " + ", ".join(f"{k} CIDEr {v['CIDEr']:.3f}" for k, v in coco[-1]["scores"].items()),
                   flush=True)
-        for seed in cfg.scene_seeds:
-            scene.append(_scene_seed(cfg, seed, Path(tmp)))
-            print(f"scene seed {seed}: {scene[-1]['scores']}", flush=True)
 
     per_method = _collect(coco, "scores")
     space = {k: [r["space"][k] for r in coco] for k in coco[0]["space"]}
-    scene_scores = {k: [r["scores"][k] for r in scene] for k in scene[0]["scores"]} if scene else {}
     report.results.update({
         "split": {"train_images": TRAIN_IMAGES, "test_images": TEST_IMAGES, "references_per_image": 5},
         "corpus": {"text_only_captions": len(corpus), "vocab_size": tokenizer.vocab_size},
         "per_seed": per_method, "summary": {m: {k: mean_std(v) for k, v in s.items()} for m, s in per_method.items()},
         "clip_space_test_retrieval": space, "lm_test_loss": lm_test_loss,
-        "timing": {"prep_seconds": prep_seconds, "lm_seconds": lm_seconds, "per_seed": [r["timing"] for r in coco],
-                   "scene_train_seconds": [r["train_seconds"] for r in scene]},
+        "timing": {"prep_seconds": prep_seconds, "lm_seconds": lm_seconds, "per_seed": [r["timing"] for r in coco]},
         "examples": {"references": data["test"][1][:5], **coco[0]["examples"]},
-        "scene": {"per_seed": scene_scores, "chance_object_accuracy": chance_object_accuracy(),
-                  "examples": scene[0]["examples"] if scene else []},
     })
     n = len(cfg.seeds)
     report.table(f"COCO-mini captioning: {TEST_IMAGES} test images × 5 references, {n} seed(s), mean ± std (×100)",
@@ -408,13 +410,6 @@ def run(cfg: Config, report: Any) -> None:
     report.table("The CLIP space every method reads (test gallery of 50 images, 250 captions; %)",
                  ["image→text R@1", "image→text R@5", "text→image R@1", "text→image R@5"],
                  [[fmt_mean_std(space[f"{d}_R@{k}"]) for d in ("image_to_text", "text_to_image") for k in (1, 5)]])
-    if scene_scores:
-        report.table(f"Sort-of-CLEVR scene captions ({cfg.scene_test} test scenes × 6 objects, greedy; %)",
-                     ["object right (colour, shape, quadrant)", "shape", "quadrant", "whole caption right",
-                      "chance (object)"],
-                     [[fmt_mean_std(scene_scores[k]) for k in ("object_accuracy", "shape_accuracy",
-                                                               "quadrant_accuracy", "caption_exact")]
-                      + [f"{100 * chance_object_accuracy():.1f}"]])
     examples = "\n".join(
         f"- image {i}: reference “{data['test'][1][i][0]}”; ours (beam) “{coco[0]['examples']['prefix_lm_beam'][i]}”; "
         f"no pre-training “{coco[0]['examples']['prefix_scratch_beam'][i]}”; "
@@ -422,8 +417,27 @@ def run(cfg: Config, report: Any) -> None:
         f"retrieval “{coco[0]['examples']['retrieval'][i]}”" for i in range(min(5, TEST_IMAGES)))
     report.text("Example captions (first seed, first test images)", examples)
     _plot(report, per_method)
-    for card in _cards(cfg, report.results):
-        report.card(card)
+    report.card(_coco_card(cfg, report.results))
+
+
+def _run_scene(cfg: Config, report: Any) -> None:
+    with tempfile.TemporaryDirectory(prefix="caption_scene_") as tmp:
+        scene = []
+        for seed in cfg.scene_seeds:
+            scene.append(_scene_seed(cfg, seed, Path(tmp)))
+            print(f"scene seed {seed}: {scene[-1]['scores']}", flush=True)
+    scores = {k: [r["scores"][k] for r in scene] for k in scene[0]["scores"]}
+    report.results["scene"] = {"per_seed": scores, "chance_object_accuracy": chance_object_accuracy(),
+                               "train_seconds": [r["train_seconds"] for r in scene], "examples": scene[0]["examples"]}
+    report.table(f"Sort-of-CLEVR scene captions ({cfg.scene_test} test scenes × 6 objects, {len(scene)} seed(s), "
+                 "greedy; %)",
+                 ["object right (colour, shape, quadrant)", "shape", "quadrant", "whole caption right",
+                  "chance (object)"],
+                 [[fmt_mean_std(scores[k]) for k in ("object_accuracy", "shape_accuracy", "quadrant_accuracy",
+                                                     "caption_exact")] + [f"{100 * chance_object_accuracy():.1f}"]])
+    report.text("Example scene captions (first seed)", "\n".join(
+        f"- generated “{e['generated']}”; truth “{e['truth']}”" for e in scene[0]["examples"]))
+    report.card(_scene_card(cfg, report.results))
 
 
 def _plot(report: Any, per_method: dict[str, dict[str, list[float]]]) -> None:
@@ -438,7 +452,7 @@ def _plot(report: Any, per_method: dict[str, dict[str, list[float]]]) -> None:
             ax.set_title(f"COCO-mini test, {metric}", fontsize=9)
 
 
-def _cards(cfg: Config, results: dict[str, Any]) -> list[MethodCard]:
+def _coco_card(cfg: Config, results: dict[str, Any]) -> MethodCard:
     s = results["summary"]
 
     def cider(key: str) -> str:
@@ -449,7 +463,7 @@ def _cards(cfg: Config, results: dict[str, Any]) -> list[MethodCard]:
             f"({cfg.lm_steps} steps × {cfg.lm_batch}, once, shared by the seeds; 0 when cached), per seed "
             f"~{timing['clip_seconds']:.0f} s CLIP tower and ~{timing['prefix_lm_train_seconds']:.0f} s captioner "
             f"({cfg.caption_steps} steps × {cfg.caption_batch}).")
-    cards = [MethodCard(
+    return MethodCard(
         method="ClipCap-style prefix captioner with a decoder pre-trained on text-only COCO captions",
         why="the decoder learns the language of captions from "
             f"{results['corpus']['text_only_captions']} captions that have no image here (co-learning from text); "
@@ -464,22 +478,24 @@ def _cards(cfg: Config, results: dict[str, Any]) -> list[MethodCard]:
         reference="ClipCap (Mokady et al. 2021), MLP prefix + fine-tuned GPT-2 with a pretrained CLIP ViT-B/32, "
                   "COCO Karpathy test: BLEU-4 32.2, CIDEr 108.4 from 113k training images (≈600× ours) and "
                   "400M-pair CLIP pre-training; our image tower saw 189 photos, which is the gap.",
-    )]
-    scene = results["scene"]["per_seed"]
-    if scene:
-        acc = fmt_mean_std(scene["object_accuracy"])
-        cards.append(MethodCard(
-            method="Scene captioner on Sort-of-CLEVR with a grid prefix",
-            why="the feature map pooled to a grid keeps where each colour is, and a decoder that attends over the "
-                "grid cells can name each object's shape and quadrant in a fixed colour order",
-            backbone=f"cnn/{cfg.scene_encoder_size} on 75 px scenes → {cfg.scene_grid}×{cfg.scene_grid} grid prefix "
-                     f"→ causal transformer {cfg.scene_layers}×{cfg.scene_width}; {cfg.scene_train} training scenes, "
-                     f"{cfg.scene_steps} steps × {cfg.scene_batch}, greedy decoding",
-            baseline=f"chance: a random shape and quadrant per colour gets {100 * chance_object_accuracy():.1f} % "
-                     "of objects right",
-            result=f"objects with colour, shape and quadrant right: {acc} % (target ≥ 90 %)",
-            reference="Santoro et al. 2017 (Sort-of-CLEVR) report QA accuracy, not captions: 94 % non-relational "
-                      "with a CNN+MLP; our per-object attribute accuracy is the captioning analogue of those "
-                      "non-relational questions.",
-        ))
-    return cards
+    )
+
+
+def _scene_card(cfg: Config, results: dict[str, Any]) -> MethodCard:
+    scene = results["scene"]
+    return MethodCard(
+        method="Scene captioner on Sort-of-CLEVR with a grid prefix",
+        why="the feature map pooled to a grid keeps where each colour is, and a decoder that attends over the "
+            "grid cells can name each object's shape and quadrant in a fixed colour order",
+        backbone=f"cnn/{cfg.scene_encoder_size} on 75 px scenes → {cfg.scene_grid}×{cfg.scene_grid} grid prefix "
+                 f"→ causal transformer {cfg.scene_layers}×{cfg.scene_width}; {cfg.scene_train} training scenes, "
+                 f"{cfg.scene_steps} steps × {cfg.scene_batch} (~{scene['train_seconds'][0]:.0f} s), greedy decoding",
+        baseline=f"chance: a random shape and quadrant per colour gets {100 * scene['chance_object_accuracy']:.1f} % "
+                 "of objects right",
+        result=f"objects with colour, shape and quadrant right: {fmt_mean_std(scene['per_seed']['object_accuracy'])} % "
+               f"(shape {fmt_mean_std(scene['per_seed']['shape_accuracy'])} %, quadrant "
+               f"{fmt_mean_std(scene['per_seed']['quadrant_accuracy'])} %; target ≥ 90 %)",
+        reference="Santoro et al. 2017 (Sort-of-CLEVR) report QA accuracy, not captions: 94 % non-relational "
+                  "with a CNN+MLP; our per-object attribute accuracy is the captioning analogue of those "
+                  "non-relational questions.",
+    )
