@@ -123,11 +123,12 @@ def test_text_only_corpus_excludes_every_caption_of_an_image_with_pixels() -> No
     other_captions = Counter(a["caption"].strip() for a in annotations if a["image_id"] not in with_pixels)
     corpus = text_only_captions()
     assert len(annotations) == 25014 and len(pixel_captions) == 795 and len(corpus) == 25014 - 795
-    assert Counter(corpus) == other_captions
+    counts = Counter(corpus)
+    assert counts == other_captions
     # A caption of an image with pixels can occur only as an identical caption written for another image.
     with open(folder / "captions.csv", newline="") as fh:
         for row in csv.DictReader(fh):
-            assert Counter(corpus)[row["caption"].strip()] == other_captions[row["caption"].strip()]
+            assert counts[row["caption"].strip()] == other_captions[row["caption"].strip()]
 
 
 def _tiny_captioner(vocab: int, feature_dim: int = 8) -> cap.Captioner:
