@@ -21,7 +21,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from PIL import Image
@@ -51,7 +51,7 @@ class ImageSpec:
     encoder: str
     size: str
     image_size: int
-    output: str  # ImageFeatures output: embedding | pooled | tokens
+    output: Literal["embedding", "pooled", "tokens"]  # what ImageFeatures returns
     mean: tuple[float, ...]
     std: tuple[float, ...]
     options: dict[str, Any] = field(default_factory=dict)
