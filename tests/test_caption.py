@@ -8,7 +8,6 @@ import json
 import math
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,10 +19,19 @@ from chorus.data.root import data_root
 from chorus.errors import ConfigError
 from chorus.eval.caption_metrics import caption_scores, consensus_index, tokenize
 from chorus.translate import caption as cap
-from chorus.translate.caption_run import CaptionerSpec, ImageSpec, LoadedCaptioner, build_captioner, save_captioner
+from chorus.translate.caption_run import (
+    CaptionerSpec,
+    ImageSpec,
+    LoadedCaptioner,
+    build_captioner,
+    save_captioner,
+)
 from chorus.translate.decoding import strip
 from chorus.translate.scene_captions import (
-    attribute_accuracy, chance_object_accuracy, parse_scene_caption, scene_caption, scene_caption_data,
+    attribute_accuracy,
+    chance_object_accuracy,
+    parse_scene_caption,
+    scene_caption_data,
 )
 
 HYPS = {1: "A man riding a wave on top of a surfboard.", 2: "a cat sitting on a laptop keyboard",
@@ -115,11 +123,12 @@ def test_text_only_corpus_excludes_every_caption_of_an_image_with_pixels() -> No
     other_captions = Counter(a["caption"].strip() for a in annotations if a["image_id"] not in with_pixels)
     corpus = text_only_captions()
     assert len(annotations) == 25014 and len(pixel_captions) == 795 and len(corpus) == 25014 - 795
-    assert Counter(corpus) == other_captions
+    counts = Counter(corpus)
+    assert counts == other_captions
     # A caption of an image with pixels can occur only as an identical caption written for another image.
     with open(folder / "captions.csv", newline="") as fh:
         for row in csv.DictReader(fh):
-            assert Counter(corpus)[row["caption"].strip()] == other_captions[row["caption"].strip()]
+            assert counts[row["caption"].strip()] == other_captions[row["caption"].strip()]
 
 
 def _tiny_captioner(vocab: int, feature_dim: int = 8) -> cap.Captioner:
@@ -153,7 +162,7 @@ def test_beam_one_is_greedy_and_wider_beams_score_at_least_as_high() -> None:
         assert torch.allclose(beam1.log_prob, greedy.log_prob, atol=1e-5)
         beam4 = model.generate(features, start_id=1, end_id=2, max_tokens=12, beam=4, length_penalty=penalty)
 
-        def score(out):
+        def score(out, penalty=penalty):
             return out.log_prob / out.length.float() ** penalty
 
         assert (score(beam4) >= score(greedy) - 1e-5).all()
@@ -226,3 +235,54 @@ def test_captioner_run_folder_and_cli(tmp_path, capsys) -> None:
     assert main(["caption", str(tmp_path), str(tmp_path / "a.png")]) == 2
     assert "not a captioner run" in capsys.readouterr().err
     assert main(["caption", str(run), str(tmp_path / "missing.png")]) == 2
+
+
+def test_bench_caption_follows_the_driver_pattern() -> None:
+    from chorus.bench import load_benchmark
+    from chorus.bench.driver import is_driver, resolve_config
+
+    module = load_benchmark("caption")
+    assert is_driver(module)
+    quick = resolve_config(module, "quick", ["seeds=[3]"])
+    assert quick.seeds == (3,) and quick.caption_steps < module.PRESETS["full"].caption_steps
+    assert resolve_config(module, "full").seeds == (0, 1, 2)
+
+
+def test_serve_captions_an_uploaded_image(tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from chorus.serve import create_app
+
+    tokenizer = BPETokenizer.train(PHRASES * 5, vocab_size=300, min_frequency=1)
+    spec = _spec(tokenizer.vocab_size)
+    torch.manual_seed(1)
+    run = save_captioner(tmp_path / "runs" / "captioner", build_captioner(spec).eval(), tokenizer, spec)
+    image = Image.fromarray((torch.rand(48, 48, 3) * 255).to(torch.uint8).numpy())
+    png = tmp_path / "b.png"
+    image.save(png)
+    expected = LoadedCaptioner(run, device="cpu").caption([Image.open(png)])[0]
+    with TestClient(create_app(tmp_path / "runs", device="cpu")) as client:
+        assert client.get("/runs").json()["captioners"] == ["captioner"]
+        answer = client.post("/caption", files={"image": ("b.png", png.read_bytes(), "image/png")})
+        assert answer.status_code == 200 and answer.json() == {"run": "captioner", "caption": expected}
+        unknown = client.post("/caption", files={"image": ("b.png", png.read_bytes(), "image/png")},
+                              data={"run": "nope"})
+        assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
+        garbage = client.post("/caption", files={"image": ("b.png", b"not an image", "image/png")})
+        assert garbage.status_code == 422
+        assert client.post("/caption").status_code == 422
+
+
+def test_prefix_mappers_shapes_and_errors() -> None:
+    from chorus.errors import DataError
+
+    grid = cap.PrefixMapper(cap.PrefixConfig("grid", 6, grid=2), 16)
+    assert grid(torch.randn(3, 25, 6)).shape == (3, 4, 16)  # a 5×5 map pooled to 2×2 cells
+    with pytest.raises(DataError, match="square feature map"):
+        grid(torch.randn(3, 24, 6))
+    mlp = cap.PrefixMapper(cap.PrefixConfig("mlp", 6, prefix_length=3), 16)
+    assert mlp(torch.randn(2, 6)).shape == (2, 3, 16) and mlp.length == 3 and grid.length == 4
+    with pytest.raises(DataError, match="pooled features"):
+        mlp(torch.randn(2, 4, 6))
+    with pytest.raises(ConfigError, match="prefix width"):
+        cap.Captioner(cap.CaptionDecoder(cap.DecoderConfig(50, width=32, layers=1, heads=2)), mlp)

@@ -418,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of the benchmark")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("caption", help="describe images in words with a captioner run folder")
+    p = sub.add_parser("caption", help="describe images in words with a captioner run folder",
+                       description="Describe images in words with a captioner run folder.")
     p.add_argument("run_dir", help="captioner run folder (captioner.json, tokenizer.json, model.safetensors)")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--beam", type=int, default=None, help="beam width (default: the run's; 1 = greedy)")

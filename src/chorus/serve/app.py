@@ -8,6 +8,7 @@ Endpoints (the OpenAPI spec is served at ``/openapi.json``, browsable at ``/docs
 - ``POST /align``    two recordings → DTW path, distance and a picture;
 - ``POST /speak``    a digit string as words → WAV speech from a text-to-speech run (``chorus train speech_tts``);
 - ``POST /ask``      an image + a question → answers ranked by probability (runs of task ``vqa``);
+- ``POST /caption``  one image → a caption from a captioner run (``captioner.json`` folders);
 - ``GET /runs``, ``GET /health``, ``GET /media/{index}/{item}`` (previews), ``GET /`` (the page).
 
 Why this shape: runs and indexes are loaded once, in :func:`create_app`, and
@@ -45,6 +46,9 @@ from chorus.serve.runs import LoadedRun
 from chorus.serve.uploads import BadInput, BodyLimit, Limits, read_audio, read_classes, read_image, read_text
 from chorus.translate.speech_runs import SAMPLE_RATE, is_speech_config, load_speech_run, synthesize_wave
 from chorus.translate.synthesizer import DigitSynthesizer
+
+from chorus.translate.caption_run import SPEC as CAPTIONER
+from chorus.translate.caption_run import LoadedCaptioner
 
 MAX_SPOKEN_DIGITS = 20  # a longer string is not a digit string (and costs Griffin-Lim time)
 log = logging.getLogger(__name__)
@@ -109,6 +113,11 @@ class Alignment(BaseModel):
     picture: str
 
 
+class Caption(BaseModel):
+    run: str
+    caption: str
+
+
 class Health(BaseModel):
     status: str
     runs: int
@@ -118,6 +127,7 @@ class Health(BaseModel):
 class Catalogue(BaseModel):
     runs: list[dict[str, Any]]
     indexes: list[dict[str, Any]]
+    captioners: list[str] = []
     limits: dict[str, Any]
     voices: list[str] = []
 
@@ -125,22 +135,34 @@ class Catalogue(BaseModel):
 # ---------------------------------------------------------------------------- loading
 
 
-def _folders(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], marker: str) -> tuple[list[Path], bool]:
+def _folders(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], marker: str,
+             also: str | None = None) -> tuple[list[Path], bool]:
     """(folders, scanned): one folder holding ``marker``, the sub-folders of a folder that hold it, or a list.
 
     ``scanned`` is true for the sub-folders of a folder: there a broken one is skipped, not fatal.
+    ``also``: another marker that counts as a run folder of a different kind (a captioner run beside
+    experiment runs): such folders are left out here, and only a root with neither is an error.
     """
     if isinstance(root, (str, os.PathLike)):
         root = Path(root)
         if (root / marker).is_file():
             return [root], False
+        if also is not None and (root / also).is_file():
+            return [], False
         if not root.is_dir():
             raise ConfigError(f"{root}: no such folder")
         found = sorted(p for p in root.iterdir() if (p / marker).is_file())
-        if not found:
+        if not found and not (also is not None and any((p / also).is_file() for p in root.iterdir())):
             raise ConfigError(f"{root}: no folder with {marker} in it")
         return found, True
-    return [Path(p) for p in root], False
+    return [Path(p) for p in root if also is None or not (Path(p) / also).is_file()], False
+
+
+def _captioner_folders(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    if isinstance(root, (str, os.PathLike)):
+        root = Path(root)
+        return [root] if (root / CAPTIONER).is_file() else sorted(p for p in root.iterdir() if (p / CAPTIONER).is_file())
+    return [Path(p) for p in root if (Path(p) / CAPTIONER).is_file()]
 
 
 class Catalog:
@@ -154,7 +176,8 @@ class Catalog:
     def __init__(self, runs: Any, index_dir: Any, device: str | None) -> None:
         self.runs: dict[str, LoadedRun] = {}
         self.voices: dict[str, DigitSynthesizer] = {}  # text-to-speech runs by folder name
-        folders, scanned = _folders(runs, "experiment.yaml")
+        self.captioners = {folder.name: LoadedCaptioner(folder, device) for folder in _captioner_folders(runs)}
+        folders, scanned = _folders(runs, "experiment.yaml", also=CAPTIONER)
         for folder in folders:
             try:
                 if is_speech_config(folder / "experiment.yaml"):
@@ -165,7 +188,7 @@ class Catalog:
                 if not scanned:
                     raise
                 log.warning("skipping run %s: %s", folder, err)
-        if not self.runs and not self.voices:
+        if not self.runs and not self.voices and not self.captioners:
             raise ConfigError(f"{runs}: none of its run folders could be loaded (see the warnings above)")
         self.indexes: dict[str, SearchIndex] = {}
         self.index_runs: dict[str, LoadedRun] = {}
@@ -228,6 +251,13 @@ class Catalog:
         if found is None:
             raise BadInput(422, f"no loaded run answers questions (task 'vqa'); runs: {', '.join(self.runs)}")
         return found
+    def captioner(self, name: str | None) -> LoadedCaptioner:
+        """The named captioner run, or the first one."""
+        if not self.captioners:
+            raise BadInput(404, "run: this server has no captioner run (a folder with captioner.json)")
+        if name and name not in self.captioners:
+            raise BadInput(404, f"run: unknown captioner {name!r}; available: {', '.join(self.captioners)}")
+        return self.captioners[name or next(iter(self.captioners))]
 
     def index(self, name: str | None) -> tuple[SearchIndex, LoadedRun]:
         if not self.indexes:
@@ -291,7 +321,7 @@ def create_app(
         """The loaded runs (task, modalities, classes) and search indexes, and the request limits."""
         return Catalogue(runs=[r.describe() for r in catalog.runs.values()],
                          indexes=[i.describe() for i in catalog.indexes.values()],
-                         limits=asdict(limits), voices=list(catalog.voices))
+                         captioners=list(catalog.captioners), limits=asdict(limits), voices=list(catalog.voices))
 
     @app.post("/embed", response_model=Embedding, tags=["models"])
     def embed(image: Annotated[UploadFile | None, File(description="an image file")] = None,
@@ -375,6 +405,14 @@ def create_app(
         buffer = io.BytesIO()
         sf.write(buffer, synthesize_wave(model, digits).numpy(), SAMPLE_RATE, format="WAV", subtype="PCM_16")
         return Response(buffer.getvalue(), media_type="audio/wav", headers={"X-Chorus-Run": name})
+    @app.post("/caption", response_model=Caption, tags=["models"])
+    def caption(image: Annotated[UploadFile, File(description="an image file")],
+                run: Annotated[str | None, Form(description="captioner run name (default: the first)")] = None,
+                ) -> Caption:
+        """Describe an image in words with a captioner run (beam search, the run's default width)."""
+        _, raw = _one_query(image, None, None, limits)
+        loaded = catalog.captioner(run)
+        return Caption(run=loaded.name, caption=loaded.caption([raw])[0])
 
     @app.get("/media/{index}/{item}", tags=["search"], responses={200: {"content": {"image/png": {}, "audio/wav": {}}}})
     def media(index: str, item: int) -> Response:

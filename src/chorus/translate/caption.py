@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -45,7 +45,7 @@ from chorus.data.collate import Collate
 from chorus.data.text import SubwordTokenizer
 from chorus.encoders.transformer import Transformer
 from chorus.errors import ConfigError, DataError
-from chorus.train import Trainer, TrainConfig
+from chorus.train import TrainConfig, Trainer
 from chorus.translate.decoding import Decoded, beam_search, greedy_search, strip
 
 

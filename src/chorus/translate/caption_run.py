@@ -21,7 +21,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from PIL import Image
@@ -32,7 +32,14 @@ from chorus.data.image import ImageTransform
 from chorus.data.text import BPETokenizer
 from chorus.encoders import build_encoder
 from chorus.errors import ConfigError, DataError
-from chorus.translate.caption import Captioner, CaptionDecoder, DecoderConfig, ImageFeatures, PrefixConfig, PrefixMapper
+from chorus.translate.caption import (
+    CaptionDecoder,
+    Captioner,
+    DecoderConfig,
+    ImageFeatures,
+    PrefixConfig,
+    PrefixMapper,
+)
 
 SPEC = "captioner.json"
 
@@ -44,7 +51,7 @@ class ImageSpec:
     encoder: str
     size: str
     image_size: int
-    output: str  # ImageFeatures output: embedding | pooled | tokens
+    output: Literal["embedding", "pooled", "tokens"]  # what ImageFeatures returns
     mean: tuple[float, ...]
     std: tuple[float, ...]
     options: dict[str, Any] = field(default_factory=dict)

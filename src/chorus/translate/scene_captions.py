@@ -25,7 +25,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from chorus.data.sort_of_clevr import OBJECT_COLOURS, SHAPES, SceneObject, generate_scene, render_scene, scene_rng
+from chorus.data.sort_of_clevr import (
+    OBJECT_COLOURS,
+    SHAPES,
+    SceneObject,
+    generate_scene,
+    render_scene,
+    scene_rng,
+)
 
 _CLAUSE = re.compile(r"\b(?P<colour>[a-z]+) (?P<shape>[a-z]+) at the (?P<vertical>top|bottom) (?P<horizontal>left|right)\b")
 

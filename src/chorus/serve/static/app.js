@@ -61,7 +61,7 @@ async function loadCatalog() {
     el("option", { value: i.name, text: `${i.name}: ${i.count} ${i.modality} items from ${i.dataset}` })));
   $("#say-card").hidden = !(catalog.voices || []).length;
   $("#question-form").hidden = !catalog.runs.some((r) => r.task === "vqa");
-  const runs = catalog.runs.length, indexes = catalog.indexes.length;
+  const runs = catalog.runs.length + (catalog.captioners || []).length, indexes = catalog.indexes.length;
   setStatus(`Ready: ${runs} model${runs === 1 ? "" : "s"}, ${indexes} search index${indexes === 1 ? "" : "es"}. ` +
     "Drop an image or a sound, record yourself, or type words.");
 }
@@ -102,10 +102,22 @@ function showQuery(blob, modality, text) {
 
 // ------------------------------------------------------------------ asking
 
+function showCaption(result) {
+  const caption = $("#caption");
+  caption.textContent = `“${result.caption}” — ${result.run}`;
+  caption.hidden = false;
+}
+
 async function ask(modality, payload, filename) {
   $("#predictions-card").hidden = true;
   $("#neighbours-card").hidden = true;
+  $("#caption").hidden = true;
   const jobs = [];
+  if (modality === "image" && (catalog.captioners || []).length) {
+    const form = new FormData();
+    form.append("image", payload, filename);
+    jobs.push(post("/caption", form).then(showCaption));
+  }
   const run = modality !== "text" && runFor(modality, true);
   if (run) {
     const form = new FormData();
