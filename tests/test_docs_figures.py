@@ -31,7 +31,8 @@ class Figure:
 
     ``paths`` are slash-separated keys into the JSON file ``results`` (relative
     to ``benchmarks/results``); a key ``field=value`` picks the element of a list
-    of objects whose ``field`` equals ``value``. Each resolved value is multiplied
+    of objects whose ``field`` equals ``value`` (``a=x&b=y``: both must hold); a
+    key may itself contain ``/`` (the longest matching key wins). Each resolved value is multiplied
     by ``scale`` (100 for fractions quoted as percent); a ``[mean, std]`` pair
     (the ``summary`` of a ``chorus bench`` run) fills two fields of ``fmt``.
     """
@@ -47,6 +48,10 @@ FIGURES: list[Figure] = [
     # Offline demo CLIP (chorus demo --json --run-dir runs/demo; its metrics.json)
     Figure("docs/benchmarks.md", "demo/metrics.json", ("zero_shot_top1", "recall_at_1", "recall_at_5"),
            "unseen prompt templates {:.3f}, text→image R@1 {:.3f} / R@5 {:.3f}"),
+    # FSDD spoken-digit classifier, speaker theo held out (chorus train configs/fsdd_audio_cnn.yaml)
+    Figure("docs/benchmarks.md", "fsdd_audio_cnn/metrics.json", ("eval/accuracy",),
+           "accuracy {:.3f} on theo's 500 clips with the speaker-robust input"),
+    Figure("docs/benchmarks.md", "fsdd_audio_cnn_plain/metrics.json", ("eval/accuracy",), "{:.3f} with plain log-mels"),
     # COCO-mini retrieval (chorus bench coco_retrieval)
     Figure("docs/benchmarks.md", "coco_retrieval/results.json",
            ("summary/lit/text_to_image_R@5", "summary/scratch/text_to_image_R@5"),
@@ -77,14 +82,16 @@ FIGURES: list[Figure] = [
 
 
 def resolve(obj: Any, path: str) -> Any:
-    for key in path.split("/"):
+    parts = path.split("/")
+    while parts:
         if isinstance(obj, list):
-            field, _, value = key.partition("=")
-            matches = [item for item in obj if str(item.get(field)) == value]
-            assert len(matches) == 1, f"{key!r} selects {len(matches)} elements"
+            conditions = [condition.partition("=")[::2] for condition in parts.pop(0).split("&")]
+            matches = [item for item in obj if all(str(item.get(f)) == v for f, v in conditions)]
+            assert len(matches) == 1, f"{conditions} selects {len(matches)} elements"
             obj = matches[0]
-        else:
-            obj = obj[key]
+        else:  # the longest prefix that is a key: keys such as "eval/accuracy" contain the separator
+            n = next(n for n in range(len(parts), 0, -1) if "/".join(parts[:n]) in obj)
+            obj, parts = obj["/".join(parts[:n])], parts[n:]
     return obj
 
 
