@@ -88,6 +88,15 @@ FIGURES: list[Figure] = [
     Figure("docs/benchmarks.md", "attention_cpu_bf16.json",
            ("ms_forward_backward/explicit", "ms_forward_backward/math", "ms_forward_backward/flash"),
            "explicit {:.1f} ms, math {:.1f} ms, flash {:.1f} ms"),
+    # CLIP throughput vs OpenCLIP (benchmarks/clip_throughput.py; tiny64 from its own 5-round run)
+    *(Figure("docs/benchmarks.md", results,
+             tuple(f"results/config={config}&precision={precision}&variant={variant}/{key}"
+                   for variant, key in [("chorus", "samples_per_s"), ("openclip", "chorus_speedup"),
+                                        ("openclip+tricks", "chorus_speedup")]),
+             f"| {config} | {precision} | {{:.1f}} | {{:.2f}}× | {{:.2f}}× |")
+      for results, config, precision in [
+          ("clip_throughput_tiny64.json", "tiny64", "fp32"), ("clip_throughput_tiny64.json", "tiny64", "bf16"),
+          ("clip_throughput.json", "base224", "fp32"), ("clip_throughput.json", "base224", "bf16")]),
     # Loss parity (benchmarks/clip_loss_parity.py)
     Figure("docs/benchmarks.md", "clip_loss_parity.json",
            ("rows/variant=chorus/diff_mean", "rows/variant=chorus/diff_std"), "**{:.3f} ± {:.3f}**"),
