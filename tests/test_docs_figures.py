@@ -31,7 +31,8 @@ class Figure:
 
     ``paths`` are slash-separated keys into the JSON file ``results`` (relative
     to ``benchmarks/results``); a key ``field=value`` picks the element of a list
-    of objects whose ``field`` equals ``value``. Each resolved value is multiplied
+    of objects whose ``field`` equals ``value`` (``a=x&b=y``: both must hold); a
+    key may itself contain ``/`` (the longest matching key wins). Each resolved value is multiplied
     by ``scale`` (100 for fractions quoted as percent); a ``[mean, std]`` pair
     (the ``summary`` of a ``chorus bench`` run) fills two fields of ``fmt``.
     """
@@ -47,6 +48,25 @@ FIGURES: list[Figure] = [
     # Offline demo CLIP (chorus demo --json --run-dir runs/demo; its metrics.json)
     Figure("docs/benchmarks.md", "demo/metrics.json", ("zero_shot_top1", "recall_at_1", "recall_at_5"),
            "unseen prompt templates {:.3f}, text→image R@1 {:.3f} / R@5 {:.3f}"),
+    # FSDD spoken-digit classifier, speaker theo held out (chorus train configs/fsdd_audio_cnn.yaml)
+    Figure("docs/benchmarks.md", "fsdd_audio_cnn/metrics.json", ("eval/accuracy",),
+           "accuracy {:.3f} on theo's 500 clips with the speaker-robust input"),
+    Figure("docs/benchmarks.md", "fsdd_audio_cnn_plain/metrics.json", ("eval/accuracy",), "{:.3f} with plain log-mels"),
+    # Co-learning (chorus bench colearn)
+    Figure("docs/benchmarks.md", "colearn/results.json",
+           ("summary/pivot_zero_shot/mean", "summary/pivot_zero_shot/std", "summary/supervised_audio/mean",
+            "summary/supervised_audio/std", "pivot_fraction_of_supervised/mean", "pivot_fraction_of_supervised/std"),
+           "pivot-bound audio zero-shot from text {:.1f} ± {:.1f} % vs supervised audio {:.1f} ± {:.1f} % ({:.0f} ± {:.0f} %",
+           scale=100),
+    Figure("docs/benchmarks.md", "colearn/results.json",
+           ("summary/labels_only_image/mean", "summary/cotrain_image/mean", "summary/labels_only_audio/mean",
+            "summary/cotrain_audio/mean"),
+           "co-training lifts the image view {:.1f} → {:.1f} % and the audio view {:.1f} → {:.1f} %", scale=100),
+    Figure("docs/benchmarks/colearn.md", "colearn/results.json",
+           ("summary/pivot_zero_shot/mean", "summary/pivot_zero_shot/std", "pivot_fraction_of_supervised/mean",
+            "pivot_fraction_of_supervised/std"),
+           "| pivot binding, zero-shot from text | hybrid | audio | none (audio–image pairs) | {:.1f} ± {:.1f} | {:.0f} ± {:.0f} % |",
+           scale=100),
     # COCO-mini retrieval (chorus bench coco_retrieval)
     Figure("docs/benchmarks.md", "coco_retrieval/results.json",
            ("summary/lit/text_to_image_R@5", "summary/scratch/text_to_image_R@5"),
@@ -68,6 +88,15 @@ FIGURES: list[Figure] = [
     Figure("docs/benchmarks.md", "attention_cpu_bf16.json",
            ("ms_forward_backward/explicit", "ms_forward_backward/math", "ms_forward_backward/flash"),
            "explicit {:.1f} ms, math {:.1f} ms, flash {:.1f} ms"),
+    # CLIP throughput vs OpenCLIP (benchmarks/clip_throughput.py; tiny64 from its own 5-round run)
+    *(Figure("docs/benchmarks.md", results,
+             tuple(f"results/config={config}&precision={precision}&variant={variant}/{key}"
+                   for variant, key in [("chorus", "samples_per_s"), ("openclip", "chorus_speedup"),
+                                        ("openclip+tricks", "chorus_speedup")]),
+             f"| {config} | {precision} | {{:.1f}} | {{:.2f}}× | {{:.2f}}× |")
+      for results, config, precision in [
+          ("clip_throughput_tiny64.json", "tiny64", "fp32"), ("clip_throughput_tiny64.json", "tiny64", "bf16"),
+          ("clip_throughput.json", "base224", "fp32"), ("clip_throughput.json", "base224", "bf16")]),
     # Loss parity (benchmarks/clip_loss_parity.py)
     Figure("docs/benchmarks.md", "clip_loss_parity.json",
            ("rows/variant=chorus/diff_mean", "rows/variant=chorus/diff_std"), "**{:.3f} ± {:.3f}**"),
@@ -77,14 +106,16 @@ FIGURES: list[Figure] = [
 
 
 def resolve(obj: Any, path: str) -> Any:
-    for key in path.split("/"):
+    parts = path.split("/")
+    while parts:
         if isinstance(obj, list):
-            field, _, value = key.partition("=")
-            matches = [item for item in obj if str(item.get(field)) == value]
-            assert len(matches) == 1, f"{key!r} selects {len(matches)} elements"
+            conditions = [condition.partition("=")[::2] for condition in parts.pop(0).split("&")]
+            matches = [item for item in obj if all(str(item.get(f)) == v for f, v in conditions)]
+            assert len(matches) == 1, f"{conditions} selects {len(matches)} elements"
             obj = matches[0]
-        else:
-            obj = obj[key]
+        else:  # the longest prefix that is a key: keys such as "eval/accuracy" contain the separator
+            n = next(n for n in range(len(parts), 0, -1) if "/".join(parts[:n]) in obj)
+            obj, parts = obj["/".join(parts[:n])], parts[n:]
     return obj
 
 
