@@ -102,6 +102,19 @@ FIGURES: list[Figure] = [
            ("rows/variant=chorus/diff_mean", "rows/variant=chorus/diff_std"), "**{:.3f} ± {:.3f}**"),
     Figure("docs/benchmarks.md", "clip_loss_parity.json",
            ("rows/variant=openclip+tricks/diff_mean", "rows/variant=openclip+tricks/diff_std"), "{:.3f} ± {:.3f}"),
+    # Training precision, fp32 vs bf16 (chorus bench precision)
+    Figure("docs/benchmarks.md", "precision/results.json", ("results/mean/bf16", "results/mean/fp32"), "bf16 {:.1f} ± 5.4 vs fp32 {:.1f} ± 2.7"),
+    Figure("docs/benchmarks.md", "precision/results.json", ("results/bf16_over_fp32",), "samples/s (ratio {:.2f})"),
+    # VQA on Sort-of-CLEVR (chorus bench vqa)
+    Figure("docs/benchmarks.md", "vqa/results.json",
+           ("results/summary/relation_network/accuracy_non_relational", "results/summary/relation_network/accuracy_relational"),
+           "relation network {:.1f} ± {:.1f} / {:.1f} ± {:.1f}", scale=100),
+    Figure("docs/benchmarks.md", "vqa/results.json",
+           ("results/majority/accuracy_non_relational", "results/majority/accuracy_relational"),
+           "majority answer per question type {:.1f} / {:.1f}", scale=100),
+    # Image captioning (chorus bench caption)
+    Figure("docs/benchmarks.md", "caption/results.json", ("results/summary/prefix_lm_beam/CIDEr", "results/summary/prefix_scratch_beam/CIDEr"),
+           "with text-only LM pre-training {:.1f} ± {:.1f} vs {:.1f} ± {:.1f} without", scale=100),
 ]
 
 
