@@ -350,8 +350,8 @@ def cards(cfg: Config, report: Report) -> None:
     rec, tts, folds = r["recognition"], r["tts"], r["folds"]
     fold_mean = 100 * np.mean([v["clean"] for v in folds.values()])
     published = ("TIDIGITS connected digits: HMM systems reach ≈ 0.5–1 % WER (e.g. Leonard 1984's corpus; "
-                 "Hirsch & Pearce 2000 / Aurora-2 clean-trained ≈ 1 % on clean speech) with 225 training speakers "
-                 "and 8,623 training strings. Here 5 training speakers (all male) give the model five voices to "
+                 "Hirsch & Pearce 2000 / Aurora-2 clean-trained ≈ 1 % on clean speech) with 112 adult training "
+                 "speakers (326 in the corpus) and 8,623 training strings. Here 5 training speakers (all male) give the model five voices to "
                  "generalise from and the test voice is the sixth: the gap is mostly speaker variability "
                  "the training set cannot span, not the model family.")
     report.card(MethodCard(

@@ -26,6 +26,7 @@ from chorus.data.audio import LogMel
 from chorus.data.collate import pad_time
 from chorus.data.fsdd import SPEAKERS
 from chorus.data.sequences import DigitStrings
+from chorus.errors import DataError
 
 __all__ = ["SPEAKER_FOLDS", "SpeechItem", "featurize", "load_strings", "speech_batch"]
 
@@ -66,8 +67,15 @@ def featurize(sample: dict[str, Any], logmel: LogMel) -> SpeechItem:
 
 
 def load_strings(strings: DigitStrings, logmel: LogMel) -> list[SpeechItem]:
-    """Every utterance of a digit-string set, featurised."""
-    return [featurize(strings[i], logmel) for i in range(len(strings))]
+    """Every utterance of a digit-string set, featurised (a set that skips bad items is refused: the
+    utterances would no longer line up with their plan)."""
+    items = []
+    for i in range(len(strings)):
+        sample = strings[i]
+        if sample is None:
+            raise DataError(f"{strings.name}: item {i} was skipped; load digit strings with on_error='raise'")
+        items.append(featurize(sample, logmel))
+    return items
 
 
 def speech_batch(items: Sequence[SpeechItem]) -> dict[str, Tensor]:

@@ -197,6 +197,7 @@ def mel_cepstral_distortion(synthesised: Tensor, reference: Tensor, coefficients
     log-mel cepstra (not SPTK mel-generalised cepstra), so compare values within this project only."""
     a, b = cepstra(synthesised, coefficients), cepstra(reference, coefficients)
     distance = (10.0 / np.log(10.0)) * torch.sqrt(2.0 * ((a[:, None] - b[None]) ** 2).sum(-1))
-    result = dtw_from_cost(distance.float(), return_path=True)
-    path = np.asarray(result.paths[0])
+    paths = dtw_from_cost(distance.float(), return_path=True).paths
+    assert paths is not None  # asked for with return_path
+    path = np.asarray(paths[0])
     return float(distance[path[:, 0], path[:, 1]].mean())
