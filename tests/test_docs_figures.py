@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -42,6 +43,7 @@ class Figure:
     paths: tuple[str, ...]
     fmt: str
     scale: float = 1.0
+    seeds: bool = False  # the path ends in one value per seed (``*`` maps over a list): quote mean ± std
 
 
 FIGURES: list[Figure] = [
@@ -115,12 +117,23 @@ FIGURES: list[Figure] = [
     # Image captioning (chorus bench caption)
     Figure("docs/benchmarks.md", "caption/results.json", ("results/summary/prefix_lm_beam/CIDEr", "results/summary/prefix_scratch_beam/CIDEr"),
            "with text-only LM pre-training {:.1f} ± {:.1f} vs {:.1f} ± {:.1f} without", scale=100),
+    # Speech <-> text (chorus bench speech)
+    Figure("docs/speech.md", "speech/results.json",
+           ("results/recognition/ctc_beam/clean/*/wer",),
+           "| CTC recogniser, beam 8 + length prior | {:.1f} ± {:.1f} | ", scale=100, seeds=True),
+    Figure("docs/benchmarks.md", "speech/results.json",
+           ("results/recognition/ctc_beam/clean/*/wer", "results/recognition/ctc_beam/noisy/*/wer"),
+           "CTC WER on theo {:.1f} ± {:.1f} % clean, {:.1f} ± {:.1f} % at 10 dB", scale=100, seeds=True),
+    Figure("docs/benchmarks.md", "speech/results.json", ("results/recognition/oracle/clean/*/wer",),
+           "isolated-digit classifier on oracle segments {:.1f} ± {:.1f} %", scale=100, seeds=True),
 ]
 
 
 def resolve(obj: Any, path: str) -> Any:
     parts = path.split("/")
     while parts:
+        if parts[0] == "*":  # every element of a list (one per seed)
+            return [resolve(item, "/".join(parts[1:])) for item in obj]
         if isinstance(obj, list):
             conditions = [condition.partition("=")[::2] for condition in parts.pop(0).split("&")]
             matches = [item for item in obj if all(str(item.get(f)) == v for f, v in conditions)]
@@ -141,6 +154,8 @@ def formatted(figure: Figure) -> str:
     values: list[float] = []
     for path in figure.paths:
         value = resolve(load(figure.results), path)
+        if figure.seeds:
+            value = [statistics.mean(value), statistics.stdev(value)]
         values += [v * figure.scale for v in value] if isinstance(value, list) else [value * figure.scale]
     return figure.fmt.format(*values)
 
