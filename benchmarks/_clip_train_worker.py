@@ -59,10 +59,12 @@ def build_chorus(cfg: dict[str, Any]) -> tuple[nn.Module, LossFn]:
     v, t = cfg["vision"], cfg["text"]
     model = ContrastiveModel(
         {
-            "image": VisionTransformer(v["patch_size"], v["width"], v["layers"], v["heads"],
-                                       image_size=v["image_size"]),
-            "text": TextTransformer(t["width"], t["layers"], t["heads"], vocab_size=t["vocab_size"],
-                                    context_length=t["context_length"]),
+            "image": VisionTransformer(
+                v["patch_size"], v["width"], v["layers"], v["heads"], image_size=v["image_size"]
+            ),
+            "text": TextTransformer(
+                t["width"], t["layers"], t["heads"], vocab_size=t["vocab_size"], context_length=t["context_length"]
+            ),
         },
         embed_dim=cfg["embed_dim"],
     )
@@ -95,6 +97,7 @@ def build_openclip(export_dir: str) -> tuple[nn.Module, LossFn]:
 
 def param_groups(model: nn.Module) -> list[dict[str, Any]]:
     """open_clip_train's split: no weight decay on gains, biases, 1-D params and the logit scale."""
+
     def exempt(name: str, p: Tensor) -> bool:
         return p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
 
@@ -167,9 +170,7 @@ def main() -> None:
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}  # restored before every round
     if spec["channels_last"]:
         model.to(memory_format=torch.channels_last)
-    batches = [
-        {k: v.to(device) for k, v in b.items()} for b in torch.load(spec["data_path"], map_location="cpu")
-    ]
+    batches = [{k: v.to(device) for k, v in b.items()} for b in torch.load(spec["data_path"], map_location="cpu")]
     if spec["channels_last"]:
         for b in batches:
             b["image"] = b["image"].contiguous(memory_format=torch.channels_last)
@@ -185,8 +186,16 @@ def main() -> None:
         return sdpa_kernel(SDPBackend.MATH) if math_sdpa else nullcontext()
 
     clamp = framework == "openclip"  # open_clip_train clamps after each step; Chorus clamps in forward
-    print(json.dumps({"params": sum(p.numel() for p in model.parameters()), "torch": torch.__version__,
-                      "framework_version": _version(framework)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "params": sum(p.numel() for p in model.parameters()),
+                "torch": torch.__version__,
+                "framework_version": _version(framework),
+            }
+        ),
+        flush=True,
+    )
 
     for line in sys.stdin:
         if line.strip() == "quit":
@@ -194,8 +203,9 @@ def main() -> None:
         with torch.no_grad():
             for name, p in model.state_dict().items():
                 p.copy_(init[name])
-        optimizer = torch.optim.AdamW(param_groups(model), lr=LR, betas=BETAS, eps=EPS,
-                                      fused=spec["fused_adamw"] or None)
+        optimizer = torch.optim.AdamW(
+            param_groups(model), lr=LR, betas=BETAS, eps=EPS, fused=spec["fused_adamw"] or None
+        )
         losses = []
         synchronize(device)
         with PeakMemory(device) as memory:
@@ -212,8 +222,17 @@ def main() -> None:
                 losses.append(loss.detach())
             synchronize(device)
             seconds = time.perf_counter() - start
-        print(json.dumps({"seconds": seconds, "losses": torch.stack(losses).float().tolist(),
-                          "peak_bytes": memory.peak, "baseline_bytes": baseline}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "seconds": seconds,
+                    "losses": torch.stack(losses).float().tolist(),
+                    "peak_bytes": memory.peak,
+                    "baseline_bytes": baseline,
+                }
+            ),
+            flush=True,
+        )
 
 
 def _version(framework: str) -> str:

@@ -59,7 +59,11 @@ def main() -> None:
     meta = {
         "task": f"DTW distance, {BATCH} pairs, {LENGTH}x{LENGTH} steps, {DIM} dims, float64, 1 thread",
         "repeats": REPEATS,
-        "versions": {"torch": torch.__version__, "tslearn": tslearn.__version__, "dtaidistance": dtaidistance.__version__},
+        "versions": {
+            "torch": torch.__version__,
+            "tslearn": tslearn.__version__,
+            "dtaidistance": dtaidistance.__version__,
+        },
         "machine": platform.processor() or platform.machine(),
     }
     RESULTS.mkdir(exist_ok=True)

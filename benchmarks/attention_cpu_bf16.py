@@ -45,11 +45,15 @@ def sdpa(backend: SDPBackend) -> Attention:
     def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
         with sdpa_kernel(backend):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+
     return attend
 
 
-PATHS: dict[str, Attention] = {"explicit": transformer.explicit_attention, "math": sdpa(SDPBackend.MATH),
-                               "flash": sdpa(SDPBackend.FLASH_ATTENTION)}
+PATHS: dict[str, Attention] = {
+    "explicit": transformer.explicit_attention,
+    "math": sdpa(SDPBackend.MATH),
+    "flash": sdpa(SDPBackend.FLASH_ATTENTION),
+}
 
 
 def timing(rounds: int, reps: int = 5) -> dict[str, float]:
@@ -75,8 +79,10 @@ def exactness(score_std: float) -> dict[str, float]:
     q = q * score_std  # q·k/√d then has std ≈ score_std for unit-variance q, k
     q, k, v = (t.bfloat16() for t in (q, k, v))
     exact = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
-    return {name: float((attend(q, k, v, None, False).double() - exact).norm() / exact.norm())
-            for name, attend in PATHS.items()}
+    return {
+        name: float((attend(q, k, v, None, False).double() - exact).norm() / exact.norm())
+        for name, attend in PATHS.items()
+    }
 
 
 def loss_tracking(steps: int) -> dict[str, float]:
@@ -88,8 +94,9 @@ def loss_tracking(steps: int) -> dict[str, float]:
 
     def train(bf16: bool) -> Tensor:
         model = copy.deepcopy(initial)
-        optimizer = torch.optim.AdamW(worker.param_groups(model), lr=worker.LR, betas=worker.BETAS,
-                                      eps=worker.EPS, fused=True)
+        optimizer = torch.optim.AdamW(
+            worker.param_groups(model), lr=worker.LR, betas=worker.BETAS, eps=worker.EPS, fused=True
+        )
         losses = []
         for step in range(steps):
             optimizer.zero_grad(set_to_none=True)
@@ -121,21 +128,34 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=80)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"ms_forward_backward": timing(args.rounds),
-              "relative_error": {f"score_std_{s:g}": exactness(s) for s in (1.0, 3.0)},
-              "loss_tracking": loss_tracking(args.steps), "threads": args.threads, "torch": torch.__version__}
+    result = {
+        "ms_forward_backward": timing(args.rounds),
+        "relative_error": {f"score_std_{s:g}": exactness(s) for s in (1.0, 3.0)},
+        "loss_tracking": loss_tracking(args.steps),
+        "threads": args.threads,
+        "torch": torch.__version__,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "attention_cpu_bf16.json").write_text(json.dumps(result, indent=2))
     ms, err, track = result["ms_forward_backward"], result["relative_error"], result["loss_tracking"]
-    lines = ["# CPU bf16 attention paths (one ViT-base224 attention, [16, 6, 197, 64])", "",
-             "| path | fwd+bwd ms (median) | rel. error, scores std 1 | rel. error, scores std 3 |",
-             "|---|---:|---:|---:|"]
-    lines += [f"| {name} | {ms[name]:.1f} | {err['score_std_1'][name]:.4f} | {err['score_std_3'][name]:.4f} |"
-              for name in PATHS]
-    lines += ["", f"tiny64 CLIP, {args.steps} steps: mean |loss − fp32 loss| over the last 20 steps — explicit "
-              f"{track['explicit_mean_abs_diff_last20']:.2e}, math {track['math_mean_abs_diff_last20']:.2e} "
-              f"(final losses: fp32 {track['fp32_final']:.4f}, explicit {track['explicit_final']:.4f}, "
-              f"math {track['math_final']:.4f}). Threads: {args.threads}; torch {torch.__version__}.", ""]
+    lines = [
+        "# CPU bf16 attention paths (one ViT-base224 attention, [16, 6, 197, 64])",
+        "",
+        "| path | fwd+bwd ms (median) | rel. error, scores std 1 | rel. error, scores std 3 |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {name} | {ms[name]:.1f} | {err['score_std_1'][name]:.4f} | {err['score_std_3'][name]:.4f} |"
+        for name in PATHS
+    ]
+    lines += [
+        "",
+        f"tiny64 CLIP, {args.steps} steps: mean |loss − fp32 loss| over the last 20 steps — explicit "
+        f"{track['explicit_mean_abs_diff_last20']:.2e}, math {track['math_mean_abs_diff_last20']:.2e} "
+        f"(final losses: fp32 {track['fp32_final']:.4f}, explicit {track['explicit_final']:.4f}, "
+        f"math {track['math_final']:.4f}). Threads: {args.threads}; torch {torch.__version__}.",
+        "",
+    ]
     (RESULTS / "attention_cpu_bf16.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

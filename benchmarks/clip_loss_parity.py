@@ -39,7 +39,9 @@ from chorus.contrastive.interop import export_open_clip
 REFERENCE = "openclip"  # OpenCLIP's default step; every other variant is compared with it
 
 
-def run_seed(cfg: dict[str, Any], precision: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict[str, list[float]]:
+def run_seed(
+    cfg: dict[str, Any], precision: str, seed: int, args: argparse.Namespace, tmp: Path
+) -> dict[str, list[float]]:
     """Both variants' per-step losses from the seed's initial weights and batches."""
     torch.manual_seed(seed)
     model = build_chorus(cfg)[0]
@@ -50,17 +52,30 @@ def run_seed(cfg: dict[str, Any], precision: str, seed: int, args: argparse.Name
     torch.save(synthetic_batches(cfg, torch.Generator().manual_seed(1000 + seed), args.batches), data_path)
     losses = {}
     for variant, framework, fused, channels_last, _, math_sdpa in VARIANTS:
-        spec = {"framework": framework, "config": cfg, "precision": precision, "steps": args.steps,
-                "fused_adamw": fused, "channels_last": channels_last, "compile": False, "math_sdpa": math_sdpa,
-                "threads": args.threads, "device": "cpu", "init_path": str(paths[framework]),
-                "data_path": str(data_path)}
+        spec = {
+            "framework": framework,
+            "config": cfg,
+            "precision": precision,
+            "steps": args.steps,
+            "fused_adamw": fused,
+            "channels_last": channels_last,
+            "compile": False,
+            "math_sdpa": math_sdpa,
+            "threads": args.threads,
+            "device": "cpu",
+            "init_path": str(paths[framework]),
+            "data_path": str(data_path),
+        }
         worker = Worker(args.python, spec)
         try:
             losses[variant] = worker.round()["losses"]
         finally:
             worker.close()
-        print(f"[{cfg['name']} {precision} seed {seed}] {variant}: loss {losses[variant][0]:.4f} -> "
-              f"{statistics.fmean(losses[variant][-args.tail:]):.4f} (mean of last {args.tail})", flush=True)
+        print(
+            f"[{cfg['name']} {precision} seed {seed}] {variant}: loss {losses[variant][0]:.4f} -> "
+            f"{statistics.fmean(losses[variant][-args.tail :]):.4f} (mean of last {args.tail})",
+            flush=True,
+        )
     return losses
 
 
@@ -71,28 +86,40 @@ def summarise(runs: dict[str, dict[int, dict[str, list[float]]]], tail: int) -> 
         tails = {v[0]: [statistics.fmean(seeds[s][v[0]][-tail:]) for s in seeds] for v in VARIANTS}
         for variant, finals in tails.items():
             diffs = [f - o for f, o in zip(finals, tails[REFERENCE])]
-            rows.append({
-                "precision": precision, "variant": variant, "seeds": list(seeds), "final": finals,
-                "minus_openclip": diffs, "diff_mean": statistics.fmean(diffs),
-                "diff_std": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
-                "diff_abs_mean": statistics.fmean(abs(d) for d in diffs),
-            })
+            rows.append(
+                {
+                    "precision": precision,
+                    "variant": variant,
+                    "seeds": list(seeds),
+                    "final": finals,
+                    "minus_openclip": diffs,
+                    "diff_mean": statistics.fmean(diffs),
+                    "diff_std": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
+                    "diff_abs_mean": statistics.fmean(abs(d) for d in diffs),
+                }
+            )
     return rows
 
 
 def write_outputs(rows: list[dict[str, Any]], runs: dict[str, Any], meta: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "clip_loss_parity.json").write_text(json.dumps({**meta, "rows": rows, "losses": runs}, indent=2) + "\n")
-    lines = [f"# CLIP loss parity: Chorus vs OpenCLIP default step ({meta['config']}, {meta['steps']} steps)", "",
-             f"Mean loss over the last {meta['tail']} steps, per seed (own initial weights and "
-             f"{meta['batches']} synthetic batches per seed).", "",
-             "| precision | variant | final loss per seed | − OpenCLIP default, per seed | mean ± std | mean abs |",
-             "|---|---|---|---|---:|---:|"]
+    lines = [
+        f"# CLIP loss parity: Chorus vs OpenCLIP default step ({meta['config']}, {meta['steps']} steps)",
+        "",
+        f"Mean loss over the last {meta['tail']} steps, per seed (own initial weights and "
+        f"{meta['batches']} synthetic batches per seed).",
+        "",
+        "| precision | variant | final loss per seed | − OpenCLIP default, per seed | mean ± std | mean abs |",
+        "|---|---|---|---|---:|---:|",
+    ]
     for r in rows:
         finals = " / ".join(f"{f:.3f}" for f in r["final"])
         diffs = " / ".join(f"{d:+.3f}" for d in r["minus_openclip"])
-        lines.append(f"| {r['precision']} | {r['variant']} | {finals} | {diffs} | "
-                     f"{r['diff_mean']:+.3f} ± {r['diff_std']:.3f} | {r['diff_abs_mean']:.3f} |")
+        lines.append(
+            f"| {r['precision']} | {r['variant']} | {finals} | {diffs} | "
+            f"{r['diff_mean']:+.3f} ± {r['diff_std']:.3f} | {r['diff_abs_mean']:.3f} |"
+        )
     lines += ["", f"Seeds {rows[0]['seeds']}; {meta['threads']} thread(s); torch {meta['torch']} (Chorus)."]
     (RESULTS / "clip_loss_parity.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -107,8 +134,9 @@ def plot(runs: dict[str, dict[int, dict[str, list[float]]]], path: Path) -> None
         for ax, (precision, seeds) in zip(axes[0], runs.items()):
             for seed, losses in seeds.items():
                 for (variant, *_), colour in zip(VARIANTS, ("tab:blue", "tab:gray", "tab:orange")):
-                    ax.plot(losses[variant], color=colour, lw=0.8, alpha=0.8,
-                            label=variant if seed == min(seeds) else None)
+                    ax.plot(
+                        losses[variant], color=colour, lw=0.8, alpha=0.8, label=variant if seed == min(seeds) else None
+                    )
             ax.set_title(precision, fontsize=9)
             ax.set_xlabel("step")
             ax.set_ylabel("training loss")
@@ -124,8 +152,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=50, help="distinct synthetic batches per seed, cycled")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--python", default=OPENCLIP_PYTHON,
-                        help="Python with torch, torchvision, open_clip and Chorus (default: $CHORUS_OPENCLIP_PYTHON)")
+    parser.add_argument(
+        "--python",
+        default=OPENCLIP_PYTHON,
+        help="Python with torch, torchvision, open_clip and Chorus (default: $CHORUS_OPENCLIP_PYTHON)",
+    )
     args = parser.parse_args()
     if not 0 < args.tail <= args.steps:
         parser.error("--tail must be in [1, --steps]")
@@ -134,8 +165,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for precision in args.precision:
             runs[precision] = {seed: run_seed(cfg, precision, seed, args, Path(tmp)) for seed in args.seeds}
-    meta = {"config": args.config, "steps": args.steps, "tail": args.tail, "batches": args.batches,
-            "threads": args.threads, "torch": torch.__version__}
+    meta = {
+        "config": args.config,
+        "steps": args.steps,
+        "tail": args.tail,
+        "batches": args.batches,
+        "threads": args.threads,
+        "torch": torch.__version__,
+    }
     write_outputs(summarise(runs, args.tail), runs, meta)
 
 

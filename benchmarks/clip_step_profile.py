@@ -45,18 +45,59 @@ from torch.profiler import ProfilerActivity, profile
 
 # First matching substring of the aten operator name decides the bucket.
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
-    ("matmul", ("mm", "addmm", "addbmm", "matmul", "linear", "bmm", "baddbmm", "flash_attention", "efficient_attention",
-                "convolution", "mkldnn_conv", "_scaled_dot_product")),
+    (
+        "matmul",
+        (
+            "mm",
+            "addmm",
+            "addbmm",
+            "matmul",
+            "linear",
+            "bmm",
+            "baddbmm",
+            "flash_attention",
+            "efficient_attention",
+            "convolution",
+            "mkldnn_conv",
+            "_scaled_dot_product",
+        ),
+    ),
     ("optimizer", ("fused_adam", "_foreach_", "adamw", "lerp", "addcdiv", "addcmul")),
     ("embedding", ("embedding",)),
     ("norm", ("layer_norm",)),
     ("activation", ("gelu", "silu", "relu")),
     ("softmax+loss", ("softmax", "nll_loss", "cross_entropy", "logsumexp")),
-    ("copy/layout", ("copy_", "clone", "contiguous", "_to_copy", "cat", "index", "fill_", "zero_", "empty",
-                     "transpose", "permute", "view", "reshape", "select", "slice", "expand", "as_strided",
-                     "unsqueeze", "t", "split", "unbind", "detach")),
-    ("elementwise", ("add", "mul", "div", "sub", "sum", "mean", "exp", "clamp", "norm", "sqrt", "neg", "where",
-                     "masked", "pow")),
+    (
+        "copy/layout",
+        (
+            "copy_",
+            "clone",
+            "contiguous",
+            "_to_copy",
+            "cat",
+            "index",
+            "fill_",
+            "zero_",
+            "empty",
+            "transpose",
+            "permute",
+            "view",
+            "reshape",
+            "select",
+            "slice",
+            "expand",
+            "as_strided",
+            "unsqueeze",
+            "t",
+            "split",
+            "unbind",
+            "detach",
+        ),
+    ),
+    (
+        "elementwise",
+        ("add", "mul", "div", "sub", "sum", "mean", "exp", "clamp", "norm", "sqrt", "neg", "where", "masked", "pow"),
+    ),
 ]
 
 
@@ -74,7 +115,9 @@ def profile_config(name: str, precision: str, steps: int, device: torch.device, 
     cfg = {"name": name, **CONFIGS[name]}
     torch.manual_seed(0)
     model = build_chorus(cfg)[0].to(device).to(memory_format=torch.channels_last)
-    batches = [{k: v.to(device) for k, v in b.items()} for b in synthetic_batches(cfg, torch.Generator().manual_seed(1))]
+    batches = [
+        {k: v.to(device) for k, v in b.items()} for b in synthetic_batches(cfg, torch.Generator().manual_seed(1))
+    ]
     for b in batches:
         b["image"] = b["image"].contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(param_groups(model), lr=LR, betas=BETAS, eps=EPS, fused=True)
@@ -115,9 +158,14 @@ def profile_config(name: str, precision: str, steps: int, device: torch.device, 
     top = sorted(by_op.items(), key=lambda kv: -kv[1])[:15]
     flops = train_flops_per_sample(cfg) * cfg["batch"]
     return {
-        "config": name, "precision": precision, "steps": steps, "batch": cfg["batch"],
-        "step_seconds_unprofiled": wall, "profiled_op_seconds_per_step": total,
-        "train_gflops_per_step": flops / 1e9, "mfu": flops / wall / peak,
+        "config": name,
+        "precision": precision,
+        "steps": steps,
+        "batch": cfg["batch"],
+        "step_seconds_unprofiled": wall,
+        "profiled_op_seconds_per_step": total,
+        "train_gflops_per_step": flops / 1e9,
+        "mfu": flops / wall / peak,
         "matmul_only_mfu": flops / by_bucket["matmul"] / peak,
         "buckets": {k: {"seconds": v, "share": v / total} for k, v in sorted(by_bucket.items(), key=lambda kv: -kv[1])},
         "top_ops": [{"op": k, "seconds": v, "share": v / total, "bucket": bucket_of(k)} for k, v in top],
@@ -138,30 +186,49 @@ def main() -> None:
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     peaks = {p: matmul_peak(dtypes[p], device) for p in args.precision}
     runs = [profile_config(c, p, args.steps, device, peaks[p]) for c in args.config for p in args.precision]
-    meta = {"command": "python benchmarks/clip_step_profile.py " + " ".join(sys.argv[1:]),
-            "hardware": hardware(), "threads": args.threads, "torch": torch.__version__,
-            "matmul_peak_tflops": {p: v / 1e12 for p, v in peaks.items()},
-            "load_average_start_end": [load_start, os.getloadavg()[0]],
-            "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    meta = {
+        "command": "python benchmarks/clip_step_profile.py " + " ".join(sys.argv[1:]),
+        "hardware": hardware(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "matmul_peak_tflops": {p: v / 1e12 for p, v in peaks.items()},
+        "load_average_start_end": [load_start, os.getloadavg()[0]],
+        "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     args.out.with_suffix(".json").write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n")
     buckets = list(dict.fromkeys(b for r in runs for b in r["buckets"]))
-    lines = ["# Where a Chorus CLIP training step spends its time", "",
-             (f"Share of profiled operator self time per step. Hardware: {meta['hardware']['label']}; "
-             f"{args.threads} threads; torch {torch.__version__}; {args.steps} profiled steps after 2 warm-up steps; matmul peak "
-             f"{', '.join(f'{p} {v / 1e12:.3f} TFLOP/s' for p, v in peaks.items())}; "
-             f"1-min load average {load_start:.2f} / {meta['load_average_start_end'][1]:.2f} at start / end; "
-             f"finished {meta['finished_utc']}."), "",
-             "| config | precision | step s (unprofiled) | MFU | MFU of the matmuls alone | " + " | ".join(buckets) + " |",
-             "|---|---|---:|---:|---:|" + "---:|" * len(buckets)]
+    lines = [
+        "# Where a Chorus CLIP training step spends its time",
+        "",
+        (
+            f"Share of profiled operator self time per step. Hardware: {meta['hardware']['label']}; "
+            f"{args.threads} threads; torch {torch.__version__}; {args.steps} profiled steps after 2 warm-up steps; matmul peak "
+            f"{', '.join(f'{p} {v / 1e12:.3f} TFLOP/s' for p, v in peaks.items())}; "
+            f"1-min load average {load_start:.2f} / {meta['load_average_start_end'][1]:.2f} at start / end; "
+            f"finished {meta['finished_utc']}."
+        ),
+        "",
+        "| config | precision | step s (unprofiled) | MFU | MFU of the matmuls alone | " + " | ".join(buckets) + " |",
+        "|---|---|---:|---:|---:|" + "---:|" * len(buckets),
+    ]
     for r in runs:
         cells = [f"{100 * r['buckets'].get(b, {'share': 0})['share']:.1f}%" for b in buckets]
-        lines.append(f"| {r['config']} | {r['precision']} | {r['step_seconds_unprofiled']:.3f} | {100 * r['mfu']:.1f}% | "
-                     f"{100 * r['matmul_only_mfu']:.1f}% | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {r['config']} | {r['precision']} | {r['step_seconds_unprofiled']:.3f} | {100 * r['mfu']:.1f}% | "
+            f"{100 * r['matmul_only_mfu']:.1f}% | " + " | ".join(cells) + " |"
+        )
     for r in runs:
-        lines += ["", f"Top operators, {r['config']} {r['precision']} (self time per step):", "",
-                  "| operator | bucket | ms | share |", "|---|---|---:|---:|"]
-        lines += [f"| `{o['op']}` | {o['bucket']} | {1e3 * o['seconds']:.1f} | {100 * o['share']:.1f}% |"
-                  for o in r["top_ops"]]
+        lines += [
+            "",
+            f"Top operators, {r['config']} {r['precision']} (self time per step):",
+            "",
+            "| operator | bucket | ms | share |",
+            "|---|---|---:|---:|",
+        ]
+        lines += [
+            f"| `{o['op']}` | {o['bucket']} | {1e3 * o['seconds']:.1f} | {100 * o['share']:.1f}% |"
+            for o in r["top_ops"]
+        ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -69,8 +69,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from _clip_train_worker import build_chorus  # this folder is on sys.path when run as a script
+
 from chorus.contrastive.interop import export_open_clip
 
 HERE = Path(__file__).resolve().parent
@@ -86,7 +86,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # A small CLIP at 64 px: CLIP's real vocabulary, so the token embedding is
     # most of the parameters (as in small real CLIPs) and the optimizer matters.
     "tiny64": {
-        "batch": 32, "embed_dim": 256, "steps": 10,
+        "batch": 32,
+        "embed_dim": 256,
+        "steps": 10,
         "vision": {"image_size": 64, "patch_size": 16, "width": 192, "layers": 6, "heads": 3},
         "text": {"context_length": 32, "vocab_size": 49408, "width": 128, "layers": 4, "heads": 2},
     },
@@ -94,7 +96,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # ViT-B/16 proper (~105 GFLOP per training sample) is too slow for a 2-core
     # machine; this keeps its 197-token sequences at a quarter of the FLOPs.
     "base224": {
-        "batch": 16, "embed_dim": 384, "steps": 2,
+        "batch": 16,
+        "embed_dim": 384,
+        "steps": 2,
         "vision": {"image_size": 224, "patch_size": 16, "width": 384, "layers": 12, "heads": 6},
         "text": {"context_length": 77, "vocab_size": 49408, "width": 256, "layers": 6, "heads": 4},
     },
@@ -108,7 +112,9 @@ VARIANTS = [
 ]
 
 
-def synthetic_batches(cfg: dict[str, Any], generator: torch.Generator, n: int = N_BATCHES) -> list[dict[str, torch.Tensor]]:
+def synthetic_batches(
+    cfg: dict[str, Any], generator: torch.Generator, n: int = N_BATCHES
+) -> list[dict[str, torch.Tensor]]:
     """``n`` batches of Gaussian images and CLIP-layout token ids (EOT = largest id, last; zero padding)."""
     v, t = cfg["vision"], cfg["text"]
     b, ctx, vocab = cfg["batch"], t["context_length"], t["vocab_size"]
@@ -160,8 +166,12 @@ CPU_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16", "avx512f": "A
 def hardware() -> dict[str, Any]:
     """What the run's numbers depend on: the GPU, or the CPU model, its relevant flags and torch's CPU path."""
     if torch.cuda.is_available():
-        return {"device": "cuda", "model": torch.cuda.get_device_name(), "flags": [],
-                "label": torch.cuda.get_device_name()}
+        return {
+            "device": "cuda",
+            "model": torch.cuda.get_device_name(),
+            "flags": [],
+            "label": torch.cuda.get_device_name(),
+        }
     model, flags = "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -176,9 +186,14 @@ def hardware() -> dict[str, Any]:
 
         model = platform.processor() or model
     present = [name for flag, name in CPU_FLAGS.items() if flag in flags]
-    return {"device": "cpu", "model": model, "flags": present, "cpu_count": os.cpu_count(),
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "label": f"{model} ({', '.join(present) or 'no AVX2'})"}
+    return {
+        "device": "cpu",
+        "model": model,
+        "flags": present,
+        "cpu_count": os.cpu_count(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "label": f"{model} ({', '.join(present) or 'no AVX2'})",
+    }
 
 
 def _sync(device: torch.device) -> None:
@@ -191,7 +206,10 @@ class Worker:
 
     def __init__(self, python: str, spec: dict[str, Any]) -> None:
         self.proc = subprocess.Popen(
-            [python, str(WORKER), json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [python, str(WORKER), json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         self.info = self._read()
 
@@ -215,8 +233,16 @@ class Worker:
 
 
 def run_config(
-    name: str, precision: str, steps: int, rounds: int, compile_: bool, device: torch.device,
-    threads: int, python: str, workdir: Path, variants: list[str],
+    name: str,
+    precision: str,
+    steps: int,
+    rounds: int,
+    compile_: bool,
+    device: torch.device,
+    threads: int,
+    python: str,
+    workdir: Path,
+    variants: list[str],
 ) -> dict[str, Any]:
     """All variants of one config at one precision, alternated; one result row per variant."""
     cfg = {"name": name, **CONFIGS[name]}
@@ -234,10 +260,17 @@ def run_config(
             if variant not in variants:
                 continue
             spec = {
-                "framework": framework, "config": cfg, "precision": precision, "steps": steps,
-                "fused_adamw": fused, "channels_last": channels_last, "compile": compiles and compile_,
+                "framework": framework,
+                "config": cfg,
+                "precision": precision,
+                "steps": steps,
+                "fused_adamw": fused,
+                "channels_last": channels_last,
+                "compile": compiles and compile_,
                 "math_sdpa": math_sdpa,
-                "threads": threads, "device": str(device), "init_path": str(paths[framework]),
+                "threads": threads,
+                "device": str(device),
+                "init_path": str(paths[framework]),
                 "data_path": str(data_path),
             }
             workers[variant] = Worker(python, spec)
@@ -250,10 +283,13 @@ def run_config(
         results: dict[str, list[dict[str, Any]]] = {v: [] for v in workers}
         order = list(workers)
         for r in range(rounds):
-            for variant in order[r % len(order):] + order[: r % len(order)]:
+            for variant in order[r % len(order) :] + order[: r % len(order)]:
                 results[variant].append(workers[variant].round())
-                print(f"[{name} {precision}] round {r + 1} {variant}: "
-                      f"{steps / results[variant][-1]['seconds']:.3f} steps/s", flush=True)
+                print(
+                    f"[{name} {precision}] round {r + 1} {variant}: "
+                    f"{steps / results[variant][-1]['seconds']:.3f} steps/s",
+                    flush=True,
+                )
     finally:
         for worker in workers.values():
             worker.close()
@@ -262,16 +298,25 @@ def run_config(
     rows = []
     for variant, runs in results.items():
         steps_per_s = statistics.median(steps / run["seconds"] for run in runs)
-        rows.append({
-            "config": name, "precision": precision, "variant": variant, "params": counts[variant],
-            "torch": workers[variant].info["torch"], "version": workers[variant].info["framework_version"],
-            "steps_per_s": steps_per_s, "samples_per_s": steps_per_s * cfg["batch"],
-            "achieved_tflops": steps_per_s * flops / 1e12,
-            "peak_train_mib": max(run["peak_bytes"] - run["baseline_bytes"] for run in runs) / 2**20,
-            "initial_loss": runs[0]["losses"][0], "final_loss": runs[0]["losses"][-1],
-            "final_loss_spread": max(run["losses"][-1] for run in runs) - min(run["losses"][-1] for run in runs),
-            "round_seconds": [run["seconds"] for run in runs], "losses": runs[0]["losses"],
-        })
+        rows.append(
+            {
+                "config": name,
+                "precision": precision,
+                "variant": variant,
+                "params": counts[variant],
+                "torch": workers[variant].info["torch"],
+                "version": workers[variant].info["framework_version"],
+                "steps_per_s": steps_per_s,
+                "samples_per_s": steps_per_s * cfg["batch"],
+                "achieved_tflops": steps_per_s * flops / 1e12,
+                "peak_train_mib": max(run["peak_bytes"] - run["baseline_bytes"] for run in runs) / 2**20,
+                "initial_loss": runs[0]["losses"][0],
+                "final_loss": runs[0]["losses"][-1],
+                "final_loss_spread": max(run["losses"][-1] for run in runs) - min(run["losses"][-1] for run in runs),
+                "round_seconds": [run["seconds"] for run in runs],
+                "losses": runs[0]["losses"],
+            }
+        )
     return {"config": cfg, "train_gflops_per_step": flops / 1e9, "rows": rows}
 
 
@@ -293,11 +338,17 @@ def write_outputs(rows: list[dict[str, Any]], meta: dict[str, Any], stem: Path) 
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps({**meta, "results": rows}, indent=2) + "\n")
     mismatch = " **torch builds differ**" if meta["torch_mismatch"] else ""
-    header = ("| hardware | torch | config | precision | variant | steps/s | samples/s | chorus speed-up | MFU "
-              "| peak train MiB | loss @1 | loss @N |")
+    header = (
+        "| hardware | torch | config | precision | variant | steps/s | samples/s | chorus speed-up | MFU "
+        "| peak train MiB | loss @1 | loss @N |"
+    )
     title = f"OpenCLIP {meta['openclip_version']}" if meta["openclip_version"] != "not run" else "(OpenCLIP not run)"
-    lines = [f"# CLIP training throughput: Chorus vs {title}", "", header,
-             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# CLIP training throughput: Chorus vs {title}",
+        "",
+        header,
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         lines.append(
             f"| {meta['hardware']['label']} | {r['torch']}{mismatch} | {r['config']} | {r['precision']} | "
@@ -308,11 +359,13 @@ def write_outputs(rows: list[dict[str, Any]], meta: dict[str, Any], stem: Path) 
     load = ", ".join(f"{x:.2f}" for x in meta["load_average_start_end"])
     lines += [
         "",
-        (f"Median of {meta['rounds']} alternating rounds of N steps per variant (N: {meta['steps']}), after one "
-        f"warm-up round; every round starts from the same initial weights. Matmul peak measured in the run: "
-        f"{peaks}. {meta['threads']} threads; torch {', '.join(meta['torch_versions'])} for every variant. "
-        f"compile: {meta['compile']}. 1-min load average at start / end: {load} on {meta['cpu_count']} CPUs; "
-        f"finished {meta['finished_utc']}. {meta['note']}"),
+        (
+            f"Median of {meta['rounds']} alternating rounds of N steps per variant (N: {meta['steps']}), after one "
+            f"warm-up round; every round starts from the same initial weights. Matmul peak measured in the run: "
+            f"{peaks}. {meta['threads']} threads; torch {', '.join(meta['torch_versions'])} for every variant. "
+            f"compile: {meta['compile']}. 1-min load average at start / end: {load} on {meta['cpu_count']} CPUs; "
+            f"finished {meta['finished_utc']}. {meta['note']}"
+        ),
     ]
     if meta["torch_mismatch"]:
         lines.insert(1, "\n**WARNING: the variants ran on different torch builds; the ratios compare builds too.**")
@@ -332,8 +385,14 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3.6), squeeze=False)
     for ax, (config, precision) in zip(axes[0], groups):
-        values = [next(r["samples_per_s"] for r in rows
-                       if (r["config"], r["precision"], r["variant"]) == (config, precision, v)) for v in variants]
+        values = [
+            next(
+                r["samples_per_s"]
+                for r in rows
+                if (r["config"], r["precision"], r["variant"]) == (config, precision, v)
+            )
+            for v in variants
+        ]
         bars = ax.bar(range(len(variants)), values, color=["tab:blue", "tab:gray", "tab:orange"][: len(variants)])
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
         ax.set_xticks(range(len(variants)), variants, rotation=20, fontsize=8)
@@ -353,16 +412,28 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", choices=list(PEAK_DTYPE), default=["fp32", "bf16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile Chorus and openclip+tricks")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--python", default=OPENCLIP_PYTHON,
-                        help="Python with torch, torchvision, open_clip and Chorus that runs every variant "
-                             "(default: $CHORUS_OPENCLIP_PYTHON, else this interpreter)")
-    parser.add_argument("--allow-torch-mismatch", action="store_true",
-                        help="compare even if the variants report different torch builds (marked in the table)")
-    parser.add_argument("--variants", nargs="+", choices=[v[0] for v in VARIANTS], default=[v[0] for v in VARIANTS],
-                        help="which variants to run (chorus is always one: the speed-ups are relative to it); "
-                             "'--variants chorus' measures Chorus's throughput and MFU where open_clip is absent")
-    parser.add_argument("--out", type=Path, default=RESULTS / "clip_throughput",
-                        help="output stem: writes STEM.json, STEM.md, STEM.png")
+    parser.add_argument(
+        "--python",
+        default=OPENCLIP_PYTHON,
+        help="Python with torch, torchvision, open_clip and Chorus that runs every variant "
+        "(default: $CHORUS_OPENCLIP_PYTHON, else this interpreter)",
+    )
+    parser.add_argument(
+        "--allow-torch-mismatch",
+        action="store_true",
+        help="compare even if the variants report different torch builds (marked in the table)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=[v[0] for v in VARIANTS],
+        default=[v[0] for v in VARIANTS],
+        help="which variants to run (chorus is always one: the speed-ups are relative to it); "
+        "'--variants chorus' measures Chorus's throughput and MFU where open_clip is absent",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "clip_throughput", help="output stem: writes STEM.json, STEM.md, STEM.png"
+    )
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     args = parser.parse_args()
     if "chorus" not in args.variants:
@@ -381,14 +452,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             for precision in args.precision:
-                groups.append(run_config(
-                    name, precision, args.steps or CONFIGS[name]["steps"], args.rounds, args.compile, device,
-                    args.threads, args.python, Path(tmp), args.variants,
-                ))
+                groups.append(
+                    run_config(
+                        name,
+                        precision,
+                        args.steps or CONFIGS[name]["steps"],
+                        args.rounds,
+                        args.compile,
+                        device,
+                        args.threads,
+                        args.python,
+                        Path(tmp),
+                        args.variants,
+                    )
+                )
                 versions = sorted({row["torch"] for row in groups[-1]["rows"]})
                 if len(versions) > 1 and not args.allow_torch_mismatch:
-                    parser.error(f"the variants ran on different torch builds ({', '.join(versions)}); "
-                                 "run every variant under one --python, or pass --allow-torch-mismatch")
+                    parser.error(
+                        f"the variants ran on different torch builds ({', '.join(versions)}); "
+                        "run every variant under one --python, or pass --allow-torch-mismatch"
+                    )
     rows = summarise(groups, peaks)
     openclip_version = next((r["version"] for r in rows if r["variant"] != "chorus"), "not run")
     versions = sorted({row["torch"] for row in rows})
@@ -398,13 +481,19 @@ def main() -> None:
         "configs": {g["config"]["name"]: g["config"] for g in groups},
         "train_gflops_per_step": {g["config"]["name"]: g["train_gflops_per_step"] for g in groups},
         "steps": {g["config"]["name"]: args.steps or g["config"]["steps"] for g in groups},
-        "rounds": args.rounds, "compile": args.compile, "threads": args.threads,
-        "hardware": machine, "cpu_count": os.cpu_count(),
+        "rounds": args.rounds,
+        "compile": args.compile,
+        "threads": args.threads,
+        "hardware": machine,
+        "cpu_count": os.cpu_count(),
         "load_average_start_end": [load_at_start[0], os.getloadavg()[0]],
         "matmul_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
-        "torch_versions": versions, "torch_mismatch": len(versions) > 1,
-        "openclip_version": openclip_version, "wall_seconds": time.perf_counter() - start,
-        "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "note": args.note,
+        "torch_versions": versions,
+        "torch_mismatch": len(versions) > 1,
+        "openclip_version": openclip_version,
+        "wall_seconds": time.perf_counter() - start,
+        "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "note": args.note,
     }
     write_outputs(rows, meta, args.out)
 

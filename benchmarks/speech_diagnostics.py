@@ -47,20 +47,30 @@ def main() -> None:
             for name, items in (("theo", theo), ("training voices", seen)):
                 hyps = decode_items(model, [it.mel for it in items], beam=beam)
                 c = error_counts([it.text for it in items], [digits_to_text(h) for h in hyps])
-                scores[name].append({"wer": c.wer, "sub": c.substitutions / c.words, "del": c.deletions / c.words,
-                                     "ins": c.insertions / c.words})
+                scores[name].append(
+                    {
+                        "wer": c.wer,
+                        "sub": c.substitutions / c.words,
+                        "del": c.deletions / c.words,
+                        "ins": c.insertions / c.words,
+                    }
+                )
         record[system] = scores
         for name, values in scores.items():
-            rows.append([system, name, len(values)] + [
-                fmt_mean_std([v[k] for v in values], scale=100.0, digits=1) for k in ("wer", "sub", "del", "ins")])
-    table = markdown_table(["recogniser", "speakers", "seeds", "WER (%)", "substitutions (%)", "deletions (%)",
-                            "insertions (%)"], rows)
+            rows.append(
+                [system, name, len(values)]
+                + [fmt_mean_std([v[k] for v in values], scale=100.0, digits=1) for k in ("wer", "sub", "del", "ins")]
+            )
+    table = markdown_table(
+        ["recogniser", "speakers", "seeds", "WER (%)", "substitutions (%)", "deletions (%)", "insertions (%)"], rows
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     out.with_suffix(".md").write_text(
         f"# Speech recognisers: unseen voice vs training voices\n\n`python benchmarks/speech_diagnostics.py "
-        f"{args.bench_out}` ({args.size} strings per condition; rates per reference word).\n\n{table}\n")
+        f"{args.bench_out}` ({args.size} strings per condition; rates per reference word).\n\n{table}\n"
+    )
     print(table)
 
 

@@ -39,8 +39,16 @@ def main() -> None:
     for system in systems:
         torch.manual_seed(0)
         model = build_recognizer(SpeechModelConfig(task="recognize", system=system))  # type: ignore[arg-type]
-        config = TrainConfig(max_steps=steps, batch_size=16, lr=lr, warmup_steps=steps // 10, precision="bf16",
-                             progress=False, tensorboard=False, log_every=100)
+        config = TrainConfig(
+            max_steps=steps,
+            batch_size=16,
+            lr=lr,
+            warmup_steps=steps // 10,
+            precision="bf16",
+            progress=False,
+            tensorboard=False,
+            log_every=100,
+        )
         started = time.time()
         Trainer(model, train, config, f"runs/speech_probe/{system}", collate_fn=speech_batch).fit()
         print(system, "train", round(time.time() - started), "s", flush=True)
@@ -48,8 +56,19 @@ def main() -> None:
             for beam in (0, 8) if system == "ctc" else (0,):
                 hyps = decode_items(model, [it.mel for it in items], beam=beam)
                 c = error_counts([it.text for it in items], [digits_to_text(h) for h in hyps])
-                print(system, name, beam, "WER", round(c.wer, 3), "SER", c.ser, c.substitutions, c.deletions,
-                      c.insertions, flush=True)
+                print(
+                    system,
+                    name,
+                    beam,
+                    "WER",
+                    round(c.wer, 3),
+                    "SER",
+                    c.ser,
+                    c.substitutions,
+                    c.deletions,
+                    c.insertions,
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

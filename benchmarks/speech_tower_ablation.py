@@ -41,8 +41,12 @@ VARIANTS: dict[str, dict] = {  # name -> audio_cnn options; "augment": MelAugmen
     "floor 40 dB + CMN + SpecAugment masks": {"top_db": 40.0, "cmn": True, "augment": {}},
     "floor 40 dB + CMN + masks + mel warp ±10 %": {"top_db": 40.0, "cmn": True, "augment": {"warp": 0.1}},
     "floor 40 dB + CMN + masks + mel warp ±5 %": {"top_db": 40.0, "cmn": True, "augment": {"warp": 0.05}},
-    "floor 40 dB + CMN + masks + mel warp ±5 % + dropout 0.3": {"top_db": 40.0, "cmn": True, "augment": {"warp": 0.05},
-                                                                 "dropout": 0.3},
+    "floor 40 dB + CMN + masks + mel warp ±5 % + dropout 0.3": {
+        "top_db": 40.0,
+        "cmn": True,
+        "augment": {"warp": 0.05},
+        "dropout": 0.3,
+    },
 }
 
 
@@ -56,8 +60,17 @@ def accuracy(data, options: dict, val: str, seed: int, steps: int, size: str) ->
     if augment is not None:
         encoder.augment = MelAugment(**augment)
     model = Classifier(encoder, 10, "audio", dropout=dropout)
-    cfg = TrainConfig(max_steps=steps, batch_size=64, lr=3e-3, warmup_steps=20, precision="bf16", seed=seed,
-                      progress=False, tensorboard=False, log_every=steps)
+    cfg = TrainConfig(
+        max_steps=steps,
+        batch_size=64,
+        lr=3e-3,
+        warmup_steps=20,
+        precision="bf16",
+        seed=seed,
+        progress=False,
+        tensorboard=False,
+        log_every=steps,
+    )
     items = LabelledInputs("audio", [data.mels[i] for i in train], data.digit_of_clip[train])
     with tempfile.TemporaryDirectory() as run_dir:  # checkpoints of a throw-away run
         Trainer(model, items, cfg, run_dir, collate_fn=Collate()).fit()
@@ -79,22 +92,43 @@ def main() -> None:
     t0 = time.time()
     rows = {}
     for name in args.variants:
-        scores = {f"{v}/{s}": accuracy(data, VARIANTS[name], v, s, args.steps, args.size) for v in args.val for s in args.seeds}
+        scores = {
+            f"{v}/{s}": accuracy(data, VARIANTS[name], v, s, args.steps, args.size)
+            for v in args.val
+            for s in args.seeds
+        }
         rows[name] = {"options": VARIANTS[name], "scores": scores, "mean": statistics.mean(scores.values())}
         print(name, json.dumps(rows[name]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     command = "python benchmarks/speech_tower_ablation.py " + " ".join(
         f"--{k} {' '.join(shlex.quote(str(x)) for x in v) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if k != "variants" or len(v) < len(VARIANTS))
+        for k, v in vars(args).items()
+        if k != "variants" or len(v) < len(VARIANTS)
+    )
     stem = RESULTS / f"speech_tower_ablation_{args.steps}steps{'' if args.size == 'tiny' else '_' + args.size}"
-    stem.with_suffix(".json").write_text(json.dumps(
-        {"command": command, "steps": args.steps, "val": args.val, "seeds": args.seeds, "rows": rows,
-         "seconds": time.time() - t0}, indent=1))
+    stem.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "command": command,
+                "steps": args.steps,
+                "val": args.val,
+                "seeds": args.seeds,
+                "rows": rows,
+                "seconds": time.time() - t0,
+            },
+            indent=1,
+        )
+    )
     cols = list(next(iter(rows.values()))["scores"])
-    lines = [f"Command: `{command}` — accuracy % on the validation speaker (trained on the other four; theo never read)\n",
-             "| input | " + " | ".join(cols) + " | mean |", "|---" * (len(cols) + 2) + "|"]
-    lines += [f"| {n} | " + " | ".join(f"{r['scores'][c] * 100:.1f}" for c in cols) + f" | **{r['mean'] * 100:.1f}** |"
-              for n, r in rows.items()]
+    lines = [
+        f"Command: `{command}` — accuracy % on the validation speaker (trained on the other four; theo never read)\n",
+        "| input | " + " | ".join(cols) + " | mean |",
+        "|---" * (len(cols) + 2) + "|",
+    ]
+    lines += [
+        f"| {n} | " + " | ".join(f"{r['scores'][c] * 100:.1f}" for c in cols) + f" | **{r['mean'] * 100:.1f}** |"
+        for n, r in rows.items()
+    ]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

@@ -57,14 +57,27 @@ def setup(seed: int, run_dir: Path):
     data = load_digit_data(n_mels=cfg.data.n_mels)
     test_templates = cfg.model.zero_shot_templates
     prompts = [fill_template(t, n) for t in test_templates for n in cfg.data.class_names]
-    space = train_space(SpaceConfig.from_experiment(cfg), data, FULL.space_steps, run_dir / "space", seed, image_size="tiny",
-                        frozen_text_prompts=prompts)
+    space = train_space(
+        SpaceConfig.from_experiment(cfg),
+        data,
+        FULL.space_steps,
+        run_dir / "space",
+        seed,
+        image_size="tiny",
+        frozen_text_prompts=prompts,
+    )
     return cfg, data, space
 
 
 def validation_judge(data, run_dir: Path):
-    return train_judge("image", data.pixels[data.mnist_test], data.digit_of_image[data.mnist_test],
-                       FULL.judge_steps, run_dir / "val_judge", size="small")
+    return train_judge(
+        "image",
+        data.pixels[data.mnist_test],
+        data.digit_of_image[data.mnist_test],
+        FULL.judge_steps,
+        run_dir / "val_judge",
+        size="small",
+    )
 
 
 def agreement(sample, cond, y, judge, data, seed: int) -> dict:
@@ -74,9 +87,11 @@ def agreement(sample, cond, y, judge, data, seed: int) -> dict:
     # diversity against real images the validation judge has not seen is impossible (it saw all test images);
     # the ratio is only a collapse check, so the generators' own MNIST images serve as the reference
     real = data.pixels[data.generator_images]
-    return {"accuracy": float(hit.float().mean()),
-            "per_digit": [round(float(hit[y == d].float().mean()), 3) for d in range(10)],
-            "diversity": diversity(images, y, real, data.digit_of_image[data.generator_images])}
+    return {
+        "accuracy": float(hit.float().mean()),
+        "per_digit": [round(float(hit[y == d].float().mean()), 3) for d in range(10)],
+        "diversity": diversity(images, y, real, data.digit_of_image[data.generator_images]),
+    }
 
 
 def text_generation_setup(seed: int, run_dir: Path):
@@ -126,8 +141,13 @@ def part_cvae(seed: int, run_dir: Path, steps: list[int], temperatures: list[flo
 def part_mel(seed: int, run_dir: Path, variants: list[str]) -> dict:
     cfg, data, space = setup(seed, run_dir)
     judge_clips = data.clips(test=False, repetition_parity=0)
-    audio_judge = train_judge("audio", [data.mels[i] for i in judge_clips], data.digit_of_clip[judge_clips],
-                              FULL.judge_steps, run_dir / "audio_judge")
+    audio_judge = train_judge(
+        "audio",
+        [data.mels[i] for i in judge_clips],
+        data.digit_of_clip[judge_clips],
+        FULL.judge_steps,
+        run_dir / "audio_judge",
+    )
     train_pairs = data.pairs_train[data.repetition_of_clip[data.pairs_train[:, 0]] % 2 == 1]
     cond = space.embed_images(data.pixels[train_pairs[:, 1]])
     mels = [data.mels[c] for c in train_pairs[:, 0].tolist()]
@@ -141,8 +161,16 @@ def part_mel(seed: int, run_dir: Path, variants: list[str]) -> dict:
         rows = SpeechTargets(speaker_normalise(mels) if opts["norm"] else mels, cond, FULL.mel_frames)
         seed_everything(seed)
         decoder = MelDecoder.from_targets(rows)
-        tc = TrainConfig(max_steps=opts["steps"], batch_size=64, lr=1e-3, warmup_steps=20, seed=seed,
-                         progress=False, tensorboard=False, log_every=opts["steps"])
+        tc = TrainConfig(
+            max_steps=opts["steps"],
+            batch_size=64,
+            lr=1e-3,
+            warmup_steps=20,
+            seed=seed,
+            progress=False,
+            tensorboard=False,
+            log_every=opts["steps"],
+        )
         Trainer(decoder, rows, tc, run_dir / f"mel_{len(out)}").fit()
         decoder.eval()
         c = nearest_image_prior(val_cond, cond, opts["knn"]) if opts["knn"] else val_cond
@@ -152,10 +180,12 @@ def part_mel(seed: int, run_dir: Path, variants: list[str]) -> dict:
         waves = [log_mel_to_audio(m, data.logmel, opts["gl"], generator=g) for m in gen]
         remel = [data.logmel(w) for w in waves]
         hit = judge_predictions(audio_judge, remel) == y
-        out[name] = {"accuracy": float(hit.float().mean()),
-                     "mel_accuracy": float((judge_predictions(audio_judge, gen) == y).float().mean()),
-                     "per_digit": [round(float(hit[y == d].float().mean()), 3) for d in range(10)],
-                     "gl_seconds": time.time() - t}
+        out[name] = {
+            "accuracy": float(hit.float().mean()),
+            "mel_accuracy": float((judge_predictions(audio_judge, gen) == y).float().mean()),
+            "per_digit": [round(float(hit[y == d].float().mean()), 3) for d in range(10)],
+            "gl_seconds": time.time() - t,
+        }
         print(seed, name, out[name], flush=True)
     return out
 
@@ -178,10 +208,18 @@ def part_bind(seed: int, run_dir: Path, variants: list[str], speakers: list[str]
             for opts in VARIANTS_BIND[name]:
                 key = json.dumps(opts, sort_keys=True)
                 if key not in embedded:
-                    bound = bind_audio(space, data, pairs, opts.get("steps", FULL.bind_steps),
-                                       run_dir / f"bind_{val}_{len(embedded)}", seed + opts.get("seed", 0),
-                                       size=opts.get("size", "tiny"))
-                    embedded[key] = torch.nn.functional.normalize(bound.embed_audio([data.mels[i] for i in clips]), dim=-1)
+                    bound = bind_audio(
+                        space,
+                        data,
+                        pairs,
+                        opts.get("steps", FULL.bind_steps),
+                        run_dir / f"bind_{val}_{len(embedded)}",
+                        seed + opts.get("seed", 0),
+                        size=opts.get("size", "tiny"),
+                    )
+                    embedded[key] = torch.nn.functional.normalize(
+                        bound.embed_audio([data.mels[i] for i in clips]), dim=-1
+                    )
                 parts.append(embedded[key])
             speech = torch.nn.functional.normalize(torch.stack(parts).mean(0), dim=-1)
             nearest = (speech @ torch.nn.functional.normalize(test_images, dim=-1).T).argmax(-1)
@@ -246,7 +284,8 @@ def main() -> None:
                 results[seed] = part_bind(seed, Path(tmp), args.bind_variants, args.val_speakers)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"translate_validation_{args.part}.json").write_text(
-        json.dumps({"args": vars(args), "seconds": time.time() - t0, "results": results}, indent=1))
+        json.dumps({"args": vars(args), "seconds": time.time() - t0, "results": results}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,13 @@ def train_clip_bpe(captions: list[str], out_dir: Path, merges: int = 700) -> Pat
     tok = Tokenizer(models.BPE(continuing_subword_prefix="", end_of_word_suffix="</w>"))
     tok.normalizer, tok.pre_tokenizer = pipeline.normalizer, pipeline.pre_tokenizer
     alphabet = clip_byte_alphabet()
-    trainer = trainers.BpeTrainer(vocab_size=2 * len(alphabet) + merges, min_frequency=2, show_progress=False,
-                                  initial_alphabet=alphabet, end_of_word_suffix="</w>")
+    trainer = trainers.BpeTrainer(
+        vocab_size=2 * len(alphabet) + merges,
+        min_frequency=2,
+        show_progress=False,
+        initial_alphabet=alphabet,
+        end_of_word_suffix="</w>",
+    )
     tok.train_from_iterator(captions, trainer=trainer)
     learned = [m if isinstance(m, list) else m.split() for m in json.loads(tok.to_str())["model"]["merges"]]
     tokens = [*alphabet, *(c + "</w>" for c in alphabet)]
@@ -63,12 +68,27 @@ def make_hf_clip(data_root: Path, out_dir: Path, seed: int = 0, image_size: int 
     torch.manual_seed(seed)
     config = CLIPConfig(
         projection_dim=32,
-        text_config={"vocab_size": vocab_size, "hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2,
-                     "num_attention_heads": 4, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
-                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                     "pad_token_id": tokenizer.pad_token_id},
-        vision_config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                       "image_size": image_size, "patch_size": 8, "hidden_act": "quick_gelu"},
+        text_config={
+            "vocab_size": vocab_size,
+            "hidden_size": 48,
+            "intermediate_size": 96,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 77,
+            "hidden_act": "quick_gelu",
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": image_size,
+            "patch_size": 8,
+            "hidden_act": "quick_gelu",
+        },
     )
     model = CLIPModel(config).eval()
     with torch.no_grad():
@@ -77,8 +97,9 @@ def make_hf_clip(data_root: Path, out_dir: Path, seed: int = 0, image_size: int 
                 param.add_(0.1 * torch.randn_like(param))
     model.save_pretrained(out_dir)
     processor = CLIPProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": image_size},
-                                           crop_size={"height": image_size, "width": image_size}),
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+        ),
         tokenizer=tokenizer,
     )
     processor.save_pretrained(out_dir)

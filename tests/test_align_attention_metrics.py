@@ -83,7 +83,9 @@ def test_attention_learns_to_align_tokens_to_their_segments() -> None:
     for _ in range(40):
         q, k, m, s, e = batch(16)
         weights = module(q, k, m)[1][:, 0]
-        in_segment = (torch.arange(k.shape[1])[None, None] >= s[..., None]) & (torch.arange(k.shape[1])[None, None] < e[..., None])
+        in_segment = (torch.arange(k.shape[1])[None, None] >= s[..., None]) & (
+            torch.arange(k.shape[1])[None, None] < e[..., None]
+        )
         loss = -(weights * in_segment).sum(-1).clamp_min(1e-6).log().mean()
         optimiser.zero_grad()
         loss.backward()

@@ -35,7 +35,10 @@ def check_path(path: np.ndarray, n: int, m: int) -> None:
 
 def test_cost_matrices_match_brute_force() -> None:
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(3, 5, 4, generator=g, dtype=torch.float64), torch.randn(3, 7, 4, generator=g, dtype=torch.float64)
+    a, b = (
+        torch.randn(3, 5, 4, generator=g, dtype=torch.float64),
+        torch.randn(3, 7, 4, generator=g, dtype=torch.float64),
+    )
     diff = a[:, :, None, :] - b[:, None, :, :]
     torch.testing.assert_close(cost_matrix(a, b, "sqeuclidean"), diff.square().sum(-1))
     torch.testing.assert_close(cost_matrix(a, b, "euclidean"), diff.square().sum(-1).sqrt())

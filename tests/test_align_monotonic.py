@@ -99,7 +99,9 @@ def test_greedy_decode_matches_groupby_reference() -> None:
         assert decoded[b] == collapse(tuple(best), 0)
 
 
-def synthetic(durations: list[int], labels: list[int], classes: int, blank_gap: int, seed: int) -> tuple[torch.Tensor, list[int]]:
+def synthetic(
+    durations: list[int], labels: list[int], classes: int, blank_gap: int, seed: int
+) -> tuple[torch.Tensor, list[int]]:
     """Noisy frame posteriors for a known segmentation; returns log-probs and true token starts."""
     g = torch.Generator().manual_seed(seed)
     frame_labels, starts, t = [], [], blank_gap

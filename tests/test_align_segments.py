@@ -25,9 +25,9 @@ def test_runs_finds_every_true_stretch() -> None:
 def test_energy_segments_bridge_closures_and_drop_clicks() -> None:
     floor, speech = -10.0, -4.0
     energy = np.full(120, floor)
-    energy[10:30] = speech   # word 1 ...
-    energy[31:40] = speech   # ... with a 1-frame closure inside
-    energy[60:90] = speech   # word 2
+    energy[10:30] = speech  # word 1 ...
+    energy[31:40] = speech  # ... with a 1-frame closure inside
+    energy[60:90] = speech  # word 2
     energy[100:103] = speech  # a 3-frame click
     energy += np.random.default_rng(0).normal(0.0, 0.01, energy.shape)
     assert energy_segments(energy).tolist() == [[10, 40], [60, 90]]

@@ -37,8 +37,12 @@ def test_identity_path_scores_perfectly() -> None:
     frames = 50
     position = np.full(frames, -1)
     position[10:20], position[30:45] = 0, 1
-    item = {"bounds": np.array([[10.0, 20.0], [30.0, 45.0]]), "position": position,
-            "audio": np.zeros((40, frames)), "digits": [3, 4]}
+    item = {
+        "bounds": np.array([[10.0, 20.0], [30.0, 45.0]]),
+        "position": position,
+        "audio": np.zeros((40, frames)),
+        "digits": [3, 4],
+    }
     path = np.stack([np.arange(frames)] * 2, axis=1)
     errors, accuracy = align_bench.score_pair_path(path, item, item)
     assert errors.max() == 0.0 and accuracy == 1.0
@@ -56,8 +60,14 @@ def test_nearest_word_gives_pauses_to_the_closer_word() -> None:
 
 
 def test_attention_targets_keep_digit_nine_apart_from_none() -> None:
-    items = [{"audio": torch.zeros(40, 30), "frame_labels": torch.zeros(30, dtype=torch.long),
-              "digits": torch.tensor(digits)} for digits in ([9, 0, 9], [4])]
+    items = [
+        {
+            "audio": torch.zeros(40, 30),
+            "frame_labels": torch.zeros(30, dtype=torch.long),
+            "digits": torch.tensor(digits),
+        }
+        for digits in ([9, 0, 9], [4])
+    ]
     batch = align_bench.attention_collate(items)
     assert batch["targets"].tolist() == [[9, 0, 9], [4, 0, 0]]
     assert batch["target_mask"].tolist() == [[True, True, True], [True, False, False]]
@@ -84,8 +94,17 @@ def test_pause_padded_clip_marks_exactly_the_trimmed_speech() -> None:
 @pytest.fixture(scope="module")
 def results(real_data_root, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench_align")
-    argv = ["--quick", "seeds=[0]", "train_size=24", "test_size=6", "steps=20", "--out", str(out),
-            f"data_root={real_data_root}", "device=cpu"]
+    argv = [
+        "--quick",
+        "seeds=[0]",
+        "train_size=24",
+        "test_size=6",
+        "steps=20",
+        "--out",
+        str(out),
+        f"data_root={real_data_root}",
+        "device=cpu",
+    ]
     result = run_driver("align", align_bench, argv, progress=lambda _: None)["results"]
     result["out"] = out
     return result
@@ -93,9 +112,16 @@ def results(real_data_root, tmp_path_factory) -> dict:
 
 def test_writes_every_report(results) -> None:
     out = results["out"]
-    for name in ("results.json", "results.md", "method_card_forced_alignment_frame_label_cnn_viterbi.md",
-                 "forced_alignment.png", "speaker_dtw.png",
-                 "av_dtw.png", "av_segments.png", "attention.png"):
+    for name in (
+        "results.json",
+        "results.md",
+        "method_card_forced_alignment_frame_label_cnn_viterbi.md",
+        "forced_alignment.png",
+        "speaker_dtw.png",
+        "av_dtw.png",
+        "av_segments.png",
+        "attention.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     saved = json.loads((out / "results.json").read_text())
     assert saved["command"] == invocation()  # the command line that produced the results

@@ -52,8 +52,9 @@ def test_caltech_zeroshot_quick(tmp_path: Path, real_data_root: Path) -> None:
 
 
 def test_caltech_select_never_scores_unseen_classes(tmp_path: Path, real_data_root: Path) -> None:
-    results = _run("caltech_zeroshot", tmp_path, real_data_root, "methods=[lit]", "select=true", "epochs=1",
-                   "ensemble=2")
+    results = _run(
+        "caltech_zeroshot", tmp_path, real_data_root, "methods=[lit]", "select=true", "epochs=1", "ensemble=2"
+    )
     lit = results["summary"]["lit"]
     assert np.isnan(lit["unseen_top1"][0]) and not any(k.startswith(("unseen_top1/", "grid/unseen")) for k in lit)
     assert results["seen_eval"] == "val (4/class)" and 0.0 <= lit["seen_top1"][0] <= 1.0

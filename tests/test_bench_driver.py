@@ -30,8 +30,13 @@ def _run(cfg: _Config, report) -> None:
     report.card(MethodCard("Toy method", "why", "backbone", "baseline", "result", "reference"))
 
 
-_MODULE = types.SimpleNamespace(__name__="toy", __doc__="A toy benchmark.\n\nMore text.", Config=_Config,
-                                PRESETS={"full": _Config(), "quick": _Config(steps=5, seeds=(0,))}, run=_run)
+_MODULE = types.SimpleNamespace(
+    __name__="toy",
+    __doc__="A toy benchmark.\n\nMore text.",
+    Config=_Config,
+    PRESETS={"full": _Config(), "quick": _Config(steps=5, seeds=(0,))},
+    run=_run,
+)
 
 
 def test_presets_and_overrides_are_validated() -> None:
@@ -48,8 +53,12 @@ def test_presets_and_overrides_are_validated() -> None:
 
 
 def test_run_writes_results_config_table_plot_and_card(tmp_path) -> None:
-    record = run_driver("toy", _MODULE, ["--quick", "--out", str(tmp_path), "steps=9"],  # type: ignore[arg-type]
-                        progress=lambda _: None)
+    record = run_driver(
+        "toy",
+        _MODULE,
+        ["--quick", "--out", str(tmp_path), "steps=9"],  # type: ignore[arg-type]
+        progress=lambda _: None,
+    )
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["results"] == {"score": 9} == record["results"]
     assert saved["config"] == {"steps": 9, "seeds": [0], "lr": 1e-3}

@@ -41,8 +41,9 @@ def test_val_unseen_classes_follow_the_written_rule_and_are_disjoint() -> None:
 
 
 @pytest.mark.parametrize("mode", ["select", "select_unseen"])
-def test_validation_modes_never_read_test_images(mode: str, real_data_root: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validation_modes_never_read_test_images(
+    mode: str, real_data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Neither unseen-class images nor seen held-out images are decoded when choosing settings."""
     read: list[str] = []
 
@@ -53,8 +54,10 @@ def test_validation_modes_never_read_test_images(mode: str, real_data_root: Path
     monkeypatch.setattr(Caltech101, "load", load)
     split = cz.load_split()
     data = cz.load_caltech(str(real_data_root), split, 8, mode)
-    folders = {line.split("\t")[1]: line.split("\t")[2]
-               for line in (real_data_root / "caltech101" / "classes.txt").read_text().splitlines()}
+    folders = {
+        line.split("\t")[1]: line.split("\t")[2]
+        for line in (real_data_root / "caltech101" / "classes.txt").read_text().splitlines()
+    }
     names = [folders[Path(p).parent.name] for p in read]
     assert not set(names) & set(split["unseen"])
     assert not any(cz._image_number(p) in split["seen"][n]["heldout"] for p, n in zip(read, names))
@@ -77,7 +80,11 @@ def test_class_prompts_modes() -> None:
     assert cz.class_prompts(["cup"], "names", templates, descriptions) == [["a photo of a cup.", "cup"]]
     assert cz.class_prompts(["ant"], "descriptions", templates, descriptions) == [["ant: an insect.", "ant: a bug."]]
     assert cz.class_prompts(["cup", "ant"], "both", templates, descriptions)[1] == [
-        "a photo of a ant.", "ant", "ant: an insect.", "ant: a bug."]
+        "a photo of a ant.",
+        "ant",
+        "ant: an insect.",
+        "ant: a bug.",
+    ]
     with pytest.raises(ConfigError, match="no descriptions"):
         cz.class_prompts(["okapi"], "descriptions", templates, descriptions)
 
@@ -115,8 +122,9 @@ def test_conse_scoring_goes_through_the_likeliest_seen_class() -> None:
     # The image resembles seen class 0 most, but has a stray e3 component: direct cosine picks B, ConSE picks A.
     image = F.normalize(e[0] + 0.2 * e[1] + 1.0 * e[3], dim=-1)[None, None]
     assert cz.zero_shot_logits(image, unseen, tta=False, reduce="mean").argmax(1).item() == 1
-    assert cz.zero_shot_logits(image, unseen, tta=False, reduce="conse", seen=seen, logit_scale=20.0
-                               ).argmax(1).item() == 0
+    assert (
+        cz.zero_shot_logits(image, unseen, tta=False, reduce="conse", seen=seen, logit_scale=20.0).argmax(1).item() == 0
+    )
     with pytest.raises(ConfigError, match="seen"):
         cz.zero_shot_logits(image, unseen, tta=False, reduce="conse")
 

@@ -34,17 +34,34 @@ from chorus.translate.scene_captions import (
     scene_caption_data,
 )
 
-HYPS = {1: "A man riding a wave on top of a surfboard.", 2: "a cat sitting on a laptop keyboard",
-        3: "Two dogs are playing with a frisbee in the park"}
-REFS = {1: ["A surfer riding a large wave on a surfboard.", "a man riding a wave on a surf board",
-            "Man on top of a surfboard riding a wave.", "A person surfing a big wave in the ocean.",
-            "A man is riding a wave on his surfboard"],
-        2: ["A cat is sitting on a laptop.", "a cat laying on the keyboard of a laptop",
-            "A grey cat sitting on top of a laptop keyboard.", "The cat is on the computer keyboard.",
-            "a kitten sitting on an open laptop computer"],
-        3: ["Two dogs playing with a frisbee in a park.", "A pair of dogs chase a frisbee on the grass.",
-            "two dogs are running after a frisbee", "Dogs play with a frisbee in a green park.",
-            "Two dogs fight over a frisbee in the park."]}
+HYPS = {
+    1: "A man riding a wave on top of a surfboard.",
+    2: "a cat sitting on a laptop keyboard",
+    3: "Two dogs are playing with a frisbee in the park",
+}
+REFS = {
+    1: [
+        "A surfer riding a large wave on a surfboard.",
+        "a man riding a wave on a surf board",
+        "Man on top of a surfboard riding a wave.",
+        "A person surfing a big wave in the ocean.",
+        "A man is riding a wave on his surfboard",
+    ],
+    2: [
+        "A cat is sitting on a laptop.",
+        "a cat laying on the keyboard of a laptop",
+        "A grey cat sitting on top of a laptop keyboard.",
+        "The cat is on the computer keyboard.",
+        "a kitten sitting on an open laptop computer",
+    ],
+    3: [
+        "Two dogs playing with a frisbee in a park.",
+        "A pair of dogs chase a frisbee on the grass.",
+        "two dogs are running after a frisbee",
+        "Dogs play with a frisbee in a green park.",
+        "Two dogs fight over a frisbee in the park.",
+    ],
+}
 
 
 def test_tokenize_lowercases_and_drops_punctuation() -> None:
@@ -64,11 +81,14 @@ def test_bleu_matches_sacrebleu_on_the_same_tokens() -> None:
 
 def _cider_d(hyps: dict, refs: dict, n: int = 4, sigma: float = 6.0) -> float:
     """CIDEr-D written out from Vedantam et al. 2015 (as in the COCO evaluation code), independently of it."""
+
     def grams(text: str, k: int) -> Counter:
         words = tokenize(text).split()
         return Counter(tuple(words[i : i + k]) for i in range(len(words) - k + 1))
 
-    df = {k: Counter(g for key in refs for g in set().union(*(grams(r, k) for r in refs[key]))) for k in range(1, n + 1)}
+    df = {
+        k: Counter(g for key in refs for g in set().union(*(grams(r, k) for r in refs[key]))) for k in range(1, n + 1)
+    }
     log_n = math.log(len(refs))
 
     def vec(text: str, k: int) -> dict:
@@ -85,7 +105,7 @@ def _cider_d(hyps: dict, refs: dict, n: int = 4, sigma: float = 6.0) -> float:
                 dot = sum(min(v, r.get(g, 0.0)) * r.get(g, 0.0) for g, v in h.items())
                 norms = math.sqrt(sum(v * v for v in h.values())) * math.sqrt(sum(v * v for v in r.values()))
                 delta = len(tokenize(hyp).split()) - len(tokenize(ref).split())
-                value += (dot / norms if norms else 0.0) * math.exp(-delta**2 / (2 * sigma**2))
+                value += (dot / norms if norms else 0.0) * math.exp(-(delta**2) / (2 * sigma**2))
             per_n.append(value / len(refs[key]))
         total += 10 * sum(per_n) / n
     return total / len(hyps)
@@ -211,10 +231,14 @@ def test_short_training_learns_to_caption_from_the_prefix(tmp_path) -> None:
 
 
 def _spec(vocab: int) -> CaptionerSpec:
-    return CaptionerSpec(ImageSpec("cnn", "tiny", 32, "embedding", (0.5,) * 3, (0.5,) * 3, {}, 16),
-                         cap.PrefixConfig("mlp", 16, prefix_length=2),
-                         cap.DecoderConfig(vocab, width=32, layers=1, heads=2, max_length=20),
-                         context_length=12, max_tokens=8, beam=2)
+    return CaptionerSpec(
+        ImageSpec("cnn", "tiny", 32, "embedding", (0.5,) * 3, (0.5,) * 3, {}, 16),
+        cap.PrefixConfig("mlp", 16, prefix_length=2),
+        cap.DecoderConfig(vocab, width=32, layers=1, heads=2, max_length=20),
+        context_length=12,
+        max_tokens=8,
+        beam=2,
+    )
 
 
 def test_captioner_run_folder_and_cli(tmp_path, capsys) -> None:
@@ -265,8 +289,9 @@ def test_serve_captions_an_uploaded_image(tmp_path) -> None:
         assert client.get("/runs").json()["captioners"] == ["captioner"]
         answer = client.post("/caption", files={"image": ("b.png", png.read_bytes(), "image/png")})
         assert answer.status_code == 200 and answer.json() == {"run": "captioner", "caption": expected}
-        unknown = client.post("/caption", files={"image": ("b.png", png.read_bytes(), "image/png")},
-                              data={"run": "nope"})
+        unknown = client.post(
+            "/caption", files={"image": ("b.png", png.read_bytes(), "image/png")}, data={"run": "nope"}
+        )
         assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
         garbage = client.post("/caption", files={"image": ("b.png", b"not an image", "image/png")})
         assert garbage.status_code == 422

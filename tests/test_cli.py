@@ -17,8 +17,9 @@ def chorus(*args: str, data_root: Path | None = None, timeout: int = 600) -> sub
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if data_root is not None:
         env["CHORUS_DATA"] = str(data_root)
-    return subprocess.run([sys.executable, "-m", "chorus.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "chorus.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_demo_json_meets_zero_shot_target(tmp_path):
@@ -28,8 +29,15 @@ def test_demo_json_meets_zero_shot_target(tmp_path):
     metrics = json.loads(result.stdout)  # stdout is exactly one JSON object
     assert metrics["zero_shot_top1"] >= 0.90
     assert metrics["recall_at_5"] >= metrics["recall_at_1"] > 0.5
-    for name in ("metrics.json", "similarity.png", "embeddings.png", "model.safetensors", "tokenizer.json",
-                 "experiment.yaml", "curves.png"):
+    for name in (
+        "metrics.json",
+        "similarity.png",
+        "embeddings.png",
+        "model.safetensors",
+        "tokenizer.json",
+        "experiment.yaml",
+        "curves.png",
+    ):
         assert (tmp_path / "demo" / name).is_file(), name
     assert json.loads((tmp_path / "demo" / "metrics.json").read_text()) == metrics
     # The README's next step: the demo folder is an ordinary run that `chorus eval` rebuilds and scores again.
@@ -41,8 +49,16 @@ def test_demo_json_meets_zero_shot_target(tmp_path):
 def test_fsdd_audio_classifier_speaker_held_out(tmp_path, real_data_root):
     """Train on five speakers, test on the sixth (theo): the speaker-robust input lifts it far above the 10 % chance."""
     run = tmp_path / "fsdd"
-    result = chorus("train", "configs/fsdd_audio_cnn.yaml", "--run-dir", str(run), "--json",
-                    "train.epochs=4", "train.progress=false", data_root=real_data_root)
+    result = chorus(
+        "train",
+        "configs/fsdd_audio_cnn.yaml",
+        "--run-dir",
+        str(run),
+        "--json",
+        "train.epochs=4",
+        "train.progress=false",
+        data_root=real_data_root,
+    )
     assert result.returncode == 0, result.stderr
     trained = json.loads(result.stdout)
     assert trained["eval/accuracy"] >= 0.75, trained  # 4 epochs: 0.884 measured (plain log-mels: 0.644)
@@ -62,9 +78,20 @@ def test_coco_clip_trains_and_retrieves(tmp_path, real_data_root):
     tiny CNN against the frozen MiniLM must beat it by a wide margin.
     """
     run = tmp_path / "coco"
-    result = chorus("train", "coco_clip", "--run-dir", str(run), "--json", "train.epochs=2",  # a shipped config by name
-                    "train.progress=false", "data.image_size=32", "model.encoders.image.name=cnn",
-                    "model.encoders.image.size=tiny", "model.encoders.image.options={}", data_root=real_data_root)
+    result = chorus(
+        "train",
+        "coco_clip",
+        "--run-dir",
+        str(run),
+        "--json",
+        "train.epochs=2",  # a shipped config by name
+        "train.progress=false",
+        "data.image_size=32",
+        "model.encoders.image.name=cnn",
+        "model.encoders.image.size=tiny",
+        "model.encoders.image.options={}",
+        data_root=real_data_root,
+    )
     assert result.returncode == 0, result.stderr
     trained = json.loads(result.stdout)
     assert trained["eval/n"] == 50
@@ -86,8 +113,9 @@ def test_coco_clip_trains_and_retrieves(tmp_path, real_data_root):
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, real_data_root, override, message):
-    result = chorus("train", "configs/fsdd_audio_cnn.yaml", override, "--run-dir", str(tmp_path / "r"),
-                    data_root=real_data_root)
+    result = chorus(
+        "train", "configs/fsdd_audio_cnn.yaml", override, "--run-dir", str(tmp_path / "r"), data_root=real_data_root
+    )
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -105,7 +133,15 @@ def test_eval_of_a_folder_that_is_not_a_run(tmp_path):
 
 
 def test_help_of_every_subcommand():
-    for args in (["--help"], ["demo", "--help"], ["train", "--help"], ["eval", "--help"], ["data", "info", "--help"],
-                 ["data", "pack", "--help"], ["bench", "--help"], ["zeroshot", "--help"]):
+    for args in (
+        ["--help"],
+        ["demo", "--help"],
+        ["train", "--help"],
+        ["eval", "--help"],
+        ["data", "info", "--help"],
+        ["data", "pack", "--help"],
+        ["bench", "--help"],
+        ["zeroshot", "--help"],
+    ):
         result = chorus(*args)
         assert result.returncode == 0 and "usage: chorus" in result.stdout, args

@@ -127,12 +127,19 @@ def test_bind_to_pivot_freezes_the_pivot_and_aligns_the_new_modality() -> None:
     bound = bind_to_pivot(pivot, Linear(5), "audio")
     assert bound.pairs == [("image", "audio")]
     trainable = {n for n, p in bound.named_parameters() if p.requires_grad}
-    assert trainable == {"encoders.audio.proj.weight", "encoders.audio.proj.bias", "projections.audio.weight",
-                         "logit_scale"}
+    assert trainable == {
+        "encoders.audio.proj.weight",
+        "encoders.audio.proj.bias",
+        "projections.audio.weight",
+        "logit_scale",
+    }
     optim = torch.optim.Adam([p for p in bound.parameters() if p.requires_grad], lr=0.02)
     for _ in range(200):  # audio–image pairs only
         yb = torch.randint(0, n_classes, (64,))
-        batch = {"image": centres[yb] + 0.3 * torch.randn(64, dim), "audio": audio_centres[yb] + 0.3 * torch.randn(64, 5)}
+        batch = {
+            "image": centres[yb] + 0.3 * torch.randn(64, dim),
+            "audio": audio_centres[yb] + 0.3 * torch.randn(64, 5),
+        }
         optim.zero_grad()
         bound(batch)["loss"].backward()
         optim.step()

@@ -43,8 +43,13 @@ def test_load_from_yaml_file_with_nested_dataclasses(tmp_path):
     )
     cfg = load_config(Experiment, path)
     assert cfg == Experiment(
-        name="run1", optim=Optim(lr=0.001, betas=(0.8, 0.9)), steps=10, tags=["a", "b"], dims=(8, 16),
-        weights={"img": 1.0, "txt": 0.5}, data=Path("/tmp"),
+        name="run1",
+        optim=Optim(lr=0.001, betas=(0.8, 0.9)),
+        steps=10,
+        tags=["a", "b"],
+        dims=(8, 16),
+        weights={"img": 1.0, "txt": 0.5},
+        data=Path("/tmp"),
     )
     assert isinstance(cfg.optim.lr, float) and isinstance(cfg.weights["img"], float)
 
@@ -122,14 +127,30 @@ names = st.text(min_size=0, max_size=12)
 
 @settings(max_examples=60, deadline=None)
 @given(
-    name=names, lr=finite, b1=finite, b2=finite, kind=st.sampled_from(["adamw", "sgd"]),
-    steps=st.none() | st.integers(), tags=st.lists(names, max_size=3),
-    dims=st.lists(st.integers(), max_size=4).map(tuple), weights=st.dictionaries(names, finite, max_size=3),
+    name=names,
+    lr=finite,
+    b1=finite,
+    b2=finite,
+    kind=st.sampled_from(["adamw", "sgd"]),
+    steps=st.none() | st.integers(),
+    tags=st.lists(names, max_size=3),
+    dims=st.lists(st.integers(), max_size=4).map(tuple),
+    weights=st.dictionaries(names, finite, max_size=3),
     verbose=st.booleans(),
 )
-def test_round_trip_through_yaml_is_exact(tmp_path_factory, name, lr, b1, b2, kind, steps, tags, dims, weights, verbose):
-    cfg = Experiment(name=name, optim=Optim(lr=lr, betas=(b1, b2), kind=kind), steps=steps, tags=tags, dims=dims,
-                     weights=weights, verbose=verbose, data=Path("/data/x"))
+def test_round_trip_through_yaml_is_exact(
+    tmp_path_factory, name, lr, b1, b2, kind, steps, tags, dims, weights, verbose
+):
+    cfg = Experiment(
+        name=name,
+        optim=Optim(lr=lr, betas=(b1, b2), kind=kind),
+        steps=steps,
+        tags=tags,
+        dims=dims,
+        weights=weights,
+        verbose=verbose,
+        data=Path("/data/x"),
+    )
     assert load_config(Experiment, to_dict(cfg)) == cfg
     path = tmp_path_factory.mktemp("rt") / "config.yaml"
     save_config(cfg, path)

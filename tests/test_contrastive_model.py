@@ -38,8 +38,11 @@ def model3(**kw) -> ContrastiveModel:
 
 def batch3(n: int = 10) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    return {"image": torch.randn(n, 6, generator=g), "text": torch.randn(n, 5, generator=g),
-            "audio": torch.randn(n, 3, generator=g)}
+    return {
+        "image": torch.randn(n, 6, generator=g),
+        "text": torch.randn(n, 5, generator=g),
+        "audio": torch.randn(n, 3, generator=g),
+    }
 
 
 def infonce(a: np.ndarray, b: np.ndarray, scale: float) -> float:

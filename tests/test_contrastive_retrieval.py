@@ -87,8 +87,9 @@ def test_image_text_retrieval_both_directions() -> None:
     )
     i2t = brute_force(images, texts, [set(np.flatnonzero(text_to_image == i)) for i in range(n_images)], (1, 5, 10))
     t2i = brute_force(texts, images, [{int(i)} for i in text_to_image], (1, 5, 10))
-    assert got == pytest.approx({f"image_to_text_{k}": v for k, v in i2t.items()}
-                                | {f"text_to_image_{k}": v for k, v in t2i.items()})
+    assert got == pytest.approx(
+        {f"image_to_text_{k}": v for k, v in i2t.items()} | {f"text_to_image_{k}": v for k, v in t2i.items()}
+    )
     assert got["image_to_text_R@1"] > got["text_to_image_R@1"]  # five chances per image vs one
 
 

@@ -42,8 +42,9 @@ def test_repeated_labels_match_numpy(scale: float) -> None:
     a, b = features(10, 5, seed=1)
     labels = torch.tensor([0, 1, 0, 2, 1, 0, 3, 3, 4, 1])
     got = unicl_loss(a, b, labels, torch.tensor(scale))
-    assert got.item() == pytest.approx(numpy_unicl(a.double().numpy(), b.double().numpy(), labels.numpy(), scale),
-                                       rel=1e-5)
+    assert got.item() == pytest.approx(
+        numpy_unicl(a.double().numpy(), b.double().numpy(), labels.numpy(), scale), rel=1e-5
+    )
 
 
 def test_class_clustered_embeddings_are_stationary_only_for_unicl() -> None:
@@ -96,16 +97,18 @@ def test_class_prompt_mode_is_cross_entropy_against_one_random_prompt_per_class(
     torch.manual_seed(1)
     model = ContrastiveModel({"image": Linear(6, 8), "text": Linear(5, 8)}, embed_dim=8, frozen=("text",))
     prompts = torch.randn(3 * 2, 5)  # 3 classes × 2 prompts, class-major
-    trained = LabelContrastiveModel(model, class_prompts=(prompts, torch.ones(6, 1, dtype=torch.bool)),
-                                    prompts_per_class=2).eval()
+    trained = LabelContrastiveModel(
+        model, class_prompts=(prompts, torch.ones(6, 1, dtype=torch.bool)), prompts_per_class=2
+    ).eval()
     batch = {"image": torch.randn(7, 6), "text": torch.randn(7, 5), "label": torch.tensor([0, 1, 2, 2, 1, 0, 0])}
     torch.manual_seed(5)
     out = trained(batch)
     torch.manual_seed(5)
     rows = torch.arange(3) * 2 + torch.randint(2, (3,))  # the draw the step made
     with torch.no_grad():
-        logits = model.current_logit_scale() * model.encode("image", batch["image"]) @ model.encode(
-            "text", prompts[rows]).T
+        logits = (
+            model.current_logit_scale() * model.encode("image", batch["image"]) @ model.encode("text", prompts[rows]).T
+        )
     torch.testing.assert_close(out["loss"], F.cross_entropy(logits, batch["label"]))
     assert out["acc_image_text"].item() == pytest.approx((logits.argmax(1) == batch["label"]).float().mean().item())
     # Another draw, another classifier: the loss changes between steps on one batch.
@@ -140,10 +143,14 @@ def test_smoothed_and_mixed_targets_match_numpy(smoothing: float, lam: float) ->
     want = numpy_soft_unicl(a.double().numpy(), b.double().numpy(), affinity, 10.0, smoothing)
     assert got.item() == pytest.approx(want, rel=1e-5)
     # Mixed with a same-label partner the targets are the unmixed ones (the test can fail: the partner matters).
-    torch.testing.assert_close(unicl_loss(a, b, labels, torch.tensor(10.0), mixed_with=labels, lam=0.3),
-                               unicl_loss(a, b, labels, torch.tensor(10.0)))
-    assert not torch.allclose(unicl_loss(a, b, labels, torch.tensor(10.0), mixed_with=partner, lam=0.3),
-                              unicl_loss(a, b, labels, torch.tensor(10.0)))
+    torch.testing.assert_close(
+        unicl_loss(a, b, labels, torch.tensor(10.0), mixed_with=labels, lam=0.3),
+        unicl_loss(a, b, labels, torch.tensor(10.0)),
+    )
+    assert not torch.allclose(
+        unicl_loss(a, b, labels, torch.tensor(10.0), mixed_with=partner, lam=0.3),
+        unicl_loss(a, b, labels, torch.tensor(10.0)),
+    )
 
 
 def test_wrapper_mixes_inputs_and_targets_only_in_training() -> None:

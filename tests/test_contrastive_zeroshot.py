@@ -130,7 +130,6 @@ def test_conse_top1_is_the_nearest_seen_class_and_output_is_normalised() -> None
         conse_embed(images[:, :8], seen, 10.0)
 
 
-
 def test_conse_is_a_convex_combination_of_the_top_k_seen_texts() -> None:
     seen = F.normalize(torch.randn(10, 8, generator=torch.Generator().manual_seed(2)), dim=-1)
     images = F.normalize(torch.randn(5, 8, generator=torch.Generator().manual_seed(3)), dim=-1)

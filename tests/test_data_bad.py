@@ -65,11 +65,16 @@ def test_fsdd_skip_logs_counts_and_training_continues(bad_fsdd, caplog):
 def test_image_and_caption_policies(real_data_root, tmp_path):
     src = real_data_root / "caltech101"
     (tmp_path / "caltech101" / "images" / "ant").mkdir(parents=True)
-    shutil.copyfile(src / "images" / "ant" / "image_0001.jpg", tmp_path / "caltech101" / "images" / "ant" / "image_0001.jpg")
+    shutil.copyfile(
+        src / "images" / "ant" / "image_0001.jpg", tmp_path / "caltech101" / "images" / "ant" / "image_0001.jpg"
+    )
     (tmp_path / "caltech101" / "images" / "ant" / "image_0002.jpg").write_bytes(b"\xff\xd8\xff" + b"garbage" * 50)
     (tmp_path / "caltech101" / "classes.txt").write_text("0\tant\tant\n")
-    _write_csv(tmp_path / "caltech101" / "metadata.csv", ["path", "label", "class_name"],
-               [["images/ant/image_0001.jpg", 0, "ant"], ["images/ant/image_0002.jpg", 0, "ant"]])
+    _write_csv(
+        tmp_path / "caltech101" / "metadata.csv",
+        ["path", "label", "class_name"],
+        [["images/ant/image_0001.jpg", 0, "ant"], ["images/ant/image_0002.jpg", 0, "ant"]],
+    )
     ds = build_dataset("caltech101", tmp_path, split="all")
     assert ds[0]["image"].size == (96, 96)
     with pytest.raises(DataError, match="image_0002.jpg: cannot decode image"):
@@ -79,9 +84,14 @@ def test_image_and_caption_policies(real_data_root, tmp_path):
 
     coco = tmp_path / "coco_captions_mini"
     (coco / "images").mkdir(parents=True)
-    shutil.copyfile(real_data_root / "coco_captions_mini" / "images" / "val2017_000000000139.jpg", coco / "images" / "a.jpg")
-    _write_csv(coco / "captions.csv", ["path", "image_id", "caption_id", "caption"],
-               [["images/a.jpg", 1, 10, "A kitchen."], ["images/a.jpg", 1, 11, "  "]])
+    shutil.copyfile(
+        real_data_root / "coco_captions_mini" / "images" / "val2017_000000000139.jpg", coco / "images" / "a.jpg"
+    )
+    _write_csv(
+        coco / "captions.csv",
+        ["path", "image_id", "caption_id", "caption"],
+        [["images/a.jpg", 1, 10, "A kitchen."], ["images/a.jpg", 1, 11, "  "]],
+    )
     pairs = build_dataset("coco_captions", tmp_path, split="all")
     assert pairs[0]["text"] == "A kitchen."
     with pytest.raises(DataError, match="empty caption \\(caption_id 11\\)"):
@@ -125,6 +135,8 @@ def test_fuzz_mutated_real_files(real_data_root, data):
         buf = bytearray(raw[: data.draw(st.integers(0, len(raw)))])
         for _ in range(data.draw(st.integers(0, 8))):
             if buf:
-                pos = st.one_of(st.integers(0, min(63, len(buf) - 1)), st.integers(0, len(buf) - 1))  # headers get extra attention
+                pos = st.one_of(
+                    st.integers(0, min(63, len(buf) - 1)), st.integers(0, len(buf) - 1)
+                )  # headers get extra attention
                 buf[data.draw(pos)] = data.draw(st.integers(0, 255))
         _only_data_errors(fn, bytes(buf))

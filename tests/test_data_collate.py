@@ -32,7 +32,10 @@ def test_waveforms_and_logmels_padded_with_masks(real_data_root):
 
 def test_images_text_and_dropped():
     tok = BPETokenizer.train(["a dog runs", "a cat sleeps", "two dogs play"] * 5, vocab_size=300, min_frequency=1)
-    samples = [{"image": torch.full((3, 4, 4), float(i)), "text": t, "image_id": i} for i, t in enumerate(["a dog", "a cat sleeps"])]
+    samples = [
+        {"image": torch.full((3, 4, 4), float(i)), "text": t, "image_id": i}
+        for i, t in enumerate(["a dog", "a cat sleeps"])
+    ]
     collate = Collate(tokenizer=tok, context_length=10)
     batch = collate([samples[0], None, samples[1], None])
     assert collate.dropped == 2

@@ -39,7 +39,9 @@ TOP_DB, FRAME, HOP = 40.0, 256, 64  # DigitStrings' trimming defaults
 @pytest.fixture(scope="module")
 def mnist_raw(real_data_root: Path) -> tuple[np.ndarray, np.ndarray]:
     folder = real_data_root / "mnist_test"
-    images = np.frombuffer(gzip.open(folder / "t10k-images-idx3-ubyte.gz").read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    images = np.frombuffer(gzip.open(folder / "t10k-images-idx3-ubyte.gz").read(), np.uint8, offset=16).reshape(
+        -1, 28, 28
+    )
     labels = np.frombuffer(gzip.open(folder / "t10k-labels-idx1-ubyte.gz").read(), np.uint8, offset=8)
     return images, labels
 

@@ -16,8 +16,16 @@ from chorus.errors import ConfigError, DataNotFoundError
 
 def test_registry_names_and_unknown(real_data_root):
     assert DATASETS.names() == [
-        "av_sequences", "avdigits", "caltech101", "coco_captions", "digit_strings", "digits", "folder", "fsdd",
-        "manifest", "mnist"
+        "av_sequences",
+        "avdigits",
+        "caltech101",
+        "coco_captions",
+        "digit_strings",
+        "digits",
+        "folder",
+        "fsdd",
+        "manifest",
+        "mnist",
     ]
     with pytest.raises(ConfigError, match="fsdd"):
         build_dataset("fsd", root=real_data_root)
@@ -108,8 +116,15 @@ def test_digits_embedded(tmp_path):
     assert (abs(torch.from_numpy(np.asarray(s["image"], dtype=np.float32)) - torch.tensor(raw) * 255 / 16) <= 0.5).all()
 
 
-@pytest.mark.parametrize("name,missing", [("fsdd", "fsdd/metadata.csv"), ("mnist", "mnist_test/t10k-images-idx3-ubyte.gz"),
-                                          ("caltech101", "caltech101/classes.txt"), ("coco_captions", "coco_captions_mini/captions.csv")])
+@pytest.mark.parametrize(
+    "name,missing",
+    [
+        ("fsdd", "fsdd/metadata.csv"),
+        ("mnist", "mnist_test/t10k-images-idx3-ubyte.gz"),
+        ("caltech101", "caltech101/classes.txt"),
+        ("coco_captions", "coco_captions_mini/captions.csv"),
+    ],
+)
 def test_missing_files_say_how_to_download(tmp_path, name, missing):
     with pytest.raises(DataNotFoundError) as info:
         build_dataset(name, root=tmp_path, split="all")
@@ -121,4 +136,10 @@ def test_dataset_info_counts(real_data_root):
     info = dataset_info("fsdd", root=real_data_root)
     assert info["splits"] == {"train": 2700, "test": 300, "all": 3000}
     assert info["modalities"] == ["audio"] and info["num_classes"] == 10
-    assert 0.14 < info["stats"]["duration_s_min"] < info["stats"]["duration_s_mean"] < info["stats"]["duration_s_max"] < 2.3
+    assert (
+        0.14
+        < info["stats"]["duration_s_min"]
+        < info["stats"]["duration_s_mean"]
+        < info["stats"]["duration_s_max"]
+        < 2.3
+    )

@@ -94,8 +94,13 @@ def test_download_coco_rebuilds_rows_identical_to_the_shared_copy(real_data_root
         data = (real / "images" / f"val2017_{image_id:012d}.jpg").read_bytes()
         (server / f"{image_id:012d}.jpg").write_bytes(data)
         manifest.append((image_id, "val2017", hashlib.sha256(data).hexdigest()))
-    out = download_coco_captions(tmp_path / "root", annotations_url=annotations.as_uri(), annotations_md5=_md5(annotations),
-                                 images_url=(tmp_path / "server").as_uri() + "/", images=manifest)
+    out = download_coco_captions(
+        tmp_path / "root",
+        annotations_url=annotations.as_uri(),
+        annotations_md5=_md5(annotations),
+        images_url=(tmp_path / "server").as_uri() + "/",
+        images=manifest,
+    )
     for name in ("images.csv", "captions.csv"):
         with open(real / name, newline="") as fh:
             expected = [r for r in csv.DictReader(fh) if int(r["image_id"]) in ids]
@@ -104,6 +109,11 @@ def test_download_coco_rebuilds_rows_identical_to_the_shared_copy(real_data_root
     assert (out / "captions_val2017.json").read_bytes() == val_json
     manifest[0] = (139, "val2017", "0" * 64)
     with pytest.raises(DataError, match="sha256 mismatch"):
-        download_coco_captions(tmp_path / "root2", annotations_url=annotations.as_uri(), annotations_md5=None,
-                               images_url=(tmp_path / "server").as_uri() + "/", images=manifest)
+        download_coco_captions(
+            tmp_path / "root2",
+            annotations_url=annotations.as_uri(),
+            annotations_md5=None,
+            images_url=(tmp_path / "server").as_uri() + "/",
+            images=manifest,
+        )
     assert not (tmp_path / "root2" / "coco_captions_mini").exists()

@@ -30,7 +30,9 @@ def test_bpe_round_trip_and_save_load(bpe, captions, tmp_path):
         n = int(mask[row].sum())
         assert ids[row, 0] == bpe.sot_id and ids[row, n - 1] == bpe.eot_id
         assert (ids[row, n:] == bpe.pad_id).all() and mask[row, :n].all()
-        assert bpe.decode(ids[row]).strip() == captions[row].lower().strip()  # byte-level BPE is lossless (after lowercasing)
+        assert (
+            bpe.decode(ids[row]).strip() == captions[row].lower().strip()
+        )  # byte-level BPE is lossless (after lowercasing)
     bpe.save(tmp_path / "tok" / "bpe.json")
     loaded = BPETokenizer.load(tmp_path / "tok" / "bpe.json")
     ids2, mask2 = loaded(captions[:50], context_length=64)

@@ -29,7 +29,9 @@ def test_eval_view_matches_manual_resize_and_center_crop():
 
 
 def test_defaults_map_to_minus_one_one_and_grey_channel(real_data_root):
-    ds = build_dataset("mnist", real_data_root, split="test", transform=SampleTransform({"image": ImageTransform(28, channels=1)}))
+    ds = build_dataset(
+        "mnist", real_data_root, split="test", transform=SampleTransform({"image": ImageTransform(28, channels=1)})
+    )
     x = ds[0]["image"]
     raw = np.asarray(build_dataset("mnist", real_data_root, split="test")[0]["image"], dtype=np.float32)
     assert x.shape == (1, 28, 28)
@@ -47,7 +49,9 @@ def test_train_crop_shape_randomness_and_flip():
     # A left-right symmetric image is unchanged by flips: whole-image crops must then agree with the eval view.
     sym = Image.fromarray(np.concatenate([np.asarray(img)[:, :45], np.asarray(img)[:, :45][:, ::-1]], axis=1))
     full = ImageTransform(24, train=True, flip=True, scale=(1.0, 1.0), ratio=(1.5, 1.5))
-    ref = torch.from_numpy(np.asarray(sym.resize((24, 24), Image.Resampling.BICUBIC), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+    ref = torch.from_numpy(
+        np.asarray(sym.resize((24, 24), Image.Resampling.BICUBIC), dtype=np.float32) / 127.5 - 1
+    ).permute(2, 0, 1)
     for _ in range(4):
         torch.testing.assert_close(full(sym), ref, atol=2 / 255 * 2, rtol=0)
 
@@ -62,8 +66,19 @@ def test_image_transform_rejects_bad_config():
 def test_logmel_matches_librosa_on_real_clip(real_data_root):
     wave, sr = load_audio(real_data_root / "fsdd" / "recordings" / "3_jackson_7.wav", expected_sr=8000)
     ours = LogMel()(wave)
-    mel = librosa.feature.melspectrogram(y=wave.numpy(), sr=sr, n_fft=256, hop_length=80, n_mels=40, window="hann",
-                                         center=True, pad_mode="constant", power=2.0, htk=False, norm="slaney")
+    mel = librosa.feature.melspectrogram(
+        y=wave.numpy(),
+        sr=sr,
+        n_fft=256,
+        hop_length=80,
+        n_mels=40,
+        window="hann",
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+        htk=False,
+        norm="slaney",
+    )
     ref = np.log(mel + 1e-6)
     assert ours.shape == ref.shape == (40, 1 + wave.numel() // 80)
     # Same definition, float32 FFTs on both sides: observed max |diff| ~1e-5 nats over a ~15-nat range.

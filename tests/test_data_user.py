@@ -85,7 +85,8 @@ def test_class_folders_give_the_users_class_names_and_a_seeded_stratified_split(
     other = build_dataset(str(photos), split="test", seed=1)
     assert {s["path"] for s in other} != test_files
     assert test.split_record["source"] == "seeded" and sorted(test.split_record["test"]) == sorted(
-        str(Path(p).relative_to(photos)) for p in test_files)
+        str(Path(p).relative_to(photos)) for p in test_files
+    )
     assert train.ignored == [photos / "README.txt"]
 
 
@@ -107,8 +108,10 @@ def test_hf_metadata_csv_and_jsonl_with_several_captions_per_image(tmp_path, rea
     for src in files:
         shutil.copy(src, tmp_path / f"{src.parent.name}_{src.name}")
     names = [f"{src.parent.name}_{src.name}" for src in files]
-    rows = [{"file_name": n, "caption": [f"photo {i}", f"picture number {i}"], "label": CLASSES[n.rsplit("_image", 1)[0]]}
-            for i, n in enumerate(names)]
+    rows = [
+        {"file_name": n, "caption": [f"photo {i}", f"picture number {i}"], "label": CLASSES[n.rsplit("_image", 1)[0]]}
+        for i, n in enumerate(names)
+    ]
     (tmp_path / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     items = build_dataset(str(tmp_path), split="all")
     assert items.modalities == ("image", "text") and items.classes == sorted(CLASSES.values())
@@ -146,8 +149,9 @@ def test_manifest_paths_are_relative_to_it_and_the_split_is_by_image(tmp_path, r
     train_images = {str(p) for it in train.items for p in it.files.values()}
     test_images = {s["path"] for s in test}
     assert not train_images & test_images  # several captions per image, yet no image in both splits
-    assert all(s["captions"] == [f"caption {c} of {Path(s['path']).name}" for c in range(len(s["captions"]))]
-               for s in test)
+    assert all(
+        s["captions"] == [f"caption {c} of {Path(s['path']).name}" for c in range(len(s["captions"]))] for s in test
+    )
     with pytest.raises(ConfigError, match=r"no column\(s\) \['caption'\]"):
         build_dataset(str(manifest), columns={"image": "photo", "text": "caption"})
     assert main(["data", "info", str(manifest), "--columns", "image=photo,text=description"]) == 0
@@ -167,7 +171,9 @@ def test_split_column_is_honoured_exactly(tmp_path, real_data_root):
         got = {Path(s["path"]).name for s in build_dataset(str(tmp_path / "m.csv"), split=split)}
         assert got == {r[0] for r in rows if r[2] == split}
     assert build_dataset(str(tmp_path / "m.csv"), split="all").split_record == {
-        "source": "column", "counts": {"train": 4, "test": 4, "validation": 4}}
+        "source": "column",
+        "counts": {"train": 4, "test": 4, "validation": 4},
+    }
 
 
 # ---------------------------------------------------------------------------- bad rows
@@ -182,13 +188,17 @@ def messy(tmp_path, real_data_root) -> Path:
     (tmp_path / "garbage.jpg").write_bytes(b"this is not a jpeg" * 10)
     data = good[0].read_bytes()
     (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 3])  # header fine, pixels cut off
-    rows = [["good0.jpg", "plane", "a plane"], ["good1.jpg", "plane", "a jet"], ["good2.jpg", "plane", "a plane"],
-            ["good3.jpg", "plane", "an airliner"],
-            ["missing.jpg", "plane", "a plane"],    # line 6: missing file
-            ["garbage.jpg", "plane", "a plane"],    # line 7: unreadable image
-            ["good4.jpg", "plane", "  "],           # line 8: empty caption
-            ["good4.jpg", "", "a plane"],           # line 9: label missing
-            ["truncated.jpg", "plane", "a plane"]]  # line 10: passes the header check, fails to decode
+    rows = [
+        ["good0.jpg", "plane", "a plane"],
+        ["good1.jpg", "plane", "a jet"],
+        ["good2.jpg", "plane", "a plane"],
+        ["good3.jpg", "plane", "an airliner"],
+        ["missing.jpg", "plane", "a plane"],  # line 6: missing file
+        ["garbage.jpg", "plane", "a plane"],  # line 7: unreadable image
+        ["good4.jpg", "plane", "  "],  # line 8: empty caption
+        ["good4.jpg", "", "a plane"],  # line 9: label missing
+        ["truncated.jpg", "plane", "a plane"],
+    ]  # line 10: passes the header check, fails to decode
     return write_csv(tmp_path / "captions.csv", ["file_name", "label", "caption"], rows)
 
 
@@ -198,8 +208,9 @@ def test_bad_rows_raise_naming_file_and_line(messy):
 
 
 def test_bad_rows_skipped_are_counted_and_named(messy):
-    ds = build_dataset(str(messy), split="all", on_error="skip", mode="items",
-                       transform=SampleTransform({"image": ImageTransform(32)}))
+    ds = build_dataset(
+        str(messy), split="all", on_error="skip", mode="items", transform=SampleTransform({"image": ImageTransform(32)})
+    )
     where = {p.where.rsplit(":", 1)[1]: p.kind for p in ds.problems}
     assert where == {"6": "missing file", "7": "unreadable image", "8": "empty caption", "9": "label missing"}
     assert "skipped 4 bad row(s)" in ds.problem_summary()
@@ -257,9 +268,12 @@ def test_rows_joining_image_and_audio_feed_a_fusion_batch(tmp_path, speech, real
     images = caltech(real_data_root, "Faces_easy", len(rows))
     for src in images:
         shutil.copy(src, tmp_path / src.name)
-    (tmp_path / "joined.jsonl").write_text("".join(
-        json.dumps({"image_file_name": src.name, "audio_file_name": clip, "label": word}) + "\n"
-        for src, (clip, word) in zip(images, rows)))
+    (tmp_path / "joined.jsonl").write_text(
+        "".join(
+            json.dumps({"image_file_name": src.name, "audio_file_name": clip, "label": word}) + "\n"
+            for src, (clip, word) in zip(images, rows)
+        )
+    )
     ds = build_dataset(str(tmp_path / "joined.jsonl"), split="all")
     assert ds.modalities == ("audio", "image") and ds.classes == ["one", "two", "zero"]
     cfg = DataConfig(name="fsdd", sample_rate=8000, image_size=32)
@@ -311,10 +325,15 @@ def test_training_with_skip_reports_what_was_left_out_at_the_end(photos, tmp_pat
     (photos / "face" / "garbage.jpg").write_bytes(b"not a photo" * 20)  # fails the header check
     whole = next((photos / "face").glob("image_*.jpg")).read_bytes()
     (photos / "face" / "cut.jpg").write_bytes(whole[: len(whole) // 3])  # fails only when decoded
-    cfg = load_config(ExperimentConfig, {
-        "name": "skip", "data": {"name": "folder", "path": str(photos), "image_size": 16, "on_error": "skip"},
-        "model": {"task": "classify", "encoders": {"image": {"name": "cnn", "size": "tiny"}}},
-        "train": {"epochs": 1, "batch_size": 8, "progress": False, "tensorboard": False}})
+    cfg = load_config(
+        ExperimentConfig,
+        {
+            "name": "skip",
+            "data": {"name": "folder", "path": str(photos), "image_size": 16, "on_error": "skip"},
+            "model": {"task": "classify", "encoders": {"image": {"name": "cnn", "size": "tiny"}}},
+            "train": {"epochs": 1, "batch_size": 8, "progress": False, "tensorboard": False},
+        },
+    )
     with caplog.at_level("WARNING"):
         train_experiment(cfg, tmp_path / "run")
     record = json.loads((tmp_path / "run" / "data.json").read_text())
@@ -344,10 +363,15 @@ def test_any_image_size_and_mode_becomes_the_models_input(tmp_path, real_data_ro
 def test_audio_with_transcripts_pairs_for_training_and_groups_for_retrieval(speech):
     manifest, _ = speech
     rows = list(csv.reader(manifest.read_text().splitlines()))[1:]
-    write_csv(manifest.parent / "transcripts.csv", ["file_name", "transcription"],
-              [[clip, said] for clip, word in rows for said in (word, f"the word {word}")])
+    write_csv(
+        manifest.parent / "transcripts.csv",
+        ["file_name", "transcription"],
+        [[clip, said] for clip, word in rows for said in (word, f"the word {word}")],
+    )
     pairs = build_dataset(str(manifest.parent / "transcripts.csv"), split="train")
     items = build_dataset(str(manifest.parent / "transcripts.csv"), split="test")
     assert pairs.modalities == ("audio", "text") and pairs.classes == []
     assert len(pairs) == 2 * len(pairs.items) and set(pairs[0]) == {"audio", "sample_rate", "text", "path"}
-    assert len(items) == 2 and all(s["captions"][1] == f"the word {s['captions'][0]}" for s in items)  # round(0.2 × 9) clips, no labels
+    assert len(items) == 2 and all(
+        s["captions"][1] == f"the word {s['captions'][0]}" for s in items
+    )  # round(0.2 × 9) clips, no labels

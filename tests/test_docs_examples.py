@@ -38,8 +38,9 @@ def test_the_excerpt_marker_is_recognised():
     assert runnable_blocks(page) == ["x = 1\n"]
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if runnable_blocks(p.read_text())],
-                         ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if runnable_blocks(p.read_text())], ids=lambda p: str(p.relative_to(REPO))
+)
 def test_page_examples_run(page: Path, tmp_path, monkeypatch, real_data_root) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CHORUS_DATA", str(real_data_root))

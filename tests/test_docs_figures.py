@@ -48,84 +48,194 @@ class Figure:
 
 FIGURES: list[Figure] = [
     # Offline demo CLIP (chorus demo --json --run-dir runs/demo; its metrics.json)
-    Figure("docs/benchmarks.md", "demo/metrics.json", ("zero_shot_top1", "recall_at_1", "recall_at_5"),
-           "unseen prompt templates {:.3f}, text→image R@1 {:.3f} / R@5 {:.3f}"),
+    Figure(
+        "docs/benchmarks.md",
+        "demo/metrics.json",
+        ("zero_shot_top1", "recall_at_1", "recall_at_5"),
+        "unseen prompt templates {:.3f}, text→image R@1 {:.3f} / R@5 {:.3f}",
+    ),
     # FSDD spoken-digit classifier, speaker theo held out (chorus train configs/fsdd_audio_cnn.yaml)
-    Figure("docs/benchmarks.md", "fsdd_audio_cnn/metrics.json", ("eval/accuracy",),
-           "accuracy {:.3f} on theo's 500 clips with the speaker-robust input"),
+    Figure(
+        "docs/benchmarks.md",
+        "fsdd_audio_cnn/metrics.json",
+        ("eval/accuracy",),
+        "accuracy {:.3f} on theo's 500 clips with the speaker-robust input",
+    ),
     Figure("docs/benchmarks.md", "fsdd_audio_cnn_plain/metrics.json", ("eval/accuracy",), "{:.3f} with plain log-mels"),
     # Co-learning (chorus bench colearn)
-    Figure("docs/benchmarks.md", "colearn/results.json",
-           ("summary/pivot_zero_shot/mean", "summary/pivot_zero_shot/std", "summary/supervised_audio/mean",
-            "summary/supervised_audio/std", "pivot_fraction_of_supervised/mean", "pivot_fraction_of_supervised/std"),
-           "pivot-bound audio zero-shot from text {:.1f} ± {:.1f} % vs supervised audio {:.1f} ± {:.1f} % ({:.0f} ± {:.0f} %",
-           scale=100),
-    Figure("docs/benchmarks.md", "colearn/results.json",
-           ("summary/labels_only_image/mean", "summary/cotrain_image/mean", "summary/labels_only_audio/mean",
-            "summary/cotrain_audio/mean"),
-           "co-training lifts the image view {:.1f} → {:.1f} % and the audio view {:.1f} → {:.1f} %", scale=100),
-    Figure("docs/benchmarks/colearn.md", "colearn/results.json",
-           ("summary/pivot_zero_shot/mean", "summary/pivot_zero_shot/std", "pivot_fraction_of_supervised/mean",
-            "pivot_fraction_of_supervised/std"),
-           "| pivot binding, zero-shot from text | hybrid | audio | none (audio–image pairs) | {:.1f} ± {:.1f} | {:.0f} ± {:.0f} % |",
-           scale=100),
+    Figure(
+        "docs/benchmarks.md",
+        "colearn/results.json",
+        (
+            "summary/pivot_zero_shot/mean",
+            "summary/pivot_zero_shot/std",
+            "summary/supervised_audio/mean",
+            "summary/supervised_audio/std",
+            "pivot_fraction_of_supervised/mean",
+            "pivot_fraction_of_supervised/std",
+        ),
+        "pivot-bound audio zero-shot from text {:.1f} ± {:.1f} % vs supervised audio {:.1f} ± {:.1f} % ({:.0f} ± {:.0f} %",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks.md",
+        "colearn/results.json",
+        (
+            "summary/labels_only_image/mean",
+            "summary/cotrain_image/mean",
+            "summary/labels_only_audio/mean",
+            "summary/cotrain_audio/mean",
+        ),
+        "co-training lifts the image view {:.1f} → {:.1f} % and the audio view {:.1f} → {:.1f} %",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks/colearn.md",
+        "colearn/results.json",
+        (
+            "summary/pivot_zero_shot/mean",
+            "summary/pivot_zero_shot/std",
+            "pivot_fraction_of_supervised/mean",
+            "pivot_fraction_of_supervised/std",
+        ),
+        "| pivot binding, zero-shot from text | hybrid | audio | none (audio–image pairs) | {:.1f} ± {:.1f} | {:.0f} ± {:.0f} % |",
+        scale=100,
+    ),
     # COCO-mini retrieval (chorus bench coco_retrieval)
-    Figure("docs/benchmarks.md", "coco_retrieval/results.json",
-           ("summary/lit/text_to_image_R@5", "summary/scratch/text_to_image_R@5"),
-           "text→image R@5 {:.1f} ± {:.1f} % (frozen MiniLM) vs {:.1f} ± {:.1f} %", scale=100),
-    Figure("docs/benchmarks/coco_retrieval.md", "coco_retrieval/results.json",
-           ("summary/lit/text_to_image_R@5", "summary/scratch/text_to_image_R@5"),
-           "| text to image R@5 | {:.1f} ± {:.1f} | {:.1f} ± {:.1f} |", scale=100),
-    Figure("docs/benchmarks/coco_retrieval.md", "coco_retrieval/results.json",
-           ("summary/lit/image_to_text_R@5", "summary/scratch/image_to_text_R@5"),
-           "| image to text R@5 | {:.1f} ± {:.1f} | {:.1f} ± {:.1f} |", scale=100),
+    Figure(
+        "docs/benchmarks.md",
+        "coco_retrieval/results.json",
+        ("summary/lit/text_to_image_R@5", "summary/scratch/text_to_image_R@5"),
+        "text→image R@5 {:.1f} ± {:.1f} % (frozen MiniLM) vs {:.1f} ± {:.1f} %",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks/coco_retrieval.md",
+        "coco_retrieval/results.json",
+        ("summary/lit/text_to_image_R@5", "summary/scratch/text_to_image_R@5"),
+        "| text to image R@5 | {:.1f} ± {:.1f} | {:.1f} ± {:.1f} |",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks/coco_retrieval.md",
+        "coco_retrieval/results.json",
+        ("summary/lit/image_to_text_R@5", "summary/scratch/image_to_text_R@5"),
+        "| image to text R@5 | {:.1f} ± {:.1f} | {:.1f} ± {:.1f} |",
+        scale=100,
+    ),
     # DTW speed (benchmarks/align_speed.py)
-    Figure("docs/benchmarks.md", "align_speed.json",
-           ("results/method=chorus (torch wavefront, batched)/median_ms",
+    Figure(
+        "docs/benchmarks.md",
+        "align_speed.json",
+        (
+            "results/method=chorus (torch wavefront, batched)/median_ms",
             "results/method=tslearn.metrics.dtw (loop)/median_ms",
             "results/method=tslearn.metrics.dtw (loop)/speedup_of_chorus",
-            "results/method=dtaidistance dtw_ndim.distance (C, loop)/median_ms"),
-           "Chorus {:.1f} ms, tslearn {:.1f} ms ({:.2f}× slower), dtaidistance C {:.1f} ms"),
+            "results/method=dtaidistance dtw_ndim.distance (C, loop)/median_ms",
+        ),
+        "Chorus {:.1f} ms, tslearn {:.1f} ms ({:.2f}× slower), dtaidistance C {:.1f} ms",
+    ),
     # CPU bf16 attention (benchmarks/attention_cpu_bf16.py)
-    Figure("docs/benchmarks.md", "attention_cpu_bf16.json",
-           ("ms_forward_backward/explicit", "ms_forward_backward/math", "ms_forward_backward/flash"),
-           "explicit {:.1f} ms, math {:.1f} ms, flash {:.1f} ms"),
+    Figure(
+        "docs/benchmarks.md",
+        "attention_cpu_bf16.json",
+        ("ms_forward_backward/explicit", "ms_forward_backward/math", "ms_forward_backward/flash"),
+        "explicit {:.1f} ms, math {:.1f} ms, flash {:.1f} ms",
+    ),
     # CLIP throughput vs OpenCLIP (benchmarks/clip_throughput.py; tiny64 from its own 5-round run)
-    *(Figure("docs/benchmarks.md", results,
-             tuple(f"results/config={config}&precision={precision}&variant={variant}/{key}"
-                   for variant, key in [("chorus", "samples_per_s"), ("openclip", "chorus_speedup"),
-                                        ("openclip+tricks", "chorus_speedup")]),
-             f"| {config} | {precision} | {{:.1f}} | {{:.2f}}× | {{:.2f}}× |")
-      for results, config, precision in [
-          ("clip_throughput_tiny64.json", "tiny64", "fp32"), ("clip_throughput_tiny64.json", "tiny64", "bf16"),
-          ("clip_throughput.json", "base224", "fp32"), ("clip_throughput.json", "base224", "bf16")]),
+    *(
+        Figure(
+            "docs/benchmarks.md",
+            results,
+            tuple(
+                f"results/config={config}&precision={precision}&variant={variant}/{key}"
+                for variant, key in [
+                    ("chorus", "samples_per_s"),
+                    ("openclip", "chorus_speedup"),
+                    ("openclip+tricks", "chorus_speedup"),
+                ]
+            ),
+            f"| {config} | {precision} | {{:.1f}} | {{:.2f}}× | {{:.2f}}× |",
+        )
+        for results, config, precision in [
+            ("clip_throughput_tiny64.json", "tiny64", "fp32"),
+            ("clip_throughput_tiny64.json", "tiny64", "bf16"),
+            ("clip_throughput.json", "base224", "fp32"),
+            ("clip_throughput.json", "base224", "bf16"),
+        ]
+    ),
     # Loss parity (benchmarks/clip_loss_parity.py)
-    Figure("docs/benchmarks.md", "clip_loss_parity.json",
-           ("rows/variant=chorus/diff_mean", "rows/variant=chorus/diff_std"), "**{:.3f} ± {:.3f}**"),
-    Figure("docs/benchmarks.md", "clip_loss_parity.json",
-           ("rows/variant=openclip+tricks/diff_mean", "rows/variant=openclip+tricks/diff_std"), "{:.3f} ± {:.3f}"),
+    Figure(
+        "docs/benchmarks.md",
+        "clip_loss_parity.json",
+        ("rows/variant=chorus/diff_mean", "rows/variant=chorus/diff_std"),
+        "**{:.3f} ± {:.3f}**",
+    ),
+    Figure(
+        "docs/benchmarks.md",
+        "clip_loss_parity.json",
+        ("rows/variant=openclip+tricks/diff_mean", "rows/variant=openclip+tricks/diff_std"),
+        "{:.3f} ± {:.3f}",
+    ),
     # Training precision, fp32 vs bf16 (chorus bench precision)
-    Figure("docs/benchmarks.md", "precision/results.json", ("results/mean/bf16", "results/mean/fp32"), "bf16 {:.1f} ± 5.4 vs fp32 {:.1f} ± 2.7"),
+    Figure(
+        "docs/benchmarks.md",
+        "precision/results.json",
+        ("results/mean/bf16", "results/mean/fp32"),
+        "bf16 {:.1f} ± 5.4 vs fp32 {:.1f} ± 2.7",
+    ),
     Figure("docs/benchmarks.md", "precision/results.json", ("results/bf16_over_fp32",), "samples/s (ratio {:.2f})"),
     # VQA on Sort-of-CLEVR (chorus bench vqa)
-    Figure("docs/benchmarks.md", "vqa/results.json",
-           ("results/summary/relation_network/accuracy_non_relational", "results/summary/relation_network/accuracy_relational"),
-           "relation network {:.1f} ± {:.1f} / {:.1f} ± {:.1f}", scale=100),
-    Figure("docs/benchmarks.md", "vqa/results.json",
-           ("results/majority/accuracy_non_relational", "results/majority/accuracy_relational"),
-           "majority answer per question type {:.1f} / {:.1f}", scale=100),
+    Figure(
+        "docs/benchmarks.md",
+        "vqa/results.json",
+        (
+            "results/summary/relation_network/accuracy_non_relational",
+            "results/summary/relation_network/accuracy_relational",
+        ),
+        "relation network {:.1f} ± {:.1f} / {:.1f} ± {:.1f}",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks.md",
+        "vqa/results.json",
+        ("results/majority/accuracy_non_relational", "results/majority/accuracy_relational"),
+        "majority answer per question type {:.1f} / {:.1f}",
+        scale=100,
+    ),
     # Image captioning (chorus bench caption)
-    Figure("docs/benchmarks.md", "caption/results.json", ("results/summary/prefix_lm_beam/CIDEr", "results/summary/prefix_scratch_beam/CIDEr"),
-           "with text-only LM pre-training {:.1f} ± {:.1f} vs {:.1f} ± {:.1f} without", scale=100),
+    Figure(
+        "docs/benchmarks.md",
+        "caption/results.json",
+        ("results/summary/prefix_lm_beam/CIDEr", "results/summary/prefix_scratch_beam/CIDEr"),
+        "with text-only LM pre-training {:.1f} ± {:.1f} vs {:.1f} ± {:.1f} without",
+        scale=100,
+    ),
     # Speech <-> text (chorus bench speech)
-    Figure("docs/speech.md", "speech/results.json",
-           ("results/recognition/ctc_beam/clean/*/wer",),
-           "| CTC recogniser, beam 8 + length prior | {:.1f} ± {:.1f} | ", scale=100, seeds=True),
-    Figure("docs/benchmarks.md", "speech/results.json",
-           ("results/recognition/ctc_beam/clean/*/wer", "results/recognition/ctc_beam/noisy/*/wer"),
-           "CTC WER on theo {:.1f} ± {:.1f} % clean, {:.1f} ± {:.1f} % at 10 dB", scale=100, seeds=True),
-    Figure("docs/benchmarks.md", "speech/results.json", ("results/recognition/oracle/clean/*/wer",),
-           "isolated-digit classifier on oracle segments {:.1f} ± {:.1f} %", scale=100, seeds=True),
+    Figure(
+        "docs/speech.md",
+        "speech/results.json",
+        ("results/recognition/ctc_beam/clean/*/wer",),
+        "| CTC recogniser, beam 8 + length prior | {:.1f} ± {:.1f} | ",
+        scale=100,
+        seeds=True,
+    ),
+    Figure(
+        "docs/benchmarks.md",
+        "speech/results.json",
+        ("results/recognition/ctc_beam/clean/*/wer", "results/recognition/ctc_beam/noisy/*/wer"),
+        "CTC WER on theo {:.1f} ± {:.1f} % clean, {:.1f} ± {:.1f} % at 10 dB",
+        scale=100,
+        seeds=True,
+    ),
+    Figure(
+        "docs/benchmarks.md",
+        "speech/results.json",
+        ("results/recognition/oracle/clean/*/wer",),
+        "isolated-digit classifier on oracle segments {:.1f} ± {:.1f} %",
+        scale=100,
+        seeds=True,
+    ),
 ]
 
 

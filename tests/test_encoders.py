@@ -242,8 +242,13 @@ def _hf_blocks_to_ours(sd: dict, prefix: str) -> dict:
         if not key.startswith(prefix):
             continue
         k = key[len(prefix) :]
-        for hf_name, name in [("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("self_attn.out_proj", "attn.out_proj"),
-                              ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")]:
+        for hf_name, name in [
+            ("layer_norm1", "ln_1"),
+            ("layer_norm2", "ln_2"),
+            ("self_attn.out_proj", "attn.out_proj"),
+            ("mlp.fc1", "mlp.c_fc"),
+            ("mlp.fc2", "mlp.c_proj"),
+        ]:
             k = k.replace(hf_name, name)
         out["transformer.resblocks." + k] = value
     for key in [k for k in out if ".self_attn.q_proj." in k]:
@@ -259,22 +264,40 @@ def test_vit_reproduces_hf_clip_vision_tower() -> None:
 
     torch.manual_seed(0)
     cfg = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4, image_size=16,
-        patch_size=4, projection_dim=24, hidden_act="quick_gelu", layer_norm_eps=1e-6,
+        hidden_size=32,
+        intermediate_size=80,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=16,
+        patch_size=4,
+        projection_dim=24,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-6,
     )
     hf = CLIPVisionModelWithProjection(cfg).eval()
     sd = hf.state_dict()
     ours = build_encoder(
-        "vit", "tiny", patch_size=4, width=32, layers=2, heads=4, image_size=16, mlp_ratio=2.5,
-        act="quick_gelu", output_dim=24, ln_eps=1e-6,
+        "vit",
+        "tiny",
+        patch_size=4,
+        width=32,
+        layers=2,
+        heads=4,
+        image_size=16,
+        mlp_ratio=2.5,
+        act="quick_gelu",
+        output_dim=24,
+        ln_eps=1e-6,
     ).eval()
     p = "vision_model."
     mapped = {
         "conv1.weight": sd[p + "embeddings.patch_embedding.weight"],
         "class_embedding": sd[p + "embeddings.class_embedding"],
         "positional_embedding": sd[p + "embeddings.position_embedding.weight"],
-        "ln_pre.weight": sd[p + "pre_layrnorm.weight"], "ln_pre.bias": sd[p + "pre_layrnorm.bias"],
-        "ln_post.weight": sd[p + "post_layernorm.weight"], "ln_post.bias": sd[p + "post_layernorm.bias"],
+        "ln_pre.weight": sd[p + "pre_layrnorm.weight"],
+        "ln_pre.bias": sd[p + "pre_layrnorm.bias"],
+        "ln_post.weight": sd[p + "post_layernorm.weight"],
+        "ln_post.bias": sd[p + "post_layernorm.bias"],
         "proj": sd["visual_projection.weight"].T,
         **_hf_blocks_to_ours(sd, p + "encoder.layers."),
     }
@@ -294,9 +317,17 @@ def test_text_transformer_reproduces_hf_clip_text_tower() -> None:
     torch.manual_seed(0)
     vocab, ctx = 100, 12
     cfg = CLIPTextConfig(
-        vocab_size=vocab, hidden_size=32, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=ctx, projection_dim=24, hidden_act="gelu",
-        eos_token_id=vocab - 1, pad_token_id=0, bos_token_id=vocab - 2,
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=ctx,
+        projection_dim=24,
+        hidden_act="gelu",
+        eos_token_id=vocab - 1,
+        pad_token_id=0,
+        bos_token_id=vocab - 2,
     )
     hf = CLIPTextModelWithProjection(cfg).eval()
     sd = hf.state_dict()
@@ -383,10 +414,15 @@ def test_minilm_frozen_and_tunable(minilm: nn.Module) -> None:
 
 def test_registry_and_build_errors() -> None:
     assert {n: encoder_modality(n) for n in ENCODERS.names()} == {
-        "cnn": "image", "resnet": "image", "vit": "image", "scattering": "image", "scattering_descriptors": "image",
+        "cnn": "image",
+        "resnet": "image",
+        "vit": "image",
+        "scattering": "image",
+        "scattering_descriptors": "image",
         "text_transformer": "text",
         "minilm": "text",
-        "audio_cnn": "audio", "audio_transformer": "audio",
+        "audio_cnn": "audio",
+        "audio_transformer": "audio",
     }
     with pytest.raises(ConfigError, match="'nope'.*audio_cnn.*vit"):
         build_encoder("nope")

@@ -54,8 +54,10 @@ def test_coefficients_are_linearly_separable_on_real_images(real_data_root: Path
     y = labels[index]
     x = BatchAugment(64).eval()(preload_images([dataset.load(i)["image"] for i in index], 64))
     transform = build_encoder("scattering", "small", image_size=64).transform
-    features = {"scattering": F.adaptive_avg_pool2d(transform(x), 4).flatten(1).numpy(),
-                "pixels": F.adaptive_avg_pool2d(x, 16).flatten(1).numpy()}
+    features = {
+        "scattering": F.adaptive_avg_pool2d(transform(x), 4).flatten(1).numpy(),
+        "pixels": F.adaptive_avg_pool2d(x, 16).flatten(1).numpy(),
+    }
     train = np.arange(len(index)) % 30 < 20
     accuracy = {}
     for name, f in features.items():

@@ -10,7 +10,7 @@ import torch
 
 from chorus import cli
 from chorus.extras import EXTRAS, MissingExtra, require
-from chorus.train import Trainer, TrainConfig
+from chorus.train import TrainConfig, Trainer
 from chorus.train import precision as precision_mod
 from chorus.train.precision import cpu_flags, resolve_precision
 
@@ -21,12 +21,15 @@ def one_error_line(capsys) -> str:
     return err
 
 
-@pytest.mark.parametrize(("argv", "module", "extra"), [
-    (["serve", "--runs", "nowhere"], "fastapi", "serve"),
-    (["index", "build", "nowhere", "--dataset", "digits"], "faiss", "serve"),
-    (["data", "pack", "digits", "out"], "webdataset", "shards"),
-    (["bench", "fusion", "--quick"], "hmmlearn", "fusion"),
-])
+@pytest.mark.parametrize(
+    ("argv", "module", "extra"),
+    [
+        (["serve", "--runs", "nowhere"], "fastapi", "serve"),
+        (["index", "build", "nowhere", "--dataset", "digits"], "faiss", "serve"),
+        (["data", "pack", "digits", "out"], "webdataset", "shards"),
+        (["bench", "fusion", "--quick"], "hmmlearn", "fusion"),
+    ],
+)
 def test_a_missing_extra_is_one_line_and_exit_2(argv, module, extra, monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, module, None)  # the package is not importable
@@ -95,8 +98,12 @@ class Tiny(torch.nn.Module):
 def test_trainer_resolves_auto_and_prints_it(flags, expected, monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(precision_mod, "cpu_flags", lambda: frozenset(flags))
     data = [{"x": torch.randn(2)} for _ in range(8)]
-    trainer = Trainer(Tiny(), data, TrainConfig(max_steps=1, batch_size=4, precision="auto", device="cpu",
-                                                progress=False, tensorboard=False), tmp_path)
+    trainer = Trainer(
+        Tiny(),
+        data,
+        TrainConfig(max_steps=1, batch_size=4, precision="auto", device="cpu", progress=False, tensorboard=False),
+        tmp_path,
+    )
     assert trainer.precision == expected
     trainer.fit()
     assert f"training in {expected} on cpu (auto: " in capsys.readouterr().err

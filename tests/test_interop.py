@@ -56,9 +56,11 @@ def chorus_outputs(model: ContrastiveModel, ref: dict[str, Tensor]) -> dict[str,
     with torch.no_grad():
         image = model.encode("image", ref["images"], normalize=False)
         text = model.encode("text", ref["ids"], ref["mask"], normalize=False)
-        logits = model.current_logit_scale() * model.encode("image", ref["images"]) @ model.encode(
-            "text", ref["ids"], ref["mask"]
-        ).T
+        logits = (
+            model.current_logit_scale()
+            * model.encode("image", ref["images"])
+            @ model.encode("text", ref["ids"], ref["mask"]).T
+        )
     return {"image_features": image, "text_features": text, "logits_per_image": logits}
 
 
@@ -91,9 +93,12 @@ def test_load_hf_clip_reproduces_transformers(hf_ref: dict[str, Tensor]) -> None
     assert_outputs(chorus_outputs(model, hf_ref), hf_ref)
     text_cfg = json.loads((HF_DIR / "config.json").read_text())["text_config"]
     assert info == ClipTokenizerInfo(
-        vocab_size=text_cfg["vocab_size"], context_length=text_cfg["max_position_embeddings"],
-        bos_token_id=text_cfg["bos_token_id"], eos_token_id=text_cfg["eos_token_id"],
-        pad_token_id=text_cfg["pad_token_id"], files=None,
+        vocab_size=text_cfg["vocab_size"],
+        context_length=text_cfg["max_position_embeddings"],
+        bos_token_id=text_cfg["bos_token_id"],
+        eos_token_id=text_cfg["eos_token_id"],
+        pad_token_id=text_cfg["pad_token_id"],
+        files=None,
     )
     # Chorus pools at the mask's last real token; the fixture's masks end exactly at EOS.
     last_real = torch.tensor([int(row.nonzero().max()) for row in hf_ref["mask"]])
@@ -119,8 +124,14 @@ def test_export_hf_clip_round_trips(tmp_path: Path, hf_ref: dict[str, Tensor]) -
     assert_same_tensors(load_file(tmp_path / "model.safetensors"), load_file(HF_DIR / "model.safetensors"))
     original, exported = (json.loads((d / "config.json").read_text()) for d in (HF_DIR, tmp_path))
     for section in ("text_config", "vision_config"):
-        for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "hidden_act",
-                    "layer_norm_eps"):
+        for key in (
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "hidden_act",
+            "layer_norm_eps",
+        ):
             assert exported[section][key] == original[section][key], (section, key)
     assert exported["projection_dim"] == original["projection_dim"]
 
@@ -204,9 +215,15 @@ def test_export_open_clip_round_trips_exactly(tmp_path: Path, oc_ref: dict[str, 
 def test_export_open_clip_is_read_by_open_clip(tmp_path: Path) -> None:
     export_open_clip(load_open_clip(OC_WEIGHTS, OC_CONFIG), tmp_path)
     result = subprocess.run(
-        [OPEN_CLIP_PYTHON, str(FIXTURES / "verify_open_clip.py"), str(tmp_path),
-         str(FIXTURES / "open_clip_reference.safetensors")],
-        capture_output=True, text=True, timeout=300,
+        [
+            OPEN_CLIP_PYTHON,
+            str(FIXTURES / "verify_open_clip.py"),
+            str(tmp_path),
+            str(FIXTURES / "open_clip_reference.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

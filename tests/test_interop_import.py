@@ -29,11 +29,11 @@ from safetensors.torch import load_file
 from test_interop import FIXTURES, OPEN_CLIP_PYTHON
 
 from chorus.cli import main
-from chorus.run_eval import zeroshot_files, zeroshot_run
 from chorus.contrastive.interop import export_open_clip
 from chorus.data.text import ClipTokenizer
 from chorus.errors import ConfigError
 from chorus.experiment import build_eval_dataset, load_experiment, load_run
+from chorus.run_eval import zeroshot_files, zeroshot_run
 from chorus.run_import import import_clip
 from chorus.serve.runs import LoadedRun
 
@@ -72,17 +72,33 @@ def reference(checkpoint: Path, images: dict[str, Image.Image]) -> dict[str, tor
 
     processor = CLIPProcessor.from_pretrained(checkpoint)
     model = CLIPModel.from_pretrained(checkpoint).eval()
-    inputs = processor(text=[f"a photo of a {c}." for c in CLASSES], images=list(images.values()),
-                       return_tensors="pt", padding="max_length", max_length=77, truncation=True)
+    inputs = processor(
+        text=[f"a photo of a {c}." for c in CLASSES],
+        images=list(images.values()),
+        return_tensors="pt",
+        padding="max_length",
+        max_length=77,
+        truncation=True,
+    )
     with torch.no_grad():
         out = model(**inputs)
-    return {"pixels": inputs["pixel_values"], "ids": inputs["input_ids"], "mask": inputs["attention_mask"].bool(),
-            "image": out.image_embeds, "text": out.text_embeds, "probs": out.logits_per_image.softmax(-1)}
+    return {
+        "pixels": inputs["pixel_values"],
+        "ids": inputs["input_ids"],
+        "mask": inputs["attention_mask"].bool(),
+        "image": out.image_embeds,
+        "text": out.text_embeds,
+        "probs": out.logits_per_image.softmax(-1),
+    }
 
 
-def test_imported_run_equals_transformers(run_dir: Path, images: dict[str, Image.Image],
-                                          reference: dict[str, torch.Tensor], tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_imported_run_equals_transformers(
+    run_dir: Path,
+    images: dict[str, Image.Image],
+    reference: dict[str, torch.Tensor],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     shutil.copytree(run_dir, tmp_path / "moved")  # the folder alone suffices: no dataset, no checkpoint
     monkeypatch.setenv("CHORUS_DATA", str(tmp_path / "no-datasets-here"))
     run = LoadedRun(tmp_path / "moved", device="cpu")
@@ -97,14 +113,19 @@ def test_imported_run_equals_transformers(run_dir: Path, images: dict[str, Image
     torch.testing.assert_close(text, reference["text"], atol=TOLERANCE, rtol=0)
     for row, img in enumerate(images.values()):
         probs = dict(run.classify("image", img, CLASSES))
-        torch.testing.assert_close(torch.tensor([probs[c] for c in CLASSES]), reference["probs"][row],
-                                   atol=TOLERANCE, rtol=0)
+        torch.testing.assert_close(
+            torch.tensor([probs[c] for c in CLASSES]), reference["probs"][row], atol=TOLERANCE, rtol=0
+        )
     assert reference["probs"].std() > 1e-3  # the random model still tells classes apart, so equality means something
 
 
-def test_imported_run_serves_without_datasets(run_dir: Path, images: dict[str, Image.Image],
-                                              reference: dict[str, torch.Tensor], tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_imported_run_serves_without_datasets(
+    run_dir: Path,
+    images: dict[str, Image.Image],
+    reference: dict[str, torch.Tensor],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from fastapi.testclient import TestClient
 
     from chorus.serve import create_app
@@ -116,24 +137,44 @@ def test_imported_run_serves_without_datasets(run_dir: Path, images: dict[str, I
         (described,) = client.get("/runs").json()["runs"]
         assert described["name"] == "clip" and described["zero_shot"] == ["image"]
         with open(path, "rb") as f:
-            answer = client.post("/zeroshot", files={"image": ("photo.jpg", f, "image/jpeg")},
-                                 data={"classes": ",".join(CLASSES)})
+            answer = client.post(
+                "/zeroshot", files={"image": ("photo.jpg", f, "image/jpeg")}, data={"classes": ",".join(CLASSES)}
+            )
     assert answer.status_code == 200, answer.text
     scores = {label["label"]: label["score"] for label in answer.json()["labels"]}
-    torch.testing.assert_close(torch.tensor([scores[c] for c in CLASSES]), reference["probs"][0],
-                               atol=TOLERANCE, rtol=0)
+    torch.testing.assert_close(
+        torch.tensor([scores[c] for c in CLASSES]), reference["probs"][0], atol=TOLERANCE, rtol=0
+    )
 
 
-def test_zeroshot_cli_on_files_with_user_labels(checkpoint: Path, images: dict[str, Image.Image],
-                                                reference: dict[str, torch.Tensor], tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_zeroshot_cli_on_files_with_user_labels(
+    checkpoint: Path,
+    images: dict[str, Image.Image],
+    reference: dict[str, torch.Tensor],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """One command from a downloaded checkpoint (imported on the fly) to probabilities over the user's labels."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for i, path in enumerate(images):
         shutil.copy(path, folder / f"{i:02d}{Path(path).suffix}")
-    assert main(["zeroshot", str(checkpoint), "--images", str(folder), "--classes", ",".join(CLASSES),
-                 "--top-k", str(len(CLASSES)), "--json"]) == 0
+    assert (
+        main(
+            [
+                "zeroshot",
+                str(checkpoint),
+                "--images",
+                str(folder),
+                "--classes",
+                ",".join(CLASSES),
+                "--top-k",
+                str(len(CLASSES)),
+                "--json",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [Path(r["path"]).name for r in rows] == sorted(p.name for p in folder.iterdir())
     for row, expected in zip(rows, reference["probs"]):
@@ -161,8 +202,9 @@ def open_clip_run(run_dir: Path, checkpoint: Path, tmp_path_factory: pytest.Temp
     return folder
 
 
-def test_open_clip_layout_round_trips_exactly(run_dir: Path, open_clip_run: Path,
-                                               reference: dict[str, torch.Tensor]) -> None:
+def test_open_clip_layout_round_trips_exactly(
+    run_dir: Path, open_clip_run: Path, reference: dict[str, torch.Tensor]
+) -> None:
     """Same tensors, same architecture and statistics, same token ids; only the crop placement is OpenCLIP's."""
     original, back = load_file(run_dir / "model.safetensors"), load_file(open_clip_run / "run" / "model.safetensors")
     assert sorted(original) == sorted(back) and all(torch.equal(original[k], back[k]) for k in original)
@@ -174,31 +216,46 @@ def test_open_clip_layout_round_trips_exactly(run_dir: Path, open_clip_run: Path
     assert torch.equal(ids[mask], reference["ids"][reference["mask"]])
 
 
-@pytest.mark.skipif(not OPEN_CLIP_PYTHON,
-                    reason="set CHORUS_OPENCLIP_PYTHON to a Python that has open_clip (it needs torchvision)")
+@pytest.mark.skipif(
+    not OPEN_CLIP_PYTHON, reason="set CHORUS_OPENCLIP_PYTHON to a Python that has open_clip (it needs torchvision)"
+)
 def test_open_clip_run_equals_open_clip(open_clip_run: Path, images: dict[str, Image.Image], tmp_path: Path) -> None:
     """open_clip itself (its preprocessing, tokenizer and model) on the same files gives Chorus' numbers."""
     prompts = [f"a photo of a {c}." for c in CLASSES]
     (tmp_path / "prompts.json").write_text(json.dumps(prompts))
     result = subprocess.run(
-        [str(OPEN_CLIP_PYTHON), str(FIXTURES / "open_clip_zeroshot.py"), str(open_clip_run / "oc"),
-         str(open_clip_run / "bpe.txt.gz"), str(tmp_path / "ref.safetensors"), str(tmp_path / "prompts.json"),
-         *images], capture_output=True, text=True, timeout=300, check=False)
+        [
+            str(OPEN_CLIP_PYTHON),
+            str(FIXTURES / "open_clip_zeroshot.py"),
+            str(open_clip_run / "oc"),
+            str(open_clip_run / "bpe.txt.gz"),
+            str(tmp_path / "ref.safetensors"),
+            str(tmp_path / "prompts.json"),
+            *images,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     ref = load_file(tmp_path / "ref.safetensors")
     run = LoadedRun(open_clip_run / "run", device="cpu")
     image = torch.stack([run.embed("image", img) for img in images.values()])
     text = torch.stack([run.embed("text", p) for p in prompts])
-    probs = torch.stack([torch.tensor([dict(run.classify("image", img, CLASSES))[c] for c in CLASSES])
-                         for img in images.values()])
+    probs = torch.stack(
+        [torch.tensor([dict(run.classify("image", img, CLASSES))[c] for c in CLASSES]) for img in images.values()]
+    )
     for name, ours in (("image", image), ("text", text), ("probs", probs)):
         torch.testing.assert_close(ours, ref[name], atol=TOLERANCE, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def test_import_refuses_a_foreign_tokenizer(checkpoint: Path, tmp_path: Path) -> None:
     vocab = json.loads((checkpoint.parent / f"{checkpoint.name}-bpe" / "vocab.json").read_text())
-    swapped = {t: (len(vocab) - 2 if t == "<|endoftext|>" else len(vocab) - 1 if t == "<|startoftext|>" else i)
-               for t, i in vocab.items()}
+    swapped = {
+        t: (len(vocab) - 2 if t == "<|endoftext|>" else len(vocab) - 1 if t == "<|startoftext|>" else i)
+        for t, i in vocab.items()
+    }
     (tmp_path / "tok").mkdir()
     (tmp_path / "tok" / "vocab.json").write_text(json.dumps(swapped))
     shutil.copy(checkpoint.parent / f"{checkpoint.name}-bpe" / "merges.txt", tmp_path / "tok")
@@ -210,14 +267,28 @@ def test_import_refuses_a_foreign_tokenizer(checkpoint: Path, tmp_path: Path) ->
 def test_lit_fine_tuning_starts_from_the_imported_run(run_dir: Path, real_data_root: Path, tmp_path: Path) -> None:
     """``model.init_from`` + ``frozen: [text]``: the text tower stays bit-identical, the image side learns."""
     config = tmp_path / "lit.yaml"
-    config.write_text(json.dumps({
-        "name": "lit", "data": {"name": "caltech101", "train_split": "train", "eval_split": "test",
-                                "caption_templates": ["a photo of a {}."], "options": {"indices": list(range(32))},
-                                "eval_options": {"indices": list(range(40))}},
-        "model": {"task": "contrastive", "init_from": str(run_dir), "frozen": ["text"],
-                  "zero_shot_templates": ["a photo of a {}."]},
-        "train": {"max_steps": 3, "batch_size": 16, "lr": 1e-3, "progress": False, "tensorboard": False},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "name": "lit",
+                "data": {
+                    "name": "caltech101",
+                    "train_split": "train",
+                    "eval_split": "test",
+                    "caption_templates": ["a photo of a {}."],
+                    "options": {"indices": list(range(32))},
+                    "eval_options": {"indices": list(range(40))},
+                },
+                "model": {
+                    "task": "contrastive",
+                    "init_from": str(run_dir),
+                    "frozen": ["text"],
+                    "zero_shot_templates": ["a photo of a {}."],
+                },
+                "train": {"max_steps": 3, "batch_size": 16, "lr": 1e-3, "progress": False, "tensorboard": False},
+            }
+        )
+    )
     assert main(["train", str(config), "--run-dir", str(tmp_path / "lit"), "--json"]) == 0
     before, after = load_file(run_dir / "model.safetensors"), load_file(tmp_path / "lit" / "model.safetensors")
     assert sorted(before) == sorted(after)
@@ -248,8 +319,13 @@ def test_import_reads_pytorch_model_bin(checkpoint: Path, run_dir: Path, tmp_pat
     assert sorted(original) == sorted(back) and all(torch.equal(original[k], back[k]) for k in original)
 
 
-def test_docs_example_runs_as_written(checkpoint: Path, images: dict[str, Image.Image], tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_docs_example_runs_as_written(
+    checkpoint: Path,
+    images: dict[str, Image.Image],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """docs/interop.md's one command and five lines of Python, on a checkpoint and photos named as the page names them."""
     doc = (Path(__file__).resolve().parents[1] / "docs" / "interop.md").read_text()
     command = re.search(r"```bash\n(chorus .*?)\n```", doc).group(1)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
+from test_serve_support import digit_images, trained_run
 
 from chorus import cli
 from chorus.data import build_dataset
@@ -23,7 +24,6 @@ from chorus.errors import DataError
 from chorus.predict import expand_inputs, predict
 from chorus.serve import create_app
 from chorus.serve.runs import LoadedRun
-from test_serve_support import digit_images, trained_run
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,19 @@ import logging
 import shutil
 
 from fastapi.testclient import TestClient
+from test_serve_support import trained_run
 
 from chorus import cli
 from chorus.eval.report import metric_label, text_table
 from chorus.serve import create_app
-from test_serve_support import trained_run
 
-FAST = ["train.max_steps=2", "train.epochs=null", "train.progress=false", "train.tensorboard=false",
-        "train.log_every=1"]
+FAST = [
+    "train.max_steps=2",
+    "train.epochs=null",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.log_every=1",
+]
 
 
 def test_train_writes_curves_and_refuses_an_existing_run(tmp_path, real_data_root, capsys):
@@ -77,9 +82,13 @@ def test_audio_retrieval_metrics_are_named_after_audio(tmp_path_factory, real_da
 
     cfg, model, classes, tokenizer = load_run(trained_run(tmp_path_factory, "fsdd", real_data_root))
     clips = Subset(build_eval_dataset(cfg, str(real_data_root)), range(12))
-    result = dataset_retrieval(model, clips, lambda t: tokenizer(t, cfg.data.context_length), "audio", classes,
-                               cfg.model.zero_shot_templates)
+    result = dataset_retrieval(
+        model, clips, lambda t: tokenizer(t, cfg.data.context_length), "audio", classes, cfg.model.zero_shot_templates
+    )
     n_texts = result["n_texts"]
-    expected = {f"audio_to_text_R@{k}" for k in (1, 5, 10) if k < n_texts} | {"text_to_audio_R@1", "text_to_audio_R@5",
-                                                                                "text_to_audio_R@10"}
+    expected = {f"audio_to_text_R@{k}" for k in (1, 5, 10) if k < n_texts} | {
+        "text_to_audio_R@1",
+        "text_to_audio_R@5",
+        "text_to_audio_R@10",
+    }
     assert set(result["metrics"]) == expected

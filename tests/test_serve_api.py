@@ -21,6 +21,7 @@ import soundfile as sf
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
+from test_serve_support import digit_images, served_folders
 
 from chorus.contrastive import build_zero_shot_classifier
 from chorus.data import ImageTransform, LogMel, build_dataset
@@ -28,7 +29,6 @@ from chorus.errors import ConfigError
 from chorus.experiment import load_run
 from chorus.serve import SearchIndex, build_index, create_app
 from chorus.serve.index import make_faiss_index
-from test_serve_support import digit_images, served_folders
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_health_and_runs_describe_what_was_loaded(client, digits_run):
 
 def test_embed_image_and_text_equal_direct_model_outputs(client, digits_run):
     cfg, model, _, tokenizer = digits_run
-    (png, _), = digit_images(1)
+    ((png, _),) = digit_images(1)
     got = client.post("/embed", files={"image": ("d.png", png, "image/png")}, data={"run": "digits"}).json()
     pixels = ImageTransform(cfg.data.image_size, channels=cfg.data.image_channels)(Image.open(io.BytesIO(png)))
     with torch.no_grad():
@@ -123,14 +123,19 @@ def test_embed_audio_resamples_and_equals_direct_model_output(client, fsdd_run, 
 
 def test_zeroshot_matches_library_and_beats_chance(client, digits_run):
     cfg, model, classes, tokenizer = digits_run
-    weights = build_zero_shot_classifier(model, lambda t: tokenizer(t, cfg.data.context_length), classes,
-                                         cfg.model.zero_shot_templates)
+    weights = build_zero_shot_classifier(
+        model, lambda t: tokenizer(t, cfg.data.context_length), classes, cfg.model.zero_shot_templates
+    )
     transform = ImageTransform(cfg.data.image_size, channels=cfg.data.image_channels)
     correct, samples = 0, digit_images(40)
     for png, label in samples:
         got = client.post("/zeroshot", files={"image": ("d.png", png, "image/png")}).json()["labels"]
         with torch.no_grad():
-            logits = model.current_logit_scale() * model.encode("image", transform(Image.open(io.BytesIO(png)))[None]) @ weights
+            logits = (
+                model.current_logit_scale()
+                * model.encode("image", transform(Image.open(io.BytesIO(png)))[None])
+                @ weights
+            )
         probs = logits.softmax(-1)[0]
         assert [g["label"] for g in got] == [classes[i] for i in probs.argsort(descending=True)]
         np.testing.assert_allclose([g["score"] for g in got], probs.sort(descending=True).values.numpy(), atol=1e-5)
@@ -140,9 +145,10 @@ def test_zeroshot_matches_library_and_beats_chance(client, digits_run):
 
 
 def test_zeroshot_ranks_given_class_names_only(client):
-    (png, _), = digit_images(1)
-    got = client.post("/zeroshot", files={"image": ("d.png", png, "image/png")},
-                      data={"classes": "seven, zero,\nthree"}).json()["labels"]
+    ((png, _),) = digit_images(1)
+    got = client.post(
+        "/zeroshot", files={"image": ("d.png", png, "image/png")}, data={"classes": "seven, zero,\nthree"}
+    ).json()["labels"]
     assert sorted(g["label"] for g in got) == ["seven", "three", "zero"]
     scores = [g["score"] for g in got]
     assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1) < 1e-5
@@ -230,8 +236,13 @@ def test_align_recovers_a_known_delay(client, real_data_root):
     wave, rate, _ = fsdd_clip(real_data_root, 1)
     delay = 0.25  # seconds of near-silence in front of clip B
     padded = np.concatenate([np.random.default_rng(0).normal(0, 1e-3, int(delay * rate)), wave]).astype(np.float32)
-    got = client.post("/align", files={"a": ("a.wav", wav_bytes(wave, rate), "audio/wav"),
-                                       "b": ("b.wav", wav_bytes(padded, rate), "audio/wav")})
+    got = client.post(
+        "/align",
+        files={
+            "a": ("a.wav", wav_bytes(wave, rate), "audio/wav"),
+            "b": ("b.wav", wav_bytes(padded, rate), "audio/wav"),
+        },
+    )
     assert got.status_code == 200, got.text
     body = got.json()
     path = np.array(body["path"])
@@ -243,8 +254,10 @@ def test_align_recovers_a_known_delay(client, real_data_root):
     assert np.median(np.abs(steady[:, 1] - steady[:, 0] - shift)) <= 2
     picture = body["picture"].split(",", 1)[1]
     assert Image.open(io.BytesIO(base64.b64decode(picture))).format == "PNG"
-    same = client.post("/align", files={"a": ("a.wav", wav_bytes(wave, rate), "audio/wav"),
-                                        "b": ("b.wav", wav_bytes(wave, rate), "audio/wav")}).json()
+    same = client.post(
+        "/align",
+        files={"a": ("a.wav", wav_bytes(wave, rate), "audio/wav"), "b": ("b.wav", wav_bytes(wave, rate), "audio/wav")},
+    ).json()
     assert all(i == j for i, j in same["path"])  # a clip against itself: the diagonal, at ~zero cost
     assert same["mean_cost"] < 1e-2 * body["mean_cost"]
 
@@ -254,10 +267,17 @@ def test_align_recovers_a_known_delay(client, real_data_root):
 
 def bomb_png(side: int = 60_000) -> bytes:
     """A valid-looking PNG header declaring side×side pixels with almost no data (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
+    )
 
 
 BAD = [
@@ -268,8 +288,14 @@ BAD = [
     ("wrong type", "/embed", {}, {"image": ("d.txt", b"hello", "text/plain")}, 415, "text/plain"),
     ("bomb", "/zeroshot", {}, {"image": ("b.png", bomb_png(), "image/png")}, 413, "bomb"),
     ("garbage audio", "/zeroshot", {}, {"audio": ("a.wav", b"RIFF1234WAVEjunk", "audio/wav")}, 422, "audio"),
-    ("long audio", "/embed", {}, {"audio": ("a.wav", wav_bytes(np.zeros(8000 * 31, np.float32), 8000), "audio/wav")},
-     413, "30 s"),
+    (
+        "long audio",
+        "/embed",
+        {},
+        {"audio": ("a.wav", wav_bytes(np.zeros(8000 * 31, np.float32), 8000), "audio/wav")},
+        413,
+        "30 s",
+    ),
     ("blank text", "/embed", {"text": "   "}, {}, 422, "empty"),
     ("long text", "/embed", {"text": "x" * 1001}, {}, 413, "1000"),
     ("unknown run", "/embed", {"text": "hi", "run": "../../etc"}, {}, 404, "unknown run"),
@@ -279,14 +305,20 @@ BAD = [
     ("unknown index", "/search", {"text": "hi", "index": "/etc/passwd"}, {}, 404, "unknown index"),
     ("k zero", "/search", {"text": "hi", "k": "0"}, {}, 422, "k"),
     ("k not a number", "/search", {"text": "hi", "k": "many"}, {}, 422, "k"),
-    ("image to text-only search", "/align", {}, {"a": ("a.png", None, "image/png"), "b": ("b.png", None, "image/png")},
-     415, "audio"),
+    (
+        "image to text-only search",
+        "/align",
+        {},
+        {"a": ("a.png", None, "image/png"), "b": ("b.png", None, "image/png")},
+        415,
+        "audio",
+    ),
 ]
 
 
 @pytest.mark.parametrize("name,path,data,files,status,message", BAD, ids=[b[0] for b in BAD])
 def test_bad_input_gets_a_clear_4xx(client, name, path, data, files, status, message):
-    (png, _), = digit_images(1)
+    ((png, _),) = digit_images(1)
     files = {k: (f, png if body is None else body, t) for k, (f, body, t) in files.items()}
     response = client.post(path, data=data, files=files or None)
     assert response.status_code == status, response.text
@@ -297,12 +329,19 @@ def test_bad_input_gets_a_clear_4xx(client, name, path, data, files, status, mes
 def test_oversized_bodies_and_paths_never_reach_the_disk(client):
     big = client.post("/embed", files={"image": ("big.png", b"\0" * (10 * 1024 * 1024 + 1), "image/png")})
     assert big.status_code == 413 and "limit" in big.json()["detail"]
-    chunked = client.post("/embed", content=iter([b"x" * (1 << 20)] * 11),
-                          headers={"content-type": "multipart/form-data; boundary=b"})
+    chunked = client.post(
+        "/embed", content=iter([b"x" * (1 << 20)] * 11), headers={"content-type": "multipart/form-data; boundary=b"}
+    )
     assert chunked.status_code == 413
     assert client.post("/embed", json={"text": "hi"}).status_code == 422
-    for url in ("/static/../../../etc/passwd", "/static/%2e%2e%2fapp.py", "/media/digits-images/-1",
-                "/media/digits-images/100000", "/media/..%2f..%2fetc/1", "/media/digits-images/1.png"):
+    for url in (
+        "/static/../../../etc/passwd",
+        "/static/%2e%2e%2fapp.py",
+        "/media/digits-images/-1",
+        "/media/digits-images/100000",
+        "/media/..%2f..%2fetc/1",
+        "/media/digits-images/1.png",
+    ):
         assert client.get(url).status_code in (404, 422), url
     assert client.get("/").headers["content-type"].startswith("text/html")
     assert "Drop an image" in client.get("/").text

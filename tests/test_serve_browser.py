@@ -13,15 +13,27 @@ import shutil
 
 import httpx
 import pytest
-
-from chorus.serve import create_app
 from test_serve_support import digit_images, loopback_server, served_folders
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (see .ci/install-browser.sh)")
+from chorus.serve import create_app
+
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="pip install playwright (see .ci/install-browser.sh)"
+)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium missing: run .ci/install-browser.sh")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+pytestmark = pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian chromium missing: run .ci/install-browser.sh"
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +82,9 @@ def test_text_search_shows_thumbnails_that_load(browser, base_url):
     page.fill("#text-input", "the number three.")
     page.click("#text-form button")
     page.wait_for_selector("#neighbours li.hit img")
-    page.wait_for_function("[...document.querySelectorAll('#neighbours img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#neighbours img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     assert page.locator("#neighbours li.hit").count() == 8
     assert not page.locator("#status").evaluate("e => e.classList.contains('error')")
     page.close()

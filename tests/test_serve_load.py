@@ -24,9 +24,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from test_serve_support import digit_images, loopback_server, served_folders
 
 from chorus.serve import create_app
-from test_serve_support import digit_images, loopback_server, served_folders
 
 
 @pytest.fixture(scope="module")
@@ -87,24 +87,37 @@ def test_load_500_requests_8_concurrent_no_errors(base_url):
     assert errors == []
     assert len(latencies) == 500
     p50, p95 = np.percentile(latencies, [50, 95]) * 1000
-    print(f"\nserve load: 500 requests, 8 concurrent, 0 errors, {wall:.1f} s, {500 / wall:.1f} req/s, "
-          f"p50 {p50:.0f} ms, p95 {p95:.0f} ms")
+    print(
+        f"\nserve load: 500 requests, 8 concurrent, 0 errors, {wall:.1f} s, {500 / wall:.1f} req/s, "
+        f"p50 {p50:.0f} ms, p95 {p95:.0f} ms"
+    )
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
 def test_fuzzed_requests_never_get_a_5xx(base_url, mode):
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.label for op in operations} >= {"POST /embed", "POST /zeroshot", "POST /search", "POST /align",
-                                                "GET /runs", "GET /health", "GET /media/{index}/{item}"}
+    assert {op.label for op in operations} >= {
+        "POST /embed",
+        "POST /zeroshot",
+        "POST /search",
+        "POST /align",
+        "GET /runs",
+        "GET /health",
+        "GET /media/{index}/{item}",
+    }
     fuzzed = set()
     for operation in operations:
-        @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-                  database=None)
+
+        @settings(
+            max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+        )
         @given(case=operation.as_strategy(generation_mode=mode))
         def check(case):  # noqa: ANN001
             response = case.call(timeout=60)
-            assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:300]}"
+            assert response.status_code < 500, (
+                f"{case.method} {case.path}: {response.status_code} {response.text[:300]}"
+            )
 
         try:
             check()

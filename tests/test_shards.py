@@ -56,7 +56,9 @@ def packed(tmp_path_factory, real_data_root):
     pack_dataset("coco_captions", out / "coco", indices=COCO_IDX, maxcount=16, **kw)
     pack_dataset("fsdd", out / "fsdd_mnist", pair="mnist", indices=FSDD_IDX[:100], maxcount=25, seed=3, **kw)
     pack_dataset("fsdd", out / "fsdd_text", pair="text", indices=FSDD_IDX[:40], maxcount=10, **kw)
-    pack_dataset("caltech101", out / "caltech_text", split="all", pair="text", indices=CALTECH_IDX[:20], maxcount=5, **kw)
+    pack_dataset(
+        "caltech101", out / "caltech_text", split="all", pair="text", indices=CALTECH_IDX[:20], maxcount=5, **kw
+    )
     return out
 
 
@@ -81,7 +83,11 @@ def test_fsdd_round_trip_is_exact_and_manifest_is_complete(packed, real_data_roo
         ref, out = source[i], got[f"fsdd-train-{i:06d}"]
         assert torch.equal(out["audio"], ref["audio"]) and out["audio"].dtype == torch.float32
         assert (out["sample_rate"], out["label"], out["speaker"], out["path"]) == (
-            ref["sample_rate"], ref["label"], ref["speaker"], ref["path"])
+            ref["sample_rate"],
+            ref["label"],
+            ref["speaker"],
+            ref["path"],
+        )
     raw = next(iter(ShardDataset(folder, decode=False)))
     assert "flac" in raw and "wav" not in raw  # int16-exact audio is stored as FLAC
 
@@ -171,8 +177,11 @@ def test_same_epoch_same_order_and_decoded_digits_match(digits_shards):
         i = int(s["__key__"].rsplit("-", 1)[1])
         assert s["label"] == source[i]["label"] + 100 and same_image(s["image"], source[i]["image"])
     # Straight into the project's batching: ImageTransform per sample, Collate per batch.
-    loader = DataLoader(ShardDataset(folder, transform=SampleTransform({"image": ImageTransform(8, channels=1)})),
-                        batch_size=16, collate_fn=Collate())
+    loader = DataLoader(
+        ShardDataset(folder, transform=SampleTransform({"image": ImageTransform(8, channels=1)})),
+        batch_size=16,
+        collate_fn=Collate(),
+    )
     batch = next(iter(loader))
     assert batch["image"].shape == (16, 1, 8, 8) and batch["label"].dtype == torch.long
     assert batch["label"].tolist() == [source[int(k.rsplit("-", 1)[1])]["label"] for k in batch["__key__"]]
@@ -282,8 +291,16 @@ def test_truncated_shard_raises_or_loses_its_tail(packed, tmp_path):
 def test_torchrun_two_ranks_two_workers_gather_every_key_once(digits_shards, tmp_path):
     folder, result = digits_shards / "uneven", tmp_path / "keys.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               __file__, str(folder), str(result)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        __file__,
+        str(folder),
+        str(result),
+    ]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-4000:]
     per_rank = json.loads(result.read_text())

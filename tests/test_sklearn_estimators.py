@@ -39,8 +39,15 @@ def test_scikit_learn_estimator_checks(estimator, check) -> None:
     check(estimator)
 
 
-@pytest.mark.parametrize("check", [check_parameters_default_constructible, check_no_attributes_set_in_init,
-                                   check_get_params_invariance, check_set_params])
+@pytest.mark.parametrize(
+    "check",
+    [
+        check_parameters_default_constructible,
+        check_no_attributes_set_in_init,
+        check_get_params_invariance,
+        check_set_params,
+    ],
+)
 def test_hmm_classifier_parameter_checks(check) -> None:
     pytest.importorskip("hmmlearn")
     from chorus.fusion import HMMClassifier

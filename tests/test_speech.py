@@ -52,7 +52,7 @@ def test_digit_strings_text_gain_and_noise_are_deterministic(real_data_root):
         noise = (n["audio"] - a["audio"]).numpy()
         snr = 10 * math.log10(np.mean(words.astype(np.float64) ** 2) / np.mean(noise.astype(np.float64) ** 2))
         assert abs(snr - 10.0) < 1.0  # white noise at the stated SNR against the words
-        for (s, e) in a["boundary_samples"]:  # each word is the same clip scaled by one gain within ±6 dB
+        for s, e in a["boundary_samples"]:  # each word is the same clip scaled by one gain within ±6 dB
             ratio = a["audio"][s:e].abs().max() / f["audio"][s:e].abs().max()
             assert 10 ** (-6 / 20) - 1e-3 <= float(ratio) <= 10 ** (6 / 20) + 1e-3
     assert digits_to_text([4, 2, 7]) == "four two seven"
@@ -70,7 +70,10 @@ def test_wer_equals_hand_count_and_jiwer():
     reference = jiwer.process_words(refs, hyps)
     assert counts.wer == pytest.approx(reference.wer)
     assert (counts.substitutions, counts.deletions, counts.insertions) == (
-        reference.substitutions, reference.deletions, reference.insertions)
+        reference.substitutions,
+        reference.deletions,
+        reference.insertions,
+    )
     rng = np.random.default_rng(0)
     words = list(DIGIT_WORDS)
     r = [" ".join(rng.choice(words, rng.integers(1, 8))) for _ in range(200)]
@@ -97,8 +100,16 @@ def test_ctc_beam_search_sums_paths_and_applies_the_length_prior():
 
 
 def _experiment(task: str, system: str, steps: int) -> SpeechExperiment:
-    train = TrainConfig(max_steps=steps, batch_size=16, lr=3e-3, warmup_steps=10, precision="bf16", progress=False,
-                        tensorboard=False, log_every=steps)
+    train = TrainConfig(
+        max_steps=steps,
+        batch_size=16,
+        lr=3e-3,
+        warmup_steps=10,
+        precision="bf16",
+        progress=False,
+        tensorboard=False,
+        log_every=steps,
+    )
     model = SpeechModelConfig(task=task, system=system, width=64, layers=1, beam=4)  # type: ignore[arg-type]
     data = StringsConfig(train_size=96, num_digits=(1, 3), pause_s=(0.05, 0.2), train_snr_db=[])
     return SpeechExperiment(f"test_{system}", data, model, train)
@@ -114,8 +125,9 @@ def test_ctc_recogniser_learns_and_transcribe_reproduces_its_decoding(real_data_
     hyps = decode_items(model, [it.mel for it in test], beam=4, digits=(1, 3))
     wer = error_counts([it.text for it in test], [digits_to_text(h) for h in hyps]).wer
     rng = np.random.default_rng(0)
-    chance = error_counts([it.text for it in test],
-                          [digits_to_text(rng.integers(0, 10, rng.integers(1, 4)).tolist()) for _ in test]).wer
+    chance = error_counts(
+        [it.text for it in test], [digits_to_text(rng.integers(0, 10, rng.integers(1, 4)).tolist()) for _ in test]
+    ).wer
     assert chance > 0.8 and wer < chance - 0.3, (wer, chance)  # unseen strings of the training voices
     files = []
     for k, it in enumerate(test[:4]):
@@ -133,8 +145,9 @@ def test_synthesiser_durations_lengths_and_speak(real_data_root, tmp_path):
     logmel = LogMel()
     voice = load_strings(DigitStrings(real_data_root, split="test", size=24, **KW), logmel)
     # the true spans stand in for forced alignment (tested in test_align_*): this test is about the synthesiser
-    spans = [(np.floor(it.bounds[:, 0]).astype(int).tolist(), np.ceil(it.bounds[:, 1]).astype(int).tolist())
-             for it in voice]
+    spans = [
+        (np.floor(it.bounds[:, 0]).astype(int).tolist(), np.ceil(it.bounds[:, 1]).astype(int).tolist()) for it in voice
+    ]
     model = train_synthesizer(_experiment("synthesize", "ctc", 60), voice, spans, tmp_path / "tts")
     mel, durations = model.generate([4, 2, 7])
     assert mel.shape == (40, int(durations.sum())) and torch.isfinite(mel).all()

@@ -188,7 +188,9 @@ def test_logged_grad_norm_is_the_true_norm_and_clipping_bounds_it(tmp_path):
             )
         )
         trainer.fit()
-        assert read_metrics(tmp_path / str(clip) / "metrics.jsonl")[0]["grad_norm"] == pytest.approx(true_norm, rel=1e-5)
+        assert read_metrics(tmp_path / str(clip) / "metrics.jsonl")[0]["grad_norm"] == pytest.approx(
+            true_norm, rel=1e-5
+        )
     assert norms_at_step[None] == pytest.approx(true_norm, rel=1e-5)
     assert norms_at_step[true_norm / 4] == pytest.approx(true_norm / 4, rel=1e-4)
 
@@ -283,13 +285,14 @@ def test_bf16_autocast_and_channels_last(tmp_path):
 
 
 def test_matmul_precision_is_applied_and_stays_close_to_fp32(tmp_path):
-    """"medium" is a process-wide switch: the Trainer sets it from its config (so a later
+    """ "medium" is a process-wide switch: the Trainer sets it from its config (so a later
     default Trainer restores full fp32), and training under it tracks full-fp32 training."""
     finals = {}
     try:
         for precision in ("medium", "highest"):
-            finals[precision] = Trainer(LinearModel(), Regression(), cfg(matmul_precision=precision),
-                                        tmp_path / precision).fit()["loss"]
+            finals[precision] = Trainer(
+                LinearModel(), Regression(), cfg(matmul_precision=precision), tmp_path / precision
+            ).fit()["loss"]
             assert torch.get_float32_matmul_precision() == precision
     finally:
         torch.set_float32_matmul_precision("highest")

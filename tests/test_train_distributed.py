@@ -48,8 +48,16 @@ def train(run_dir: Path, batch_size: int) -> nn.Module:
     seed_everything(0)
     model = MLP()
     config = TrainConfig(
-        max_steps=STEPS, batch_size=batch_size, grad_accum=2, lr=1e-2, warmup_steps=2, log_every=1,
-        checkpoint_every=STEPS, tensorboard=False, progress=False, seed=3,
+        max_steps=STEPS,
+        batch_size=batch_size,
+        grad_accum=2,
+        lr=1e-2,
+        warmup_steps=2,
+        log_every=1,
+        checkpoint_every=STEPS,
+        tensorboard=False,
+        progress=False,
+        seed=3,
     )  # 64 samples / 16 per step: the 5 steps cross an epoch boundary
     Trainer(model, Data(), config, run_dir).fit()
     return model
@@ -61,8 +69,15 @@ def test_ddp_two_ranks_match_one_process_on_the_global_batch(tmp_path):
 
     ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               __file__, str(ddp_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        __file__,
+        str(ddp_dir),
+    ]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-4000:]
 

@@ -61,8 +61,17 @@ def main(run_dir: str, slow: bool, resume: bool) -> None:
     seed_everything(0)
     model = DropoutMLP()
     config = TrainConfig(
-        max_steps=MAX_STEPS, batch_size=32, grad_accum=2, lr=3e-3, warmup_steps=5, checkpoint_every=5,
-        log_every=1, deterministic=True, tensorboard=False, progress=False, seed=7,
+        max_steps=MAX_STEPS,
+        batch_size=32,
+        grad_accum=2,
+        lr=3e-3,
+        warmup_steps=5,
+        checkpoint_every=5,
+        log_every=1,
+        deterministic=True,
+        tensorboard=False,
+        progress=False,
+        seed=7,
     )  # 1797 samples / 32 = 57 batches = 28 steps per epoch: the run crosses an epoch boundary
     trainer = Trainer(model, Digits(), config, run_dir, collate_fn=collate, resume=resume)
     print(f"start step {trainer.step}", flush=True)

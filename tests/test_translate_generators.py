@@ -44,23 +44,35 @@ def test_cvae_follows_its_condition(digits, tmp_path):
     bank, bank_y = _bank(labels)
     torch.manual_seed(0)
     model = ConditionalVAE(bank.shape[1], latent_dim=8, hidden=256)
-    cfg = TrainConfig(max_steps=300, batch_size=128, lr=2e-3, warmup_steps=20, seed=0, progress=False,
-                      tensorboard=False, log_every=300)
+    cfg = TrainConfig(
+        max_steps=300,
+        batch_size=128,
+        lr=2e-3,
+        warmup_steps=20,
+        seed=0,
+        progress=False,
+        tensorboard=False,
+        log_every=300,
+    )
     Trainer(model, ConditionedTargets(pixels, labels, bank, bank_y), cfg, tmp_path).fit()
     model.eval()
     cond = bank[:10].repeat_interleave(20, 0)  # the first code of every digit, 20 samples each
     samples = model.sample(cond, torch.Generator().manual_seed(1))
     assert samples.shape == (200, 1, 28, 28) and samples.min() >= -1 and samples.max() <= 1
     assert _hits(samples, pixels, labels) >= 9
-    shuffled = model.sample(bank[torch.randperm(10, generator=torch.Generator().manual_seed(2))].repeat_interleave(20, 0))
+    shuffled = model.sample(
+        bank[torch.randperm(10, generator=torch.Generator().manual_seed(2))].repeat_interleave(20, 0)
+    )
     assert _hits(shuffled, pixels, labels) <= 3
     # Temperature scales the latent draw: 0 gives the one deterministic decode per condition,
     # and lower temperatures give less varied samples.
     one = cond[::20]
     cold = [model.sample(one, torch.Generator().manual_seed(s), temperature=0.0) for s in (3, 4)]
     assert torch.equal(cold[0], cold[1])
-    spread = {t: model.sample(cond, torch.Generator().manual_seed(5), temperature=t).view(10, 20, -1).std(1).mean()
-              for t in (0.5, 1.0)}
+    spread = {
+        t: model.sample(cond, torch.Generator().manual_seed(5), temperature=t).view(10, 20, -1).std(1).mean()
+        for t in (0.5, 1.0)
+    }
     assert spread[0.5] < spread[1.0]
     with pytest.raises(ValueError, match="temperature"):
         model.sample(one, temperature=-1.0)
@@ -69,8 +81,9 @@ def test_cvae_follows_its_condition(digits, tmp_path):
 def test_cgan_follows_its_condition(digits):
     pixels, labels = digits
     bank, bank_y = _bank(labels)
-    generator, losses = train_cgan(ConditionedTargets(pixels, labels, bank, bank_y), bank.shape[1], steps=800,
-                                   seed=0, width=16, ema_half_life=100)  # samples from the weights' average
+    generator, losses = train_cgan(
+        ConditionedTargets(pixels, labels, bank, bank_y), bank.shape[1], steps=800, seed=0, width=16, ema_half_life=100
+    )  # samples from the weights' average
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
     samples = generator.sample(bank[:10].repeat_interleave(20, 0), torch.Generator().manual_seed(1))
     assert samples.shape == (200, 1, 28, 28)

@@ -39,8 +39,9 @@ def test_log_mel_inversion_matches_librosa_quality(clip):
     ours = log_mel_to_audio(features, logmel, n_iter=32, length=len(clip), generator=torch.Generator().manual_seed(0))
     mel_power = (features.exp() - logmel.log_offset).clamp_min(0).numpy().astype(np.float64)
     np.random.seed(0)  # librosa draws its initial phase from numpy's global RNG
-    reference = librosa.feature.inverse.mel_to_audio(mel_power, sr=8000, n_fft=256, hop_length=80, center=True,
-                                                     pad_mode="constant", n_iter=32, length=len(clip))
+    reference = librosa.feature.inverse.mel_to_audio(
+        mel_power, sr=8000, n_fft=256, hop_length=80, center=True, pad_mode="constant", n_iter=32, length=len(clip)
+    )
     reference = torch.from_numpy(reference).float()
 
     def mel_error(wave: torch.Tensor) -> float:

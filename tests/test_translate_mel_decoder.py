@@ -48,8 +48,9 @@ def test_decoder_learns_each_digits_template(mels, tmp_path):
     targets, log_frames = data.targets, data.log_frames
     torch.manual_seed(0)
     decoder = MelDecoder.from_targets(data, hidden=128)
-    cfg = TrainConfig(max_steps=150, batch_size=64, lr=2e-3, warmup_steps=10, seed=0, progress=False,
-                      tensorboard=False, log_every=150)
+    cfg = TrainConfig(
+        max_steps=150, batch_size=64, lr=2e-3, warmup_steps=10, seed=0, progress=False, tensorboard=False, log_every=150
+    )
     Trainer(decoder, data, cfg, tmp_path).fit()
     decoder.eval()
     with torch.no_grad():

@@ -15,8 +15,15 @@ def test_chance_recall_matches_random_rankings():
     g = torch.Generator().manual_seed(0)
     gallery_y = torch.tensor([0] * 30 + [1] * 10 + [2] * 60)  # imbalanced on purpose
     query_y = torch.randint(3, (200,), generator=g)
-    runs = [class_retrieval(F.normalize(torch.randn(200, 8, generator=g), dim=-1), query_y,
-                            F.normalize(torch.randn(100, 8, generator=g), dim=-1), gallery_y) for _ in range(20)]
+    runs = [
+        class_retrieval(
+            F.normalize(torch.randn(200, 8, generator=g), dim=-1),
+            query_y,
+            F.normalize(torch.randn(100, 8, generator=g), dim=-1),
+            gallery_y,
+        )
+        for _ in range(20)
+    ]
     exact = chance_recall(query_y, gallery_y)
     for k in ("R@1", "R@5", "R@10"):
         simulated = sum(r[k] for r in runs) / len(runs)

@@ -43,7 +43,9 @@ def test_minilm_space_classifies_unseen_prompt_wording_and_binds_speech(data, tm
     images well above chance (10 %) and leaves the image side untouched."""
     cfg = load_experiment(CONFIG_DIR / "mnist_clip.yaml")
     unseen = [fill_template(t, n) for t in cfg.model.zero_shot_templates for n in cfg.data.class_names]
-    space = train_space(SpaceConfig.from_experiment(cfg), data, 80, tmp_path, seed=0, image_size="tiny", frozen_text_prompts=unseen)
+    space = train_space(
+        SpaceConfig.from_experiment(cfg), data, 80, tmp_path, seed=0, image_size="tiny", frozen_text_prompts=unseen
+    )
     table = space.clip.encoders["text"].table.clone()
     images = space.embed_images(data.pixels[data.mnist_test])
     text = space.embed_texts(unseen).view(len(cfg.model.zero_shot_templates), 10, -1).mean(0)

@@ -41,27 +41,57 @@ from chorus.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = {"Faces_easy": "face", "Motorbikes": "motorbike", "airplanes": "airplane"}
-CAPTIONS = {"face": ["a face", "a photo of a face", "a portrait of a person"],
-            "motorbike": ["a motorbike", "a photo of a motorbike", "a motorbike parked on the road"],
-            "airplane": ["an airplane", "a photo of an airplane", "an airplane on the runway"]}
+CAPTIONS = {
+    "face": ["a face", "a photo of a face", "a portrait of a person"],
+    "motorbike": ["a motorbike", "a photo of a motorbike", "a motorbike parked on the road"],
+    "airplane": ["an airplane", "a photo of an airplane", "an airplane on the runway"],
+}
 WORDS = {"0": "zero", "1": "one", "2": "two"}
 QUIET = {"progress": False, "tensorboard": False, "log_every": 10, "warmup_steps": 5, "batch_size": 16, "lr": 0.003}
 CONFIGS = {
-    "photos_cls": {"data": {"name": "folder", "path": "photos", "image_size": 32},
-                   "model": {"task": "classify", "encoders": {"image": {"name": "cnn", "size": "tiny"}}},
-                   "train": {"epochs": 15} | QUIET},
-    "captions_clip": {"data": {"name": "manifest", "path": "captioned/captions.csv", "image_size": 32,
-                               "vocab_size": 300, "context_length": 16},
-                      "model": {"task": "contrastive", "embed_dim": 32,
-                                "encoders": {"image": {"name": "cnn", "size": "tiny"},
-                                             "text": {"name": "text_transformer", "size": "tiny"}}},
-                      "train": {"epochs": 20} | QUIET},
-    "speech_clip": {"data": {"name": "manifest", "path": "speech/labels.csv", "sample_rate": 8000, "vocab_size": 300,
-                             "context_length": 16, "caption_templates": ["someone saying {}.", "the spoken word {}.", "{}"]},
-                    "model": {"task": "contrastive", "embed_dim": 32, "zero_shot_templates": ["the spoken word {}."],
-                              "encoders": {"audio": {"name": "audio_cnn", "size": "tiny"},
-                                           "text": {"name": "text_transformer", "size": "tiny"}}},
-                    "train": {"epochs": 15} | QUIET},
+    "photos_cls": {
+        "data": {"name": "folder", "path": "photos", "image_size": 32},
+        "model": {"task": "classify", "encoders": {"image": {"name": "cnn", "size": "tiny"}}},
+        "train": {"epochs": 15} | QUIET,
+    },
+    "captions_clip": {
+        "data": {
+            "name": "manifest",
+            "path": "captioned/captions.csv",
+            "image_size": 32,
+            "vocab_size": 300,
+            "context_length": 16,
+        },
+        "model": {
+            "task": "contrastive",
+            "embed_dim": 32,
+            "encoders": {
+                "image": {"name": "cnn", "size": "tiny"},
+                "text": {"name": "text_transformer", "size": "tiny"},
+            },
+        },
+        "train": {"epochs": 20} | QUIET,
+    },
+    "speech_clip": {
+        "data": {
+            "name": "manifest",
+            "path": "speech/labels.csv",
+            "sample_rate": 8000,
+            "vocab_size": 300,
+            "context_length": 16,
+            "caption_templates": ["someone saying {}.", "the spoken word {}.", "{}"],
+        },
+        "model": {
+            "task": "contrastive",
+            "embed_dim": 32,
+            "zero_shot_templates": ["the spoken word {}."],
+            "encoders": {
+                "audio": {"name": "audio_cnn", "size": "tiny"},
+                "text": {"name": "text_transformer", "size": "tiny"},
+            },
+        },
+        "train": {"epochs": 15} | QUIET,
+    },
 }
 
 
@@ -168,19 +198,50 @@ def test_speech_labels_zero_shot_and_retrieval(trained):
 def test_index_build_and_serve_answer_over_http(trained, real_data_root):
     root, _ = trained
     indexes = root / "indexes"
-    photos = chorus("index", "build", str(root / "runs" / "captions_clip"), "--dataset", str(root / "photos"),
-                    "--split", "all", "--out", str(indexes / "photos"))
-    speech = chorus("index", "build", str(root / "runs" / "speech_clip"), "--dataset",
-                    str(root / "speech" / "labels.csv"), "--out", str(indexes / "speech"))
+    photos = chorus(
+        "index",
+        "build",
+        str(root / "runs" / "captions_clip"),
+        "--dataset",
+        str(root / "photos"),
+        "--split",
+        "all",
+        "--out",
+        str(indexes / "photos"),
+    )
+    speech = chorus(
+        "index",
+        "build",
+        str(root / "runs" / "speech_clip"),
+        "--dataset",
+        str(root / "speech" / "labels.csv"),
+        "--out",
+        str(indexes / "speech"),
+    )
     assert (photos["count"], speech["count"]) == (60, 12)
     items = json.loads((indexes / "photos" / "index.json").read_text())["items"]
     assert {item["label"] for item in items} == set(CLASSES.values())
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "chorus.cli", "serve", "--runs", str(root / "runs"), "--index-dir", str(indexes),
-         "--port", str(port)], cwd=REPO, env=os.environ | {"OMP_NUM_THREADS": "1"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "chorus.cli",
+            "serve",
+            "--runs",
+            str(root / "runs"),
+            "--index-dir",
+            str(indexes),
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -198,17 +259,23 @@ def test_index_build_and_serve_answer_over_http(trained, real_data_root):
 
         held_out = json.loads((root / "runs" / "photos_cls" / "data.json").read_text())["split_rule"]["test"]
         face = next(p for p in sorted((root / "photos" / "face").iterdir()) if f"face/{p.name}" not in held_out)
-        answer = httpx.post(f"{base}/zeroshot", files={"image": ("face.jpg", face.read_bytes(), "image/jpeg")},
-                            data={"run": "photos_cls"}).json()
+        answer = httpx.post(
+            f"{base}/zeroshot",
+            files={"image": ("face.jpg", face.read_bytes(), "image/jpeg")},
+            data={"run": "photos_cls"},
+        ).json()
         assert answer["labels"][0]["label"] == "face"  # a training photo: the classifier head has learnt it
 
-        hits = httpx.post(f"{base}/search", data={"text": "a photo of a motorbike", "index": "photos", "k": "10"}).json()
+        hits = httpx.post(
+            f"{base}/search", data={"text": "a photo of a motorbike", "index": "photos", "k": "10"}
+        ).json()
         assert len(hits["hits"]) == 10 and hits["index_modality"] == "image"
         assert sum(hit["label"] == "motorbike" for hit in hits["hits"]) >= 5  # chance: 10 × 20/60 ≈ 3.3
 
         clip = next((root / "speech" / "clips").glob("1_*.wav")).read_bytes()  # 16 kHz stereo upload
-        answer = httpx.post(f"{base}/zeroshot", files={"audio": ("one.wav", clip, "audio/wav")},
-                            data={"run": "speech_clip"}).json()
+        answer = httpx.post(
+            f"{base}/zeroshot", files={"audio": ("one.wav", clip, "audio/wav")}, data={"run": "speech_clip"}
+        ).json()
         assert {label["label"] for label in answer["labels"]} == {"zero", "one", "two"}
         assert sum(label["score"] for label in answer["labels"]) == pytest.approx(1, abs=1e-4)
     finally:

@@ -22,8 +22,13 @@ def _batch(ds: SortOfCLEVR, tok: BPETokenizer, rows: list[int]) -> dict:
     scene = [ds.records[i][0] for i in rows]
     ids, mask = tok([ds.records[i][1].text for i in rows], 24)
     image = torch.from_numpy(ds.images[scene]).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return {"image": image, "text": ids, "text_mask": mask, "label": torch.tensor([ds.labels[i] for i in rows]),
-            "image_id": scene}
+    return {
+        "image": image,
+        "text": ids,
+        "text_mask": mask,
+        "label": torch.tensor([ds.labels[i] for i in rows]),
+        "image_id": scene,
+    }
 
 
 def _model(fusion: str, tok: BPETokenizer, **hyper) -> VQAModel:
@@ -72,11 +77,21 @@ def test_short_training_beats_the_majority_answer(tmp_path) -> None:
     question names, which takes over a thousand steps (see docs/vqa.md).
     """
     options = "data.options={train_images: 300, test_images: 40, relational: 0, colours: [red]}"
-    cfg = load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", [
-        options, "model.fusion=early", "model.fusion_options={hidden: 256}", "train.max_steps=60",
-        "train.batch_size=32", "train.shuffle=true", "train.lr=0.003", "train.warmup_steps=5",
-        "train.progress=false", "train.tensorboard=false",
-    ])
+    cfg = load_experiment(
+        CONFIG_DIR / "sort_of_clevr_vqa.yaml",
+        [
+            options,
+            "model.fusion=early",
+            "model.fusion_options={hidden: 256}",
+            "train.max_steps=60",
+            "train.batch_size=32",
+            "train.shuffle=true",
+            "train.lr=0.003",
+            "train.warmup_steps=5",
+            "train.progress=false",
+            "train.tensorboard=false",
+        ],
+    )
     metrics = train_experiment(cfg, tmp_path / "run")
     test = SortOfCLEVR(split="test", test_images=40, relational=0, colours=["red"])
     assert metrics["eval/n"] == len(test) == 400
@@ -98,11 +113,19 @@ def test_short_training_beats_the_majority_answer(tmp_path) -> None:
 def tiny_run(tmp_path_factory) -> Path:
     """A question-attention run trained for two steps (what is tested is the plumbing, not accuracy)."""
     folder = tmp_path_factory.mktemp("vqa")
-    cfg = load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", [
-        "data.options.train_images=4", "data.options.test_images=2", "model.fusion=question_attention",
-        "model.fusion_options={}", "train.max_steps=2", "train.batch_size=40", "train.progress=false",
-        "train.tensorboard=false",
-    ])
+    cfg = load_experiment(
+        CONFIG_DIR / "sort_of_clevr_vqa.yaml",
+        [
+            "data.options.train_images=4",
+            "data.options.test_images=2",
+            "model.fusion=question_attention",
+            "model.fusion_options={}",
+            "train.max_steps=2",
+            "train.batch_size=40",
+            "train.progress=false",
+            "train.tensorboard=false",
+        ],
+    )
     train_experiment(cfg, folder / "run")
     SortOfCLEVR(split="test", test_images=1)[0]["image"].save(folder / "scene.png")
     return folder
@@ -110,8 +133,18 @@ def tiny_run(tmp_path_factory) -> Path:
 
 def test_ask_prints_answer_and_probabilities(tiny_run: Path, capsys) -> None:
     tmp_path = tiny_run
-    assert main(["ask", str(tmp_path / "run"), str(tmp_path / "scene.png"),
-                 "what shape is the object closest to the red object?", "--json"]) == 0
+    assert (
+        main(
+            [
+                "ask",
+                str(tmp_path / "run"),
+                str(tmp_path / "scene.png"),
+                "what shape is the object closest to the red object?",
+                "--json",
+            ]
+        )
+        == 0
+    )
     answer = json.loads(capsys.readouterr().out)
     assert answer["answer"] in ANSWERS and next(iter(answer["probabilities"])) == answer["answer"]
     assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
@@ -152,9 +185,21 @@ def test_bench_writes_tables_plots_cards_and_loadable_runs(tmp_path) -> None:
 
     module = load_benchmark("vqa")
     assert is_driver(module)
-    record = run_driver("vqa", module, ["--quick", "--out", str(tmp_path), "steps=2", "train_images=3", "test_images=2",
-                                        "models=[early,question_attention]", "attention_examples=1"],
-                        progress=lambda _: None)
+    record = run_driver(
+        "vqa",
+        module,
+        [
+            "--quick",
+            "--out",
+            str(tmp_path),
+            "steps=2",
+            "train_images=3",
+            "test_images=2",
+            "models=[early,question_attention]",
+            "attention_examples=1",
+        ],
+        progress=lambda _: None,
+    )
     runs = record["results"]["runs"]
     assert set(runs) == {"early", "question_attention"} and 0.0 <= runs["early"][0]["accuracy_relational"] <= 1.0
     md = (tmp_path / "results.md").read_text()

@@ -42,8 +42,14 @@ class VQAPredictor:
     an already loaded run (as the web server holds it).
     """
 
-    def __init__(self, cfg: ExperimentConfig, model: nn.Module, classes: list[str], tokenizer: SubwordTokenizer | None,
-                 device: str | torch.device | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        model: nn.Module,
+        classes: list[str],
+        tokenizer: SubwordTokenizer | None,
+        device: str | torch.device | None = None,
+    ) -> None:
         if not isinstance(model, VQAModel) or tokenizer is None:
             raise ConfigError(f"a {cfg.model.task!r} run cannot answer questions; `ask` needs a run of task 'vqa'")
         self.device = torch.device(device or "cpu")

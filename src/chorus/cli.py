@@ -43,11 +43,17 @@ def _print_metrics(result: dict[str, Any], facts: tuple[str, ...] = ("run_dir", 
     if shown:
         print("  ".join(shown))
     metrics = result.get("metrics", result)
-    rows = [[metric_label(k), v] for k, v in metrics.items()
-            if k not in facts and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    rows = [
+        [metric_label(k), v]
+        for k, v in metrics.items()
+        if k not in facts and isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     if metrics is not result:  # counts and chance beside the nested metrics
-        rows += [[metric_label(k), v] for k, v in result.items()
-                 if k not in facts and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        rows += [
+            [metric_label(k), v]
+            for k, v in result.items()
+            if k not in facts and isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
     print(text_table(["metric", "value"], rows))
 
 
@@ -80,8 +86,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     distributed.cleanup()
     if main_process:
         _print_json(metrics) if args.json else _print_metrics(metrics, facts=())
-        print(f"saved: {run_dir} (model.safetensors, metrics.jsonl, curves.png); "
-              f"next: chorus eval {run_dir}, chorus predict {run_dir} FILE...", file=sys.stderr)
+        print(
+            f"saved: {run_dir} (model.safetensors, metrics.jsonl, curves.png); "
+            f"next: chorus eval {run_dir}, chorus predict {run_dir} FILE...",
+            file=sys.stderr,
+        )
 
 
 # ---- speech ↔ text: `chorus train` of speech configs, `chorus transcribe`, `chorus speak`
@@ -116,13 +125,19 @@ def cmd_speak(args: argparse.Namespace) -> None:
 
 
 def add_speech_commands(sub: Any) -> None:
-    p = sub.add_parser("transcribe", help="print the transcript of audio files with a speech recogniser run",
-                       description="Print the transcript of audio files with a speech recogniser run.")
+    p = sub.add_parser(
+        "transcribe",
+        help="print the transcript of audio files with a speech recogniser run",
+        description="Print the transcript of audio files with a speech recogniser run.",
+    )
     p.add_argument("run_dir", help="run folder of `chorus train speech_ctc` (or speech_attention)")
     p.add_argument("files", nargs="+", help="audio files (any rate; resampled to 8 kHz mono)")
     p.set_defaults(func=cmd_transcribe)
-    p = sub.add_parser("speak", help="synthesise a spoken digit string with a text-to-speech run",
-                       description="Synthesise a spoken digit string with a text-to-speech run.")
+    p = sub.add_parser(
+        "speak",
+        help="synthesise a spoken digit string with a text-to-speech run",
+        description="Synthesise a spoken digit string with a text-to-speech run.",
+    )
     p.add_argument("run_dir", help="run folder of `chorus train speech_tts`")
     p.add_argument("text", help='digit words, e.g. "four two seven"')
     p.add_argument("--out", required=True, help="WAV file to write (16-bit PCM, 8 kHz)")
@@ -179,8 +194,16 @@ def cmd_zeroshot(args: argparse.Namespace) -> None:
                 else:
                     print(row["path"], "  ".join(f"{c} {p:.3f}" for c, p in zip(row["classes"], row["probs"])))
             return
-        metrics = zeroshot_run(run_dir, args.dataset, split=args.split, templates=templates, classes=classes,
-                               data_root=args.data_root, out=args.out, columns=_columns(args.columns))
+        metrics = zeroshot_run(
+            run_dir,
+            args.dataset,
+            split=args.split,
+            templates=templates,
+            classes=classes,
+            data_root=args.data_root,
+            out=args.out,
+            columns=_columns(args.columns),
+        )
     _print_json(metrics) if args.json else _print_metrics(metrics)
 
 
@@ -189,8 +212,14 @@ def cmd_retrieve(args: argparse.Namespace) -> None:
     from chorus.run_import import as_run
 
     with as_run(args.run_dir) as run_dir:
-        metrics = retrieve_run(run_dir, args.dataset, split=args.split, data_root=args.data_root, out=args.out,
-                               columns=_columns(args.columns))
+        metrics = retrieve_run(
+            run_dir,
+            args.dataset,
+            split=args.split,
+            data_root=args.data_root,
+            out=args.out,
+            columns=_columns(args.columns),
+        )
     _print_json(metrics) if args.json else _print_metrics(metrics)
 
 
@@ -207,8 +236,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_import(args: argparse.Namespace) -> None:
     from chorus.run_import import import_clip
 
-    summary = import_clip(args.source, args.run_dir, format=args.format, tokenizer=args.tokenizer,
-                          model_config=args.model_config, classes=_class_names(args.classes))
+    summary = import_clip(
+        args.source,
+        args.run_dir,
+        format=args.format,
+        tokenizer=args.tokenizer,
+        model_config=args.model_config,
+        classes=_class_names(args.classes),
+    )
     _print_json(summary) if args.json else _print_metrics(summary, facts=())
 
 
@@ -222,9 +257,17 @@ def cmd_index_build(args: argparse.Namespace) -> None:
     from chorus.serve.main import index_main
 
     columns = _columns(args.columns)
-    info = index_main(args.run_dir, args.dataset, args.out, split=args.split, modality=args.modality,
-                      kind=args.kind, max_items=args.max_items, data_root=args.data_root,
-                      options={"columns": columns} if columns else None)
+    info = index_main(
+        args.run_dir,
+        args.dataset,
+        args.out,
+        split=args.split,
+        modality=args.modality,
+        kind=args.kind,
+        max_items=args.max_items,
+        data_root=args.data_root,
+        options={"columns": columns} if columns else None,
+    )
     print(json.dumps(info, indent=2, default=str))
 
 
@@ -259,8 +302,10 @@ def cmd_data_info(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------- a user's files as datasets
 
-DATASET_HELP = ("a dataset name (see `chorus data info`), or a user's files: folder:PATH, manifest:PATH "
-                "(a .csv/.jsonl), or just PATH")
+DATASET_HELP = (
+    "a dataset name (see `chorus data info`), or a user's files: folder:PATH, manifest:PATH "
+    "(a .csv/.jsonl), or just PATH"
+)
 
 
 def _columns(text: str | None) -> dict[str, str]:
@@ -271,7 +316,9 @@ def _columns(text: str | None) -> dict[str, str]:
         return {}
     pairs = [part.partition("=") for part in text.split(",")]
     if any(not sep or not k.strip() or not v.strip() for k, sep, v in pairs):
-        raise ConfigError(f"--columns {text!r}: expected ROLE=COLUMN[,ROLE=COLUMN...], e.g. image=file_name,text=caption")
+        raise ConfigError(
+            f"--columns {text!r}: expected ROLE=COLUMN[,ROLE=COLUMN...], e.g. image=file_name,text=caption"
+        )
     return {k.strip(): v.strip() for k, _, v in pairs}
 
 
@@ -284,8 +331,9 @@ def cmd_data_download(args: argparse.Namespace) -> None:
 def cmd_data_pack(args: argparse.Namespace) -> None:
     from chorus.data.shards import pack_dataset
 
-    shards = pack_dataset(args.name, args.out_dir, root=args.data_root, split=args.split,
-                          maxcount=args.maxcount, pair=args.pair)
+    shards = pack_dataset(
+        args.name, args.out_dir, root=args.data_root, split=args.split, maxcount=args.maxcount, pair=args.pair
+    )
     print(f"wrote {len(shards)} shard(s) to {args.out_dir}")
 
 
@@ -295,13 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def columns_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--columns", default=None,
-                       help="for a user's manifest: which column holds what, e.g. image=file_name,text=caption "
-                            "(default: the run's own columns for its own data, else the usual names)")
+        p.add_argument(
+            "--columns",
+            default=None,
+            help="for a user's manifest: which column holds what, e.g. image=file_name,text=caption "
+            "(default: the run's own columns for its own data, else the usual names)",
+        )
 
     def data_root_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-root", default=None,
-                       help="dataset directory (default: $CHORUS_DATA, else ~/.cache/chorus/data)")
+        p.add_argument(
+            "--data-root", default=None, help="dataset directory (default: $CHORUS_DATA, else ~/.cache/chorus/data)"
+        )
 
     p = sub.add_parser("demo", help="train a small CLIP on scikit-learn digits offline and evaluate it zero-shot")
     p.add_argument("--run-dir", default="runs/demo", help="output folder (default: runs/demo)")
@@ -327,8 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     data_root_arg(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("ask", help="answer a question about an image with a trained VQA run",
-                       description="Answer a question about an image with a trained VQA run.")
+    p = sub.add_parser(
+        "ask",
+        help="answer a question about an image with a trained VQA run",
+        description="Answer a question about an image with a trained VQA run.",
+    )
     p.add_argument("run_dir")
     p.add_argument("image", help="image file (PNG, JPEG, ...)")
     p.add_argument("question", help='e.g. "what shape is the object closest to the red object?"')
@@ -337,9 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ask)
 
     for name, func, what, files in (
-            ("zeroshot", cmd_zeroshot, "zero-shot accuracy on a labelled dataset, or labels for your images",
-             "zeroshot"),
-            ("retrieve", cmd_retrieve, "retrieval Recall@1/5/10 of a run on a paired dataset", "retrieval")):
+        ("zeroshot", cmd_zeroshot, "zero-shot accuracy on a labelled dataset, or labels for your images", "zeroshot"),
+        ("retrieve", cmd_retrieve, "retrieval Recall@1/5/10 of a run on a paired dataset", "retrieval"),
+    ):
         p = sub.add_parser(name, help=what, description=what)
         p.add_argument("run_dir", help="a run folder, or a CLIP checkpoint (imported on the fly, see `chorus import`)")
         p.add_argument("--dataset", required=name == "retrieve", default=None, help=DATASET_HELP)
@@ -351,21 +406,37 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     p = sub.choices["zeroshot"]
     p.add_argument("--images", nargs="+", default=None, help="image files or folders to label (instead of --dataset)")
-    p.add_argument("--classes", default=None,
-                   help="class names: comma-separated, or a file with one per line (default: the run's/dataset's)")
-    p.add_argument("--template", action="append", default=None,
-                   help="prompt with {} for the class name; repeat to ensemble (default: the run's/CLIP's)")
+    p.add_argument(
+        "--classes",
+        default=None,
+        help="class names: comma-separated, or a file with one per line (default: the run's/dataset's)",
+    )
+    p.add_argument(
+        "--template",
+        action="append",
+        default=None,
+        help="prompt with {} for the class name; repeat to ensemble (default: the run's/CLIP's)",
+    )
     p.add_argument("--top-k", type=int, default=5, help="labels shown per image (with --images)")
 
-    p = sub.add_parser("import", help="turn an OpenCLIP or Hugging Face CLIP checkpoint into a Chorus run folder",
-                       description="Turn an OpenCLIP or Hugging Face CLIP checkpoint on disk into a Chorus run folder.")
+    p = sub.add_parser(
+        "import",
+        help="turn an OpenCLIP or Hugging Face CLIP checkpoint into a Chorus run folder",
+        description="Turn an OpenCLIP or Hugging Face CLIP checkpoint on disk into a Chorus run folder.",
+    )
     p.add_argument("source", help="transformers CLIP directory, OpenCLIP directory, or OpenCLIP weights file")
     p.add_argument("run_dir", help="the run folder to write")
     p.add_argument("--format", choices=["hf", "open_clip"], default=None, help="default: detected from the files")
-    p.add_argument("--tokenizer", default=None, help="tokenizer.json, a directory with tokenizer.json or "
-                   "vocab.json + merges.txt, or OpenCLIP's bpe_simple_vocab_16e6.txt.gz (default: the checkpoint's)")
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer.json, a directory with tokenizer.json or "
+        "vocab.json + merges.txt, or OpenCLIP's bpe_simple_vocab_16e6.txt.gz (default: the checkpoint's)",
+    )
     p.add_argument("--model-config", default=None, help="OpenCLIP model config JSON for a bare weights file")
-    p.add_argument("--classes", default=None, help="default class names to store in the run (comma-separated or a file)")
+    p.add_argument(
+        "--classes", default=None, help="default class names to store in the run (comma-separated or a file)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_import)
 
@@ -374,8 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("inputs", nargs="*", help="image or audio files, or folders of them (searched recursively)")
     p.add_argument("--text", action="append", default=[], help="a text to embed (repeat for several)")
-    p.add_argument("--classes", default=None,
-                   help="comma-separated class names to rank (contrastive runs; default: the run's own)")
+    p.add_argument(
+        "--classes", default=None, help="comma-separated class names to rank (contrastive runs; default: the run's own)"
+    )
     p.add_argument("--top-k", type=int, default=5, help="labels shown per input (default 5)")
     p.add_argument("--embed", action="store_true", help="embeddings instead of labels")
     p.add_argument("--device", default=None)
@@ -401,8 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: indexes/<run>-<dataset>)")
     p.add_argument("--split", default="test")
     p.add_argument("--modality", default=None, help="which modality of the dataset to index")
-    p.add_argument("--kind", default="auto", choices=["auto", "flat", "hnsw", "ivf"],
-                   help="exact (flat) for small collections, HNSW or IVF for large (auto chooses by size)")
+    p.add_argument(
+        "--kind",
+        default="auto",
+        choices=["auto", "flat", "hnsw", "ivf"],
+        help="exact (flat) for small collections, HNSW or IVF for large (auto chooses by size)",
+    )
     p.add_argument("--max-items", type=int, default=None)
     data_root_arg(p)
     p.set_defaults(func=cmd_index_build)
@@ -411,15 +487,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     from chorus.bench import BENCHMARKS
 
-    p = sub.add_parser("bench", help="run a benchmark: " + ", ".join(sorted(BENCHMARKS)),
-                       description="\n".join(f"{k}: {v}" for k, v in sorted(BENCHMARKS.items())),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "bench",
+        help="run a benchmark: " + ", ".join(sorted(BENCHMARKS)),
+        description="\n".join(f"{k}: {v}" for k, v in sorted(BENCHMARKS.items())),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("name", help="benchmark name; `chorus bench NAME --help` lists its options")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of the benchmark")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("caption", help="describe images in words with a captioner run folder",
-                       description="Describe images in words with a captioner run folder.")
+    p = sub.add_parser(
+        "caption",
+        help="describe images in words with a captioner run folder",
+        description="Describe images in words with a captioner run folder.",
+    )
     p.add_argument("run_dir", help="captioner run folder (captioner.json, tokenizer.json, model.safetensors)")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--beam", type=int, default=None, help="beam width (default: the run's; 1 = greedy)")
@@ -429,7 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_caption)
 
     data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("info", help="summary of a dataset or a user's folder/manifest: items, classes, formats, problems")
+    p = data.add_parser(
+        "info", help="summary of a dataset or a user's folder/manifest: items, classes, formats, problems"
+    )
     p.add_argument("name", help=DATASET_HELP)
     columns_arg(p)
     p.add_argument("--json", action="store_true", help="print the full record as JSON")
@@ -454,8 +538,9 @@ def _require_extras(args: argparse.Namespace) -> None:
     """Stop with one line naming the extra before a command that lacks it starts any work."""
     from chorus.extras import BENCHMARK_EXTRAS, require
 
-    command = " ".join(filter(None, (args.command, getattr(args, "index_command", None),
-                                     getattr(args, "data_command", None))))
+    command = " ".join(
+        filter(None, (args.command, getattr(args, "index_command", None), getattr(args, "data_command", None)))
+    )
     extras = COMMAND_EXTRAS.get(command, ())
     if command == "bench":
         command, extras = f"bench {args.name}", BENCHMARK_EXTRAS.get(args.name, ())
@@ -468,12 +553,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Overrides may follow options (`chorus train C --resume lr=1e-3`), which argparse leaves over.
     if extra and args.command == "bench":
         args.bench_args += extra
-    elif extra and getattr(args, "overrides", None) is not None and all("=" in e and not e.startswith("-") for e in extra):
+    elif (
+        extra
+        and getattr(args, "overrides", None) is not None
+        and all("=" in e and not e.startswith("-") for e in extra)
+    ):
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         _require_extras(args)
         args.func(args)

@@ -172,8 +172,10 @@ def _check_override_key(cls: type, key: str) -> None:
         if dataclasses.is_dataclass(tp):
             fields = [f.name for f in dataclasses.fields(tp) if f.init]
             if part not in fields:
-                raise ConfigError(f"override {key}: unknown key {'.'.join(parts[: depth + 1])}; "
-                                  f"valid keys of {_type_name(tp)}: {', '.join(fields)}")
+                raise ConfigError(
+                    f"override {key}: unknown key {'.'.join(parts[: depth + 1])}; "
+                    f"valid keys of {_type_name(tp)}: {', '.join(fields)}"
+                )
             tp = typing.get_type_hints(tp)[part]
         elif typing.get_origin(tp) in (dict, Mapping):
             tp = typing.get_args(tp)[1]

@@ -27,8 +27,15 @@ from chorus.data import Collate
 from chorus.data.captions import DIGIT_WORDS, fill_template
 from chorus.eval.mode import evaluating
 from chorus.eval.plots import figure
-from chorus.experiment import (DataConfig, EncoderConfig, ExperimentConfig, ModelConfig, build_eval_dataset, load_run,
-                               train_experiment)
+from chorus.experiment import (
+    DataConfig,
+    EncoderConfig,
+    ExperimentConfig,
+    ModelConfig,
+    build_eval_dataset,
+    load_run,
+    train_experiment,
+)
 from chorus.train import TrainConfig
 
 TRAIN_TEMPLATES = (
@@ -56,14 +63,30 @@ CONTEXT_LENGTH = 24
 
 def demo_config(*, seed: int = 0, epochs: int = 20, progress: bool = True) -> ExperimentConfig:
     """The demo as an experiment: a tiny CNN image tower and a BPE text transformer on digit captions."""
-    data = DataConfig(name="digits", image_size=IMAGE_SIZE, image_channels=1,
-                      flip=False, crop_scale=(0.8, 1.0),  # digits are not mirror-symmetric: crops, no flips
-                      vocab_size=400, context_length=CONTEXT_LENGTH, class_names=list(DIGIT_WORDS),
-                      caption_templates=list(TRAIN_TEMPLATES))
+    data = DataConfig(
+        name="digits",
+        image_size=IMAGE_SIZE,
+        image_channels=1,
+        flip=False,
+        crop_scale=(0.8, 1.0),  # digits are not mirror-symmetric: crops, no flips
+        vocab_size=400,
+        context_length=CONTEXT_LENGTH,
+        class_names=list(DIGIT_WORDS),
+        caption_templates=list(TRAIN_TEMPLATES),
+    )
     towers = {"image": EncoderConfig("cnn", "tiny"), "text": EncoderConfig("text_transformer", "tiny")}
     model = ModelConfig(task="contrastive", encoders=towers, embed_dim=64, zero_shot_templates=list(TEST_TEMPLATES))
-    train = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, warmup_steps=50, weight_decay=0.05, seed=seed,
-                        log_every=20, progress=progress, tensorboard=False)
+    train = TrainConfig(
+        epochs=epochs,
+        batch_size=64,
+        lr=2e-3,
+        warmup_steps=50,
+        weight_decay=0.05,
+        seed=seed,
+        log_every=20,
+        progress=progress,
+        tensorboard=False,
+    )
     return ExperimentConfig(name="demo", data=data, model=model, train=train)
 
 
@@ -144,7 +167,11 @@ def run_demo(
 def format_table(metrics: dict[str, Any]) -> str:
     """The demo's metrics as a small aligned text table."""
     rows = [
-        ("zero-shot top-1 (unseen prompts)", f"{metrics['zero_shot_top1']:.3f}", f"chance {metrics['chance_top1']:.2f}"),
+        (
+            "zero-shot top-1 (unseen prompts)",
+            f"{metrics['zero_shot_top1']:.3f}",
+            f"chance {metrics['chance_top1']:.2f}",
+        ),
         ("zero-shot top-5", f"{metrics['zero_shot_top5']:.3f}", ""),
         ("text→image Recall@1", f"{metrics['recall_at_1']:.3f}", ""),
         ("text→image Recall@5", f"{metrics['recall_at_5']:.3f}", ""),
@@ -152,4 +179,3 @@ def format_table(metrics: dict[str, Any]) -> str:
     ]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name:<{width}}  {value:>6}  {note}".rstrip() for name, value, note in rows)
-

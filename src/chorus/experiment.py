@@ -53,7 +53,15 @@ from chorus.config import CONFIG_DIR, load_config, save_config
 from chorus.contrastive import ContrastiveModel, SigmoidLoss, build_zero_shot_classifier, zero_shot_accuracy
 from chorus.contrastive.retrieval import dataset_retrieval
 from chorus.contrastive.zeroshot import topk_below
-from chorus.data import BPETokenizer, Collate, ImageTransform, LogMel, SampleTransform, WordPieceTokenizer, build_dataset
+from chorus.data import (
+    BPETokenizer,
+    Collate,
+    ImageTransform,
+    LogMel,
+    SampleTransform,
+    WordPieceTokenizer,
+    build_dataset,
+)
 from chorus.data.audio import resample
 from chorus.data.base import Sample
 from chorus.data.captions import CaptionedDataset
@@ -61,11 +69,11 @@ from chorus.data.registry import USER_DATASETS, canonical_spec
 from chorus.data.text import ClipTokenizer, SubwordTokenizer
 from chorus.encoders import build_encoder, encoder_modality
 from chorus.errors import ConfigError
-from chorus.extras import ENCODER_EXTRAS, require
 from chorus.eval.mode import evaluating
 from chorus.eval.plots import plot_metrics
+from chorus.extras import ENCODER_EXTRAS, require
 from chorus.fusion.vqa import VQAModel, vqa_accuracy
-from chorus.train import Trainer, TrainConfig, distributed, seed_everything
+from chorus.train import TrainConfig, Trainer, distributed, seed_everything
 from chorus.train.checkpoint import latest_checkpoint
 from chorus.train.logging import METRICS_FILE, read_metrics
 from chorus.train.precision import resolve_precision
@@ -110,8 +118,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if (self.path is not None or self.columns) and self.name not in USER_DATASETS:
-            raise ConfigError(f"data.path and data.columns are for the {' and '.join(USER_DATASETS)} datasets, "
-                              f"not {self.name!r}")
+            raise ConfigError(
+                f"data.path and data.columns are for the {' and '.join(USER_DATASETS)} datasets, not {self.name!r}"
+            )
         if self.name in USER_DATASETS:
             if not self.path:
                 raise ConfigError(f"data.path: dataset {self.name!r} needs the path of the user's files")
@@ -222,14 +231,22 @@ class SampleFeatures:
 
     def __init__(self, cfg: DataConfig, train: bool) -> None:
         self.sample_rate = cfg.sample_rate
-        self.modalities = SampleTransform({
-            "image": ImageTransform(cfg.image_size, channels=cfg.image_channels, train=train and cfg.augment,
-                                    flip=cfg.flip, scale=cfg.crop_scale, resize=cfg.image_resize,
-                                    crop_offset=cfg.image_crop_offset,
-                                    mean=0.5 if cfg.image_mean is None else cfg.image_mean,
-                                    std=0.5 if cfg.image_std is None else cfg.image_std),
-            "audio": LogMel(sample_rate=cfg.sample_rate, n_mels=cfg.n_mels),
-        })
+        self.modalities = SampleTransform(
+            {
+                "image": ImageTransform(
+                    cfg.image_size,
+                    channels=cfg.image_channels,
+                    train=train and cfg.augment,
+                    flip=cfg.flip,
+                    scale=cfg.crop_scale,
+                    resize=cfg.image_resize,
+                    crop_offset=cfg.image_crop_offset,
+                    mean=0.5 if cfg.image_mean is None else cfg.image_mean,
+                    std=0.5 if cfg.image_std is None else cfg.image_std,
+                ),
+                "audio": LogMel(sample_rate=cfg.sample_rate, n_mels=cfg.n_mels),
+            }
+        )
 
     def __call__(self, sample: Sample) -> Sample:
         if "audio" in sample and sample.get("sample_rate", self.sample_rate) != self.sample_rate:
@@ -247,16 +264,26 @@ def build_datasets(cfg: ExperimentConfig, data_root: str | None = None) -> tuple
     root = data_root if data_root is not None else data.root
 
     def split(name: str, train: bool) -> Dataset:
-        return build_dataset(dataset, root=root, split=name, transform=SampleFeatures(data, train),
-                             on_error=data.on_error, **data.dataset_options(train))
+        return build_dataset(
+            dataset,
+            root=root,
+            split=name,
+            transform=SampleFeatures(data, train),
+            on_error=data.on_error,
+            **data.dataset_options(train),
+        )
 
     train, evaluation = split(data.train_split, True), split(data.eval_split, False)
     classes = list(data.class_names or train.classes)
     if len(classes) != len(train.classes):
-        raise ConfigError(f"data.class_names has {len(classes)} names, dataset {data.name!r} has {len(train.classes)} classes")
+        raise ConfigError(
+            f"data.class_names has {len(classes)} names, dataset {data.name!r} has {len(train.classes)} classes"
+        )
     if cfg.model.task == "contrastive" and "text" in cfg.model.encoders and "text" not in train.modalities:
         if not data.caption_templates:
-            raise ConfigError(f"data.caption_templates: dataset {data.name!r} has no text; give templates to caption it")
+            raise ConfigError(
+                f"data.caption_templates: dataset {data.name!r} has no text; give templates to caption it"
+            )
         train = CaptionedDataset(train, data.caption_templates, classes)
     return train, evaluation, classes
 
@@ -270,7 +297,9 @@ def build_tokenizer(cfg: ExperimentConfig, train: Dataset | None, run_dir: Path 
         return WordPieceTokenizer.from_minilm()
     if cfg.data.tokenizer == "clip":
         if run_dir is None:
-            raise ConfigError("data.tokenizer=clip reads a pretrained CLIP tokenizer from a run folder (`chorus import`)")
+            raise ConfigError(
+                "data.tokenizer=clip reads a pretrained CLIP tokenizer from a run folder (`chorus import`)"
+            )
         return ClipTokenizer.load(run_dir)
     saved = run_dir / "tokenizer.json" if run_dir is not None else None
     if saved is not None and saved.is_file():
@@ -306,22 +335,39 @@ def _encoder(modality: str, enc: EncoderConfig, cfg: ExperimentConfig, tokenizer
 def build_model(cfg: ExperimentConfig, num_classes: int, tokenizer: SubwordTokenizer | None) -> nn.Module:
     encoders = {m: _encoder(m, e, cfg, tokenizer) for m, e in cfg.model.encoders.items()}
     if cfg.model.task == "classify":
-        (modality, encoder), = encoders.items()
+        ((modality, encoder),) = encoders.items()
         return Classifier(encoder, num_classes, modality, dropout=cfg.model.dropout)
     if cfg.model.task == "vqa":
         shape = (cfg.data.image_channels, cfg.data.image_size, cfg.data.image_size)
-        return VQAModel.build(encoders["image"], encoders["text"], cfg.model.fusion, num_classes, shape,
-                              **cfg.model.fusion_options)
+        return VQAModel.build(
+            encoders["image"], encoders["text"], cfg.model.fusion, num_classes, shape, **cfg.model.fusion_options
+        )
     siglip = cfg.model.loss == "siglip"
-    return ContrastiveModel(encoders, cfg.model.embed_dim, frozen=cfg.model.frozen,
-                            bias=-10.0 if siglip else None, loss=SigmoidLoss() if siglip else None)
+    return ContrastiveModel(
+        encoders,
+        cfg.model.embed_dim,
+        frozen=cfg.model.frozen,
+        bias=-10.0 if siglip else None,
+        loss=SigmoidLoss() if siglip else None,
+    )
 
 
 # ---------------------------------------------------------------------------- starting from a run
 
 # What a run fixes about its inputs: a model started from it must see them exactly so.
-_INHERITED_DATA = ("image_size", "image_channels", "image_resize", "image_crop_offset", "image_mean", "image_std",
-                   "sample_rate", "n_mels", "tokenizer", "vocab_size", "context_length")
+_INHERITED_DATA = (
+    "image_size",
+    "image_channels",
+    "image_resize",
+    "image_crop_offset",
+    "image_mean",
+    "image_std",
+    "sample_rate",
+    "n_mels",
+    "tokenizer",
+    "vocab_size",
+    "context_length",
+)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
@@ -357,8 +403,14 @@ def inherit_run(cfg: ExperimentConfig, run_dir: Path) -> Path | None:
 # ---------------------------------------------------------------------------- evaluation
 
 
-def evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes: list[str],
-             tokenizer: SubwordTokenizer | None, batch_size: int = 256) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    cfg: ExperimentConfig,
+    dataset: Dataset,
+    classes: list[str],
+    tokenizer: SubwordTokenizer | None,
+    batch_size: int = 256,
+) -> dict[str, float]:
     """Accuracy (classify); zero-shot top-1/top-5 from class-name prompts (contrastive, labelled data); or
     Recall@1/5/10 both ways (contrastive on a dataset without classes, e.g. COCO captions)."""
     # The training precision: a run evaluated later (`chorus eval`) on the same hardware scores as during training.
@@ -368,10 +420,18 @@ def evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes:
         return _evaluate(model, cfg, dataset, classes, tokenizer, batch_size)
 
 
-def _evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes: list[str],
-              tokenizer: SubwordTokenizer | None, batch_size: int) -> dict[str, float]:
+def _evaluate(
+    model: nn.Module,
+    cfg: ExperimentConfig,
+    dataset: Dataset,
+    classes: list[str],
+    tokenizer: SubwordTokenizer | None,
+    batch_size: int,
+) -> dict[str, float]:
     if isinstance(model, VQAModel):
-        return vqa_accuracy(model, DataLoader(dataset, batch_size, collate_fn=Collate(tokenizer, cfg.data.context_length)))
+        return vqa_accuracy(
+            model, DataLoader(dataset, batch_size, collate_fn=Collate(tokenizer, cfg.data.context_length))
+        )
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=Collate())
     if isinstance(model, Classifier):
         correct = total = 0
@@ -390,8 +450,9 @@ def _evaluate(model: nn.Module, cfg: ExperimentConfig, dataset: Dataset, classes
     if not classes:
         scores = dataset_retrieval(model, dataset, lambda t: tokenizer(t, context), query, batch_size=batch_size)
         return scores["metrics"] | {"n": scores["n"]}
-    classifier = build_zero_shot_classifier(model, lambda t: tokenizer(t, context), classes,
-                                            cfg.model.zero_shot_templates)
+    classifier = build_zero_shot_classifier(
+        model, lambda t: tokenizer(t, context), classes, cfg.model.zero_shot_templates
+    )
     scores = zero_shot_accuracy(model, loader, classifier, modality=query, ks=topk_below(len(classes)))
     return {f"zero_shot_{k}": v for k, v in scores.items()} | {"n": len(dataset)}
 
@@ -419,11 +480,15 @@ def prepare_run_dir(run_dir: str | os.PathLike, *, resume: bool = False, overwri
     if resume and overwrite:
         raise ConfigError("--resume continues a run and --overwrite replaces it: give one of them")
     if holds_run(run_dir) and not resume and not overwrite:
-        raise ConfigError(f"{run_dir} already holds a run: --resume continues it, --overwrite replaces it, "
-                          f"or choose another --run-dir")
+        raise ConfigError(
+            f"{run_dir} already holds a run: --resume continues it, --overwrite replaces it, "
+            f"or choose another --run-dir"
+        )
     if resume and holds_run(run_dir) and latest_checkpoint(run_dir) is None:
-        raise ConfigError(f"{run_dir} has no checkpoint to resume from (set train.checkpoint_every to write them); "
-                          f"--overwrite trains it again from scratch")
+        raise ConfigError(
+            f"{run_dir} has no checkpoint to resume from (set train.checkpoint_every to write them); "
+            f"--overwrite trains it again from scratch"
+        )
     if overwrite and holds_run(run_dir) and distributed.is_main():
         shutil.rmtree(run_dir)
     distributed.barrier()
@@ -431,8 +496,14 @@ def prepare_run_dir(run_dir: str | os.PathLike, *, resume: bool = False, overwri
     return run_dir
 
 
-def train_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: bool = False,
-                     overwrite: bool = False, data_root: str | None = None) -> dict[str, Any]:
+def train_experiment(
+    cfg: ExperimentConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    data_root: str | None = None,
+) -> dict[str, Any]:
     """Train ``cfg`` into ``run_dir`` (resuming from its last checkpoint if asked); return final metrics.
 
     ``run_dir`` must not hold another run unless ``resume`` or ``overwrite`` (see :func:`prepare_run_dir`).
@@ -450,12 +521,21 @@ def train_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resum
         try:
             model.load_state_dict(load_file(str(init_weights)))
         except RuntimeError as err:  # e.g. a classifier head over another number of classes
-            raise ConfigError(f"model.init_from: weights of {init_weights.parent} do not fit this model: {err}") from err
+            raise ConfigError(
+                f"model.init_from: weights of {init_weights.parent} do not fit this model: {err}"
+            ) from err
     if distributed.is_main():
         save_config(cfg, run_dir / "experiment.yaml")
     collate = Collate(tokenizer, cfg.data.context_length)
-    trainer = Trainer(model, train, cfg.train, run_dir, collate_fn=collate, resume=resume,
-                      eval_fn=lambda m: evaluate(m, cfg, evaluation, classes, tokenizer))
+    trainer = Trainer(
+        model,
+        train,
+        cfg.train,
+        run_dir,
+        collate_fn=collate,
+        resume=resume,
+        eval_fn=lambda m: evaluate(m, cfg, evaluation, classes, tokenizer),
+    )
     metrics = trainer.fit()
     if distributed.is_main():  # the ranks hold identical weights after DDP training
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -477,14 +557,24 @@ def write_data_record(path: Path, data: DataConfig, train: Dataset, evaluation: 
     base = train.dataset if isinstance(train, CaptionedDataset) else train
     problems = [str(p) for p in getattr(base, "problems", [])]
     skips = {"train": getattr(base, "skipped", 0), "eval": getattr(evaluation, "skipped", 0)}
-    record: dict[str, Any] = {"dataset": data.spec, "classes": classes,
-                              "splits": {data.train_split: len(train), data.eval_split: len(evaluation)},
-                              "bad_rows_left_out": problems, "reads_skipped": skips}
+    record: dict[str, Any] = {
+        "dataset": data.spec,
+        "classes": classes,
+        "splits": {data.train_split: len(train), data.eval_split: len(evaluation)},
+        "bad_rows_left_out": problems,
+        "reads_skipped": skips,
+    }
     if hasattr(base, "split_record"):
         record["split_rule"] = base.split_record
     if problems or any(skips.values()):
-        logger.warning("%s: %d bad row(s) left out, reads skipped while decoding: %s%s (see %s)", data.spec,
-                       len(problems), skips, f"; first: {problems[0]}" if problems else "", path)
+        logger.warning(
+            "%s: %d bad row(s) left out, reads skipped while decoding: %s%s (see %s)",
+            data.spec,
+            len(problems),
+            skips,
+            f"; first: {problems[0]}" if problems else "",
+            path,
+        )
     path.write_text(json.dumps(record, indent=1) + "\n")
 
 
@@ -504,8 +594,10 @@ def load_run(run_dir: str | os.PathLike) -> tuple[ExperimentConfig, nn.Module, l
     if "text" in cfg.model.encoders and cfg.data.tokenizer == "bpe" and not (run_dir / "tokenizer.json").is_file():
         raise ConfigError(f"{run_dir} is not a finished Chorus run: tokenizer.json is missing")
     if cfg.data.class_names is None:
-        raise ConfigError(f"{run_dir}/experiment.yaml has no data.class_names (a run saved by an older Chorus): "
-                          f"add them in the training set's order ([] for a dataset without classes)")
+        raise ConfigError(
+            f"{run_dir}/experiment.yaml has no data.class_names (a run saved by an older Chorus): "
+            f"add them in the training set's order ([] for a dataset without classes)"
+        )
     classes = list(cfg.data.class_names)
     tokenizer = build_tokenizer(cfg, None, run_dir)
     model = build_model(cfg, len(classes), tokenizer)
@@ -526,11 +618,18 @@ def build_eval_dataset(cfg: ExperimentConfig, data_root: str | None = None, spli
     data = cfg.data
     root = data_root if data_root is not None else data.root
     if data.name is None:
-        raise ConfigError("this run has no dataset of its own (an imported checkpoint); evaluate it on one with "
-                          "`chorus zeroshot RUN --dataset NAME` or `chorus retrieve RUN --dataset NAME`")
-    return build_dataset(data.name, root=root, split=split or data.eval_split,
-                         transform=SampleFeatures(data, train=False), on_error=data.on_error,
-                         **data.dataset_options(train=False))
+        raise ConfigError(
+            "this run has no dataset of its own (an imported checkpoint); evaluate it on one with "
+            "`chorus zeroshot RUN --dataset NAME` or `chorus retrieve RUN --dataset NAME`"
+        )
+    return build_dataset(
+        data.name,
+        root=root,
+        split=split or data.eval_split,
+        transform=SampleFeatures(data, train=False),
+        on_error=data.on_error,
+        **data.dataset_options(train=False),
+    )
 
 
 def evaluate_run(run_dir: str | os.PathLike, data_root: str | None = None, split: str | None = None) -> dict[str, Any]:

@@ -61,5 +61,6 @@ def require(extras: Iterable[str], what: str) -> None:
     absent = missing(extras)
     if absent:
         extra, module = absent[0]
-        raise MissingExtra(f"{what} needs the '{extra}' extra ({module} is not installed): "
-                           f"pip install 'chorus[{extra}]'")
+        raise MissingExtra(
+            f"{what} needs the '{extra}' extra ({module} is not installed): pip install 'chorus[{extra}]'"
+        )

@@ -23,8 +23,16 @@ from chorus.data.decode import decode_audio, decode_image
 from chorus.errors import DataError
 from chorus.serve.runs import LoadedRun
 
-__all__ = ["AUDIO_SUFFIXES", "IMAGE_SUFFIXES", "Prediction", "expand_inputs", "format_table", "predict",
-           "to_csv", "to_json"]
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "Prediction",
+    "expand_inputs",
+    "format_table",
+    "predict",
+    "to_csv",
+    "to_json",
+]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
@@ -54,22 +62,33 @@ def expand_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, s
         if path.is_dir():
             inside = [(p, m) for p in sorted(path.rglob("*")) if p.is_file() and (m := _modality(p))]
             if not inside:
-                raise DataError(f"{path}: no image ({', '.join(sorted(IMAGE_SUFFIXES))}) or audio "
-                                f"({', '.join(sorted(AUDIO_SUFFIXES))}) files in this folder")
+                raise DataError(
+                    f"{path}: no image ({', '.join(sorted(IMAGE_SUFFIXES))}) or audio "
+                    f"({', '.join(sorted(AUDIO_SUFFIXES))}) files in this folder"
+                )
             found += inside
         elif path.is_file():
             modality = _modality(path)
             if modality is None:
-                raise DataError(f"{path}: not an image or audio file by its extension "
-                                f"(images: {', '.join(sorted(IMAGE_SUFFIXES))}; audio: {', '.join(sorted(AUDIO_SUFFIXES))})")
+                raise DataError(
+                    f"{path}: not an image or audio file by its extension "
+                    f"(images: {', '.join(sorted(IMAGE_SUFFIXES))}; audio: {', '.join(sorted(AUDIO_SUFFIXES))})"
+                )
             found.append((path, modality))
         else:
             raise DataError(f"{path}: no such file or folder")
     return found
 
 
-def predict(run: LoadedRun, paths: Sequence[str | os.PathLike[str]] = (), texts: Sequence[str] = (), *,
-            classes: Sequence[str] | None = None, top_k: int = 5, embed: bool = False) -> list[Prediction]:
+def predict(
+    run: LoadedRun,
+    paths: Sequence[str | os.PathLike[str]] = (),
+    texts: Sequence[str] = (),
+    *,
+    classes: Sequence[str] | None = None,
+    top_k: int = 5,
+    embed: bool = False,
+) -> list[Prediction]:
     """Labels (top ``top_k``, over ``classes`` or the run's own) or embeddings for files, folders and texts."""
     inputs = expand_inputs(paths)
     if not inputs and not texts:

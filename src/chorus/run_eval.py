@@ -62,14 +62,15 @@ def _query_modality(model: torch.nn.Module, run_dir: str | os.PathLike) -> str:
     return next(m for m in encoders if m != "text")
 
 
-def _dataset(cfg: Any, dataset: str, split: str | None, data_root: str | None,
-             **options: Any) -> tuple[Dataset, str]:
+def _dataset(cfg: Any, dataset: str, split: str | None, data_root: str | None, **options: Any) -> tuple[Dataset, str]:
     """The run's own eval set when ``dataset`` is its dataset (and no options), else ``dataset`` with its transforms."""
     if cfg.data.same_dataset(dataset) and not options:
         return build_eval_dataset(cfg, data_root, split), split or cfg.data.eval_split
     split = split or "test"
     root = data_root if data_root is not None else cfg.data.root
-    return build_dataset(dataset, root=root, split=split, transform=SampleFeatures(cfg.data, train=False), **options), split
+    return build_dataset(
+        dataset, root=root, split=split, transform=SampleFeatures(cfg.data, train=False), **options
+    ), split
 
 
 def _default_templates(cfg: Any, dataset: str) -> Sequence[str]:
@@ -128,9 +129,16 @@ def zeroshot_run(
     classifier = build_zero_shot_classifier(model, lambda texts: tokenizer(texts, context), classes, list(templates))
     loader = DataLoader(data, batch_size=256, collate_fn=Collate())
     metrics = zero_shot_accuracy(model, loader, classifier, modality=query, ks=topk_below(len(classes)))
-    result = {"run_dir": str(run_dir), "dataset": dataset, "split": used_split, "n": len(data),
-              "classes": len(classes), "templates": list(templates), "chance_top1": 1 / len(classes),
-              "metrics": metrics}
+    result = {
+        "run_dir": str(run_dir),
+        "dataset": dataset,
+        "split": used_split,
+        "n": len(data),
+        "classes": len(classes),
+        "templates": list(templates),
+        "chance_top1": 1 / len(classes),
+        "metrics": metrics,
+    }
     _write(out, "zeroshot", result, f"Zero-shot classification ({len(classes)} classes)")
     return result
 
@@ -176,8 +184,9 @@ def zeroshot_files(
     if not files:
         raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, paths))}")
     context = cfg.data.context_length
-    classifier = build_zero_shot_classifier(model, lambda texts: tokenizer(texts, context), classes,
-                                            list(templates or cfg.model.zero_shot_templates))
+    classifier = build_zero_shot_classifier(
+        model, lambda texts: tokenizer(texts, context), classes, list(templates or cfg.model.zero_shot_templates)
+    )
     transform = SampleFeatures(cfg.data, train=False)
     rows = []
     for start in range(0, len(files), batch_size):
@@ -185,8 +194,10 @@ def zeroshot_files(
         pixels = torch.stack([transform({"image": decode_image(read_bytes(f), str(f))})["image"] for f in chunk])
         probs = zero_shot_predict(model, [{"image": pixels}], classifier).softmax(-1).cpu()
         top = probs.topk(min(top_k, len(classes)), dim=-1)
-        rows += [{"path": str(f), "classes": [classes[i] for i in index.tolist()], "probs": p.tolist()}
-                 for f, p, index in zip(chunk, top.values, top.indices)]
+        rows += [
+            {"path": str(f), "classes": [classes[i] for i in index.tolist()], "probs": p.tolist()}
+            for f, p, index in zip(chunk, top.values, top.indices)
+        ]
     return rows
 
 
@@ -216,8 +227,9 @@ def retrieve_run(
     if not cfg.data.same_dataset(dataset):
         classes = list(getattr(data, "classes", []))
     context = cfg.data.context_length
-    scores = dataset_retrieval(model, data, lambda texts: tokenizer(texts, context), query, classes,
-                               _default_templates(cfg, dataset))
+    scores = dataset_retrieval(
+        model, data, lambda texts: tokenizer(texts, context), query, classes, _default_templates(cfg, dataset)
+    )
     result = {"run_dir": str(run_dir), "dataset": dataset, "split": used_split} | scores
     _write(out, "retrieval", result, "Image–text retrieval (Recall@K)")
     return result

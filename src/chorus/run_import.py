@@ -75,8 +75,10 @@ def checkpoint_format(source: PathLike) -> Format:
         return "open_clip"
     if (path / "config.json").is_file():
         return "hf"
-    raise ConfigError(f"{path} is neither a transformers CLIP directory (config.json) nor an OpenCLIP one "
-                      f"({OPEN_CLIP_CONFIG}); pass a weights file with --model-config for a bare OpenCLIP checkpoint")
+    raise ConfigError(
+        f"{path} is neither a transformers CLIP directory (config.json) nor an OpenCLIP one "
+        f"({OPEN_CLIP_CONFIG}); pass a weights file with --model-config for a bare OpenCLIP checkpoint"
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -105,20 +107,34 @@ def _hf_preprocessing(directory: Path, image_size: int) -> dict[str, Any]:
     size = data.get("size", {"shortest_edge": image_size})
     shortest = size if isinstance(size, int) else size.get("shortest_edge")
     if shortest is None:
-        raise ConfigError(f"{source}: size={size} resizes to a fixed shape; Chorus resizes the shorter side "
-                          "(CLIP's shortest_edge)")
+        raise ConfigError(
+            f"{source}: size={size} resizes to a fixed shape; Chorus resizes the shorter side (CLIP's shortest_edge)"
+        )
     crop = _square(data.get("crop_size", image_size), "crop_size", source)
-    unsupported = {key: data[key] for key, ok in (("do_resize", True), ("do_center_crop", True), ("resample", 3),
-                                                 ("do_normalize", True), ("do_rescale", True))
-                   if key in data and data[key] != ok}
+    unsupported = {
+        key: data[key]
+        for key, ok in (
+            ("do_resize", True),
+            ("do_center_crop", True),
+            ("resample", 3),
+            ("do_normalize", True),
+            ("do_rescale", True),
+        )
+        if key in data and data[key] != ok
+    }
     if unsupported or abs(data.get("rescale_factor", 1 / 255) - 1 / 255) > 1e-9:
-        raise ConfigError(f"{source}: {unsupported or {'rescale_factor': data['rescale_factor']}} is not CLIP's "
-                          "preprocessing (bicubic resize, centre crop, x/255 normalised); Chorus supports only that")
+        raise ConfigError(
+            f"{source}: {unsupported or {'rescale_factor': data['rescale_factor']}} is not CLIP's "
+            "preprocessing (bicubic resize, centre crop, x/255 normalised); Chorus supports only that"
+        )
     if crop != image_size:
         raise ConfigError(f"{source}: crop_size {crop} differs from the vision tower's image_size {image_size}")
-    return {"image_size": crop, "image_resize": int(shortest) if shortest != crop else None,
-            "image_mean": [float(v) for v in data.get("image_mean", CLIP_MEAN)],
-            "image_std": [float(v) for v in data.get("image_std", CLIP_STD)]}
+    return {
+        "image_size": crop,
+        "image_resize": int(shortest) if shortest != crop else None,
+        "image_mean": [float(v) for v in data.get("image_mean", CLIP_MEAN)],
+        "image_std": [float(v) for v in data.get("image_std", CLIP_STD)],
+    }
 
 
 def _open_clip_preprocessing(config: dict[str, Any], image_size: int, source: Path) -> dict[str, Any]:
@@ -130,9 +146,13 @@ def _open_clip_preprocessing(config: dict[str, Any], image_size: int, source: Pa
     size = pre.get("size", image_size)
     if (size if isinstance(size, int) else tuple(size)) not in (image_size, (image_size, image_size)):
         raise ConfigError(f"{source}: preprocess_cfg.size={size} differs from the vision tower's {image_size}")
-    return {"image_size": image_size, "image_resize": None, "image_crop_offset": "round",
-            "image_mean": [float(v) for v in pre.get("mean", CLIP_MEAN)],
-            "image_std": [float(v) for v in pre.get("std", CLIP_STD)]}
+    return {
+        "image_size": image_size,
+        "image_resize": None,
+        "image_crop_offset": "round",
+        "image_mean": [float(v) for v in pre.get("mean", CLIP_MEAN)],
+        "image_std": [float(v) for v in pre.get("std", CLIP_STD)],
+    }
 
 
 def _open_clip_package_bpe() -> Path | None:
@@ -155,15 +175,18 @@ def _load_hf(source: Path) -> tuple[ContrastiveModel, dict[str, Any], Path | Non
     return model, preprocessing, info.files, info.eos_token_id, "eos_token_id in config.json"
 
 
-def _load_open_clip(source: Path, model_config: PathLike | None
-                    ) -> tuple[ContrastiveModel, dict[str, Any], Path | None, int | None, str]:
+def _load_open_clip(
+    source: Path, model_config: PathLike | None
+) -> tuple[ContrastiveModel, dict[str, Any], Path | None, int | None, str]:
     if model_config is not None:
         config = _read_json(Path(model_config))
     elif source.is_dir():
         config = _read_json(source / OPEN_CLIP_CONFIG)
     else:
-        raise ConfigError(f"{source} is a bare OpenCLIP weights file: pass its model config (--model-config, "
-                          "open_clip's model_configs/<name>.json)")
+        raise ConfigError(
+            f"{source} is a bare OpenCLIP weights file: pass its model config (--model-config, "
+            "open_clip's model_configs/<name>.json)"
+        )
     model_cfg = config.get("model_cfg", config)
     model = load_open_clip(source, model_cfg)
     preprocessing = _open_clip_preprocessing(config, _towers(model)[0].image_size, source)
@@ -205,27 +228,43 @@ def import_clip(
         raise ConfigError(f"unknown checkpoint format {format!r}; use 'hf' or 'open_clip'")
     tokenizer_path = Path(tokenizer) if tokenizer is not None else files
     if tokenizer_path is None:
-        raise ConfigError(f"{source} holds no tokenizer files (tokenizer.json or vocab.json + merges.txt): "
-                          "pass --tokenizer with the checkpoint's tokenizer")
+        raise ConfigError(
+            f"{source} holds no tokenizer files (tokenizer.json or vocab.json + merges.txt): "
+            "pass --tokenizer with the checkpoint's tokenizer"
+        )
     image, text = _towers(model)
     tok = ClipTokenizer.load(tokenizer_path, vocab_size=text.vocab_size)
     eos_id = tok.vocab_size - 1 if eos_id is None else eos_id
     if tok.eot_id != eos_id:
-        raise ConfigError(f"tokenizer {tokenizer_path}: its end-of-text id {tok.eot_id} is not the checkpoint's "
-                          f"({eos_id}, from {eos_from}); it is not this checkpoint's tokenizer")
+        raise ConfigError(
+            f"tokenizer {tokenizer_path}: its end-of-text id {tok.eot_id} is not the checkpoint's "
+            f"({eos_id}, from {eos_from}); it is not this checkpoint's tokenizer"
+        )
     if tok.vocab_size > text.vocab_size:
-        raise ConfigError(f"tokenizer {tokenizer_path} has {tok.vocab_size} tokens, the text tower embeds only "
-                          f"{text.vocab_size}")
+        raise ConfigError(
+            f"tokenizer {tokenizer_path} has {tok.vocab_size} tokens, the text tower embeds only {text.vocab_size}"
+        )
     options = clip_encoder_options(model)
     cfg = ExperimentConfig(
         name=source.stem if source.is_file() else source.resolve().name,
-        data=DataConfig(name=None, image_channels=image.in_channels, tokenizer="clip",
-                        context_length=text.context_length, class_names=list(classes or []), **preprocessing),
-        model=ModelConfig(task="contrastive", embed_dim=model.embed_dim,
-                          encoders={"image": EncoderConfig("vit", "tiny", options["image"]),
-                                    "text": EncoderConfig("text_transformer", "tiny", options["text"])},
-                          loss="infonce" if model.logit_bias is None else "siglip",
-                          zero_shot_templates=[CLIP_TEMPLATE]),
+        data=DataConfig(
+            name=None,
+            image_channels=image.in_channels,
+            tokenizer="clip",
+            context_length=text.context_length,
+            class_names=list(classes or []),
+            **preprocessing,
+        ),
+        model=ModelConfig(
+            task="contrastive",
+            embed_dim=model.embed_dim,
+            encoders={
+                "image": EncoderConfig("vit", "tiny", options["image"]),
+                "text": EncoderConfig("text_transformer", "tiny", options["text"]),
+            },
+            loss="infonce" if model.logit_bias is None else "siglip",
+            zero_shot_templates=[CLIP_TEMPLATE],
+        ),
         train=TrainConfig(epochs=1),  # required by the schema; training from this run uses its own config
     )
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -233,17 +272,26 @@ def import_clip(
     weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(weights, str(run_dir / "model.safetensors"))
     save_config(cfg, run_dir / "experiment.yaml")  # last: a folder with experiment.yaml is a complete run
-    return {"run_dir": str(run_dir), "source": str(source), "format": format, "tokenizer": str(tokenizer_path),
-            "image_size": cfg.data.image_size, "context_length": cfg.data.context_length,
-            "vocab_size": text.vocab_size, "embed_dim": model.embed_dim,
-            "parameters": sum(v.numel() for v in weights.values())}
+    return {
+        "run_dir": str(run_dir),
+        "source": str(source),
+        "format": format,
+        "tokenizer": str(tokenizer_path),
+        "image_size": cfg.data.image_size,
+        "context_length": cfg.data.context_length,
+        "vocab_size": text.vocab_size,
+        "embed_dim": model.embed_dim,
+        "parameters": sum(v.numel() for v in weights.values()),
+    }
 
 
 def _is_checkpoint(path: Path) -> bool:
     """A CLIP checkpoint rather than a run folder (which has experiment.yaml)?"""
     if path.is_file():
         return True
-    return not (path / "experiment.yaml").is_file() and any((path / f).is_file() for f in ("config.json", OPEN_CLIP_CONFIG))
+    return not (path / "experiment.yaml").is_file() and any(
+        (path / f).is_file() for f in ("config.json", OPEN_CLIP_CONFIG)
+    )
 
 
 @contextmanager

@@ -98,8 +98,13 @@ def ctc_forced_align(
     return forced_align(log_probs, targets, blank, frame_mask, target_mask, ctc=True)
 
 
-def ctc_beam_decode(log_probs: Tensor, frame_mask: Tensor | None = None, blank: int = 0, beam: int = 8,
-                    length_prior: Callable[[int], float] | None = None) -> list[list[int]]:
+def ctc_beam_decode(
+    log_probs: Tensor,
+    frame_mask: Tensor | None = None,
+    blank: int = 0,
+    beam: int = 8,
+    length_prior: Callable[[int], float] | None = None,
+) -> list[list[int]]:
     """CTC prefix beam search (Hannun et al. 2014, "First-pass large vocabulary continuous speech recognition
     using bi-directional recurrent DNNs"), optionally rescored by a label-sequence length prior.
 
@@ -123,8 +128,12 @@ def _prefix_beam(lp: np.ndarray, blank: int, beam: int, length_prior: Callable[[
         candidates = np.argsort(frame)[::-1][: beam + 1]  # only the likeliest labels can extend a top prefix
         grown: dict[tuple[int, ...], list[float]] = {}
 
-        def add(prefix: tuple[int, ...], blank_end: float, label_end: float,
-                grown: dict[tuple[int, ...], list[float]] = grown) -> None:
+        def add(
+            prefix: tuple[int, ...],
+            blank_end: float,
+            label_end: float,
+            grown: dict[tuple[int, ...], list[float]] = grown,
+        ) -> None:
             slot = grown.setdefault(prefix, [NEG_INF, NEG_INF])
             slot[0], slot[1] = np.logaddexp(slot[0], blank_end), np.logaddexp(slot[1], label_end)
 

@@ -58,9 +58,7 @@ def batch_cost(cost: Tensor, x_mask: Tensor | None, y_mask: Tensor | None) -> tu
     return cost, unbatched, x_lengths, y_lengths
 
 
-def allowed_cells(
-    n: int, m: int, x_lengths: Tensor, y_lengths: Tensor, band: int | None, slope: bool
-) -> Tensor:
+def allowed_cells(n: int, m: int, x_lengths: Tensor, y_lengths: Tensor, band: int | None, slope: bool) -> Tensor:
     """[B, n, m] bool: cells inside both sequences' lengths and inside the band.
 
     ``slope=False``: Sakoe-Chiba band ``|i - j| <= band``, widened by the length

@@ -72,7 +72,9 @@ class FrameTagger(nn.Module):
         log_probs, frame_mask = self.log_probs(batch["audio"], batch.get("audio_mask"))
         labels = batch["frame_labels"]
         if labels.shape != frame_mask.shape:
-            raise DataError(f"frame_labels {tuple(labels.shape)} must match the encoder frames {tuple(frame_mask.shape)}")
+            raise DataError(
+                f"frame_labels {tuple(labels.shape)} must match the encoder frames {tuple(frame_mask.shape)}"
+            )
         labels = labels.masked_fill(~frame_mask, IGNORE)
         loss = F.cross_entropy(log_probs.transpose(1, 2), labels, ignore_index=IGNORE)
         real = labels != IGNORE
@@ -95,8 +97,9 @@ class FrameImageEmbedding(nn.Module):
     L2-normalised embeddings for alignment.
     """
 
-    def __init__(self, audio_encoder: nn.Module, image_encoder: nn.Module, dim: int = 64,
-                 init_temperature: float = 0.07) -> None:
+    def __init__(
+        self, audio_encoder: nn.Module, image_encoder: nn.Module, dim: int = 64, init_temperature: float = 0.07
+    ) -> None:
         super().__init__()
         self.audio_encoder, self.image_encoder = audio_encoder, image_encoder
         self.audio_proj = nn.Linear(audio_encoder.out_dim, dim)
@@ -117,7 +120,9 @@ class FrameImageEmbedding(nn.Module):
         speech = batch.get("speech_mask")
         if speech is not None:
             if speech.shape != frame_mask.shape:
-                raise DataError(f"speech_mask {tuple(speech.shape)} must match the encoder frames {tuple(frame_mask.shape)}")
+                raise DataError(
+                    f"speech_mask {tuple(speech.shape)} must match the encoder frames {tuple(frame_mask.shape)}"
+                )
             frame_mask = frame_mask & speech
         image = self.images(batch["image"])
         scale = self.logit_scale.exp().clamp(max=100.0)

@@ -131,8 +131,10 @@ def forced_align(
         states, score = _viterbi(emissions, skip_ok, n_start, frame_lengths, end_states)
     bad = torch.nonzero(~torch.isfinite(score)).flatten().tolist()
     if bad:
-        raise DataError(f"items {bad} have too few frames for their transcripts (frame lengths "
-                        f"{frame_lengths[bad].tolist()}, target lengths {target_lengths[bad].tolist()})")
+        raise DataError(
+            f"items {bad} have too few frames for their transcripts (frame lengths "
+            f"{frame_lengths[bad].tolist()}, target lengths {target_lengths[bad].tolist()})"
+        )
 
     if blank is None:
         frame_tokens = states

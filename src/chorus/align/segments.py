@@ -33,8 +33,13 @@ def runs(mask: np.ndarray) -> np.ndarray:
     return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1)
 
 
-def energy_segments(log_energy: np.ndarray, fraction: float = 0.03, percentiles: tuple[float, float] = (5.0, 95.0),
-                    min_gap: int = 3, min_length: int = 10) -> np.ndarray:
+def energy_segments(
+    log_energy: np.ndarray,
+    fraction: float = 0.03,
+    percentiles: tuple[float, float] = (5.0, 95.0),
+    min_gap: int = 3,
+    min_length: int = 10,
+) -> np.ndarray:
     """Speech segments ``[S, 2]`` (frames, end exclusive) of one utterance from its per-frame log-energy [T].
 
     The threshold is ``low + fraction * (high - low)`` with ``low``/``high`` the

@@ -36,9 +36,7 @@ def _batched(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, bool]:
     if unbatched:
         a, b = a.unsqueeze(0), b.unsqueeze(0)
     if a.shape[0] != b.shape[0] or a.shape[-1] != b.shape[-1]:
-        raise DataError(
-            f"a {tuple(a.shape)} and b {tuple(b.shape)} must share batch size and feature dimension"
-        )
+        raise DataError(f"a {tuple(a.shape)} and b {tuple(b.shape)} must share batch size and feature dimension")
     dtype = torch.promote_types(a.dtype, torch.float32)
     return a.to(dtype), b.to(dtype), unbatched
 
@@ -53,9 +51,7 @@ def _pair_mask(a_mask: Tensor | None, b_mask: Tensor | None, n: int, m: int, lik
     a_mask = a_mask.reshape(batch, -1).bool()
     b_mask = b_mask.reshape(batch, -1).bool()
     if a_mask.shape[1] != n or b_mask.shape[1] != m:
-        raise DataError(
-            f"masks {tuple(a_mask.shape)} / {tuple(b_mask.shape)} do not match sequence lengths {n} / {m}"
-        )
+        raise DataError(f"masks {tuple(a_mask.shape)} / {tuple(b_mask.shape)} do not match sequence lengths {n} / {m}")
     return a_mask[:, :, None] & b_mask[:, None, :]
 
 

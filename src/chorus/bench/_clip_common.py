@@ -25,18 +25,40 @@ METHODS = {"lit": "LiT: frozen MiniLM text (ours)", "scratch": "baseline: BPE te
 """The two text towers both CLIP benchmarks compare, by ``methods`` name."""
 
 
-def fit(model: nn.Module, data: Dataset, collate: Callable, run_dir: Path, *, epochs: int, batch_size: int, lr: float,
-        weight_decay: float, seed: int, bf16: bool) -> dict[str, Any]:
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    collate: Callable,
+    run_dir: Path,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    bf16: bool,
+) -> dict[str, Any]:
     """Train with the one Trainer: AdamW, cosine schedule with a 5 % warm-up, no progress bar or TensorBoard."""
     steps = epochs * math.ceil(len(data) / batch_size)  # type: ignore[arg-type]
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                      warmup_steps=max(1, steps // 20), precision="bf16" if bf16 else "fp32",
-                      channels_last=True, progress=False, tensorboard=False, log_every=max(1, steps // 10))
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        warmup_steps=max(1, steps // 20),
+        precision="bf16" if bf16 else "fp32",
+        channels_last=True,
+        progress=False,
+        tensorboard=False,
+        log_every=max(1, steps // 10),
+    )
     return Trainer(model, data, cfg, run_dir, collate_fn=collate).fit()
 
 
-def run_seeds(cfg: Any, data: Any, cache: CachedTextEncoder | None, run_one: Callable[..., dict[str, float]],
-              name: str) -> dict[str, dict[str, list[float]]]:
+def run_seeds(
+    cfg: Any, data: Any, cache: CachedTextEncoder | None, run_one: Callable[..., dict[str, float]], name: str
+) -> dict[str, dict[str, list[float]]]:
     """``{method: {metric: [one value per seed]}}``: ``run_one(cfg, data, method, seed, cache, run_dir)``
     for every seed × method of ``cfg``, each in a scratch run folder."""
     per_seed: dict[str, dict[str, list[float]]] = {m: {} for m in cfg.methods}
@@ -55,10 +77,16 @@ def summarize(per_seed: dict[str, dict[str, list[float]]]) -> dict[str, dict[str
     return {m: {k: mean_std(v) for k, v in metrics.items()} for m, metrics in per_seed.items()}
 
 
-def method_table(first: str, per_seed: dict[str, dict[str, list[float]]], methods: Sequence[str],
-                 rows: Sequence[tuple[str, str, float]]) -> tuple[list[str], list[list[str]]]:
+def method_table(
+    first: str,
+    per_seed: dict[str, dict[str, list[float]]],
+    methods: Sequence[str],
+    rows: Sequence[tuple[str, str, float]],
+) -> tuple[list[str], list[list[str]]]:
     """Headers and rows: a row per ``(label, metric key, chance)``, a column per method (mean ± std over seeds,
     %), chance."""
-    body = [[label] + [fmt_mean_std(per_seed[m][key]) for m in methods] + [f"{100 * chance:.1f}"]
-            for label, key, chance in rows]
+    body = [
+        [label] + [fmt_mean_std(per_seed[m][key]) for m in methods] + [f"{100 * chance:.1f}"]
+        for label, key, chance in rows
+    ]
     return [first] + [METHODS[m] for m in methods] + ["chance"], body

@@ -91,8 +91,13 @@ class Config:
 
     @property
     def sizes(self) -> dict[str, int]:
-        return {"train": self.train_size, "test": self.test_size, "steps": self.steps,
-                "attention_steps": self.attention_steps or 2 * self.steps, "av_clips": self.av_clips}
+        return {
+            "train": self.train_size,
+            "test": self.test_size,
+            "steps": self.steps,
+            "attention_steps": self.attention_steps or 2 * self.steps,
+            "av_clips": self.av_clips,
+        }
 
 
 PRESETS = {
@@ -123,8 +128,15 @@ def featurize(sample: dict[str, Any], logmel: LogMel) -> dict[str, Any]:
         position[(centres >= s) & (centres < e)] = k
     digits = torch.tensor(sample["digits"], dtype=torch.long)
     classes = np.where(position >= 0, digits.numpy()[np.maximum(position, 0)] + 1, 0)
-    return {"audio": feats, "logmel": raw, "digits": digits, "bounds": bounds / HOP, "position": position,
-            "frame_labels": torch.from_numpy(classes), "speaker": sample["speaker"]}
+    return {
+        "audio": feats,
+        "logmel": raw,
+        "digits": digits,
+        "bounds": bounds / HOP,
+        "position": position,
+        "frame_labels": torch.from_numpy(classes),
+        "speaker": sample["speaker"],
+    }
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -161,12 +173,30 @@ def nearest_word(position: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- training
 
 
-def train(model: torch.nn.Module, data: Sequence[Any], collate_fn: Any, steps: int, batch_size: int, lr: float,
-          seed: int, run_dir: Path, device: str | None) -> torch.nn.Module:
+def train(
+    model: torch.nn.Module,
+    data: Sequence[Any],
+    collate_fn: Any,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    run_dir: Path,
+    device: str | None,
+) -> torch.nn.Module:
     """The one Trainer, bf16 autocast, cosine schedule with warm-up, no progress bar or TensorBoard."""
-    config = TrainConfig(max_steps=steps, batch_size=batch_size, lr=lr, warmup_steps=max(1, steps // 10),
-                         precision="auto", seed=seed, progress=False, tensorboard=False, log_every=max(1, steps // 4),
-                         device=device)
+    config = TrainConfig(
+        max_steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=max(1, steps // 10),
+        precision="auto",
+        seed=seed,
+        progress=False,
+        tensorboard=False,
+        log_every=max(1, steps // 4),
+        device=device,
+    )
     trainer = Trainer(model, list(data), config, run_dir, collate_fn=collate_fn)
     trainer.fit()
     return trainer.raw_model
@@ -195,17 +225,23 @@ def uniform_segmentation(item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([edges[:-1], edges[1:]], axis=1), np.minimum(np.arange(frames) * words // frames, words - 1)
 
 
-def score_segmentation(items: Sequence[dict[str, Any]], bounds: Sequence[np.ndarray],
-                       frame_words: Sequence[np.ndarray]) -> dict[str, float]:
+def score_segmentation(
+    items: Sequence[dict[str, Any]], bounds: Sequence[np.ndarray], frame_words: Sequence[np.ndarray]
+) -> dict[str, float]:
     errors = np.concatenate([boundary_ms(b, it["bounds"]).ravel() for b, it in zip(bounds, items)])
     acc = frame_accuracy(np.concatenate(frame_words), np.concatenate([it["position"] for it in items]), ignore=-1)
-    return {"boundary_ms": float(errors.mean()), "boundary_ms_median": float(np.median(errors)),
-            "within_20ms": float((errors <= 20.0).mean()), "frame_acc": acc}
+    return {
+        "boundary_ms": float(errors.mean()),
+        "boundary_ms_median": float(np.median(errors)),
+        "within_20ms": float((errors <= 20.0).mean()),
+        "frame_acc": acc,
+    }
 
 
 @torch.no_grad()
-def tagger_alignments(model: FrameTagger, items: Sequence[dict[str, Any]], device: torch.device,
-                      batch_size: int = 16) -> tuple[list[np.ndarray], list[np.ndarray], list[Tensor]]:
+def tagger_alignments(
+    model: FrameTagger, items: Sequence[dict[str, Any]], device: torch.device, batch_size: int = 16
+) -> tuple[list[np.ndarray], list[np.ndarray], list[Tensor]]:
     """Forced-align each transcript: (boundaries [L, 2] in fractional frames, word per frame, log-posteriors [T, C])."""
     bounds, words, posteriors = [], [], []
     with evaluating(model):
@@ -260,8 +296,12 @@ def dtw_path(cost: Tensor) -> np.ndarray:
 
 def summarize_pairs(errors: list[np.ndarray], accs: list[float]) -> dict[str, float]:
     flat = np.concatenate(errors)
-    return {"boundary_ms": float(flat.mean()), "boundary_ms_median": float(np.median(flat)),
-            "within_60ms": float((flat <= 60.0).mean()), "frame_acc": float(np.mean(accs))}
+    return {
+        "boundary_ms": float(flat.mean()),
+        "boundary_ms_median": float(np.median(flat)),
+        "within_60ms": float((flat <= 60.0).mean()),
+        "frame_acc": float(np.mean(accs)),
+    }
 
 
 # ----------------------------------------------------------------------------- task 3: audio ↔ video
@@ -274,13 +314,18 @@ def av_item(sample: dict[str, Any], logmel: LogMel) -> dict[str, Any]:
     log-energy (log of the summed mel power) alone: no boundary label.
     """
     item = featurize(sample, logmel)
-    item.update(frames=sample["frames"], frame_position=sample["frame_position"].numpy(),
-                shots=shot_segments(sample["frames"]),
-                audio_segments=energy_segments(item["logmel"].logsumexp(0).numpy()))
+    item.update(
+        frames=sample["frames"],
+        frame_position=sample["frame_position"].numpy(),
+        shots=shot_segments(sample["frames"]),
+        audio_segments=energy_segments(item["logmel"].logsumexp(0).numpy()),
+    )
     return item
 
 
-def pause_padded_clip(wave: Tensor, logmel: LogMel, strings: DigitStrings, rng: np.random.Generator) -> dict[str, Tensor]:
+def pause_padded_clip(
+    wave: Tensor, logmel: LogMel, strings: DigitStrings, rng: np.random.Generator
+) -> dict[str, Tensor]:
     """An isolated clip made to look like one word of a composite utterance: CMVN log-mel + speech mask.
 
     The clip is trimmed by the same energy rule as the composites and framed by
@@ -291,8 +336,11 @@ def pause_padded_clip(wave: Tensor, logmel: LogMel, strings: DigitStrings, rng: 
     """
     start, end = trim_silence(wave, strings.top_db)
     before, after = (round(rng.uniform(*strings.pause_s) * SAMPLE_RATE) for _ in range(2))
-    pieces = [strings.noise_floor * rng.standard_normal(before), wave[start:end].double().numpy(),
-              strings.noise_floor * rng.standard_normal(after)]
+    pieces = [
+        strings.noise_floor * rng.standard_normal(before),
+        wave[start:end].double().numpy(),
+        strings.noise_floor * rng.standard_normal(after),
+    ]
     with torch.no_grad():
         raw = logmel(torch.from_numpy(np.concatenate(pieces)).float())
     centres = np.arange(raw.shape[1]) * HOP
@@ -303,8 +351,12 @@ def pause_padded_clip(wave: Tensor, logmel: LogMel, strings: DigitStrings, rng: 
 def av_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     audio, mask = pad_time([s["audio"] for s in samples], "audio")
     speech, _ = pad_time([s["speech_mask"] for s in samples], "speech_mask")
-    return {"audio": audio, "audio_mask": mask, "speech_mask": speech & mask,
-            "image": torch.stack([s["image"] for s in samples])}
+    return {
+        "audio": audio,
+        "audio_mask": mask,
+        "speech_mask": speech & mask,
+        "image": torch.stack([s["image"] for s in samples]),
+    }
 
 
 def score_av_path(path: np.ndarray, item: dict[str, Any]) -> float:
@@ -317,8 +369,9 @@ def score_av_path(path: np.ndarray, item: dict[str, Any]) -> float:
 
 
 @torch.no_grad()
-def av_embeddings(model: FrameImageEmbedding, items: Sequence[dict[str, Any]],
-                  device: torch.device) -> tuple[list[tuple[Tensor, Tensor]], float]:
+def av_embeddings(
+    model: FrameImageEmbedding, items: Sequence[dict[str, Any]], device: torch.device
+) -> tuple[list[tuple[Tensor, Tensor]], float]:
     """(unit-norm audio frames [T, dim], video frames [F, dim]) per item, and the learnt logit scale."""
     embedded = []
     with evaluating(model):
@@ -381,8 +434,11 @@ def frame_identification(costs: Sequence[Tensor], items: Sequence[dict[str, Any]
 
     The embedding's own accuracy, read before DTW: what DTW has to work with.
     """
-    hits = [np.asarray(it["frame_position"])[c.argmin(0).numpy()][it["position"] >= 0] ==
-            it["position"][it["position"] >= 0] for c, it in zip(costs, items)]
+    hits = [
+        np.asarray(it["frame_position"])[c.argmin(0).numpy()][it["position"] >= 0]
+        == it["position"][it["position"] >= 0]
+        for c, it in zip(costs, items)
+    ]
     return float(np.concatenate(hits).mean())
 
 
@@ -390,8 +446,9 @@ def frame_identification(costs: Sequence[Tensor], items: Sequence[dict[str, Any]
 
 
 @torch.no_grad()
-def attention_scores(model: AttentionRecognizer, items: Sequence[dict[str, Any]], device: torch.device,
-                     stride: int, batch_size: int = 16) -> tuple[dict[str, float], list[Tensor]]:
+def attention_scores(
+    model: AttentionRecognizer, items: Sequence[dict[str, Any]], device: torch.device, stride: int, batch_size: int = 16
+) -> tuple[dict[str, float], list[Tensor]]:
     """String accuracy, peak hit rate and its uniform baseline / chance, plus each item's weights [L, T']."""
     hits, base_hits, chance, correct, maps = [], [], [], [], []
     with evaluating(model):
@@ -413,17 +470,30 @@ def attention_scores(model: AttentionRecognizer, items: Sequence[dict[str, Any]]
                 target[:n] = item["digits"]
                 correct.append(bool((predicted[b] == target).all()))
                 maps.append(weights[b].mean(0)[:n, :keys].float().cpu())
-    summary = {"peak_hit": float(np.mean(hits)), "uniform_peak_hit": float(np.mean(base_hits)),
-               "chance": float(np.mean(chance)), "string_acc": float(np.mean(correct))}
+    summary = {
+        "peak_hit": float(np.mean(hits)),
+        "uniform_peak_hit": float(np.mean(base_hits)),
+        "chance": float(np.mean(chance)),
+        "string_acc": float(np.mean(correct)),
+    }
     return summary, maps
 
 
 # ----------------------------------------------------------------------------- plots
 
 
-def plot_matrix(report: Report, name: str, matrix: np.ndarray, title: str, xlabel: str, ylabel: str,
-                path: np.ndarray | None = None, row_bounds: np.ndarray | None = None,
-                col_bounds: np.ndarray | None = None, cmap: str = "viridis") -> None:
+def plot_matrix(
+    report: Report,
+    name: str,
+    matrix: np.ndarray,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    path: np.ndarray | None = None,
+    row_bounds: np.ndarray | None = None,
+    col_bounds: np.ndarray | None = None,
+    cmap: str = "viridis",
+) -> None:
     """A matrix (rows × columns) with an alignment path and true boundaries (red: rows, white: columns)."""
     with report.figure(name, figsize=(6.4, 3.6)) as (_, ax):
         ax.imshow(matrix, aspect="auto", origin="lower", cmap=cmap, interpolation="nearest")
@@ -441,8 +511,9 @@ def plot_matrix(report: Report, name: str, matrix: np.ndarray, title: str, xlabe
 # ----------------------------------------------------------------------------- run
 
 
-def load_strings(cfg: Config, logmel: LogMel) -> tuple[DigitStrings, list[dict[str, Any]], list[dict[str, Any]],
-                                                         list[tuple[dict[str, Any], ...]]]:
+def load_strings(
+    cfg: Config, logmel: LogMel
+) -> tuple[DigitStrings, list[dict[str, Any]], list[dict[str, Any]], list[tuple[dict[str, Any], ...]]]:
     """Composite digit strings: the training set, its featurised items, the test items and the test pairs
     (the same string by two held-out speakers)."""
     strings_kw: dict[str, Any] = dict(root=cfg.data_root, test_speakers=tuple(cfg.test_speakers), seed=0)
@@ -454,8 +525,13 @@ def load_strings(cfg: Config, logmel: LogMel) -> tuple[DigitStrings, list[dict[s
     return train_ds, train_items, test_items, pairs
 
 
-def forced_alignment(cfg: Config, report: Report, train_items: list[dict[str, Any]],
-                     test_items: list[dict[str, Any]], device: torch.device) -> tuple[dict[str, Any], list[FrameTagger]]:
+def forced_alignment(
+    cfg: Config,
+    report: Report,
+    train_items: list[dict[str, Any]],
+    test_items: list[dict[str, Any]],
+    device: torch.device,
+) -> tuple[dict[str, Any], list[FrameTagger]]:
     """Task 1: the frame tagger + Viterbi per seed against uniform segmentation; returns the scores and taggers."""
     base_b, base_w = zip(*(uniform_segmentation(it) for it in test_items))
     forced: dict[str, Any] = {"uniform": score_segmentation(test_items, base_b, base_w), "tagger": []}
@@ -463,28 +539,53 @@ def forced_alignment(cfg: Config, report: Report, train_items: list[dict[str, An
     for seed in cfg.seeds:
         torch.manual_seed(seed)
         model = FrameTagger(audio_cnn((1, 1, 1)), 11)
-        model = train(model, train_items, collate, cfg.sizes["steps"], 8, 3e-3, seed, report.out / "runs" / f"tagger_{seed}", cfg.device)
+        model = train(
+            model,
+            train_items,
+            collate,
+            cfg.sizes["steps"],
+            8,
+            3e-3,
+            seed,
+            report.out / "runs" / f"tagger_{seed}",
+            cfg.device,
+        )
         b, w, post = tagger_alignments(model, test_items, device)
         forced["tagger"].append(score_segmentation(test_items, b, w))
         taggers.append(model)
         if seed == cfg.seeds[0]:
             it = test_items[0]
             classes = np.where(w[0] >= 0, it["digits"].numpy()[np.maximum(w[0], 0)] + 1, 0)
-            plot_matrix(report, "forced_alignment", post[0].numpy().T, "frame log-posteriors + forced alignment",
-                        "frame (10 ms)", "class (0 silence, d+1 digit d)", np.stack([classes, np.arange(len(classes))], 1),
-                        None, it["bounds"])
+            plot_matrix(
+                report,
+                "forced_alignment",
+                post[0].numpy().T,
+                "frame log-posteriors + forced alignment",
+                "frame (10 ms)",
+                "class (0 silence, d+1 digit d)",
+                np.stack([classes, np.arange(len(classes))], 1),
+                None,
+                it["bounds"],
+            )
     return forced, taggers
 
 
-def speaker_dtw(cfg: Config, report: Report, pairs: list[tuple[dict[str, Any], ...]], taggers: list[FrameTagger],
-                device: torch.device) -> dict[str, Any]:
+def speaker_dtw(
+    cfg: Config,
+    report: Report,
+    pairs: list[tuple[dict[str, Any], ...]],
+    taggers: list[FrameTagger],
+    device: torch.device,
+) -> dict[str, Any]:
     """Task 2: DTW between two speakers on log-mel, MFCC and the taggers' posteriorgrams, against the diagonal."""
     features = {
         "log-mel": lambda a, b: cost_matrix(a["logmel"].T, b["logmel"].T, "euclidean"),
         "MFCC": lambda a, b: cost_matrix(mfcc(a["logmel"]), mfcc(b["logmel"]), "euclidean"),
     }
     speaker: dict[str, Any] = {}
-    errors, accs = zip(*(score_pair_path(diagonal_path(a["audio"].shape[1], b["audio"].shape[1]), a, b) for a, b in pairs))
+    errors, accs = zip(
+        *(score_pair_path(diagonal_path(a["audio"].shape[1], b["audio"].shape[1]), a, b) for a, b in pairs)
+    )
     speaker["diagonal"] = summarize_pairs(list(errors), list(accs))
     example: dict[str, tuple[Tensor, np.ndarray]] = {}
     for name, cost_fn in features.items():
@@ -505,13 +606,23 @@ def speaker_dtw(cfg: Config, report: Report, pairs: list[tuple[dict[str, Any], .
             example["posteriorgram"] = (costs[0], paths[0])
     a, b = pairs[0]
     cost, path = example["MFCC"]
-    plot_matrix(report, "speaker_dtw", -cost.numpy(), f"MFCC DTW: {a['speaker']} vs {b['speaker']} (−cost)",
-                f"{b['speaker']} frame (10 ms)", f"{a['speaker']} frame", path, a["bounds"], b["bounds"])
+    plot_matrix(
+        report,
+        "speaker_dtw",
+        -cost.numpy(),
+        f"MFCC DTW: {a['speaker']} vs {b['speaker']} (−cost)",
+        f"{b['speaker']} frame (10 ms)",
+        f"{a['speaker']} frame",
+        path,
+        a["bounds"],
+        b["bounds"],
+    )
     return speaker
 
 
-def audio_video(cfg: Config, report: Report, logmel: LogMel, strings: DigitStrings,
-                device: torch.device) -> dict[str, Any]:
+def audio_video(
+    cfg: Config, report: Report, logmel: LogMel, strings: DigitStrings, device: torch.device
+) -> dict[str, Any]:
     """Task 3: MNIST slide-shows aligned to spoken digits in a contrastive frame/image space (frame-level DTW and
     segmental), against the diagonal and a position-only segmental cost."""
     speakers = tuple(cfg.test_speakers)
@@ -519,8 +630,10 @@ def audio_video(cfg: Config, report: Report, logmel: LogMel, strings: DigitStrin
     clips = AVDigits(split="train", level="clean", **av_kw)
     rng = np.random.default_rng(0)
     chosen = rng.choice(len(clips), min(cfg.sizes["av_clips"], len(clips)), replace=False)
-    clip_items = [{**pause_padded_clip(clips[int(i)]["audio"], logmel, strings, rng), "image": clips[int(i)]["image"]}
-                  for i in chosen]
+    clip_items = [
+        {**pause_padded_clip(clips[int(i)]["audio"], logmel, strings, rng), "image": clips[int(i)]["image"]}
+        for i in chosen
+    ]
     av_ds = AVSequences(split="test", size=cfg.sizes["test"], **av_kw)
     av_items = [av_item(av_ds[i], logmel) for i in range(len(av_ds))]
     # The same kind of sequences by the training speakers: how much of the gap is the unseen voice.
@@ -531,45 +644,85 @@ def audio_video(cfg: Config, report: Report, logmel: LogMel, strings: DigitStrin
     speech_count_ok = counts[:, 1] == counts[:, 0]
     av: dict[str, Any] = {
         "diagonal": {"frame_acc": float(np.mean(diagonal))},
-        "segments": {"speech_count_match": float(speech_count_ok.mean()), "speech_count_wrong": int((~speech_count_ok).sum()),
-                     "speech_count_over": float((counts[:, 1] > counts[:, 0]).mean()),
-                     "shot_count_match": float((counts[:, 2] == counts[:, 0]).mean())},
+        "segments": {
+            "speech_count_match": float(speech_count_ok.mean()),
+            "speech_count_wrong": int((~speech_count_ok).sum()),
+            "speech_count_over": float((counts[:, 1] > counts[:, 0]).mean()),
+            "shot_count_match": float((counts[:, 2] == counts[:, 0]).mean()),
+        },
         "segmental_position": segmental_scores(
-            [score_av_path(segmental_av_path(position_cost(it), it), it) for it in av_items], speech_count_ok),
+            [score_av_path(segmental_av_path(position_cost(it), it), it) for it in av_items], speech_count_ok
+        ),
         "contrastive_dtw": [],
     }
     for seed in cfg.seeds:
         torch.manual_seed(seed)
         image_encoder = build_encoder("cnn", "tiny", in_channels=1, image_size=28)
         model = FrameImageEmbedding(audio_cnn((1, 1, 1)), image_encoder, dim=64)
-        model = train(model, clip_items, av_collate, cfg.sizes["steps"], 32, 3e-3, seed, report.out / "runs" / f"av_{seed}", cfg.device)
+        model = train(
+            model,
+            clip_items,
+            av_collate,
+            cfg.sizes["steps"],
+            32,
+            3e-3,
+            seed,
+            report.out / "runs" / f"av_{seed}",
+            cfg.device,
+        )
         embedded, scale = av_embeddings(model, av_items, device)
         costs = [posterior_cost(video, audio, scale) for audio, video in embedded]
         paths = [dtw_path(c) for c in costs]
-        unit_costs = [posterior_cost(pool_segments(video, it["shots"]), pool_segments(audio, it["audio_segments"]), scale)
-                      for (audio, video), it in zip(embedded, av_items)]
+        unit_costs = [
+            posterior_cost(pool_segments(video, it["shots"]), pool_segments(audio, it["audio_segments"]), scale)
+            for (audio, video), it in zip(embedded, av_items)
+        ]
         unit_paths = [segmental_av_path(c, it) for c, it in zip(unit_costs, av_items)]
         segmental = segmental_scores([score_av_path(p, it) for p, it in zip(unit_paths, av_items)], speech_count_ok)
-        av["contrastive_dtw"].append({
-            "frame_acc": float(np.mean([score_av_path(p, it) for p, it in zip(paths, av_items)])),
-            "segmental_frame_acc": segmental["frame_acc"],
-            "segmental_count_wrong_acc": segmental["count_wrong_acc"],
-            "frame_id": frame_identification(costs, av_items),
-            "frame_id_seen_speakers": frame_identification(av_costs(model, seen_items, device), seen_items),
-        })
+        av["contrastive_dtw"].append(
+            {
+                "frame_acc": float(np.mean([score_av_path(p, it) for p, it in zip(paths, av_items)])),
+                "segmental_frame_acc": segmental["frame_acc"],
+                "segmental_count_wrong_acc": segmental["count_wrong_acc"],
+                "frame_id": frame_identification(costs, av_items),
+                "frame_id_seen_speakers": frame_identification(av_costs(model, seen_items, device), seen_items),
+            }
+        )
         if seed == cfg.seeds[0]:
             it = av_items[0]
             segments = np.asarray(av_ds[0]["frame_segments"], dtype=float) - 0.5
-            plot_matrix(report, "av_dtw", -costs[0].numpy(), "log p(video frame | audio frame), DTW path",
-                        "audio frame (10 ms)", "video frame (25 fps)", paths[0], segments, it["bounds"])
-            plot_matrix(report, "av_segments", -costs[0].numpy(),
-                        "log p(video frame | audio frame), segmental alignment (pairs)", "audio frame (10 ms)",
-                        "video frame (25 fps)", unit_paths[0], segments, it["bounds"])
+            plot_matrix(
+                report,
+                "av_dtw",
+                -costs[0].numpy(),
+                "log p(video frame | audio frame), DTW path",
+                "audio frame (10 ms)",
+                "video frame (25 fps)",
+                paths[0],
+                segments,
+                it["bounds"],
+            )
+            plot_matrix(
+                report,
+                "av_segments",
+                -costs[0].numpy(),
+                "log p(video frame | audio frame), segmental alignment (pairs)",
+                "audio frame (10 ms)",
+                "video frame (25 fps)",
+                unit_paths[0],
+                segments,
+                it["bounds"],
+            )
     return av
 
 
-def implicit_alignment(cfg: Config, report: Report, train_items: list[dict[str, Any]],
-                       test_items: list[dict[str, Any]], device: torch.device) -> list[dict[str, float]]:
+def implicit_alignment(
+    cfg: Config,
+    report: Report,
+    train_items: list[dict[str, Any]],
+    test_items: list[dict[str, Any]],
+    device: torch.device,
+) -> list[dict[str, float]]:
     """Task 4: the attention recogniser's peaks inside the right word, against uniform peaks and chance."""
     stride = 2
     attention: list[dict[str, float]] = []
@@ -578,14 +731,33 @@ def implicit_alignment(cfg: Config, report: Report, train_items: list[dict[str, 
         torch.manual_seed(seed)
         encoder = build_encoder("audio_transformer", "tiny", n_mels=N_MELS, subsample=stride)
         model = AttentionRecognizer(encoder, num_labels=10, max_len=7)
-        model = train(model, train_items, attention_collate, cfg.sizes["attention_steps"], 8, 1e-3, seed,
-                      report.out / "runs" / f"attention_{seed}", cfg.device)
+        model = train(
+            model,
+            train_items,
+            attention_collate,
+            cfg.sizes["attention_steps"],
+            8,
+            1e-3,
+            seed,
+            report.out / "runs" / f"attention_{seed}",
+            cfg.device,
+        )
         summary, maps = attention_scores(model, test_items, device, stride)
         attention.append(summary)
         if seed == attention_seeds[0]:
             it = test_items[0]
-            plot_matrix(report, "attention", maps[0].numpy(), "attention weights (query k = k-th digit)",
-                        f"key frame ({10 * stride} ms)", "query", None, None, it["bounds"] / stride, cmap="magma")
+            plot_matrix(
+                report,
+                "attention",
+                maps[0].numpy(),
+                "attention weights (query k = k-th digit)",
+                f"key frame ({10 * stride} ms)",
+                "query",
+                None,
+                None,
+                it["bounds"] / stride,
+                cmap="magma",
+            )
     return attention
 
 
@@ -595,8 +767,15 @@ def run(cfg: Config, report: Report) -> None:
     logmel = LogMel(sample_rate=SAMPLE_RATE, n_fft=256, hop_length=HOP, n_mels=N_MELS)
     strings, train_items, test_items, pairs = load_strings(cfg, logmel)
     results = report.results
-    results.update({"sizes": cfg.sizes, "test_speakers": list(cfg.test_speakers), "seeds": list(cfg.seeds),
-                    "attention_seeds": list(cfg.attention_seeds or cfg.seeds), "hop_ms": 1000.0 * HOP / SAMPLE_RATE})
+    results.update(
+        {
+            "sizes": cfg.sizes,
+            "test_speakers": list(cfg.test_speakers),
+            "seeds": list(cfg.seeds),
+            "attention_seeds": list(cfg.attention_seeds or cfg.seeds),
+            "hop_ms": 1000.0 * HOP / SAMPLE_RATE,
+        }
+    )
     results["forced"], taggers = forced_alignment(cfg, report, train_items, test_items, device)
     results["speaker_dtw"] = speaker_dtw(cfg, report, pairs, taggers, device)
     results["av"] = audio_video(cfg, report, logmel, strings, device)
@@ -618,34 +797,112 @@ def _ms(runs: Sequence[dict[str, float]] | dict[str, float], key: str, scale: fl
 def results_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     f, s, av, att = results["forced"], results["speaker_dtw"], results["av"], results["attention"]
     rows = [
-        ["forced alignment", "uniform segmentation (baseline)", _ms(f["uniform"], "boundary_ms"),
-         _ms(f["uniform"], "frame_acc", 100), "≤ 20 ms"],
-        ["forced alignment", "frame-label CNN + Viterbi", _ms(f["tagger"], "boundary_ms"), _ms(f["tagger"], "frame_acc", 100), "≤ 20 ms"],
-        ["speaker ↔ speaker", "diagonal (baseline)", _ms(s["diagonal"], "boundary_ms"), _ms(s["diagonal"], "frame_acc", 100), "≤ 60 ms"],
-        ["speaker ↔ speaker", "DTW, log-mel", _ms(s["log-mel"], "boundary_ms"), _ms(s["log-mel"], "frame_acc", 100), "≤ 60 ms"],
-        ["speaker ↔ speaker", "DTW, MFCC + CMVN", _ms(s["MFCC"], "boundary_ms"), _ms(s["MFCC"], "frame_acc", 100), "≤ 60 ms"],
-        ["speaker ↔ speaker", "DTW, learned posteriorgram", _ms(s["posteriorgram"], "boundary_ms"),
-         _ms(s["posteriorgram"], "frame_acc", 100), "≤ 60 ms"],
+        [
+            "forced alignment",
+            "uniform segmentation (baseline)",
+            _ms(f["uniform"], "boundary_ms"),
+            _ms(f["uniform"], "frame_acc", 100),
+            "≤ 20 ms",
+        ],
+        [
+            "forced alignment",
+            "frame-label CNN + Viterbi",
+            _ms(f["tagger"], "boundary_ms"),
+            _ms(f["tagger"], "frame_acc", 100),
+            "≤ 20 ms",
+        ],
+        [
+            "speaker ↔ speaker",
+            "diagonal (baseline)",
+            _ms(s["diagonal"], "boundary_ms"),
+            _ms(s["diagonal"], "frame_acc", 100),
+            "≤ 60 ms",
+        ],
+        [
+            "speaker ↔ speaker",
+            "DTW, log-mel",
+            _ms(s["log-mel"], "boundary_ms"),
+            _ms(s["log-mel"], "frame_acc", 100),
+            "≤ 60 ms",
+        ],
+        [
+            "speaker ↔ speaker",
+            "DTW, MFCC + CMVN",
+            _ms(s["MFCC"], "boundary_ms"),
+            _ms(s["MFCC"], "frame_acc", 100),
+            "≤ 60 ms",
+        ],
+        [
+            "speaker ↔ speaker",
+            "DTW, learned posteriorgram",
+            _ms(s["posteriorgram"], "boundary_ms"),
+            _ms(s["posteriorgram"], "frame_acc", 100),
+            "≤ 60 ms",
+        ],
         ["audio ↔ video", "diagonal (baseline)", "–", _ms(av["diagonal"], "frame_acc", 100), "≥ 90 %"],
-        ["audio ↔ video", "contrastive frame/image space + DTW", "–", _ms(av["contrastive_dtw"], "frame_acc", 100), "≥ 90 %"],
-        ["audio ↔ video", "segmental: energy-VAD speech segments ↔ frame-difference shots, monotone unit alignment, "
-         "same space's pooled cost", "–", _ms(av["contrastive_dtw"], "segmental_frame_acc", 100), "≥ 90 %"],
-        ["audio ↔ video", "same segments, cost = relative-position distance (no embedding)", "–",
-         _ms(av["segmental_position"], "frame_acc", 100), "≥ 90 %"],
-        ["audio ↔ video", f"segmental, only the {av['segments']['speech_count_wrong']} sequences whose VAD count ≠ "
-         "digit count: pooled cost / position cost", "–",
-         f"{_ms(av['contrastive_dtw'], 'segmental_count_wrong_acc', 100)} / "
-         f"{_ms(av['segmental_position'], 'count_wrong_acc', 100)}" if av["segments"]["speech_count_wrong"] else "–", "–"],
-        ["audio ↔ video", "diagnostic: VAD segments = digits / shots = digits (share of sequences)", "–",
-         f"{100 * av['segments']['speech_count_match']:.0f} / {100 * av['segments']['shot_count_match']:.0f}", "–"],
-        ["audio ↔ video", "same space, no DTW: speech frames → best video frame (held-out speakers)", "–",
-         _ms(av["contrastive_dtw"], "frame_id", 100), "–"],
-        ["audio ↔ video", "same, on sequences by the training speakers", "–",
-         _ms(av["contrastive_dtw"], "frame_id_seen_speakers", 100), "–"],
+        [
+            "audio ↔ video",
+            "contrastive frame/image space + DTW",
+            "–",
+            _ms(av["contrastive_dtw"], "frame_acc", 100),
+            "≥ 90 %",
+        ],
+        [
+            "audio ↔ video",
+            "segmental: energy-VAD speech segments ↔ frame-difference shots, monotone unit alignment, "
+            "same space's pooled cost",
+            "–",
+            _ms(av["contrastive_dtw"], "segmental_frame_acc", 100),
+            "≥ 90 %",
+        ],
+        [
+            "audio ↔ video",
+            "same segments, cost = relative-position distance (no embedding)",
+            "–",
+            _ms(av["segmental_position"], "frame_acc", 100),
+            "≥ 90 %",
+        ],
+        [
+            "audio ↔ video",
+            f"segmental, only the {av['segments']['speech_count_wrong']} sequences whose VAD count ≠ "
+            "digit count: pooled cost / position cost",
+            "–",
+            f"{_ms(av['contrastive_dtw'], 'segmental_count_wrong_acc', 100)} / "
+            f"{_ms(av['segmental_position'], 'count_wrong_acc', 100)}"
+            if av["segments"]["speech_count_wrong"]
+            else "–",
+            "–",
+        ],
+        [
+            "audio ↔ video",
+            "diagnostic: VAD segments = digits / shots = digits (share of sequences)",
+            "–",
+            f"{100 * av['segments']['speech_count_match']:.0f} / {100 * av['segments']['shot_count_match']:.0f}",
+            "–",
+        ],
+        [
+            "audio ↔ video",
+            "same space, no DTW: speech frames → best video frame (held-out speakers)",
+            "–",
+            _ms(av["contrastive_dtw"], "frame_id", 100),
+            "–",
+        ],
+        [
+            "audio ↔ video",
+            "same, on sequences by the training speakers",
+            "–",
+            _ms(av["contrastive_dtw"], "frame_id_seen_speakers", 100),
+            "–",
+        ],
         ["implicit (attention)", "chance (random peak)", "–", _ms(att, "chance", 100), "–"],
         ["implicit (attention)", "uniform peaks (baseline)", "–", _ms(att, "uniform_peak_hit", 100), "–"],
-        ["implicit (attention)", f"attention recogniser (string acc {_ms(att, 'string_acc', 100)} %)", "–",
-         _ms(att, "peak_hit", 100), "–"],
+        [
+            "implicit (attention)",
+            f"attention recogniser (string acc {_ms(att, 'string_acc', 100)} %)",
+            "–",
+            _ms(att, "peak_hit", 100),
+            "–",
+        ],
     ]
     headers = ["task", "method", "mean boundary error (ms)", "frames / peaks on the right digit (%)", "target"]
     return headers, rows
@@ -715,4 +972,3 @@ def method_cards(results: dict[str, Any]) -> list[MethodCard]:
         ),
     ]
     return cards
-

@@ -222,8 +222,13 @@ class Config:
         if self.encoder == "scattering":
             return {"dropout": self.dropout}
         if self.encoder == "scattering_descriptors":
-            return {"dropout": self.dropout, "descriptor_dropout": self.descriptor_dropout,
-                    "scattering_size": self.scattering_size, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+            return {
+                "dropout": self.dropout,
+                "descriptor_dropout": self.descriptor_dropout,
+                "scattering_size": self.scattering_size,
+                "mean": IMAGENET_MEAN,
+                "std": IMAGENET_STD,
+            }
         return {"stem_stride": 2} if self.encoder == "resnet" and self.view_size > 48 else {}
 
 
@@ -231,9 +236,19 @@ PRESETS = {
     "full": Config(),
     # One seed, the encoder's tiny size at 32 px, 4 epochs (4 cached views) on 12 images per class,
     # 4 templates, no probe.
-    "quick": replace(Config(), seeds=(0,), encoder_size="tiny", image_size=32, scattering_size=32, epochs=4, views=4,
-                     train_per_class=12, probe=False, train_templates=QUICK_TEMPLATES,
-                     eval_templates=QUICK_TEMPLATES),
+    "quick": replace(
+        Config(),
+        seeds=(0,),
+        encoder_size="tiny",
+        image_size=32,
+        scattering_size=32,
+        epochs=4,
+        views=4,
+        train_per_class=12,
+        probe=False,
+        train_templates=QUICK_TEMPLATES,
+        eval_templates=QUICK_TEMPLATES,
+    ),
 }
 
 
@@ -322,31 +337,45 @@ def load_caltech(data_root: str | None, split: dict[str, Any], size: int, mode: 
             _, index, labels = parts.setdefault(part, (source, [], []))
             index.append(len(sources[source]) - 1)
             labels.append((unseen if part == "unseen" else seen).index(name))
-    images = {source: preload_images([dataset.load(i)["image"] for i in indices], size)
-              for source, indices in sources.items() if indices}
-    return {"seen_names": seen, "unseen_names": unseen, "images": images,
-            **{part: (source, torch.tensor(index), torch.tensor(labels))
-               for part, (source, index, labels) in parts.items()}}
+    images = {
+        source: preload_images([dataset.load(i)["image"] for i in indices], size)
+        for source, indices in sources.items()
+        if indices
+    }
+    return {
+        "seen_names": seen,
+        "unseen_names": unseen,
+        "images": images,
+        **{
+            part: (source, torch.tensor(index), torch.tensor(labels)) for part, (source, index, labels) in parts.items()
+        },
+    }
 
 
-def class_prompts(classes: Sequence[str], mode: str, templates: Sequence[str],
-                  descriptions: dict[str, list[str]]) -> list[list[str]]:
+def class_prompts(
+    classes: Sequence[str], mode: str, templates: Sequence[str], descriptions: dict[str, list[str]]
+) -> list[list[str]]:
     """Every class's prompts: its name in ``templates`` (``names``), its visual ``descriptions``, or ``both``."""
     if mode not in PROMPT_MODES:
         raise ConfigError(f"prompts must be one of {PROMPT_MODES}, got {mode!r}")
     missing = [c for c in classes if mode != "names" and c not in descriptions]
     if missing:
         raise ConfigError(f"no descriptions for classes {missing}")
-    return [([fill_template(t, c) for t in templates] if mode != "descriptions" else [])
-            + (list(descriptions[c]) if mode != "names" else []) for c in classes]
+    return [
+        ([fill_template(t, c) for t in templates] if mode != "descriptions" else [])
+        + (list(descriptions[c]) if mode != "names" else [])
+        for c in classes
+    ]
 
 
 @torch.no_grad()
 def embed_views(model: ContrastiveModel, views: Tensor, batch_size: int = 256) -> Tensor:
     """Normalised image embeddings of every view: [N, V, ...] → [N, V, embed_dim] (eval mode)."""
     with evaluating(model):
-        out = [model.encode("image", views[s : s + batch_size].flatten(0, 1)).float()
-               for s in range(0, views.shape[0], batch_size)]
+        out = [
+            model.encode("image", views[s : s + batch_size].flatten(0, 1)).float()
+            for s in range(0, views.shape[0], batch_size)
+        ]
     return torch.cat(out).view(views.shape[0], views.shape[1], -1)
 
 
@@ -360,8 +389,9 @@ def embed_prompts(model: ContrastiveModel, tokenize, prompts: Sequence[Sequence[
     return z.view(len(prompts), -1, z.shape[-1])
 
 
-def zero_shot_logits(images: Tensor, texts: Tensor, tta: bool, reduce: str, seen: Tensor | None = None,
-                     logit_scale: float = 1.0) -> Tensor:
+def zero_shot_logits(
+    images: Tensor, texts: Tensor, tta: bool, reduce: str, seen: Tensor | None = None, logit_scale: float = 1.0
+) -> Tensor:
     """Class scores [N, classes] of image embeddings [N, V, D] against prompt embeddings [C, P, D].
 
     ``tta``: average the normalised embeddings of all V views (plain and
@@ -391,9 +421,11 @@ def _scores(logits: Tensor, labels: Tensor, classes: Sequence[str]) -> dict[str,
     return topk_accuracy(logits, labels, (1, 5)) | per_class
 
 
-def _probe(models: Sequence[ContrastiveModel], train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
-           seed: int) -> float:
+def _probe(
+    models: Sequence[ContrastiveModel], train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], seed: int
+) -> float:
     """Linear-probe accuracy on the image towers' pooled features (concatenated over ``models``), plain views."""
+
     def features(x: Tensor, y: Tensor) -> tuple[np.ndarray, np.ndarray]:
         batches = [{"image": x[s : s + 256, 0], "label": y[s : s + 256]} for s in range(0, len(y), 256)]
         out = [extract_features(model.encoders["image"], batches, "image") for model in models]
@@ -435,11 +467,22 @@ def prepare_views(cfg: Config, data: dict[str, Any]) -> None:
     if cfg.encoder in FIXED_FRONT_ENDS:
         encoder = build_encoder(cfg.encoder, cfg.encoder_size, image_size=cfg.view_size, **cfg.encoder_options)
         augment = _augment(cfg)
-        views = {source: cached_views(encoder.transform, augment, x, cfg.views if source == "pool" else 2, seed=0,
-                                      cache_dir=cfg.cache_dir, key=encoder.transform.key)
-                 for source, x in images.items()}
-        print(f"{cfg.encoder} front end: {tuple(views['pool'].shape)} pool views in "
-              f"{time.perf_counter() - start:.0f} s", flush=True)
+        views = {
+            source: cached_views(
+                encoder.transform,
+                augment,
+                x,
+                cfg.views if source == "pool" else 2,
+                seed=0,
+                cache_dir=cfg.cache_dir,
+                key=encoder.transform.key,
+            )
+            for source, x in images.items()
+        }
+        print(
+            f"{cfg.encoder} front end: {tuple(views['pool'].shape)} pool views in {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
     else:
         views = {source: torch.stack([x, x.flip(-1)], 1) for source, x in images.items()}
     for part in parts:
@@ -450,8 +493,9 @@ def prepare_views(cfg: Config, data: dict[str, Any]) -> None:
             data[part] = (views[source][index] if cfg.encoder in FIXED_FRONT_ENDS else images[source][index], labels)
 
 
-def train_model(cfg: Config, data: dict[str, Any], method: str, seed: int, cache: nn.Module | None,
-                run_dir: Path) -> tuple[ContrastiveModel, Callable[[list[str]], tuple[Tensor, Tensor]]]:
+def train_model(
+    cfg: Config, data: dict[str, Any], method: str, seed: int, cache: nn.Module | None, run_dir: Path
+) -> tuple[ContrastiveModel, Callable[[list[str]], tuple[Tensor, Tensor]]]:
     """One trained model (``lit`` or ``scratch``, seeded by ``seed``) in eval mode, and its tokenizer."""
     seed_everything(seed)
     seen = data["seen_names"]
@@ -461,7 +505,9 @@ def train_model(cfg: Config, data: dict[str, Any], method: str, seed: int, cache
         tower = build_encoder(cfg.encoder, cfg.encoder_size, image_size=cfg.view_size, **cfg.encoder_options).head
         base = TensorImages(train_images, label, seen, views=True)
     else:
-        tower = augmented_image_encoder(cfg.encoder, cfg.encoder_size, cfg.view_size, _augment(cfg), **cfg.encoder_options)
+        tower = augmented_image_encoder(
+            cfg.encoder, cfg.encoder_size, cfg.view_size, _augment(cfg), **cfg.encoder_options
+        )
         base = TensorImages(train_images, label, seen)
     train_prompts = class_prompts(seen, cfg.prompts, cfg.train_templates, cfg.descriptions)
     train_set = PromptedDataset(base, train_prompts)
@@ -475,8 +521,12 @@ def train_model(cfg: Config, data: dict[str, Any], method: str, seed: int, cache
         context = max(32, -(-longest // 8) * 8)
         text = build_encoder("text_transformer", "tiny", vocab_size=tokenizer.vocab_size, context_length=context)
         frozen = ()
-    model = ContrastiveModel({"image": tower, "text": text}, cfg.embed_dim, frozen=frozen,
-                             freeze_projection=cfg.freeze_text_projection and method == "lit")
+    model = ContrastiveModel(
+        {"image": tower, "text": text},
+        cfg.embed_dim,
+        frozen=frozen,
+        freeze_projection=cfg.freeze_text_projection and method == "lit",
+    )
     tokenize = lambda texts: tokenizer(texts, context)  # noqa: E731
     soft = {"smoothing": cfg.label_smoothing, "mixup": cfg.mixup}
     if cfg.loss == "clip":
@@ -484,15 +534,30 @@ def train_model(cfg: Config, data: dict[str, Any], method: str, seed: int, cache
     elif cfg.loss == "unicl":
         trained = LabelContrastiveModel(model, **soft)
     else:
-        trained = LabelContrastiveModel(model, class_prompts=tokenize([t for p in train_prompts for t in p]),
-                                        prompts_per_class=len(train_prompts[0]), **soft)
-    fit(trained, train_set, Collate(tokenizer, context), run_dir, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed, bf16=not cfg.fp32)
+        trained = LabelContrastiveModel(
+            model,
+            class_prompts=tokenize([t for p in train_prompts for t in p]),
+            prompts_per_class=len(train_prompts[0]),
+            **soft,
+        )
+    fit(
+        trained,
+        train_set,
+        Collate(tokenizer, context),
+        run_dir,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        seed=seed,
+        bf16=not cfg.fp32,
+    )
     return model.eval(), tokenize
 
 
-def run_one(cfg: Config, data: dict[str, Any], method: str, seed: int,
-            cache: nn.Module | None, run_dir: Path) -> dict[str, float]:
+def run_one(
+    cfg: Config, data: dict[str, Any], method: str, seed: int, cache: nn.Module | None, run_dir: Path
+) -> dict[str, float]:
     """Train ``ensemble`` models (``lit`` or ``scratch``) from ``seed`` and evaluate them as one classifier.
 
     An ensemble's zero-shot score of a class is the mean over members of
@@ -502,25 +567,51 @@ def run_one(cfg: Config, data: dict[str, Any], method: str, seed: int,
     """
     seen, unseen = data["seen_names"], data["unseen_names"]
     start = time.perf_counter()
-    members = [train_model(cfg, data, method, seed + 1000 * k, cache, run_dir / f"member{k}")
-               for k in range(cfg.ensemble)]
+    members = [
+        train_model(cfg, data, method, seed + 1000 * k, cache, run_dir / f"member{k}") for k in range(cfg.ensemble)
+    ]
     train_seconds = time.perf_counter() - start
     classes = {"seen": seen, "unseen": unseen}
     parts = [part for part in ("train_eval", "eval_seen", "unseen") if part in data]
     modes = PROMPT_MODES if cfg.grid else (cfg.prompts,)
-    embedded = [({part: embed_views(model, data[part][0]) for part in parts},
-                 {(names, mode): embed_prompts(model, tokenize, class_prompts(classes[names], mode, cfg.classifier_templates,
-                                                                              cfg.descriptions))
-                  for names in classes for mode in modes if names == "seen" or "unseen" in data})
-                for model, tokenize in members]
+    embedded = [
+        (
+            {part: embed_views(model, data[part][0]) for part in parts},
+            {
+                (names, mode): embed_prompts(
+                    model, tokenize, class_prompts(classes[names], mode, cfg.classifier_templates, cfg.descriptions)
+                )
+                for names in classes
+                for mode in modes
+                if names == "seen" or "unseen" in data
+            },
+        )
+        for model, tokenize in members
+    ]
 
-    def scores(part: str, names: str, mode: str = cfg.prompts, tta: bool = cfg.tta, reduce: str = cfg.reduce,
-               first: int = cfg.ensemble) -> dict[str, float]:
+    def scores(
+        part: str,
+        names: str,
+        mode: str = cfg.prompts,
+        tta: bool = cfg.tta,
+        reduce: str = cfg.reduce,
+        first: int = cfg.ensemble,
+    ) -> dict[str, float]:
         """Zero-shot scores of ``part`` among ``names`` classes, by the ensemble's ``first`` members."""
         reduce = "mean" if reduce == "conse" and names == "seen" else reduce  # ConSE transfers to unseen classes
-        logits = torch.stack([zero_shot_logits(images[part], texts[(names, mode)], tta, reduce, texts[("seen", mode)],
-                                               float(model.current_logit_scale().detach()))
-                              for (images, texts), (model, _) in zip(embedded[:first], members)]).mean(0)
+        logits = torch.stack(
+            [
+                zero_shot_logits(
+                    images[part],
+                    texts[(names, mode)],
+                    tta,
+                    reduce,
+                    texts[("seen", mode)],
+                    float(model.current_logit_scale().detach()),
+                )
+                for (images, texts), (model, _) in zip(embedded[:first], members)
+            ]
+        ).mean(0)
         return _scores(logits, data[part][1], classes[names])
 
     # Choosing settings (select=true) must not see the unseen test images, not even their scores.
@@ -530,9 +621,13 @@ def run_one(cfg: Config, data: dict[str, Any], method: str, seed: int,
     train_scores = scores("train_eval", "seen")
     probe = _probe([model for model, _ in members], data["train_eval"], data["eval_seen"], seed) if cfg.probe else None
     result = {
-        "unseen_top1": unseen_scores["top1"], "unseen_top5": unseen_scores["top5"],
-        "seen_top1": seen_scores["top1"], "seen_top5": seen_scores["top5"], "train_top1": train_scores["top1"],
-        "probe_seen_top1": float("nan") if probe is None else probe, "train_seconds": train_seconds,
+        "unseen_top1": unseen_scores["top1"],
+        "unseen_top5": unseen_scores["top5"],
+        "seen_top1": seen_scores["top1"],
+        "seen_top5": seen_scores["top5"],
+        "train_top1": train_scores["top1"],
+        "probe_seen_top1": float("nan") if probe is None else probe,
+        "train_seconds": train_seconds,
         **{f"unseen_{k}": v for k, v in unseen_scores.items() if k.startswith("top1/")},
     }
     if cfg.grid:  # every evaluation-only variant of the same trained models (validation modes only)
@@ -562,11 +657,23 @@ def _plot(report: Report, results: dict[str, Any]) -> None:
         width = 0.8 / len(results["methods"])
         for m, method in enumerate(results["methods"]):
             stats = [mean_std(results["per_seed"][method][key]) for key, _ in METRICS]
-            ax.bar(np.arange(len(METRICS)) + m * width, [100 * s[0] for s in stats], width,
-                   yerr=[100 * s[1] for s in stats], label=METHODS[method], capsize=3)
+            ax.bar(
+                np.arange(len(METRICS)) + m * width,
+                [100 * s[0] for s in stats],
+                width,
+                yerr=[100 * s[1] for s in stats],
+                label=METHODS[method],
+                capsize=3,
+            )
         for i, (key, _) in enumerate(METRICS):
-            ax.hlines(100 * results["chance"][key], i - width / 2, i + width * (len(results["methods"]) - 0.5),
-                      colors="k", linestyles=":", label="chance" if i == 0 else None)
+            ax.hlines(
+                100 * results["chance"][key],
+                i - width / 2,
+                i + width * (len(results["methods"]) - 0.5),
+                colors="k",
+                linestyles=":",
+                label="chance" if i == 0 else None,
+            )
         ax.set_xticks(np.arange(len(METRICS)) + width * (len(results["methods"]) - 1) / 2)
         ax.set_xticklabels(["unseen top-1", "unseen top-5", "seen top-1", "seen probe", "train top-1"])
         ax.set_ylabel("accuracy (%)")
@@ -585,41 +692,82 @@ def run(cfg: Config, report: Report) -> None:
     prepare_views(cfg, data)
     classes = data["seen_names"] + data["unseen_names"]
     templates = list(dict.fromkeys(list(cfg.train_templates) + cfg.classifier_templates))
-    prompts = [text for mode in PROMPT_MODES for p in class_prompts(classes, mode, templates, cfg.descriptions)
-               for text in p]
+    prompts = [
+        text for mode in PROMPT_MODES for p in class_prompts(classes, mode, templates, cfg.descriptions) for text in p
+    ]
     cache = CachedTextEncoder.minilm(prompts) if "lit" in cfg.methods else None
     per_seed = run_seeds(cfg, data, cache, run_one, "caltech_zeroshot")
     n_seen, n_unseen = len(data["seen_names"]), len(data["unseen_names"])
-    chance = {"unseen_top1": 1 / n_unseen if n_unseen else float("nan"),
-              "unseen_top5": 5 / n_unseen if n_unseen else float("nan"),
-              "seen_top1": 1 / n_seen, "probe_seen_top1": 1 / n_seen, "train_top1": 1 / n_seen}
+    chance = {
+        "unseen_top1": 1 / n_unseen if n_unseen else float("nan"),
+        "unseen_top5": 5 / n_unseen if n_unseen else float("nan"),
+        "seen_top1": 1 / n_seen,
+        "probe_seen_top1": 1 / n_seen,
+        "train_top1": 1 / n_seen,
+    }
     seen_eval = {"test": "heldout (6/class)", "select": "val (4/class)", "select_unseen": "val (4/class)"}[cfg.mode]
     results = report.results
-    results.update({"seen_eval": seen_eval, "seen_classes": data["seen_names"],
-                    "unseen_classes": data["unseen_names"], "methods": list(cfg.methods), "per_seed": per_seed,
-                    "chance": chance, "summary": summarize(per_seed)})
-    labels = {"test": ("unseen", "seen held-out"), "select": ("unseen", "seen val"),
-              "select_unseen": ("val-unseen", "seen val")}[cfg.mode]
+    results.update(
+        {
+            "seen_eval": seen_eval,
+            "seen_classes": data["seen_names"],
+            "unseen_classes": data["unseen_names"],
+            "methods": list(cfg.methods),
+            "per_seed": per_seed,
+            "chance": chance,
+            "summary": summarize(per_seed),
+        }
+    )
+    labels = {
+        "test": ("unseen", "seen held-out"),
+        "select": ("unseen", "seen val"),
+        "select_unseen": ("val-unseen", "seen val"),
+    }[cfg.mode]
     headers, rows = method_table(
-        "metric (%)", per_seed, cfg.methods,
-        [(label.format(unseen=labels[0], seen=labels[1], n_unseen=n_unseen, n_seen=n_seen), key, chance[key])
-         for key, label in METRICS if n_unseen or not key.startswith("unseen")])
+        "metric (%)",
+        per_seed,
+        cfg.methods,
+        [
+            (label.format(unseen=labels[0], seen=labels[1], n_unseen=n_unseen, n_seen=n_seen), key, chance[key])
+            for key, label in METRICS
+            if n_unseen or not key.startswith("unseen")
+        ],
+    )
     print(report.table(f"Caltech-101 zero-shot ({len(cfg.seeds)} seeds, {cfg.mode})", headers, rows))
     if cfg.mode == "test":
-        per_class = [[name] + [fmt_mean_std(per_seed[m][f"unseen_top1/{name}"]) for m in cfg.methods]
-                     for name in data["unseen_names"]]
-        report.table("Unseen classes: zero-shot top-1 per class (%, 30 images each)",
-                     ["class"] + [METHODS[m] for m in cfg.methods], per_class)
+        per_class = [
+            [name] + [fmt_mean_std(per_seed[m][f"unseen_top1/{name}"]) for m in cfg.methods]
+            for name in data["unseen_names"]
+        ]
+        report.table(
+            "Unseen classes: zero-shot top-1 per class (%, 30 images each)",
+            ["class"] + [METHODS[m] for m in cfg.methods],
+            per_class,
+        )
     if cfg.grid:
-        variants = sorted({key.split("/", 2)[2].rsplit("/", 1)[0] for key in per_seed[cfg.methods[0]]
-                           if key.startswith("grid/")})
-        columns = [(m, names, k) for m in cfg.methods for names in ("unseen", "seen") for k in ("top1", "top5")
-                   if any(f"grid/{names}/{variant}/{k}" in per_seed[m] for variant in variants)]
-        grid_rows = [[variant] + [fmt_mean_std(per_seed[m][f"grid/{names}/{variant}/{k}"])
-                                  if f"grid/{names}/{variant}/{k}" in per_seed[m] else "–" for m, names, k in columns]
-                     for variant in variants]
+        variants = sorted(
+            {key.split("/", 2)[2].rsplit("/", 1)[0] for key in per_seed[cfg.methods[0]] if key.startswith("grid/")}
+        )
+        columns = [
+            (m, names, k)
+            for m in cfg.methods
+            for names in ("unseen", "seen")
+            for k in ("top1", "top5")
+            if any(f"grid/{names}/{variant}/{k}" in per_seed[m] for variant in variants)
+        ]
+        grid_rows = [
+            [variant]
+            + [
+                fmt_mean_std(per_seed[m][f"grid/{names}/{variant}/{k}"])
+                if f"grid/{names}/{variant}/{k}" in per_seed[m]
+                else "–"
+                for m, names, k in columns
+            ]
+            for variant in variants
+        ]
         header = ["classifier prompts / reduce / views"] + [
-            f"{m} {labels[0] if names == 'unseen' else labels[1]} {k}" for m, names, k in columns]
+            f"{m} {labels[0] if names == 'unseen' else labels[1]} {k}" for m, names, k in columns
+        ]
         report.table("Evaluation variants of the same trained models (%)", header, grid_rows)
     _plot(report, results)
     report.card(_method_card(cfg, results))
@@ -634,36 +782,38 @@ def _method_card(cfg: Config, results: dict[str, Any]) -> MethodCard:
 
     return MethodCard(
         method="LiT-style contrastive training with a locked pretrained text tower (frozen all-MiniLM-L6-v2), "
-               f"image tower from scratch, {cfg.loss} loss, "
-               f"{cfg.prompts} prompts (training captions and classifier), "
-               f"{conse}"
-               f"{'plain + mirrored view' if cfg.tta else 'plain view'} at evaluation",
+        f"image tower from scratch, {cfg.loss} loss, "
+        f"{cfg.prompts} prompts (training captions and classifier), "
+        f"{conse}"
+        f"{'plain + mirrored view' if cfg.tta else 'plain view'} at evaluation",
         why="the frozen sentence encoder already embeds text semantically; training the image tower "
-            "into that fixed space on 81 classes lets the prompts of unseen classes, placed near related seen "
-            "ones, act as classifiers (zero-shot transfer). Visual descriptions of each class (CuPL) say what "
-            "it looks like, so an unseen class lands near seen classes of similar shape, parts or colour even "
-            "when its bare name has no visually related neighbour.",
+        "into that fixed space on 81 classes lets the prompts of unseen classes, placed near related seen "
+        "ones, act as classifiers (zero-shot transfer). Visual descriptions of each class (CuPL) say what "
+        "it looks like, so an unseen class lands near seen classes of similar shape, parts or colour even "
+        "when its bare name has no visually related neighbour.",
         backbone=f"{cfg.encoder}/{cfg.encoder_size} at "
-                 f"{cfg.view_size} px"
-                 + (f" (scattering at {cfg.scattering_size} px; HOG, LBP and colour histograms: "
-                    "Dalal & Triggs 2005, Ojala et al. 2002, fused as in Gehler & Nowozin 2009)"
-                    if cfg.encoder == "scattering_descriptors" else "")
-                 + f", embed dim {cfg.embed_dim}",
+        f"{cfg.view_size} px"
+        + (
+            f" (scattering at {cfg.scattering_size} px; HOG, LBP and colour histograms: "
+            "Dalal & Triggs 2005, Ojala et al. 2002, fused as in Gehler & Nowozin 2009)"
+            if cfg.encoder == "scattering_descriptors"
+            else ""
+        )
+        + f", embed dim {cfg.embed_dim}",
         baseline="same image tower and recipe with a BPE text_transformer (tiny) trained from scratch; "
-                 "chance 5 % unseen top-1",
+        "chance 5 % unseen top-1",
         result=f"unseen top-1 {pct('lit', 'unseen_top1')} vs baseline {pct('scratch', 'unseen_top1')}; "
-               f"seen top-1 {pct('lit', 'seen_top1')} vs {pct('scratch', 'seen_top1')}",
+        f"seen top-1 {pct('lit', 'seen_top1')} vs {pct('scratch', 'seen_top1')}",
         reference="LiT (Zhai et al. 2022) and CLIP (Radford et al. 2021); descriptions as prompts: CuPL (Pratt "
-                  "et al., ICCV 2023) and Menon & Vondrick (ICLR 2023), both with GPT-3 prompts and a pretrained "
-                  "CLIP (here: descriptions written once by the assistant, and a from-scratch image "
-                  "tower); class-level validation as in Xian et al. (TPAMI 2018). OpenCLIP's results table lists "
-                  "ViT-B/32 zero-shot Caltech-101 at 87.6 % (OpenAI WIT-400M) to 91.1 % (LAION-2B) over all "
-                  "101 classes. The gap is data and scale: ~1,900 training images of 81 classes vs 400M+ "
-                  "image–text pairs, and a "
-                  f"from-scratch {cfg.encoder} at {cfg.view_size} px vs a "
-                  "pretrained ViT-B/32 at 224 px. Supervised (not zero-shot) with 30 images per class, "
-                  "roto-translation scattering + SVM reaches ~80 % on all 101 classes (Oyallon & Mallat, "
-                  "CVPR 2015); our scattering is translation-only, 64 px, 24 images per class; hybrid "
-                  "scattering + learned head as in Oyallon et al. (ICCV 2017).",
+        "et al., ICCV 2023) and Menon & Vondrick (ICLR 2023), both with GPT-3 prompts and a pretrained "
+        "CLIP (here: descriptions written once by the assistant, and a from-scratch image "
+        "tower); class-level validation as in Xian et al. (TPAMI 2018). OpenCLIP's results table lists "
+        "ViT-B/32 zero-shot Caltech-101 at 87.6 % (OpenAI WIT-400M) to 91.1 % (LAION-2B) over all "
+        "101 classes. The gap is data and scale: ~1,900 training images of 81 classes vs 400M+ "
+        "image–text pairs, and a "
+        f"from-scratch {cfg.encoder} at {cfg.view_size} px vs a "
+        "pretrained ViT-B/32 at 224 px. Supervised (not zero-shot) with 30 images per class, "
+        "roto-translation scattering + SVM reaches ~80 % on all 101 classes (Oyallon & Mallat, "
+        "CVPR 2015); our scattering is translation-only, 64 px, 24 images per class; hybrid "
+        "scattering + learned head as in Oyallon et al. (ICCV 2017).",
     )
-

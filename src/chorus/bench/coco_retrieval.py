@@ -102,15 +102,17 @@ def _embed(model: ContrastiveModel, images: Tensor, captions: list[list[str]], t
     text_to_image = torch.tensor([i for i, cs in enumerate(captions) for _ in cs])
     device = next(model.parameters()).device
     with evaluating(model):
-        image_emb = torch.cat([model.encode("image", images[s : s + 128].to(device)).float()
-                               for s in range(0, len(images), 128)])
+        image_emb = torch.cat(
+            [model.encode("image", images[s : s + 128].to(device)).float() for s in range(0, len(images), 128)]
+        )
         ids, mask = tokenize(texts)
         text_emb = model.encode("text", ids.to(device), mask.to(device)).float()
     return image_text_retrieval(image_emb, text_emb, text_to_image.to(device), KS)
 
 
-def run_one(cfg: Config, data: dict[str, Any], method: str, seed: int,
-            cache: CachedTextEncoder | None, run_dir: Path) -> dict[str, float]:
+def run_one(
+    cfg: Config, data: dict[str, Any], method: str, seed: int, cache: CachedTextEncoder | None, run_dir: Path
+) -> dict[str, float]:
     """Train one model (``lit`` or ``scratch``) and evaluate it on the test gallery."""
     seed_everything(seed)
     images, captions = data["train"]
@@ -133,8 +135,18 @@ def run_one(cfg: Config, data: dict[str, Any], method: str, seed: int,
         frozen = ()
     model = ContrastiveModel({"image": tower, "text": text}, cfg.embed_dim, frozen=frozen)
     start = time.perf_counter()
-    fit(model, train_set, Collate(tokenizer, context), run_dir, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed, bf16=not cfg.fp32)
+    fit(
+        model,
+        train_set,
+        Collate(tokenizer, context),
+        run_dir,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        seed=seed,
+        bf16=not cfg.fp32,
+    )
     scores = _embed(model, *data["test"], lambda texts: tokenizer(texts, context))
     return scores | {"train_seconds": time.perf_counter() - start}
 
@@ -144,8 +156,14 @@ def _plot(report: Report, results: dict[str, Any]) -> None:
         for ax, direction in zip(axes, ("image_to_text", "text_to_image")):
             for method in results["methods"]:
                 stats = [mean_std(results["per_seed"][method][f"{direction}_R@{k}"]) for k in KS]
-                ax.errorbar(KS, [100 * s[0] for s in stats], yerr=[100 * s[1] for s in stats], marker="o",
-                            capsize=3, label=METHODS[method])
+                ax.errorbar(
+                    KS,
+                    [100 * s[0] for s in stats],
+                    yerr=[100 * s[1] for s in stats],
+                    marker="o",
+                    capsize=3,
+                    label=METHODS[method],
+                )
             ax.plot(KS, [100 * results["chance"][f"{direction}_R@{k}"] for k in KS], "k:", label="chance")
             ax.set_title(direction.replace("_", " "), fontsize=9)
             ax.set_xlabel("k")
@@ -161,12 +179,19 @@ def run(cfg: Config, report: Report) -> None:
     per_seed = run_seeds(cfg, data, cache, run_one, "coco_retrieval")
     n_test = len(data["test"][1])
     results = report.results
-    results.update({"methods": list(cfg.methods),
-                    "gallery": {"images": n_test, "captions": sum(map(len, data["test"][1]))},
-                    "per_seed": per_seed, "chance": chance(n_test, 5), "summary": summarize(per_seed)})
+    results.update(
+        {
+            "methods": list(cfg.methods),
+            "gallery": {"images": n_test, "captions": sum(map(len, data["test"][1]))},
+            "per_seed": per_seed,
+            "chance": chance(n_test, 5),
+            "summary": summarize(per_seed),
+        }
+    )
     keys = [f"{d}_R@{k}" for d in ("image_to_text", "text_to_image") for k in KS]
-    headers, rows = method_table("Recall (%)", per_seed, cfg.methods,
-                                 [(key.replace("_", " "), key, results["chance"][key]) for key in keys])
+    headers, rows = method_table(
+        "Recall (%)", per_seed, cfg.methods, [(key.replace("_", " "), key, results["chance"][key]) for key in keys]
+    )
     print(report.table(f"COCO-mini retrieval ({n_test}-image test gallery, {len(cfg.seeds)} seeds)", headers, rows))
     _plot(report, results)
     report.card(_method_card(cfg, results))
@@ -180,17 +205,16 @@ def _method_card(cfg: Config, results: dict[str, Any]) -> MethodCard:
 
     return MethodCard(
         method="LiT-style image–text contrastive training with a locked pretrained text tower "
-               "(frozen all-MiniLM-L6-v2), image tower from scratch",
+        "(frozen all-MiniLM-L6-v2), image tower from scratch",
         why="the frozen sentence encoder supplies the geometry of caption space; with 189 photos the image "
-            "tower only learns to map into it, instead of two towers co-inventing a space from 945 sentences",
+        "tower only learns to map into it, instead of two towers co-inventing a space from 945 sentences",
         backbone=f"{cfg.encoder}/{cfg.encoder_size} at {cfg.image_size} px, embed dim {cfg.embed_dim}",
         baseline=f"chance (text→image R@1 = {100 * results['chance']['text_to_image_R@1']:.0f} %) and the same "
-                 "image tower with a BPE text_transformer trained from scratch",
+        "image tower with a BPE text_transformer trained from scratch",
         result=f"text→image R@5 {pct('lit', 'text_to_image_R@5')} vs baseline {pct('scratch', 'text_to_image_R@5')}; "
-               f"image→text R@5 {pct('lit', 'image_to_text_R@5')} vs {pct('scratch', 'image_to_text_R@5')}",
+        f"image→text R@5 {pct('lit', 'image_to_text_R@5')} vs {pct('scratch', 'image_to_text_R@5')}",
         reference="CLIP (Radford et al. 2021) zero-shot on the 5k-image COCO test set: text→image R@1 37.8 %, "
-                  "image→text R@1 58.4 % (ViT-L/14@336, 400M pairs); LiT (Zhai et al. 2022). Not comparable "
-                  "in size: our gallery is 50 images (easier) but our training set is 189 images (≈2·10⁶× "
-                  "fewer pairs), so the honest comparison is against chance and the from-scratch text tower.",
+        "image→text R@1 58.4 % (ViT-L/14@336, 400M pairs); LiT (Zhai et al. 2022). Not comparable "
+        "in size: our gallery is 50 images (easier) but our training set is 189 images (≈2·10⁶× "
+        "fewer pairs), so the honest comparison is against chance and the from-scratch text tower.",
     )
-

@@ -68,15 +68,32 @@ class Config:
 PRESETS = {
     "full": Config(),
     # One seed, short training (a smoke run).
-    "quick": replace(Config(), seeds=(0,), audio_steps=80, pivot_steps=80, image_steps=60, cotrain_steps=50,
-                     cotrain_rounds=1, clip_overrides=("train.max_steps=60", "model.encoders.image.size=tiny")),
+    "quick": replace(
+        Config(),
+        seeds=(0,),
+        audio_steps=80,
+        pivot_steps=80,
+        image_steps=60,
+        cotrain_steps=50,
+        cotrain_rounds=1,
+        clip_overrides=("train.max_steps=60", "model.encoders.image.size=tiny"),
+    ),
 }
 
 
 def train_config(steps: int, seed: int, lr: float = 3e-3) -> TrainConfig:
     """The one recipe of every model here: AdamW + cosine, bf16 autocast, batch 64."""
-    return TrainConfig(max_steps=steps, batch_size=64, lr=lr, warmup_steps=min(20, steps // 5), precision="auto",
-                       seed=seed, progress=False, tensorboard=False, log_every=max(steps, 1))
+    return TrainConfig(
+        max_steps=steps,
+        batch_size=64,
+        lr=lr,
+        warmup_steps=min(20, steps // 5),
+        precision="auto",
+        seed=seed,
+        progress=False,
+        tensorboard=False,
+        log_every=max(steps, 1),
+    )
 
 
 def audio_classifier(size: str = "tiny") -> Classifier:
@@ -106,8 +123,9 @@ def run_pivot(clip_dir: Path, train: Dataset, test: Dataset, cfg: Config, seed: 
     clip_cfg, clip, classes, tokenizer = load_run(clip_dir)
     bound = bind_to_pivot(clip, fresh(seed, build_encoder, "audio_cnn", "tiny", n_mels=N_MELS, **SPEECH_TOWER), "audio")
     fit(bound, train, cfg.pivot_steps, seed, work / "pivot")
-    classifier = build_zero_shot_classifier(bound, lambda t: tokenizer(t, clip_cfg.data.context_length), classes,
-                                            clip_cfg.model.zero_shot_templates)
+    classifier = build_zero_shot_classifier(
+        bound, lambda t: tokenizer(t, clip_cfg.data.context_length), classes, clip_cfg.model.zero_shot_templates
+    )
     loader = DataLoader(test, batch_size=256, collate_fn=Collate())
     return {"pivot_zero_shot": zero_shot_accuracy(bound, loader, classifier, modality="audio", ks=(1,))["top1"]}
 
@@ -133,15 +151,24 @@ def run_distill(train: Dataset, test: Dataset, cfg: Config, seed: int, work: Pat
 def run_cotrain(train: Dataset, test: Dataset, cfg: Config, seed: int, work: Path) -> dict[str, Any]:
     """10 labels per class + unlabelled pairs; labels-only (round 0) vs the last co-training round."""
     labelled, unlabelled = few_labels(train.labels, per_class=10, seed=seed)
-    trainer = CoTrainer({"image": image_classifier, "audio": audio_classifier},
-                        train_config(cfg.cotrain_steps, seed), work / "cotrain",
-                        rounds=cfg.cotrain_rounds, grow=cfg.cotrain_grow)
-    history = trainer.fit(train, labelled, unlabelled,
-                          evaluate=lambda models: {f"acc_{m}": accuracy(c, test) for m, c in models.items()})
+    trainer = CoTrainer(
+        {"image": image_classifier, "audio": audio_classifier},
+        train_config(cfg.cotrain_steps, seed),
+        work / "cotrain",
+        rounds=cfg.cotrain_rounds,
+        grow=cfg.cotrain_grow,
+    )
+    history = trainer.fit(
+        train, labelled, unlabelled, evaluate=lambda models: {f"acc_{m}": accuracy(c, test) for m, c in models.items()}
+    )
     first, last = history[0], history[-1]
-    return {"cotrain_history": history,
-            "labels_only_audio": first["acc_audio"], "labels_only_image": first["acc_image"],
-            "cotrain_audio": last["acc_audio"], "cotrain_image": last["acc_image"]}
+    return {
+        "cotrain_history": history,
+        "labels_only_audio": first["acc_audio"],
+        "labels_only_image": first["acc_image"],
+        "cotrain_audio": last["acc_audio"],
+        "cotrain_image": last["acc_image"],
+    }
 
 
 # ---------------------------------------------------------------------------- reporting
@@ -175,8 +202,14 @@ def table(values: dict[str, list[float]]) -> tuple[list[str], list[list[str]]]:
         if sup and modality == "audio" and key != "supervised_audio":
             ratio = fmt_mean_std([v / s for v, s in zip(values[key], sup)], digits=0) + " %"
         rows.append([method, kind, modality, labels, fmt_mean_std(values[key]), ratio])
-    return ["method", "co-learning kind", "test modality", "training labels", "accuracy % (mean ± std)",
-            "% of supervised audio"], rows
+    return [
+        "method",
+        "co-learning kind",
+        "test modality",
+        "training labels",
+        "accuracy % (mean ± std)",
+        "% of supervised audio",
+    ], rows
 
 
 def plot_bars(report: Report, values: dict[str, list[float]]) -> None:
@@ -198,8 +231,14 @@ def plot_cotrain(report: Report, per_seed: list[dict[str, Any]]) -> None:
         for modality, color in (("audio", "C0"), ("image", "C1")):
             for i, record in enumerate(per_seed):
                 history = record["cotrain_history"]
-                ax.plot([h["round"] for h in history], [100 * h[f"acc_{modality}"] for h in history], "o-",
-                        color=color, alpha=0.7, label=modality if i == 0 else None)
+                ax.plot(
+                    [h["round"] for h in history],
+                    [100 * h[f"acc_{modality}"] for h in history],
+                    "o-",
+                    color=color,
+                    alpha=0.7,
+                    label=modality if i == 0 else None,
+                )
         ax.set_xlabel("co-training round (0 = 10 labels per class only)")
         ax.set_ylabel("test accuracy (%)")
         ax.legend()
@@ -275,16 +314,20 @@ def run(cfg: Config, report: Report) -> None:
         print(f"seed {seed}: " + ", ".join(f"{k}={v:.3f}" for k, v in record.items() if isinstance(v, float)))
     values = summarise(per_seed)
     results = report.results
-    results.update({
-        "clip_pivot_metrics": clip_metrics, "per_seed": per_seed,
-        "summary": {k: {"mean": mean_std(v)[0], "std": mean_std(v)[1]} for k, v in values.items()},
-    })
+    results.update(
+        {
+            "clip_pivot_metrics": clip_metrics,
+            "per_seed": per_seed,
+            "summary": {k: {"mean": mean_std(v)[0], "std": mean_std(v)[1]} for k, v in values.items()},
+        }
+    )
     if "pivot_zero_shot" in values:
         ratios = [p / s for p, s in zip(values["pivot_zero_shot"], values["supervised_audio"])]
         results["pivot_fraction_of_supervised"] = {"mean": mean_std(ratios)[0], "std": mean_std(ratios)[1]}
     headers, rows = table(values)
-    report.table("Co-learning on AV-Digits (audio: FSDD speaker theo held out)", headers, rows,
-                 note=f"Seeds {list(cfg.seeds)}.")
+    report.table(
+        "Co-learning on AV-Digits (audio: FSDD speaker theo held out)", headers, rows, note=f"Seeds {list(cfg.seeds)}."
+    )
     for card in method_cards(values):
         report.card(card)
     plot_bars(report, values)

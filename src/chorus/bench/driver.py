@@ -136,8 +136,9 @@ def driver_parser(name: str, module: ModuleType) -> argparse.ArgumentParser:
     return parser
 
 
-def run_driver(name: str, module: ModuleType, argv: Sequence[str],
-               progress: Callable[[str], None] = print) -> dict[str, Any]:
+def run_driver(
+    name: str, module: ModuleType, argv: Sequence[str], progress: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Parse ``argv``, run benchmark ``name`` and write its report; returns the results.json record."""
     if not is_driver(module):
         raise TypeError(f"chorus.bench.{name} is not a benchmark driver: it needs Config, PRESETS and run(cfg, report)")

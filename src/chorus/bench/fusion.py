@@ -64,8 +64,18 @@ from chorus.train import TrainConfig, Trainer
 MODALITIES = ("image", "audio")
 NUM_CLASSES = 10
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")  # FSDD's six speakers
-NEURAL = ("early", "late_average", "late_learned", "late_product", "hybrid", "tensor", "low_rank_tensor",
-          "gated", "cross_transformer", "autoencoder")
+NEURAL = (
+    "early",
+    "late_average",
+    "late_learned",
+    "late_product",
+    "hybrid",
+    "tensor",
+    "low_rank_tensor",
+    "gated",
+    "cross_transformer",
+    "autoencoder",
+)
 CLASSICAL = ("mkl", "hmm_bayes")
 UNIMODAL = ("image_only", "audio_only")
 MODDROP_P = 0.5
@@ -107,30 +117,44 @@ class Config:
 PRESETS = {
     "full": Config(),
     # One seed, class-stratified subsets (600 train / 200 test), short training, no sweeps.
-    "quick": replace(Config(), seeds=(0,), epochs=12, head_epochs=8, hmm_iter=5, train_limit=600, test_limit=200,
-                     robustness=False),
+    "quick": replace(
+        Config(), seeds=(0,), epochs=12, head_epochs=8, hmm_iter=5, train_limit=600, test_limit=200, robustness=False
+    ),
 }
 
 
 # ----------------------------------------------------------------------------- data
 
 
-def load_split(cfg: Config, split: str, degradation: Degradation, test_speakers: Sequence[str],
-               limit: int | None) -> list[Sample]:
+def load_split(
+    cfg: Config, split: str, degradation: Degradation, test_speakers: Sequence[str], limit: int | None
+) -> list[Sample]:
     """AV-Digits samples (image [1, 28, 28], log-mel audio [40, T], label), computed once and kept in memory.
 
     ``limit`` takes a class-stratified, seeded subset (the quick preset).
     """
     indices = None
     if limit is not None:
-        labels = np.asarray(AVDigits(cfg.data_root, split=split, level=degradation, config=cfg.config,
-                                     test_speakers=test_speakers).labels)
+        labels = np.asarray(
+            AVDigits(
+                cfg.data_root, split=split, level=degradation, config=cfg.config, test_speakers=test_speakers
+            ).labels
+        )
         rng = np.random.default_rng(0)
         per_class = max(1, limit // NUM_CLASSES)
-        indices = sorted(int(i) for c in range(NUM_CLASSES)
-                         for i in rng.permutation(np.flatnonzero(labels == c))[:per_class])
-    ds = AVDigits(cfg.data_root, split=split, level=degradation, config=cfg.config, test_speakers=test_speakers,
-                  features=LogMel(n_mels=N_MELS), cache=True, indices=indices)
+        indices = sorted(
+            int(i) for c in range(NUM_CLASSES) for i in rng.permutation(np.flatnonzero(labels == c))[:per_class]
+        )
+    ds = AVDigits(
+        cfg.data_root,
+        split=split,
+        level=degradation,
+        config=cfg.config,
+        test_speakers=test_speakers,
+        features=LogMel(n_mels=N_MELS),
+        cache=True,
+        indices=indices,
+    )
     return [{"image": s["image"], "audio": s["audio"], "label": s["label"]} for s in (ds[i] for i in range(len(ds)))]
 
 
@@ -169,8 +193,17 @@ def collate_features(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 
 
 def train_config(cfg: Config, epochs: int, seed: int, **kw: Any) -> TrainConfig:
-    return TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, seed=seed, progress=False, tensorboard=False,
-                       log_every=10_000, device=cfg.device, **kw)
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=64,
+        lr=3e-3,
+        seed=seed,
+        progress=False,
+        tensorboard=False,
+        log_every=10_000,
+        device=cfg.device,
+        **kw,
+    )
 
 
 def train_unimodal(cfg: Config, modality: str, train: list[Sample], seed: int) -> tuple[Classifier, float]:
@@ -181,8 +214,9 @@ def train_unimodal(cfg: Config, modality: str, train: list[Sample], seed: int) -
     else:
         encoder = build_encoder("audio_cnn", "tiny", n_mels=N_MELS)
     model = Classifier(encoder, NUM_CLASSES, modality, dropout=0.1)
-    train_cfg = train_config(cfg, cfg.epochs, seed, precision="auto", weight_decay=0.05,
-                       channels_last=modality == "image")
+    train_cfg = train_config(
+        cfg, cfg.epochs, seed, precision="auto", weight_decay=0.05, channels_last=modality == "image"
+    )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
         Trainer(model, train, train_cfg, run_dir, collate_fn=Collate()).fit()
@@ -230,8 +264,12 @@ def encode(model: Classifier, samples: list[Sample], device: torch.device) -> di
     longest = max(t.shape[1] for t in tokens)
     tokens = [nn.functional.pad(t, (0, 0, 0, longest - t.shape[1])) for t in tokens]
     masks = [nn.functional.pad(m, (0, longest - m.shape[1])) for m in masks]
-    return {"pooled": torch.cat(pooled), "tokens": torch.cat(tokens), "mask": torch.cat(masks),
-            "logits": torch.cat(logits)}
+    return {
+        "pooled": torch.cat(pooled),
+        "tokens": torch.cat(tokens),
+        "mask": torch.cat(masks),
+        "logits": torch.cat(logits),
+    }
 
 
 class FusionHead(nn.Module):
@@ -262,8 +300,9 @@ class FusionHead(nn.Module):
         return self.fusion(features, present, **extra)
 
 
-def train_fusion(cfg: Config, name: str, data: FeatureSet, dims: Mapping[str, int], seed: int,
-                 p_drop: float) -> tuple[FusionHead, float]:
+def train_fusion(
+    cfg: Config, name: str, data: FeatureSet, dims: Mapping[str, int], seed: int, p_drop: float
+) -> tuple[FusionHead, float]:
     torch.manual_seed(seed)
     hyper = {"d_model": 32, "heads": 4} if name == "cross_transformer" else {}
     head = FusionHead(build_fusion(name, dims, NUM_CLASSES, **hyper), p_drop)
@@ -326,8 +365,7 @@ class Trained:
         self.seconds: dict[str, float] = {}
 
 
-def fit_all(cfg: Config, train: list[Sample], seed: int, methods: Sequence[str],
-            moddrop: bool) -> Trained:
+def fit_all(cfg: Config, train: list[Sample], seed: int, methods: Sequence[str], moddrop: bool) -> Trained:
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     t = Trained()
     y = torch.tensor([s["label"] for s in train])
@@ -354,13 +392,16 @@ def fit_all(cfg: Config, train: list[Sample], seed: int, methods: Sequence[str],
     if "mkl" in methods:
         start = time.perf_counter()
         d = dims["image"]
-        t.mkl = MultipleKernelClassifier(blocks=[slice(0, d), slice(d, x.shape[1])], probability=False).fit(x, y.numpy())
+        t.mkl = MultipleKernelClassifier(blocks=[slice(0, d), slice(d, x.shape[1])], probability=False).fit(
+            x, y.numpy()
+        )
         t.seconds["mkl"] = encoders + time.perf_counter() - start
         t.params["mkl"] = enc_params + int(t.mkl.svm_.X_fit_.size + t.mkl.svm_.svc_.dual_coef_.size)
     if "hmm_bayes" in methods:
         start = time.perf_counter()
         t.graphical = HMMProductFusion(n_iter=cfg.hmm_iter, random_state=seed).fit(
-            frame_sequences(train), feats["image"]["pooled"].numpy(), y.numpy())
+            frame_sequences(train), feats["image"]["pooled"].numpy(), y.numpy()
+        )
         t.seconds["hmm_bayes"] = t.seconds["image_only"] + time.perf_counter() - start
         t.params["hmm_bayes"] = count(t.unimodal["image"].encoder) + t.graphical.num_parameters()
     return t
@@ -418,14 +459,22 @@ def run(cfg: Config, report: Report) -> None:
                 "acc": evaluate(cfg, t, test),
                 "acc_image_missing": evaluate(cfg, t, test, missing="image"),
                 "acc_audio_missing": evaluate(cfg, t, test, missing="audio"),
-                "params": t.params, "train_s": t.seconds,
+                "params": t.params,
+                "train_s": t.seconds,
             }
-            print(f"[fusion] {level} seed {seed}: " + ", ".join(
-                f"{k} {v:.3f}" for k, v in per_seed[str(seed)]["acc"].items()), flush=True)
+            print(
+                f"[fusion] {level} seed {seed}: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in per_seed[str(seed)]["acc"].items()),
+                flush=True,
+            )
             if level == "hard":
                 hard_models.append(t)
-        results["levels"][level] = {"degradation": vars(deg), "n_train": len(train), "n_test": len(test),
-                                    "seeds": per_seed}
+        results["levels"][level] = {
+            "degradation": vars(deg),
+            "n_train": len(train),
+            "n_test": len(test),
+            "seeds": per_seed,
+        }
     if hard_models and cfg.robustness:
         results["robustness"] = robustness(cfg, hard_models, av.levels["hard"], av.test_speakers)
     if cfg.folds and "hard" in av.levels:
@@ -433,13 +482,16 @@ def run(cfg: Config, report: Report) -> None:
     write_outputs(report, results)
 
 
-def robustness(cfg: Config, models: list[Trained], hard: Degradation,
-               test_speakers: Sequence[str]) -> dict[str, Any]:
+def robustness(cfg: Config, models: list[Trained], hard: Degradation, test_speakers: Sequence[str]) -> dict[str, Any]:
     """Accuracy of the hard-level models on test sets with one modality's degradation varied."""
-    sweeps = {"image_noise_std": [replace(hard, image_noise_std=s) for s in IMAGE_NOISE_SWEEP],
-              "audio_snr_db": [replace(hard, audio_snr_db=s) for s in AUDIO_SNR_SWEEP]}
-    xs = {"image_noise_std": list(IMAGE_NOISE_SWEEP), "audio_snr_db": [s if s is not None else "clean"
-                                                                         for s in AUDIO_SNR_SWEEP]}
+    sweeps = {
+        "image_noise_std": [replace(hard, image_noise_std=s) for s in IMAGE_NOISE_SWEEP],
+        "audio_snr_db": [replace(hard, audio_snr_db=s) for s in AUDIO_SNR_SWEEP],
+    }
+    xs = {
+        "image_noise_std": list(IMAGE_NOISE_SWEEP),
+        "audio_snr_db": [s if s is not None else "clean" for s in AUDIO_SNR_SWEEP],
+    }
     out: dict[str, Any] = {}
     for axis, degradations in sweeps.items():
         curves: dict[str, list[list[float]]] = {}
@@ -482,14 +534,19 @@ def calibrate(cfg: Config, report: Report) -> None:
         y = torch.tensor([s["label"] for s in test])
         model, _ = train_unimodal(cfg, modality, train, cfg.seeds[0])
         acc = float((encode(model, test, device)["logits"].argmax(1) == y).float().mean())
-        setting = (f"PCA variance kept {deg.image_pca_variance}, noise std {deg.image_noise_std}"
-                   if modality == "image" else f"white noise at {deg.audio_snr_db} dB SNR")
+        setting = (
+            f"PCA variance kept {deg.image_pca_variance}, noise std {deg.image_noise_std}"
+            if modality == "image"
+            else f"white noise at {deg.audio_snr_db} dB SNR"
+        )
         rows.append({"modality": modality, "setting": setting, "accuracy": acc})
         print(f"[calibrate] {rows[-1]}", flush=True)
     report.results.update({"test_speakers": list(av.test_speakers), "seed": cfg.seeds[0], "calibration": rows})
-    report.table(f"Calibration: seed {cfg.seeds[0]}, {cfg.epochs} epochs",
-                 ["modality", "degradation", "unimodal test accuracy %"],
-                 [[r["modality"], r["setting"], 100 * r["accuracy"]] for r in rows])
+    report.table(
+        f"Calibration: seed {cfg.seeds[0]}, {cfg.epochs} epochs",
+        ["modality", "degradation", "unimodal test accuracy %"],
+        [[r["modality"], r["setting"], 100 * r["accuracy"]] for r in rows],
+    )
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -506,24 +563,38 @@ def summary_rows(results: Mapping[str, Any]) -> list[list[Any]]:
             times = [s["train_s"][method] for s in seeds]
             miss_img = [s["acc_image_missing"].get(method, math.nan) for s in seeds]
             miss_aud = [s["acc_audio_missing"].get(method, math.nan) for s in seeds]
-            rows.append([level, method, fmt_mean_std(accs),
-                         fmt_mean_std(miss_aud) if not math.isnan(miss_aud[0]) else "—",
-                         fmt_mean_std(miss_img) if not math.isnan(miss_img[0]) else "—",
-                         f"{seeds[0]['params'][method]:,}", f"{mean_std(times)[0] / base_time:.2f}"])
+            rows.append(
+                [
+                    level,
+                    method,
+                    fmt_mean_std(accs),
+                    fmt_mean_std(miss_aud) if not math.isnan(miss_aud[0]) else "—",
+                    fmt_mean_std(miss_img) if not math.isnan(miss_img[0]) else "—",
+                    f"{seeds[0]['params'][method]:,}",
+                    f"{mean_std(times)[0] / base_time:.2f}",
+                ]
+            )
     return rows
 
 
 def write_outputs(report: Report, results: dict[str, Any]) -> None:
-    headers = ["level", "method", "accuracy %", "audio missing %", "image missing %", "params",
-               "train time (× image-only)"]
+    headers = [
+        "level",
+        "method",
+        "accuracy %",
+        "audio missing %",
+        "image missing %",
+        "params",
+        "train time (× image-only)",
+    ]
     report.table("Accuracy, missing modalities, size and cost", headers, summary_rows(results))
     if "folds" in results:
         methods = list(next(iter(results["folds"].values())))
         rows = [[sp] + [100 * results["folds"][sp][m] for m in methods] for sp in results["folds"]]
-        rows.append(["mean ± std"] + [fmt_mean_std([results["folds"][sp][m] for sp in results["folds"]])
-                                      for m in methods])
-        report.table("Hard level, leave-one-speaker-out (first seed), accuracy %", ["held-out speaker"] + methods,
-                     rows)
+        rows.append(
+            ["mean ± std"] + [fmt_mean_std([results["folds"][sp][m] for sp in results["folds"]]) for m in methods]
+        )
+        report.table("Hard level, leave-one-speaker-out (first seed), accuracy %", ["held-out speaker"] + methods, rows)
     if "robustness" in results:
         plot_robustness(report, results["robustness"])
     if results["levels"]:
@@ -555,8 +626,9 @@ def plot_missing(report: Report, results: Mapping[str, Any]) -> None:
     methods = [m for m in seeds[0]["acc"] if m not in UNIMODAL]
     with report.figure("missing_modality", figsize=(9, 4)) as (_, ax):
         x = np.arange(len(methods))
-        for i, (key, name) in enumerate([("acc", "both"), ("acc_audio_missing", "audio missing"),
-                                         ("acc_image_missing", "image missing")]):
+        for i, (key, name) in enumerate(
+            [("acc", "both"), ("acc_audio_missing", "audio missing"), ("acc_image_missing", "image missing")]
+        ):
             vals = [100 * np.mean([s[key].get(m, np.nan) for s in seeds]) for m in methods]
             ax.bar(x + (i - 1) * 0.27, vals, 0.27, label=name)
         for m, color in (("image_only", "C1"), ("audio_only", "C2")):
@@ -578,42 +650,72 @@ def method_cards(results: Mapping[str, Any]) -> list[MethodCard]:
         accs = [s["acc"][method] for s in seeds]
         gain = 100 * (np.mean(accs) - np.mean(base))
         why, reference = CARD_TEXT[method.split("+")[0]]
-        cards.append(MethodCard(
-            method=method, why=why,
-            backbone="frozen `cnn`-tiny (image, 28×28) and `audio_cnn`-tiny (40-band log-mel) encoders of the "
-            "unimodal baselines; the fusion is trained on their features",
-            baseline=f"best unimodal model on the {level} level ({best_uni}: {fmt_mean_std(base)} %)",
-            result=f"{fmt_mean_std(accs)} % on {level} ({gain:+.1f} points vs {best_uni})",
-            reference=reference))
+        cards.append(
+            MethodCard(
+                method=method,
+                why=why,
+                backbone="frozen `cnn`-tiny (image, 28×28) and `audio_cnn`-tiny (40-band log-mel) encoders of the "
+                "unimodal baselines; the fusion is trained on their features",
+                baseline=f"best unimodal model on the {level} level ({best_uni}: {fmt_mean_std(base)} %)",
+                result=f"{fmt_mean_std(accs)} % on {level} ({gain:+.1f} points vs {best_uni})",
+                reference=reference,
+            )
+        )
     return cards
 
 
-AVMNIST = ("on AV-MNIST (MNIST + TIDIGITS, a different audio set) CentralNet (Vielzeuf et al. 2018) and MFAS "
-           "(Pérez-Rúa et al., CVPR 2019) report ~65 % image-only, ~42 % audio-only and 72-88 % fused")
+AVMNIST = (
+    "on AV-MNIST (MNIST + TIDIGITS, a different audio set) CentralNet (Vielzeuf et al. 2018) and MFAS "
+    "(Pérez-Rúa et al., CVPR 2019) report ~65 % image-only, ~42 % audio-only and 72-88 % fused"
+)
 CARD_TEXT: dict[str, tuple[str, str]] = {
-    "early": ("an MLP on the concatenated features sees both modalities jointly and can model any interaction",
-              f"Snoek et al., ACM MM 2005; {AVMNIST}"),
-    "late_average": ("averaging per-modality posteriors: errors of independent experts partly cancel",
-                     f"Snoek et al., ACM MM 2005; {AVMNIST}"),
-    "late_learned": ("a learned weight per modality trusts the more reliable expert more",
-                     f"Snoek et al., ACM MM 2005; {AVMNIST}"),
-    "late_product": ("product of experts: each modality adds independent log-evidence, a confident expert "
-                     "outvotes an uncertain one", f"Hinton 2002; Kittler et al., TPAMI 1998; {AVMNIST}"),
-    "hybrid": ("an early branch for interactions mixed with unimodal experts that keep working alone",
-               f"Baltrušaitis et al., TPAMI 2019; {AVMNIST}"),
-    "tensor": ("the outer product of [h; 1] vectors holds every uni- and bimodal multiplicative interaction",
-               f"Zadeh et al., EMNLP 2017 (TFN); {AVMNIST}"),
-    "low_rank_tensor": ("the tensor product's weight factorised at low rank: same interactions, linear cost",
-                        f"Liu et al., ACL 2018 (LMF); {AVMNIST}"),
-    "gated": ("per-unit gates computed from both inputs decide which modality to trust per sample",
-              f"Arevalo et al., ICLR-W 2017 (GMU); {AVMNIST}"),
-    "cross_transformer": ("each modality's tokens attend to the other's, aligning unsynchronised sequences",
-                          f"Tsai et al., ACL 2019 (MulT); {AVMNIST}"),
-    "autoencoder": ("a joint code trained to reconstruct both modalities, also from one alone",
-                    f"Ngiam et al., ICML 2011; {AVMNIST}"),
-    "mkl": ("one RBF kernel per modality, mixed by centered-kernel alignment, in an SVM",
-            f"Gönen & Alpaydın, JMLR 2011; Cortes et al., JMLR 2012; {AVMNIST}"),
-    "hmm_bayes": ("class HMMs model the temporal order of speech frames; calibrated posteriors are multiplied "
-                  "under conditional independence", f"Rabiner 1989; Kittler et al., TPAMI 1998; {AVMNIST}"),
+    "early": (
+        "an MLP on the concatenated features sees both modalities jointly and can model any interaction",
+        f"Snoek et al., ACM MM 2005; {AVMNIST}",
+    ),
+    "late_average": (
+        "averaging per-modality posteriors: errors of independent experts partly cancel",
+        f"Snoek et al., ACM MM 2005; {AVMNIST}",
+    ),
+    "late_learned": (
+        "a learned weight per modality trusts the more reliable expert more",
+        f"Snoek et al., ACM MM 2005; {AVMNIST}",
+    ),
+    "late_product": (
+        "product of experts: each modality adds independent log-evidence, a confident expert outvotes an uncertain one",
+        f"Hinton 2002; Kittler et al., TPAMI 1998; {AVMNIST}",
+    ),
+    "hybrid": (
+        "an early branch for interactions mixed with unimodal experts that keep working alone",
+        f"Baltrušaitis et al., TPAMI 2019; {AVMNIST}",
+    ),
+    "tensor": (
+        "the outer product of [h; 1] vectors holds every uni- and bimodal multiplicative interaction",
+        f"Zadeh et al., EMNLP 2017 (TFN); {AVMNIST}",
+    ),
+    "low_rank_tensor": (
+        "the tensor product's weight factorised at low rank: same interactions, linear cost",
+        f"Liu et al., ACL 2018 (LMF); {AVMNIST}",
+    ),
+    "gated": (
+        "per-unit gates computed from both inputs decide which modality to trust per sample",
+        f"Arevalo et al., ICLR-W 2017 (GMU); {AVMNIST}",
+    ),
+    "cross_transformer": (
+        "each modality's tokens attend to the other's, aligning unsynchronised sequences",
+        f"Tsai et al., ACL 2019 (MulT); {AVMNIST}",
+    ),
+    "autoencoder": (
+        "a joint code trained to reconstruct both modalities, also from one alone",
+        f"Ngiam et al., ICML 2011; {AVMNIST}",
+    ),
+    "mkl": (
+        "one RBF kernel per modality, mixed by centered-kernel alignment, in an SVM",
+        f"Gönen & Alpaydın, JMLR 2011; Cortes et al., JMLR 2012; {AVMNIST}",
+    ),
+    "hmm_bayes": (
+        "class HMMs model the temporal order of speech frames; calibrated posteriors are multiplied "
+        "under conditional independence",
+        f"Rabiner 1989; Kittler et al., TPAMI 1998; {AVMNIST}",
+    ),
 }
-

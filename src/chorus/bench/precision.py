@@ -39,8 +39,14 @@ PRESETS = {"full": Config(), "quick": Config(steps=4, log_every=2, rounds=1)}
 
 def measure(config: str, precision: str, steps: int, log_every: int) -> float:
     """Median samples/s of ``steps`` training steps of a shipped config, warm-up window excluded."""
-    overrides = [f"train.precision={precision}", f"train.max_steps={steps}", f"train.log_every={log_every}",
-                 "train.progress=false", "train.tensorboard=false", "train.eval_every=null"]
+    overrides = [
+        f"train.precision={precision}",
+        f"train.max_steps={steps}",
+        f"train.log_every={log_every}",
+        "train.progress=false",
+        "train.tensorboard=false",
+        "train.eval_every=null",
+    ]
     cfg = load_experiment(CONFIG_DIR / f"{config}.yaml", overrides)
     with tempfile.TemporaryDirectory() as run_dir:
         train_experiment(cfg, run_dir)
@@ -59,19 +65,33 @@ def run(cfg: Config, report: Report) -> None:
     auto, why = resolve_precision("auto", "cpu")
     means = {p: statistics.mean(v) for p, v in rates.items()}
     ratio = means["bf16"] / means["fp32"] if {"bf16", "fp32"} <= means.keys() else None
-    report.results.update({"cpu": cpu_model(), "bf16_flags": flags, "auto": auto, "auto_reason": why,
-                           "samples_per_sec": rates, "mean": means, "bf16_over_fp32": ratio})
+    report.results.update(
+        {
+            "cpu": cpu_model(),
+            "bf16_flags": flags,
+            "auto": auto,
+            "auto_reason": why,
+            "samples_per_sec": rates,
+            "mean": means,
+            "bf16_over_fp32": ratio,
+        }
+    )
     rows = [[p, fmt_mean_std(v, scale=1.0), len(v)] for p, v in rates.items()]
-    report.table(f"`{cfg.config}` training throughput, {cpu_model()} (bf16 flags: {', '.join(flags) or 'none'})",
-                 ["precision", "samples/s", "rounds"], rows,
-                 note=f"bf16 / fp32 = {ratio:.2f}; `precision: auto` picks {auto} here ({why})." if ratio else "")
-    report.card(MethodCard(
-        method="precision: auto (bf16 autocast only on hardware with native bf16 matmuls)",
-        why="bf16 halves memory traffic and runs on AMX / AVX512-BF16 / tensor-core units; "
+    report.table(
+        f"`{cfg.config}` training throughput, {cpu_model()} (bf16 flags: {', '.join(flags) or 'none'})",
+        ["precision", "samples/s", "rounds"],
+        rows,
+        note=f"bf16 / fp32 = {ratio:.2f}; `precision: auto` picks {auto} here ({why})." if ratio else "",
+    )
+    report.card(
+        MethodCard(
+            method="precision: auto (bf16 autocast only on hardware with native bf16 matmuls)",
+            why="bf16 halves memory traffic and runs on AMX / AVX512-BF16 / tensor-core units; "
             "without them bf16 matmuls are emulated and slower than fp32",
-        backbone=f"shipped config {cfg.config}, {cfg.steps} steps per measurement",
-        baseline="fp32 training of the same config on the same machine, alternated round by round",
-        result=f"bf16 / fp32 samples/s = {ratio:.2f} on {cpu_model()}" if ratio else "n/a",
-        reference="Kalamkar et al., 'A Study of BFLOAT16 for Deep Learning Training' (2019): bf16 trains to fp32 "
-                  "accuracy; the speed-up depends on native bf16 units, as measured here",
-    ))
+            backbone=f"shipped config {cfg.config}, {cfg.steps} steps per measurement",
+            baseline="fp32 training of the same config on the same machine, alternated round by round",
+            result=f"bf16 / fp32 samples/s = {ratio:.2f} on {cpu_model()}" if ratio else "n/a",
+            reference="Kalamkar et al., 'A Study of BFLOAT16 for Deep Learning Training' (2019): bf16 trains to fp32 "
+            "accuracy; the speed-up depends on native bf16 units, as measured here",
+        )
+    )

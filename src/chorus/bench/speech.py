@@ -92,18 +92,41 @@ class Config:
 
 PRESETS = {
     "full": Config(),
-    "quick": Config(seeds=(0,), folds=(MAIN_FOLD,), train_size=48, train_snr_db=(10.0,), test_size=12, steps=30,
-                    attention_steps=30, classifier_steps=30, aligner_steps=20, tts_train_size=24, tts_steps=30,
-                    tts_strings=12, mcd_strings=4, griffin_lim_iters=8),
+    "quick": Config(
+        seeds=(0,),
+        folds=(MAIN_FOLD,),
+        train_size=48,
+        train_snr_db=(10.0,),
+        test_size=12,
+        steps=30,
+        attention_steps=30,
+        classifier_steps=30,
+        aligner_steps=20,
+        tts_train_size=24,
+        tts_steps=30,
+        tts_strings=12,
+        mcd_strings=4,
+        griffin_lim_iters=8,
+    ),
 }
 
 
 def experiment(cfg: Config, task: str, system: str, steps: int, seed: int, fold: str) -> SpeechExperiment:
     """The shipped-config shape of each trained system, so a benchmark run folder is a ``chorus transcribe`` run."""
-    data = StringsConfig(test_speakers=[fold], train_size=cfg.train_size, gain_db=cfg.gain_db,
-                         train_snr_db=list(cfg.train_snr_db))
-    train = TrainConfig(max_steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=max(1, steps // 10),
-                        precision="bf16", seed=seed, progress=False, tensorboard=False, log_every=max(1, steps // 5))
+    data = StringsConfig(
+        test_speakers=[fold], train_size=cfg.train_size, gain_db=cfg.gain_db, train_snr_db=list(cfg.train_snr_db)
+    )
+    train = TrainConfig(
+        max_steps=steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        warmup_steps=max(1, steps // 10),
+        precision="bf16",
+        seed=seed,
+        progress=False,
+        tensorboard=False,
+        log_every=max(1, steps // 5),
+    )
     model = SpeechModelConfig(task=task, system=system, beam=cfg.beam)  # type: ignore[arg-type]
     return SpeechExperiment(f"speech_{system if task == 'recognize' else 'tts'}", data, model, train)
 
@@ -111,16 +134,25 @@ def experiment(cfg: Config, task: str, system: str, steps: int, seed: int, fold:
 def test_sets(cfg: Config, fold: str, logmel: LogMel) -> dict[str, list[SpeechItem]]:
     """The fold's held-out strings, clean and noisy (the same utterances plus noise)."""
     data = StringsConfig(test_speakers=[fold], gain_db=cfg.gain_db, seed=0)
-    return {"clean": load_strings(data.strings(cfg.data_root, "test", cfg.test_size, seed_offset=7), logmel),
-            "noisy": load_strings(data.strings(cfg.data_root, "test", cfg.test_size, seed_offset=7,
-                                               snr_db=cfg.noisy_snr_db), logmel)}
+    return {
+        "clean": load_strings(data.strings(cfg.data_root, "test", cfg.test_size, seed_offset=7), logmel),
+        "noisy": load_strings(
+            data.strings(cfg.data_root, "test", cfg.test_size, seed_offset=7, snr_db=cfg.noisy_snr_db), logmel
+        ),
+    }
 
 
 def score(items: list[SpeechItem], hypotheses: list[list[int]]) -> dict[str, Any]:
     counts = error_counts([it.text for it in items], [digits_to_text(h) for h in hypotheses])
-    return {"wer": counts.wer, "ser": counts.ser, "substitutions": counts.substitutions,
-            "deletions": counts.deletions, "insertions": counts.insertions, "words": counts.words,
-            "confusion": counts.confusion_matrix(DIGIT_WORDS).tolist()}
+    return {
+        "wer": counts.wer,
+        "ser": counts.ser,
+        "substitutions": counts.substitutions,
+        "deletions": counts.deletions,
+        "insertions": counts.insertions,
+        "words": counts.words,
+        "confusion": counts.confusion_matrix(DIGIT_WORDS).tolist(),
+    }
 
 
 def chance_wer(items: list[SpeechItem], min_digits: int = 1, max_digits: int = 7, seed: int = 0) -> float:
@@ -137,10 +169,11 @@ def attention_alignment(model: JointCTCAttention, items: list[SpeechItem]) -> tu
     maps = []
     subsample = model.encoder.subsample
     for i in range(0, len(items), 32):
-        chunk = items[i:i + 32]
+        chunk = items[i : i + 32]
         batch = speech_batch(chunk)
-        weights, frame_mask = model.teacher_forced_weights(batch["audio"], batch["audio_mask"], batch["targets"],
-                                                           batch["target_mask"])
+        weights, frame_mask = model.teacher_forced_weights(
+            batch["audio"], batch["audio_mask"], batch["targets"], batch["target_mask"]
+        )
         for b, item in enumerate(chunk):
             n, frames = len(item.digits), int(frame_mask[b].sum())
             w = weights[b, :, :frames].float()
@@ -177,17 +210,30 @@ def run(cfg: Config, report: Report) -> None:
     judges = {}
     attention_maps: list[np.ndarray] = []
     for seed in cfg.seeds:
-        classifier = train_isolated_classifier(clip_mels, clip_labels, cfg.classifier_steps,
-                                               str(out / "runs" / f"classifier_{seed}"), seed)
-        ctc = train_recognizer(experiment(cfg, "recognize", "ctc", cfg.steps, seed, MAIN_FOLD), train_items,
-                               out / "runs" / f"ctc_{MAIN_FOLD}_{seed}")
-        attention = train_recognizer(experiment(cfg, "recognize", "attention", cfg.attention_steps, seed, MAIN_FOLD),
-                                     train_items, out / "runs" / f"attention_{seed}")
+        classifier = train_isolated_classifier(
+            clip_mels, clip_labels, cfg.classifier_steps, str(out / "runs" / f"classifier_{seed}"), seed
+        )
+        ctc = train_recognizer(
+            experiment(cfg, "recognize", "ctc", cfg.steps, seed, MAIN_FOLD),
+            train_items,
+            out / "runs" / f"ctc_{MAIN_FOLD}_{seed}",
+        )
+        attention = train_recognizer(
+            experiment(cfg, "recognize", "attention", cfg.attention_steps, seed, MAIN_FOLD),
+            train_items,
+            out / "runs" / f"attention_{seed}",
+        )
         judges[seed] = (ctc, classifier)
         for condition, items in main_tests.items():
             mels = [it.mel for it in items]
-            add("oracle", condition, score(items, classify_segments(
-                classifier, mels, [oracle_segments(it.bounds, it.mel.shape[1]) for it in items])))
+            add(
+                "oracle",
+                condition,
+                score(
+                    items,
+                    classify_segments(classifier, mels, [oracle_segments(it.bounds, it.mel.shape[1]) for it in items]),
+                ),
+            )
             add("vad", condition, score(items, classify_segments(classifier, mels, [vad_segments(m) for m in mels])))
             add("ctc_greedy", condition, score(items, decode_items(ctc, mels, beam=0)))
             add("ctc_beam", condition, score(items, decode_items(ctc, mels, beam=cfg.beam)))
@@ -205,11 +251,16 @@ def run(cfg: Config, report: Report) -> None:
             folds[fold] = {c: rec["ctc_beam"][c][0]["wer"] for c in ("clean", "noisy")}
             continue
         fold_cfg = experiment(cfg, "recognize", "ctc", cfg.steps, cfg.seeds[0], fold)
-        model = train_recognizer(fold_cfg, recognizer_items(fold_cfg.data, cfg.data_root, logmel),
-                                 out / "runs" / f"ctc_{fold}_{cfg.seeds[0]}")
+        model = train_recognizer(
+            fold_cfg,
+            recognizer_items(fold_cfg.data, cfg.data_root, logmel),
+            out / "runs" / f"ctc_{fold}_{cfg.seeds[0]}",
+        )
         tests = test_sets(cfg, fold, logmel)
-        folds[fold] = {c: score(items, decode_items(model, [it.mel for it in items], beam=cfg.beam))["wer"]
-                       for c, items in tests.items()}
+        folds[fold] = {
+            c: score(items, decode_items(model, [it.mel for it in items], beam=cfg.beam))["wer"]
+            for c, items in tests.items()
+        }
     results["folds"] = folds
 
     # --- 3. synthesis in the main fold's voice, judged by the main fold's recognisers (never heard it)
@@ -230,8 +281,10 @@ def run(cfg: Config, report: Report) -> None:
         with torch.no_grad():
             mels = [logmel(w) for w in waves]
         ctc, classifier = judges[seed]
-        items = [SpeechItem(m, torch.tensor(d), digits_to_text(d), np.zeros((len(d), 2)), torch.zeros(0), "tts", w)
-                 for m, w, d in zip(mels, waves, texts)]
+        items = [
+            SpeechItem(m, torch.tensor(d), digits_to_text(d), np.zeros((len(d), 2)), torch.zeros(0), "tts", w)
+            for m, w, d in zip(mels, waves, texts)
+        ]
         judged = score(items, decode_items(ctc, mels, beam=cfg.beam))
         spans = align_items(tagger, mels, texts)
         segments = [np.stack([s, e], axis=1) for s, e in spans]
@@ -248,9 +301,16 @@ def run(cfg: Config, report: Report) -> None:
             mcd_other.append(mel_cepstral_distortion(other, real))
             if not example:
                 example = {"text": digits_to_text(d), "real": real.numpy(), "synth": mel.numpy()}
-        tts.append({"wer": judged["wer"], "string_error": judged["ser"], "segment_digit_acc": digit_acc,
-                    "mcd": float(np.mean(mcd)), "mcd_real_same_speaker": float(np.mean(mcd_real)),
-                    "mcd_real_other_speaker": float(np.mean(mcd_other))})
+        tts.append(
+            {
+                "wer": judged["wer"],
+                "string_error": judged["ser"],
+                "segment_digit_acc": digit_acc,
+                "mcd": float(np.mean(mcd)),
+                "mcd_real_same_speaker": float(np.mean(mcd_real)),
+                "mcd_real_other_speaker": float(np.mean(mcd_other)),
+            }
+        )
     results["tts"] = tts
     results["tts_texts"] = len(texts)
 
@@ -273,52 +333,94 @@ def _ms(runs: list[dict[str, Any]], key: str, scale: float = 100.0) -> str:
     return fmt_mean_std(values, scale=scale, digits=1) if len(values) > 1 else f"{values[0] * scale:.1f}"
 
 
-def write_tables(cfg: Config, report: Report, maps: list[np.ndarray], clean: list[SpeechItem],
-                 example: dict[str, Any]) -> None:
+def write_tables(
+    cfg: Config, report: Report, maps: list[np.ndarray], clean: list[SpeechItem], example: dict[str, Any]
+) -> None:
     r = report.results
     rec, folds, tts = r["recognition"], r["folds"], r["tts"]
-    names = {"oracle": "baseline (a): isolated-digit classifier on oracle word segments",
-             "vad": "baseline (b): isolated-digit classifier on energy-VAD segments",
-             "ctc_greedy": "CTC recogniser, greedy", "ctc_beam": f"CTC recogniser, beam {cfg.beam} + length prior",
-             "attention": "joint CTC-attention recogniser, greedy"}
-    rows = [[label, _ms(rec[k]["clean"], "wer"), _ms(rec[k]["clean"], "ser"), _ms(rec[k]["noisy"], "wer"),
-             _ms(rec[k]["noisy"], "ser")] for k, label in names.items()]
-    report.table(f"Recognition, held-out speaker {MAIN_FOLD} ({len(clean)} strings of 1–7 digits; "
-                 f"{len(cfg.seeds)} seed(s), mean ± std)",
-                 ["system", "WER clean (%)", "SER clean (%)", f"WER {cfg.noisy_snr_db:g} dB (%)",
-                  f"SER {cfg.noisy_snr_db:g} dB (%)"], rows,
-                 note=f"Chance (random 1–7 digit strings): WER {100 * r['chance_wer']:.1f} %.")
+    names = {
+        "oracle": "baseline (a): isolated-digit classifier on oracle word segments",
+        "vad": "baseline (b): isolated-digit classifier on energy-VAD segments",
+        "ctc_greedy": "CTC recogniser, greedy",
+        "ctc_beam": f"CTC recogniser, beam {cfg.beam} + length prior",
+        "attention": "joint CTC-attention recogniser, greedy",
+    }
+    rows = [
+        [
+            label,
+            _ms(rec[k]["clean"], "wer"),
+            _ms(rec[k]["clean"], "ser"),
+            _ms(rec[k]["noisy"], "wer"),
+            _ms(rec[k]["noisy"], "ser"),
+        ]
+        for k, label in names.items()
+    ]
+    report.table(
+        f"Recognition, held-out speaker {MAIN_FOLD} ({len(clean)} strings of 1–7 digits; "
+        f"{len(cfg.seeds)} seed(s), mean ± std)",
+        [
+            "system",
+            "WER clean (%)",
+            "SER clean (%)",
+            f"WER {cfg.noisy_snr_db:g} dB (%)",
+            f"SER {cfg.noisy_snr_db:g} dB (%)",
+        ],
+        rows,
+        note=f"Chance (random 1–7 digit strings): WER {100 * r['chance_wer']:.1f} %.",
+    )
     fold_rows = [[f, f"{100 * v['clean']:.1f}", f"{100 * v['noisy']:.1f}"] for f, v in folds.items()]
     if len(folds) > 1:
-        fold_rows.append(["mean", f"{100 * np.mean([v['clean'] for v in folds.values()]):.1f}",
-                          f"{100 * np.mean([v['noisy'] for v in folds.values()]):.1f}"])
-    report.table(f"CTC recogniser (beam) by held-out speaker (seed {cfg.seeds[0]})",
-                 ["held-out speaker", "WER clean (%)", f"WER {cfg.noisy_snr_db:g} dB (%)"], fold_rows)
+        fold_rows.append(
+            [
+                "mean",
+                f"{100 * np.mean([v['clean'] for v in folds.values()]):.1f}",
+                f"{100 * np.mean([v['noisy'] for v in folds.values()]):.1f}",
+            ]
+        )
+    report.table(
+        f"CTC recogniser (beam) by held-out speaker (seed {cfg.seeds[0]})",
+        ["held-out speaker", "WER clean (%)", f"WER {cfg.noisy_snr_db:g} dB (%)"],
+        fold_rows,
+    )
     att = rec["attention_alignment"]["clean"]
-    report.table("Implicit alignment: attention peaks inside the right word (teacher-forced, clean)",
-                 ["read-out", "peaks in the right word (%)"],
-                 [["chance (word length / utterance length)", _ms(att, "chance")],
-                  ["uniform peaks (centre of the k-th equal part)", _ms(att, "uniform_peak_hit")],
-                  ["joint CTC-attention decoder, last layer, heads averaged", _ms(att, "peak_hit")]])
+    report.table(
+        "Implicit alignment: attention peaks inside the right word (teacher-forced, clean)",
+        ["read-out", "peaks in the right word (%)"],
+        [
+            ["chance (word length / utterance length)", _ms(att, "chance")],
+            ["uniform peaks (centre of the k-th equal part)", _ms(att, "uniform_peak_hit")],
+            ["joint CTC-attention decoder, last layer, heads averaged", _ms(att, "peak_hit")],
+        ],
+    )
     confusion = np.asarray(rec["ctc_beam"]["clean"][0]["confusion"])
     labels = list(DIGIT_WORDS) + ["<ins>"]
-    report.table(f"CTC (beam) per-digit confusion, {MAIN_FOLD} clean, seed {cfg.seeds[0]} (rows: spoken; "
-                 "columns: recognised; last column = deleted, last row = inserted)",
-                 ["spoken \\ recognised", *DIGIT_WORDS, "<del>"],
-                 [[labels[i], *[str(v) for v in row]] for i, row in enumerate(confusion)])
-    report.table(f"Synthesis in {MAIN_FOLD}'s voice: {r['tts_texts']} unseen digit strings "
-                 f"({len(cfg.seeds)} seed(s), mean ± std)", ["measure", "value"],
-                 [["WER by the CTC recogniser (never heard the voice) (%)", _ms(tts, "wer")],
-                  ["round trip text → speech → text, string error rate (%)", _ms(tts, "string_error")],
-                  ["isolated-digit classifier on forced-aligned segments, digit accuracy (%)",
-                   _ms(tts, "segment_digit_acc")],
-                  [f"MCD synthesised vs real {MAIN_FOLD}, same text (dB)", _ms(tts, "mcd", 1.0)],
-                  [f"MCD real {MAIN_FOLD} vs real {MAIN_FOLD} (other takes), same text (dB)",
-                   _ms(tts, "mcd_real_same_speaker", 1.0)],
-                  [f"MCD real jackson vs real {MAIN_FOLD}, same text (dB)", _ms(tts, "mcd_real_other_speaker", 1.0)]],
-                 note="Reference for the WER: the same recogniser on real speech of this speaker, first table.")
-    report.text("Round trip", f"Text → speech → text string error rate on {r['tts_texts']} random strings: "
-                f"**{_ms(tts, 'string_error')} %**.")
+    report.table(
+        f"CTC (beam) per-digit confusion, {MAIN_FOLD} clean, seed {cfg.seeds[0]} (rows: spoken; "
+        "columns: recognised; last column = deleted, last row = inserted)",
+        ["spoken \\ recognised", *DIGIT_WORDS, "<del>"],
+        [[labels[i], *[str(v) for v in row]] for i, row in enumerate(confusion)],
+    )
+    report.table(
+        f"Synthesis in {MAIN_FOLD}'s voice: {r['tts_texts']} unseen digit strings "
+        f"({len(cfg.seeds)} seed(s), mean ± std)",
+        ["measure", "value"],
+        [
+            ["WER by the CTC recogniser (never heard the voice) (%)", _ms(tts, "wer")],
+            ["round trip text → speech → text, string error rate (%)", _ms(tts, "string_error")],
+            ["isolated-digit classifier on forced-aligned segments, digit accuracy (%)", _ms(tts, "segment_digit_acc")],
+            [f"MCD synthesised vs real {MAIN_FOLD}, same text (dB)", _ms(tts, "mcd", 1.0)],
+            [
+                f"MCD real {MAIN_FOLD} vs real {MAIN_FOLD} (other takes), same text (dB)",
+                _ms(tts, "mcd_real_same_speaker", 1.0),
+            ],
+            [f"MCD real jackson vs real {MAIN_FOLD}, same text (dB)", _ms(tts, "mcd_real_other_speaker", 1.0)],
+        ],
+        note="Reference for the WER: the same recogniser on real speech of this speaker, first table.",
+    )
+    report.text(
+        "Round trip",
+        f"Text → speech → text string error rate on {r['tts_texts']} random strings: **{_ms(tts, 'string_error')} %**.",
+    )
     with report.figure("wer_by_fold", figsize=(6, 3)) as (_, ax):
         x = np.arange(len(folds))
         ax.bar(x - 0.2, [100 * v["clean"] for v in folds.values()], 0.4, label="clean")
@@ -339,7 +441,7 @@ def write_tables(cfg: Config, report: Report, maps: list[np.ndarray], clean: lis
     with report.figure("mel_real_vs_synth", nrows=2, figsize=(7, 4)) as (_, axes):
         for ax, key in zip(axes, ("real", "synth")):
             ax.imshow(example[key], aspect="auto", origin="lower", cmap="viridis")
-            ax.set_title(f"{'real ' + MAIN_FOLD if key == 'real' else 'synthesised'}: \"{example['text']}\"")
+            ax.set_title(f'{"real " + MAIN_FOLD if key == "real" else "synthesised"}: "{example["text"]}"')
             ax.set_ylabel("mel band")
         axes[-1].set_xlabel("frame (10 ms)")
     cards(cfg, report)
@@ -349,57 +451,64 @@ def cards(cfg: Config, report: Report) -> None:
     r = report.results
     rec, tts, folds = r["recognition"], r["tts"], r["folds"]
     fold_mean = 100 * np.mean([v["clean"] for v in folds.values()])
-    published = ("TIDIGITS connected digits: HMM systems reach ≈ 0.5–1 % WER (e.g. Leonard 1984's corpus; "
-                 "Hirsch & Pearce 2000 / Aurora-2 clean-trained ≈ 1 % on clean speech) with 112 adult training "
-                 "speakers (326 in the corpus) and 8,623 training strings. Here 5 training speakers (all male) give the model five voices to "
-                 "generalise from and the test voice is the sixth: the gap is mostly speaker variability "
-                 "the training set cannot span, not the model family.")
-    report.card(MethodCard(
-        "CTC digit-string recogniser",
-        "CTC sums over every frame labelling that collapses to the transcript, so the recogniser learns to name "
-        "the words without ever being told where they are; the blank class absorbs pauses and word interiors.",
-        "speaker-robust log-mel front end (40 dB floor, per-band mean removal, SpecAugment) → 2 conv blocks "
-        "(stride 2 each, 40 ms frames) → 2-layer pre-LN Transformer, width 96 → linear over blank + 10 digit words; "
-        f"multi-condition training (clean + {', '.join(f'{s:g}' for s in cfg.train_snr_db)} dB copies)",
-        f"isolated-digit classifier on oracle segments: {_ms(rec['oracle']['clean'], 'wer')} % WER; on energy-VAD "
-        f"segments {_ms(rec['vad']['clean'], 'wer')} %",
-        f"{MAIN_FOLD}: {_ms(rec['ctc_beam']['clean'], 'wer')} % WER clean (greedy {_ms(rec['ctc_greedy']['clean'], 'wer')}), "
-        f"{_ms(rec['ctc_beam']['noisy'], 'wer')} % at {cfg.noisy_snr_db:g} dB; six-fold mean {fold_mean:.1f} % "
-        f"(target ≤ 12 % on {MAIN_FOLD} and no worse than baseline (a))",
-        published,
-    ))
+    published = (
+        "TIDIGITS connected digits: HMM systems reach ≈ 0.5–1 % WER (e.g. Leonard 1984's corpus; "
+        "Hirsch & Pearce 2000 / Aurora-2 clean-trained ≈ 1 % on clean speech) with 112 adult training "
+        "speakers (326 in the corpus) and 8,623 training strings. Here 5 training speakers (all male) give the model five voices to "
+        "generalise from and the test voice is the sixth: the gap is mostly speaker variability "
+        "the training set cannot span, not the model family."
+    )
+    report.card(
+        MethodCard(
+            "CTC digit-string recogniser",
+            "CTC sums over every frame labelling that collapses to the transcript, so the recogniser learns to name "
+            "the words without ever being told where they are; the blank class absorbs pauses and word interiors.",
+            "speaker-robust log-mel front end (40 dB floor, per-band mean removal, SpecAugment) → 2 conv blocks "
+            "(stride 2 each, 40 ms frames) → 2-layer pre-LN Transformer, width 96 → linear over blank + 10 digit words; "
+            f"multi-condition training (clean + {', '.join(f'{s:g}' for s in cfg.train_snr_db)} dB copies)",
+            f"isolated-digit classifier on oracle segments: {_ms(rec['oracle']['clean'], 'wer')} % WER; on energy-VAD "
+            f"segments {_ms(rec['vad']['clean'], 'wer')} %",
+            f"{MAIN_FOLD}: {_ms(rec['ctc_beam']['clean'], 'wer')} % WER clean (greedy {_ms(rec['ctc_greedy']['clean'], 'wer')}), "
+            f"{_ms(rec['ctc_beam']['noisy'], 'wer')} % at {cfg.noisy_snr_db:g} dB; six-fold mean {fold_mean:.1f} % "
+            f"(target ≤ 12 % on {MAIN_FOLD} and no worse than baseline (a))",
+            published,
+        )
+    )
     att = rec["attention_alignment"]["clean"]
-    report.card(MethodCard(
-        "Joint CTC-attention recogniser",
-        "An autoregressive decoder cross-attends to the encoder frames; the CTC loss on the same encoder "
-        "(weight 0.3, Watanabe et al. 2017) forces monotonic, word-localised frame features from the first steps, "
-        "so the attention finds the words instead of wandering; label smoothing 0.1 and teacher forcing as usual.",
-        "the CTC recogniser's encoder + 2-layer Transformer decoder (causal self-attention, 4-head "
-        "cross-attention), greedy decoding",
-        f"CTC recogniser (beam): {_ms(rec['ctc_beam']['clean'], 'wer')} % WER; uniform attention peaks "
-        f"{_ms(att, 'uniform_peak_hit')} % in the right word, chance {_ms(att, 'chance')} %",
-        f"{_ms(rec['attention']['clean'], 'wer')} % WER clean, {_ms(rec['attention']['noisy'], 'wer')} % at "
-        f"{cfg.noisy_snr_db:g} dB (target within 3 points of CTC); {_ms(att, 'peak_hit')} % of attention peaks "
-        "inside the right word",
-        "Watanabe et al. 2017 (hybrid CTC/attention) and Chorowski et al. 2015 show attention ASR aligning "
-        "with the words; no peak-hit figure on digits to compare with. " + published,
-    ))
-    report.card(MethodCard(
-        "FastSpeech-style digit-string synthesiser with Griffin-Lim",
-        "Durations come from Viterbi forced alignment (a frame tagger trained on the other speakers), so each "
-        "frame's target is a known part of a known word and an L1 regression learns per-word spectral templates "
-        "that follow the word's timing; a length regulator makes any string of words.",
-        "token conv encoder (pause token around every word) → duration head → length regulator with "
-        "within-token position sinusoids → 4 residual conv layers → 40-band log-mel → Griffin-Lim "
-        f"({cfg.griffin_lim_iters} iterations); trained on {cfg.tts_train_size} strings of {MAIN_FOLD}",
-        f"real {MAIN_FOLD} speech read by the same recogniser: {_ms(rec['ctc_beam']['clean'], 'wer')} % WER; "
-        f"MCD between two real {MAIN_FOLD} utterances of the same text {_ms(tts, 'mcd_real_same_speaker', 1.0)} dB",
-        f"{_ms(tts, 'wer')} % WER on {r['tts_texts']} unseen strings (target ≤ 10 %), round-trip string error "
-        f"{_ms(tts, 'string_error')} %, digit accuracy on aligned segments {_ms(tts, 'segment_digit_acc')} %, "
-        f"MCD {_ms(tts, 'mcd', 1.0)} dB",
-        "Ren et al. 2019 (FastSpeech) report MOS 3.84 vs 4.41 for real speech on LJSpeech with a WaveGlow "
-        "vocoder; MCD of Tacotron-class systems is typically 4–7 dB on SPTK mel-cepstra. Our log-mel MCD is not "
-        "on that scale (see the real-vs-real rows), and Griffin-Lim is audibly buzzier than a neural vocoder "
-        "(not built here).",
-    ))
-
+    report.card(
+        MethodCard(
+            "Joint CTC-attention recogniser",
+            "An autoregressive decoder cross-attends to the encoder frames; the CTC loss on the same encoder "
+            "(weight 0.3, Watanabe et al. 2017) forces monotonic, word-localised frame features from the first steps, "
+            "so the attention finds the words instead of wandering; label smoothing 0.1 and teacher forcing as usual.",
+            "the CTC recogniser's encoder + 2-layer Transformer decoder (causal self-attention, 4-head "
+            "cross-attention), greedy decoding",
+            f"CTC recogniser (beam): {_ms(rec['ctc_beam']['clean'], 'wer')} % WER; uniform attention peaks "
+            f"{_ms(att, 'uniform_peak_hit')} % in the right word, chance {_ms(att, 'chance')} %",
+            f"{_ms(rec['attention']['clean'], 'wer')} % WER clean, {_ms(rec['attention']['noisy'], 'wer')} % at "
+            f"{cfg.noisy_snr_db:g} dB (target within 3 points of CTC); {_ms(att, 'peak_hit')} % of attention peaks "
+            "inside the right word",
+            "Watanabe et al. 2017 (hybrid CTC/attention) and Chorowski et al. 2015 show attention ASR aligning "
+            "with the words; no peak-hit figure on digits to compare with. " + published,
+        )
+    )
+    report.card(
+        MethodCard(
+            "FastSpeech-style digit-string synthesiser with Griffin-Lim",
+            "Durations come from Viterbi forced alignment (a frame tagger trained on the other speakers), so each "
+            "frame's target is a known part of a known word and an L1 regression learns per-word spectral templates "
+            "that follow the word's timing; a length regulator makes any string of words.",
+            "token conv encoder (pause token around every word) → duration head → length regulator with "
+            "within-token position sinusoids → 4 residual conv layers → 40-band log-mel → Griffin-Lim "
+            f"({cfg.griffin_lim_iters} iterations); trained on {cfg.tts_train_size} strings of {MAIN_FOLD}",
+            f"real {MAIN_FOLD} speech read by the same recogniser: {_ms(rec['ctc_beam']['clean'], 'wer')} % WER; "
+            f"MCD between two real {MAIN_FOLD} utterances of the same text {_ms(tts, 'mcd_real_same_speaker', 1.0)} dB",
+            f"{_ms(tts, 'wer')} % WER on {r['tts_texts']} unseen strings (target ≤ 10 %), round-trip string error "
+            f"{_ms(tts, 'string_error')} %, digit accuracy on aligned segments {_ms(tts, 'segment_digit_acc')} %, "
+            f"MCD {_ms(tts, 'mcd', 1.0)} dB",
+            "Ren et al. 2019 (FastSpeech) report MOS 3.84 vs 4.41 for real speech on LJSpeech with a WaveGlow "
+            "vocoder; MCD of Tacotron-class systems is typically 4–7 dB on SPTK mel-cepstra. Our log-mel MCD is not "
+            "on that scale (see the real-vs-real rows), and Griffin-Lim is audibly buzzier than a neural vocoder "
+            "(not built here).",
+        )
+    )

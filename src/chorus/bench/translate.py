@@ -82,15 +82,28 @@ class Config:
 PRESETS = {
     "full": Config(),
     # One seed, short training (a smoke run).
-    "quick": replace(Config(), seeds=(0,), space_steps=80, bind_steps=60, judge_steps=80, cvae_steps=300,
-                     gan_steps=300, gan_ema_half_life=30, mel_steps=150, samples_per_prompt=5, griffin_lim_iters=16),
+    "quick": replace(
+        Config(),
+        seeds=(0,),
+        space_steps=80,
+        bind_steps=60,
+        judge_steps=80,
+        cvae_steps=300,
+        gan_steps=300,
+        gan_ema_half_life=30,
+        mel_steps=150,
+        samples_per_prompt=5,
+        griffin_lim_iters=16,
+    ),
 }
 
 
 # ------------------------------------------------------------------------------------------- retrieval
 
 
-def retrieval(space: SharedSpace, data: DigitData, templates: list[str], clips: torch.Tensor) -> dict[str, dict[str, float]]:
+def retrieval(
+    space: SharedSpace, data: DigitData, templates: list[str], clips: torch.Tensor
+) -> dict[str, dict[str, float]]:
     """Class-level Recall@K for every direction between held-out speech ``clips``, unseen prompts and MNIST test images."""
     images = space.embed_images(data.pixels[data.mnist_test])
     image_y = data.digit_of_image[data.mnist_test]
@@ -98,8 +111,14 @@ def retrieval(space: SharedSpace, data: DigitData, templates: list[str], clips: 
     text = space.embed_texts(space.prompts(templates, range(10)))
     text_y = torch.arange(10).repeat(len(templates))
     views = {"speech": (speech, speech_y), "text": (text, text_y), "image": (images, image_y)}
-    directions = [("speech", "image"), ("image", "speech"), ("text", "image"), ("image", "text"),
-                  ("speech", "text"), ("text", "speech")]
+    directions = [
+        ("speech", "image"),
+        ("image", "speech"),
+        ("text", "image"),
+        ("image", "text"),
+        ("speech", "text"),
+        ("text", "speech"),
+    ]
     out = {}
     for a, b in directions:
         out[f"{a}->{b}"] = class_retrieval(*views[a], *views[b], KS)
@@ -110,8 +129,13 @@ def retrieval(space: SharedSpace, data: DigitData, templates: list[str], clips: 
 # ------------------------------------------------------------------------------------------- generators
 
 
-def test_conditions(spaces: dict[str, SharedSpace], data: DigitData, templates: list[str],
-                    per_prompt: int, generator_images: torch.Tensor) -> dict[str, tuple]:
+def test_conditions(
+    spaces: dict[str, SharedSpace],
+    data: DigitData,
+    templates: list[str],
+    per_prompt: int,
+    generator_images: torch.Tensor,
+) -> dict[str, tuple]:
     """Held-out conditions per source: unseen prompt templates (repeated), and per speech protocol its held-out
     clips through its own speech tower, as embedded (``speech_<protocol>``) and moved onto the image side by
     :func:`nearest_image_prior` over the generators' own training images (``speech_<protocol>_prior``)."""
@@ -144,8 +168,9 @@ def judge_generator(sample, conditions: dict[str, tuple], judge, data: DigitData
     return out
 
 
-def sample_grid(sample, digit_conditions: torch.Tensor, report: Report, name: str, title: str,
-                per_digit: int = 10) -> None:
+def sample_grid(
+    sample, digit_conditions: torch.Tensor, report: Report, name: str, title: str, per_digit: int = 10
+) -> None:
     """Rows 0-9, ``per_digit`` samples each, from one condition row per digit [10, D]."""
     cond = digit_conditions.repeat_interleave(per_digit, 0)
     images = sample(cond, torch.Generator().manual_seed(0)).view(10, per_digit, 28, 28)
@@ -159,18 +184,30 @@ def sample_grid(sample, digit_conditions: torch.Tensor, report: Report, name: st
 # ------------------------------------------------------------------------------------------- image → speech
 
 
-def image_to_speech(space: SharedSpace, data: DigitData, judge, cfg: Config, seed: int, run_dir: Path,
-                    report: Report | None) -> dict[str, float]:
+def image_to_speech(
+    space: SharedSpace, data: DigitData, judge, cfg: Config, seed: int, run_dir: Path, report: Report | None
+) -> dict[str, float]:
     """Log-mel decoder from image embeddings, inverted by Griffin-Lim, judged against shuffled conditions;
     with ``report``, also saves a spectrogram plot and one WAV per digit."""
     train_pairs = data.pairs_train[data.repetition_of_clip[data.pairs_train[:, 0]] % 2 == 1]
     cond = space.embed_images(data.pixels[train_pairs[:, 1]])
-    rows = SpeechTargets(speaker_normalise([data.mels[c] for c in train_pairs[:, 0].tolist()],
-                                           SPEECH_TOWER["top_db"]), cond, cfg.mel_frames)
+    rows = SpeechTargets(
+        speaker_normalise([data.mels[c] for c in train_pairs[:, 0].tolist()], SPEECH_TOWER["top_db"]),
+        cond,
+        cfg.mel_frames,
+    )
     seed_everything(seed)
     decoder = MelDecoder.from_targets(rows)
-    train_cfg = TrainConfig(max_steps=cfg.mel_steps, batch_size=64, lr=1e-3, warmup_steps=20, seed=seed,
-                            progress=False, tensorboard=False, log_every=cfg.mel_steps)
+    train_cfg = TrainConfig(
+        max_steps=cfg.mel_steps,
+        batch_size=64,
+        lr=1e-3,
+        warmup_steps=20,
+        seed=seed,
+        progress=False,
+        tensorboard=False,
+        log_every=cfg.mel_steps,
+    )
     Trainer(decoder, rows, train_cfg, run_dir).fit()
     decoder.eval()
     test_images = data.pairs_test[:, 1]
@@ -192,8 +229,9 @@ def image_to_speech(space: SharedSpace, data: DigitData, judge, cfg: Config, see
     return results
 
 
-def _save_speech(report: Report, mel: list[torch.Tensor], waves: list[torch.Tensor], y: torch.Tensor,
-                 data: DigitData) -> None:
+def _save_speech(
+    report: Report, mel: list[torch.Tensor], waves: list[torch.Tensor], y: torch.Tensor, data: DigitData
+) -> None:
     (report.out / "wav").mkdir(parents=True, exist_ok=True)
     with report.figure("image_to_speech_mels", nrows=2, ncols=5, figsize=(10, 3.6)) as (fig, axes):
         for digit in range(10):
@@ -217,54 +255,106 @@ def run(cfg: Config, report: Report) -> None:
     data = load_digit_data(cfg.data_root, n_mels=exp.data.n_mels)
     work = report.out / "work"
 
-    image_judge = train_judge("image", data.pixels[data.judge_images], data.digit_of_image[data.judge_images],
-                              cfg.judge_steps, work / "image_judge", size="small")
+    image_judge = train_judge(
+        "image",
+        data.pixels[data.judge_images],
+        data.digit_of_image[data.judge_images],
+        cfg.judge_steps,
+        work / "image_judge",
+        size="small",
+    )
     judge_clips = data.clips(test=False, repetition_parity=0)
-    audio_judge = train_judge("audio", [data.mels[i] for i in judge_clips], data.digit_of_clip[judge_clips],
-                              cfg.judge_steps, work / "audio_judge")
+    audio_judge = train_judge(
+        "audio",
+        [data.mels[i] for i in judge_clips],
+        data.digit_of_clip[judge_clips],
+        cfg.judge_steps,
+        work / "audio_judge",
+    )
     test_clips = data.clips(test=True)
     judges = {
-        "image_judge_test_accuracy": float((judge_predictions(image_judge, data.pixels[data.mnist_test])
-                                            == data.digit_of_image[data.mnist_test]).float().mean()),
+        "image_judge_test_accuracy": float(
+            (judge_predictions(image_judge, data.pixels[data.mnist_test]) == data.digit_of_image[data.mnist_test])
+            .float()
+            .mean()
+        ),
         "audio_judge_heldout_speaker_accuracy": float(
-            (judge_predictions(audio_judge, [data.mels[i] for i in test_clips])
-             == data.digit_of_clip[test_clips]).float().mean()),
+            (judge_predictions(audio_judge, [data.mels[i] for i in test_clips]) == data.digit_of_clip[test_clips])
+            .float()
+            .mean()
+        ),
     }
 
     # the frozen MiniLM is cached over every prompt the benchmark embeds (the training captions are added)
-    prompts = ([fill_template(t, n) for t in test_templates for n in exp.data.class_names]
-               if cfg.text_tower == "minilm" else None)
+    prompts = (
+        [fill_template(t, n) for t in test_templates for n in exp.data.class_names]
+        if cfg.text_tower == "minilm"
+        else None
+    )
     space_cfg = SpaceConfig.from_experiment(exp)
-    random_space = bind_audio(train_space(space_cfg, data, 0, work / "random", image_size=cfg.image_encoder_size,
-                                          frozen_text_prompts=prompts), data, data.pairs_train, 0, work / "random")
+    random_space = bind_audio(
+        train_space(
+            space_cfg, data, 0, work / "random", image_size=cfg.image_encoder_size, frozen_text_prompts=prompts
+        ),
+        data,
+        data.pairs_train,
+        0,
+        work / "random",
+    )
     per_seed = []
     for seed in cfg.seeds:
         sdir = work / f"seed{seed}"
-        space = train_space(space_cfg, data, cfg.space_steps, sdir / "space", seed,
-                            image_size=cfg.image_encoder_size, frozen_text_prompts=prompts)
-        spaces = {p: bind_audio(space, data, data.speech_split(p)[0], cfg.bind_steps, sdir / f"bind_{p}", seed)
-                  for p in PROTOCOLS}
-        result: dict = {"seed": seed, "retrieval": {p: retrieval(spaces[p], data, test_templates, data.speech_split(p)[1])
-                                                    for p in PROTOCOLS}}
+        space = train_space(
+            space_cfg,
+            data,
+            cfg.space_steps,
+            sdir / "space",
+            seed,
+            image_size=cfg.image_encoder_size,
+            frozen_text_prompts=prompts,
+        )
+        spaces = {
+            p: bind_audio(space, data, data.speech_split(p)[0], cfg.bind_steps, sdir / f"bind_{p}", seed)
+            for p in PROTOCOLS
+        }
+        result: dict = {
+            "seed": seed,
+            "retrieval": {p: retrieval(spaces[p], data, test_templates, data.speech_split(p)[1]) for p in PROTOCOLS},
+        }
         generator_images, bank, mu, sigma = generator_bank(space, data, train_templates)
-        conditions = {k: ((c - mu) / sigma, y) for k, (c, y) in
-                      test_conditions(spaces, data, test_templates, cfg.samples_per_prompt,
-                                      generator_images).items()}
+        conditions = {
+            k: ((c - mu) / sigma, y)
+            for k, (c, y) in test_conditions(
+                spaces, data, test_templates, cfg.samples_per_prompt, generator_images
+            ).items()
+        }
         cvae = train_cvae(bank, cfg.cvae_steps, seed, sdir / "cvae")
         cvae_sample = partial(cvae.sample, temperature=cfg.cvae_temperature)
-        gen, gan_losses = train_cgan(bank, bank.bank.shape[1], cfg.gan_steps, seed=seed,
-                                     ema_half_life=cfg.gan_ema_half_life)
+        gen, gan_losses = train_cgan(
+            bank, bank.bank.shape[1], cfg.gan_steps, seed=seed, ema_half_life=cfg.gan_ema_half_life
+        )
         result["cvae"] = judge_generator(cvae_sample, conditions, image_judge, data, seed)
         result["cgan"] = judge_generator(gen.sample, conditions, image_judge, data, seed) | gan_losses
         first = seed == cfg.seeds[0]
         if first:
             grid_cond = (space.embed_texts(space.prompts(test_templates[:1], range(10))) - mu) / sigma
-            sample_grid(cvae_sample, grid_cond, report, "cvae_text_samples",
-                        f"CVAE, condition = '{test_templates[0]}' (unseen template), rows 0-9")
-            sample_grid(gen.sample, grid_cond, report, "cgan_text_samples",
-                        f"cGAN, condition = '{test_templates[0]}' (unseen template), rows 0-9")
-        result["image_to_speech"] = image_to_speech(space, data, audio_judge, cfg, seed, sdir / "mel",
-                                                    report if first else None)
+            sample_grid(
+                cvae_sample,
+                grid_cond,
+                report,
+                "cvae_text_samples",
+                f"CVAE, condition = '{test_templates[0]}' (unseen template), rows 0-9",
+            )
+            sample_grid(
+                gen.sample,
+                grid_cond,
+                report,
+                "cgan_text_samples",
+                f"cGAN, condition = '{test_templates[0]}' (unseen template), rows 0-9",
+            )
+        result["image_to_speech"] = image_to_speech(
+            space, data, audio_judge, cfg, seed, sdir / "mel", report if first else None
+        )
         per_seed.append(result)
 
     random_retrieval = {p: retrieval(random_space, data, test_templates, data.speech_split(p)[1]) for p in PROTOCOLS}
@@ -284,11 +374,13 @@ def _values(per_seed: list[dict], *path: str) -> list[float]:
     return vals
 
 
-SOURCES = {"text": "text → image (unseen prompt wording)",
-           "speech_speaker": "speech → image (speaker protocol: theo held out)",
-           "speech_speaker_prior": "speech → image, nearest-image prior (speaker protocol)",
-           "speech_official": "speech → image (official split: takes 0–4 held out)",
-           "speech_official_prior": "speech → image, nearest-image prior (official split)"}
+SOURCES = {
+    "text": "text → image (unseen prompt wording)",
+    "speech_speaker": "speech → image (speaker protocol: theo held out)",
+    "speech_speaker_prior": "speech → image, nearest-image prior (speaker protocol)",
+    "speech_official": "speech → image (official split: takes 0–4 held out)",
+    "speech_official_prior": "speech → image, nearest-image prior (official split)",
+}
 
 
 def _tables(report: Report, random_retrieval: dict, per_seed: list[dict], judges: dict) -> None:
@@ -297,33 +389,62 @@ def _tables(report: Report, random_retrieval: dict, per_seed: list[dict], judges
     rows = []
     for d in directions:
         for k in KS:
-            rows.append([d, f"R@{k}", *[fmt_mean_std(_values(per_seed, "retrieval", p, d, f"R@{k}")) for p in PROTOCOLS],
-                         *[f"{random_retrieval[p][d][f'R@{k}'] * 100:.1f}" for p in PROTOCOLS],
-                         f"{first[PROTOCOLS[0]][d + ':chance'][f'R@{k}'] * 100:.1f}"])
-    report.table("Retrieval through the shared space (class-level Recall@K, %, mean ± std over seeds)",
-                 ["direction", "metric", "trained (speaker)", "trained (official)", "random-init (speaker)",
-                  "random-init (official)", "chance"], rows,
-                 note="Speech protocols: *speaker* = FSDD speaker theo held out (500 clips); *official* = FSDD's own "
-                      "split, takes 0–4 of all six speakers held out (300 clips). Text↔image rows do not involve "
-                      "speech and are the same under both.")
+            rows.append(
+                [
+                    d,
+                    f"R@{k}",
+                    *[fmt_mean_std(_values(per_seed, "retrieval", p, d, f"R@{k}")) for p in PROTOCOLS],
+                    *[f"{random_retrieval[p][d][f'R@{k}'] * 100:.1f}" for p in PROTOCOLS],
+                    f"{first[PROTOCOLS[0]][d + ':chance'][f'R@{k}'] * 100:.1f}",
+                ]
+            )
+    report.table(
+        "Retrieval through the shared space (class-level Recall@K, %, mean ± std over seeds)",
+        [
+            "direction",
+            "metric",
+            "trained (speaker)",
+            "trained (official)",
+            "random-init (speaker)",
+            "random-init (official)",
+            "chance",
+        ],
+        rows,
+        note="Speech protocols: *speaker* = FSDD speaker theo held out (500 clips); *official* = FSDD's own "
+        "split, takes 0–4 of all six speakers held out (300 clips). Text↔image rows do not involve "
+        "speech and are the same under both.",
+    )
     gen_rows = []
     for method in ("cvae", "cgan"):
         for source, label in SOURCES.items():
-            gen_rows.append([method, label,
-                             fmt_mean_std(_values(per_seed, method, f"{source}_accuracy")),
-                             fmt_mean_std(_values(per_seed, method, f"{source}_shuffled_accuracy")),
-                             fmt_mean_std(_values(per_seed, method, f"{source}_diversity"), scale=1.0, digits=2)])
+            gen_rows.append(
+                [
+                    method,
+                    label,
+                    fmt_mean_std(_values(per_seed, method, f"{source}_accuracy")),
+                    fmt_mean_std(_values(per_seed, method, f"{source}_shuffled_accuracy")),
+                    fmt_mean_std(_values(per_seed, method, f"{source}_diversity"), scale=1.0, digits=2),
+                ]
+            )
     for key, label in (("accuracy", "Griffin-Lim waveform"), ("mel_accuracy", "log-mel (no inversion)")):
-        gen_rows.append(["mel decoder", f"image → speech ({label})",
-                         fmt_mean_std(_values(per_seed, "image_to_speech", key)),
-                         fmt_mean_std(_values(per_seed, "image_to_speech", f"shuffled_{key}")), "—"])
-    report.table("Generative translation (judge agreement with the intended digit, %)",
-                 ["method", "translation", "judge agreement", "shuffled-condition baseline",
-                  "diversity (gen/real pairwise L2)"], gen_rows,
-                 note=f"Judges: MNIST CNN on held-out test images {judges['image_judge_test_accuracy'] * 100:.1f} %; "
-                      f"FSDD audio CNN on the held-out speaker "
-                      f"{judges['audio_judge_heldout_speaker_accuracy'] * 100:.1f} %. "
-                      "Targets: ≥ 90 % (image), ≥ 80 % (speech).")
+        gen_rows.append(
+            [
+                "mel decoder",
+                f"image → speech ({label})",
+                fmt_mean_std(_values(per_seed, "image_to_speech", key)),
+                fmt_mean_std(_values(per_seed, "image_to_speech", f"shuffled_{key}")),
+                "—",
+            ]
+        )
+    report.table(
+        "Generative translation (judge agreement with the intended digit, %)",
+        ["method", "translation", "judge agreement", "shuffled-condition baseline", "diversity (gen/real pairwise L2)"],
+        gen_rows,
+        note=f"Judges: MNIST CNN on held-out test images {judges['image_judge_test_accuracy'] * 100:.1f} %; "
+        f"FSDD audio CNN on the held-out speaker "
+        f"{judges['audio_judge_heldout_speaker_accuracy'] * 100:.1f} %. "
+        "Targets: ≥ 90 % (image), ≥ 80 % (speech).",
+    )
 
 
 def _retrieval_plot(report: Report, random_retrieval: dict, per_seed: list[dict]) -> None:
@@ -334,10 +455,19 @@ def _retrieval_plot(report: Report, random_retrieval: dict, per_seed: list[dict]
         width = 0.2
         for i, p in enumerate(PROTOCOLS):
             trained = [mean_std(_values(per_seed, "retrieval", p, d, "R@1")) for d in directions]
-            ax.bar(x + (i - 1.5) * width, [m * 100 for m, _ in trained], width, yerr=[s * 100 for _, s in trained],
-                   label=f"trained space ({p} protocol)")
-        ax.bar(x + 0.5 * width, [random_retrieval[PROTOCOLS[0]][d]["R@1"] * 100 for d in directions], width,
-               label="random-init space (speaker)")
+            ax.bar(
+                x + (i - 1.5) * width,
+                [m * 100 for m, _ in trained],
+                width,
+                yerr=[s * 100 for _, s in trained],
+                label=f"trained space ({p} protocol)",
+            )
+        ax.bar(
+            x + 0.5 * width,
+            [random_retrieval[PROTOCOLS[0]][d]["R@1"] * 100 for d in directions],
+            width,
+            label="random-init space (speaker)",
+        )
         ax.bar(x + 1.5 * width, [first[d + ":chance"]["R@1"] * 100 for d in directions], width, label="chance")
         ax.set_xticks(x, directions, fontsize=8)
         ax.set_ylabel("class-level R@1 (%)")
@@ -350,29 +480,28 @@ def _cards(per_seed: list[dict], judges: dict) -> MethodCard:
 
     return MethodCard(
         method="Translation through a shared space: retrieval, conditional VAE / GAN (text, speech → image), "
-               "log-mel decoder + Griffin-Lim (image → speech)",
+        "log-mel decoder + Griffin-Lim (image → speech)",
         why="A CLIP space aligns images and captions; an audio tower bound to the frozen image side puts speech in the "
-            "same digit clusters, so nearest neighbours translate and generators conditioned on the embedding accept "
-            "any source modality.",
+        "same digit clusters, so nearest neighbours translate and generators conditioned on the embedding accept "
+        "any source modality.",
         backbone="cnn tiny (image) + frozen all-MiniLM-L6-v2 (text, LiT; text_tower=scratch: text transformer); "
-                 "audio_cnn tiny with the speaker-robust input (per-clip 40 dB floor, CMN, SpecAugment masks in "
-                 "training), bound to the frozen image side (colearn.bind_to_pivot), one per speech protocol; MLP CVAE, "
-                 "DCGAN-style generator (sampled from the EMA of its weights) + projection discriminator (speech "
-                 "conditions also through a 10-nearest-image prior), MLP mel decoder on speaker-normalised targets, "
-                 "decoding from the mean of the 10 nearest training conditions",
+        "audio_cnn tiny with the speaker-robust input (per-clip 40 dB floor, CMN, SpecAugment masks in "
+        "training), bound to the frozen image side (colearn.bind_to_pivot), one per speech protocol; MLP CVAE, "
+        "DCGAN-style generator (sampled from the EMA of its weights) + projection discriminator (speech "
+        "conditions also through a 10-nearest-image prior), MLP mel decoder on speaker-normalised targets, "
+        "decoding from the mean of the 10 nearest training conditions",
         baseline="retrieval: chance and random-init towers; generators: same model with shuffled conditions",
         result=f"speech→image R@1 {m('retrieval', 'speaker', 'speech->image', 'R@1')} % (theo held out) / "
-               f"{m('retrieval', 'official', 'speech->image', 'R@1')} % (official split); "
-               f"CVAE text→image {m('cvae', 'text_accuracy')} %, speech→image {m('cvae', 'speech_speaker_accuracy')} / "
-               f"{m('cvae', 'speech_official_accuracy')} %; cGAN text→image {m('cgan', 'text_accuracy')} %, "
-               f"speech→image {m('cgan', 'speech_speaker_accuracy')} / {m('cgan', 'speech_official_accuracy')} % "
-               f"(theo / official; with the nearest-image prior {m('cgan', 'speech_speaker_prior_accuracy')} / "
-               f"{m('cgan', 'speech_official_prior_accuracy')} %); image→speech (Griffin-Lim) "
-               f"{m('image_to_speech', 'accuracy')} % (judges: {judges['image_judge_test_accuracy'] * 100:.1f} % / "
-               f"{judges['audio_judge_heldout_speaker_accuracy'] * 100:.1f} %)",
+        f"{m('retrieval', 'official', 'speech->image', 'R@1')} % (official split); "
+        f"CVAE text→image {m('cvae', 'text_accuracy')} %, speech→image {m('cvae', 'speech_speaker_accuracy')} / "
+        f"{m('cvae', 'speech_official_accuracy')} %; cGAN text→image {m('cgan', 'text_accuracy')} %, "
+        f"speech→image {m('cgan', 'speech_speaker_accuracy')} / {m('cgan', 'speech_official_accuracy')} % "
+        f"(theo / official; with the nearest-image prior {m('cgan', 'speech_speaker_prior_accuracy')} / "
+        f"{m('cgan', 'speech_official_prior_accuracy')} %); image→speech (Griffin-Lim) "
+        f"{m('image_to_speech', 'accuracy')} % (judges: {judges['image_judge_test_accuracy'] * 100:.1f} % / "
+        f"{judges['audio_judge_heldout_speaker_accuracy'] * 100:.1f} %)",
         reference="ImageBind (Girdhar et al., CVPR 2023) binds audio to images at scale (no digit numbers to compare); "
-                  "Sohn et al. 2015 (CVAE), Miyato & Koyama 2018 (projection cGAN) report conditional MNIST/ImageNet "
-                  "generation with class labels, not embeddings; Yazıcı et al. 2019 / Karras et al. 2018 (generator "
-                  "weight averaging); Griffin & Lim 1984 / Perraudin et al. 2013 for inversion.",
+        "Sohn et al. 2015 (CVAE), Miyato & Koyama 2018 (projection cGAN) report conditional MNIST/ImageNet "
+        "generation with class labels, not embeddings; Yazıcı et al. 2019 / Karras et al. 2018 (generator "
+        "weight averaging); Griffin & Lim 1984 / Perraudin et al. 2013 for inversion.",
     )
-

@@ -35,7 +35,10 @@ MODELS = {
     "question_attention": "CNN + question attention",
 }
 FUSION_OPTIONS: dict[str, dict[str, Any]] = {
-    "early": {"hidden": 256}, "relation_network": {"hidden": 64}, "film": {}, "question_attention": {},
+    "early": {"hidden": 256},
+    "relation_network": {"hidden": 64},
+    "film": {},
+    "question_attention": {},
 }
 
 
@@ -60,10 +63,17 @@ PRESETS = {
 
 def _experiment(cfg: Config, model: str, seed: int) -> Any:
     overrides = [
-        f"data.options.train_images={cfg.train_images}", f"data.options.test_images={cfg.test_images}",
-        f"data.options.seed={cfg.data_seed}", f"model.fusion={model}", f"train.max_steps={cfg.steps}",
-        f"train.batch_size={cfg.batch_size}", f"train.lr={cfg.lr}", f"train.seed={seed}", "train.progress=false",
-        "train.tensorboard=false", f"train.log_every={max(1, cfg.steps // 10)}",
+        f"data.options.train_images={cfg.train_images}",
+        f"data.options.test_images={cfg.test_images}",
+        f"data.options.seed={cfg.data_seed}",
+        f"model.fusion={model}",
+        f"train.max_steps={cfg.steps}",
+        f"train.batch_size={cfg.batch_size}",
+        f"train.lr={cfg.lr}",
+        f"train.seed={seed}",
+        "train.progress=false",
+        "train.tensorboard=false",
+        f"train.log_every={max(1, cfg.steps // 10)}",
         f"model.fusion_options={json.dumps(FUSION_OPTIONS[model])}",
     ]
     return load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", overrides)
@@ -73,12 +83,20 @@ def _majority(cfg: Config) -> dict[str, float]:
     """Accuracy of answering each question type with its most frequent training answer."""
     train = SortOfCLEVR(split="train", train_images=cfg.train_images, seed=cfg.data_seed)
     test = SortOfCLEVR(split="test", test_images=cfg.test_images, seed=cfg.data_seed)
-    prior = {t: Counter(a for (_, q), a in zip(train.records, train.labels, strict=True) if q.question_type == t).most_common(1)[0][0]
-             for t in QUESTION_TYPES}
+    prior = {
+        t: Counter(
+            a for (_, q), a in zip(train.records, train.labels, strict=True) if q.question_type == t
+        ).most_common(1)[0][0]
+        for t in QUESTION_TYPES
+    }
     hits: dict[str, list[bool]] = {}
     for (_, q), label in zip(test.records, test.labels, strict=True):
         ok = prior[q.question_type] == label
-        for key in ("accuracy", f"accuracy_{q.question_type}", f"accuracy_{'relational' if q.relational else 'non_relational'}"):
+        for key in (
+            "accuracy",
+            f"accuracy_{q.question_type}",
+            f"accuracy_{'relational' if q.relational else 'non_relational'}",
+        ):
             hits.setdefault(key, []).append(ok)
     return {k: float(np.mean(v)) for k, v in hits.items()}
 
@@ -93,40 +111,79 @@ def run(cfg: Config, report: Report) -> None:
             scores["seconds"] = time.perf_counter() - start
             runs.setdefault(model, []).append(scores)
             write_json(report.out / "runs_so_far.json", {"config": to_dict(cfg), "runs": runs})
-            print(f"vqa {model} seed {seed}: relational {scores['accuracy_relational']:.3f} "
-                  f"non-relational {scores['accuracy_non_relational']:.3f} ({scores['seconds']:.0f} s)", flush=True)
+            print(
+                f"vqa {model} seed {seed}: relational {scores['accuracy_relational']:.3f} "
+                f"non-relational {scores['accuracy_non_relational']:.3f} ({scores['seconds']:.0f} s)",
+                flush=True,
+            )
     majority = _majority(cfg)
     summary = {m: {k: mean_std([r[k] for r in rs]) for k in rs[0]} for m, rs in runs.items()}
-    report.results.update(runs=runs, summary=summary, majority=majority,
-                          paper={"early": {"relational": 0.63}, "relation_network": {"relational": 0.94, "non_relational": 0.94}})
+    report.results.update(
+        runs=runs,
+        summary=summary,
+        majority=majority,
+        paper={"early": {"relational": 0.63}, "relation_network": {"relational": 0.94, "non_relational": 0.94}},
+    )
 
     def cell(model: str, key: str) -> str:
         return fmt_mean_std([r[key] for r in runs[model]])
 
     headers = ["model", "non-relational %", "relational %", "all %", "train s/run"]
-    rows = [[MODELS[m], cell(m, "accuracy_non_relational"), cell(m, "accuracy_relational"), cell(m, "accuracy"),
-             f"{summary[m]['seconds'][0]:.0f}"] for m in runs]
-    rows.append(["majority answer per question type", f"{100 * majority['accuracy_non_relational']:.1f}",
-                 f"{100 * majority['accuracy_relational']:.1f}", f"{100 * majority['accuracy']:.1f}", "0"])
+    rows = [
+        [
+            MODELS[m],
+            cell(m, "accuracy_non_relational"),
+            cell(m, "accuracy_relational"),
+            cell(m, "accuracy"),
+            f"{summary[m]['seconds'][0]:.0f}",
+        ]
+        for m in runs
+    ]
+    rows.append(
+        [
+            "majority answer per question type",
+            f"{100 * majority['accuracy_non_relational']:.1f}",
+            f"{100 * majority['accuracy_relational']:.1f}",
+            f"{100 * majority['accuracy']:.1f}",
+            "0",
+        ]
+    )
     rows.append(["paper: CNN + MLP (Santoro et al. 2017)", "> 94", "63", "", ""])
     rows.append(["paper: CNN + RN (Santoro et al. 2017)", "> 94", "> 94", "", ""])
     report.table(
-        f"Sort-of-CLEVR test accuracy, mean ± std over seeds {list(cfg.seeds)}", headers, rows,
+        f"Sort-of-CLEVR test accuracy, mean ± std over seeds {list(cfg.seeds)}",
+        headers,
+        rows,
         note=f"{cfg.train_images} training / {cfg.test_images} test images, 10 + 10 questions each; "
-             f"{cfg.steps} steps of batch {cfg.batch_size} per run.",
+        f"{cfg.steps} steps of batch {cfg.batch_size} per run.",
     )
-    report.table("Accuracy per question type (%)", ["model", *QUESTION_TYPES],
-                 [[MODELS[m], *(cell(m, f"accuracy_{t}") for t in QUESTION_TYPES)] for m in runs]
-                 + [["majority answer", *(f"{100 * majority[f'accuracy_{t}']:.1f}" for t in QUESTION_TYPES)]])
+    report.table(
+        "Accuracy per question type (%)",
+        ["model", *QUESTION_TYPES],
+        [[MODELS[m], *(cell(m, f"accuracy_{t}") for t in QUESTION_TYPES)] for m in runs]
+        + [["majority answer", *(f"{100 * majority[f'accuracy_{t}']:.1f}" for t in QUESTION_TYPES)]],
+    )
     with report.figure("accuracy_per_type", figsize=(9, 3.6)) as (_fig, ax):
         width = 0.8 / len(runs)
         for k, model in enumerate(runs):
             stats = [summary[model][f"accuracy_{t}"] for t in QUESTION_TYPES]
-            ax.bar(np.arange(len(QUESTION_TYPES)) + k * width, [100 * s[0] for s in stats], width,
-                   yerr=[100 * s[1] for s in stats], label=MODELS[model], capsize=2)
-        ax.scatter(np.arange(len(QUESTION_TYPES)) + 0.4 - width / 2,
-                   [100 * majority[f"accuracy_{t}"] for t in QUESTION_TYPES], marker="_", s=400, color="k",
-                   label="majority answer", zorder=3)
+            ax.bar(
+                np.arange(len(QUESTION_TYPES)) + k * width,
+                [100 * s[0] for s in stats],
+                width,
+                yerr=[100 * s[1] for s in stats],
+                label=MODELS[model],
+                capsize=2,
+            )
+        ax.scatter(
+            np.arange(len(QUESTION_TYPES)) + 0.4 - width / 2,
+            [100 * majority[f"accuracy_{t}"] for t in QUESTION_TYPES],
+            marker="_",
+            s=400,
+            color="k",
+            label="majority answer",
+            zorder=3,
+        )
         ax.set_xticks(np.arange(len(QUESTION_TYPES)) + 0.4 - width / 2, QUESTION_TYPES)
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(0, 100)
@@ -142,8 +199,10 @@ def _attention_figure(cfg: Config, report: Report, run_dir: Path) -> None:
     test = SortOfCLEVR(split="test", test_images=cfg.test_images, seed=cfg.data_seed)
     picks = [i for i, (_, q) in enumerate(test.records) if q.question_type in ("closest", "furthest", "count")]
     picks = picks[:: max(1, len(picks) // cfg.attention_examples)][: cfg.attention_examples]
-    with report.figure("attention", nrows=2, ncols=len(picks), figsize=(2.6 * len(picks), 5.6),
-                       squeeze=False) as (fig, axes):
+    with report.figure("attention", nrows=2, ncols=len(picks), figsize=(2.6 * len(picks), 5.6), squeeze=False) as (
+        fig,
+        axes,
+    ):
         for column, index in enumerate(picks):
             sample = test.load(index)
             answer = predictor.ask(sample["image"], sample["text"])
@@ -156,9 +215,14 @@ def _attention_figure(cfg: Config, report: Report, run_dir: Path) -> None:
                 for obj, style in _referenced(sample["objects"], test.records[index][1]):
                     ax.add_patch(_ring(obj.x, obj.y, style))
                 ax.axis("off")
-            top.set_title(f"{sample['text']}\npredicted {answer.answer}, true {test.classes[sample['label']]}", fontsize=6)
-        fig.suptitle("image (top); end-of-question token's attention over the 5×5 cells, last layer (bottom); "
-                     "solid ring: object asked about, dashed: objects the answer depends on", fontsize=6)
+            top.set_title(
+                f"{sample['text']}\npredicted {answer.answer}, true {test.classes[sample['label']]}", fontsize=6
+            )
+        fig.suptitle(
+            "image (top); end-of-question token's attention over the 5×5 cells, last layer (bottom); "
+            "solid ring: object asked about, dashed: objects the answer depends on",
+            fontsize=6,
+        )
 
 
 def _referenced(objects: Any, question: Any) -> list[tuple[Any, str]]:
@@ -184,53 +248,68 @@ def _cards(cfg: Config, report: Report, runs: dict[str, list[dict[str, float]]],
         if model not in runs:
             return "not run"
         rs = runs[model]
-        return (f"relational {fmt_mean_std([r['accuracy_relational'] for r in rs])} %, non-relational "
-                f"{fmt_mean_std([r['accuracy_non_relational'] for r in rs])} % over seeds {list(cfg.seeds)}")
+        return (
+            f"relational {fmt_mean_std([r['accuracy_relational'] for r in rs])} %, non-relational "
+            f"{fmt_mean_std([r['accuracy_non_relational'] for r in rs])} % over seeds {list(cfg.seeds)}"
+        )
 
-    backbone = (f"the paper's image encoder (4 conv layers, 24 channels, stride 2, BatchNorm: 75×75 → 5×5 cells) "
-                f"and a 2-layer text transformer (width 64) over BPE tokens of the question text — the paper fed "
-                f"one-hot question codes; here questions are natural language. Trained from scratch with AdamW "
-                f"(lr {cfg.lr}, cosine) for {cfg.steps} steps of batch {cfg.batch_size} on {cfg.train_images} "
-                f"images × 20 questions (paper: 9,800 images)")
-    base = (f"CNN + MLP on the concatenated flattened feature map and question vector (paper's baseline), "
-            f"{both('early')}; majority answer per question type: relational "
-            f"{100 * majority['accuracy_relational']:.1f} %, non-relational {100 * majority['accuracy_non_relational']:.1f} %")
+    backbone = (
+        f"the paper's image encoder (4 conv layers, 24 channels, stride 2, BatchNorm: 75×75 → 5×5 cells) "
+        f"and a 2-layer text transformer (width 64) over BPE tokens of the question text — the paper fed "
+        f"one-hot question codes; here questions are natural language. Trained from scratch with AdamW "
+        f"(lr {cfg.lr}, cosine) for {cfg.steps} steps of batch {cfg.batch_size} on {cfg.train_images} "
+        f"images × 20 questions (paper: 9,800 images)"
+    )
+    base = (
+        f"CNN + MLP on the concatenated flattened feature map and question vector (paper's baseline), "
+        f"{both('early')}; majority answer per question type: relational "
+        f"{100 * majority['accuracy_relational']:.1f} %, non-relational {100 * majority['accuracy_non_relational']:.1f} %"
+    )
     cards = {
         "relation_network": MethodCard(
             "Relation network (CNN + RN)",
             "g(o_i, o_j, q) scores every pair of cells together with the question and the sum feeds f, so "
             "comparisons between objects (closest, furthest, same shape) are built into the architecture instead "
             "of being learned from positions in a flat vector.",
-            backbone + "; g: 3 layers of width 64 over the 625 ordered pairs of cells (+ their coordinates), batch-normalised mean over pairs, f: 3 layers",
-            base, both("relation_network"),
+            backbone
+            + "; g: 3 layers of width 64 over the 625 ordered pairs of cells (+ their coordinates), batch-normalised mean over pairs, f: 3 layers",
+            base,
+            both("relation_network"),
             "Santoro et al. 2017 (NeurIPS), Sort-of-CLEVR: CNN+RN > 94 % on relational and non-relational questions, "
-            "CNN+MLP 63 % relational; the gap to the paper is in the results table."),
+            "CNN+MLP 63 % relational; the gap to the paper is in the results table.",
+        ),
         "film": MethodCard(
             "FiLM (question-conditioned feature maps)",
             "the question predicts a per-channel scale and shift for each residual block's normalised feature "
             "maps, selecting the colours/shapes it is about; later convolutions and the max-pool relate them.",
             backbone + "; 3 FiLM'd residual blocks of 64 channels on the 5×5 cells (+ coordinate maps), 1×1 conv, "
-                       "max-pool, MLP",
-            base, both("film"),
+            "max-pool, MLP",
+            base,
+            both("film"),
             "Perez et al. 2018 (AAAI), FiLM: 97.7 % on CLEVR; not published on Sort-of-CLEVR, so the comparison "
-            "is with the relation network of this run."),
+            "is with the relation network of this run.",
+        ),
         "question_attention": MethodCard(
             "Question attention (cross-modal transformer)",
             "each question token attends over the image cells (queries from the question, keys/values from the "
             "cells with their coordinates), twice, with question self-attention between; the end-of-question token "
             "is classified. The attention map shows which cells the answer was read from.",
             backbone + "; 2 × (cross-attention + self-attention) blocks, width 64, 4 heads",
-            base, both("question_attention"),
+            base,
+            both("question_attention"),
             "Attention over image regions for VQA: Yang et al. 2016 (Stacked Attention Networks, CVPR); not "
-            "published on Sort-of-CLEVR, so the comparison is with the relation network of this run."),
+            "published on Sort-of-CLEVR, so the comparison is with the relation network of this run.",
+        ),
         "early": MethodCard(
             "CNN + MLP (early fusion baseline)",
             "an MLP on the concatenation can in principle represent any function of image and question, but it "
             "must learn every pairwise comparison from flat positions, which is why it lags on relational questions.",
             backbone + "; MLP of width 256 on the flattened 5×5×24 map and the question vector",
             f"majority answer per question type (relational {100 * majority['accuracy_relational']:.1f} %, "
-            f"non-relational {100 * majority['accuracy_non_relational']:.1f} %)", both("early"),
-            "Santoro et al. 2017: CNN+MLP 63 % relational and about 94 % non-relational on Sort-of-CLEVR."),
+            f"non-relational {100 * majority['accuracy_non_relational']:.1f} %)",
+            both("early"),
+            "Santoro et al. 2017: CNN+MLP 63 % relational and about 94 % non-relational on Sort-of-CLEVR.",
+        ),
     }
     for model in runs:
         report.card(cards[model])

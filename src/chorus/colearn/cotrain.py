@@ -66,8 +66,14 @@ class CoTrainer:
     (``max_steps`` keeps the cost per round fixed as the pseudo-labelled set grows).
     """
 
-    def __init__(self, builders: Mapping[str, Callable[[], Classifier]], train: TrainConfig,
-                 run_dir: str | os.PathLike, rounds: int = 3, grow: int = 40) -> None:
+    def __init__(
+        self,
+        builders: Mapping[str, Callable[[], Classifier]],
+        train: TrainConfig,
+        run_dir: str | os.PathLike,
+        rounds: int = 3,
+        grow: int = 40,
+    ) -> None:
         if len(builders) != 2:
             raise ConfigError(f"CoTrainer needs exactly two modalities, got {list(builders)}")
         if rounds < 0 or grow <= 0:
@@ -84,8 +90,13 @@ class CoTrainer:
         Trainer(model, dataset, self.train, self.run_dir / f"round{round_}_{modality}", collate_fn=Collate()).fit()
         return model
 
-    def fit(self, data: Dataset, labelled: Sequence[int], unlabelled: Sequence[int],
-            evaluate: Callable[[Mapping[str, Classifier]], Mapping[str, float]] | None = None) -> list[dict[str, Any]]:
+    def fit(
+        self,
+        data: Dataset,
+        labelled: Sequence[int],
+        unlabelled: Sequence[int],
+        evaluate: Callable[[Mapping[str, Classifier]], Mapping[str, float]] | None = None,
+    ) -> list[dict[str, Any]]:
         """Run round 0 (labels only) and ``rounds`` co-training rounds; return one record per round.
 
         ``data`` yields samples with both modalities and ``"label"``; labels are

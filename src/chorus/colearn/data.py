@@ -38,8 +38,9 @@ def normalise_image(sample: Sample) -> Sample:
     return {**sample, "image": sample["image"] * 2.0 - 1.0}
 
 
-def paired_digits(root: str | os.PathLike[str] | None, split: str, level: str = "clean",
-                  per_class: int | None = None, seed: int = 0) -> AVDigits:
+def paired_digits(
+    root: str | os.PathLike[str] | None, split: str, level: str = "clean", per_class: int | None = None, seed: int = 0
+) -> AVDigits:
     """AV-Digits ``split`` with log-mel audio [n_mels, frames] and normalised images, cached in memory.
 
     ``per_class`` keeps a seeded stratified subset of that many pairs per digit
@@ -48,8 +49,15 @@ def paired_digits(root: str | os.PathLike[str] | None, split: str, level: str = 
     indices = None
     if per_class is not None:
         indices = few_labels(AVDigits(root, split=split, level=level).labels, per_class, seed)[0]
-    return AVDigits(root, split=split, level=level, features=LogMel(sample_rate=8000, n_mels=N_MELS), cache=True,
-                    transform=normalise_image, indices=indices)
+    return AVDigits(
+        root,
+        split=split,
+        level=level,
+        features=LogMel(sample_rate=8000, n_mels=N_MELS),
+        cache=True,
+        transform=normalise_image,
+        indices=indices,
+    )
 
 
 def few_labels(labels: Sequence[int], per_class: int, seed: int) -> tuple[list[int], list[int]]:

@@ -40,8 +40,10 @@ def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, temperatur
     """``T² · KL(softmax(teacher/T) ‖ softmax(student/T))``, averaged over the batch (float32)."""
     t = temperature
     return F.kl_div(
-        F.log_softmax(student_logits.float() / t, dim=-1), F.log_softmax(teacher_logits.float() / t, dim=-1),
-        log_target=True, reduction="batchmean",
+        F.log_softmax(student_logits.float() / t, dim=-1),
+        F.log_softmax(teacher_logits.float() / t, dim=-1),
+        log_target=True,
+        reduction="batchmean",
     ) * (t * t)
 
 
@@ -56,8 +58,9 @@ class Distiller(nn.Module):
     student's top class equals the teacher's.
     """
 
-    def __init__(self, student: Classifier, teacher: Classifier, temperature: float = 4.0,
-                 label_weight: float = 0.0) -> None:
+    def __init__(
+        self, student: Classifier, teacher: Classifier, temperature: float = 4.0, label_weight: float = 0.0
+    ) -> None:
         super().__init__()
         if temperature <= 0:
             raise ConfigError(f"Distiller temperature must be positive, got {temperature}")

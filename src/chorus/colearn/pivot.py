@@ -51,8 +51,12 @@ def bind_to_pivot(
         raise ConfigError(f"bind_to_pivot: pivot modality {pivot_modality!r} not among {sorted(pivot.encoders)}")
     towers = {name: copy.deepcopy(tower) for name, tower in pivot.encoders.items()}
     bound = ContrastiveModel(
-        {**towers, modality: encoder}, pivot.embed_dim, init_temperature=init_temperature,
-        frozen=tuple(towers), freeze_projection=True, pairs=[(pivot_modality, modality)],
+        {**towers, modality: encoder},
+        pivot.embed_dim,
+        init_temperature=init_temperature,
+        frozen=tuple(towers),
+        freeze_projection=True,
+        pairs=[(pivot_modality, modality)],
     )
     for name in towers:
         bound.projections[name].load_state_dict(pivot.projections[name].state_dict())

@@ -65,7 +65,12 @@ from chorus.encoders.vit import VisionTransformer
 from chorus.errors import ConfigError, DataError, DataNotFoundError
 
 __all__ = [
-    "ClipTokenizerInfo", "clip_encoder_options", "export_hf_clip", "export_open_clip", "load_hf_clip", "load_open_clip",
+    "ClipTokenizerInfo",
+    "clip_encoder_options",
+    "export_hf_clip",
+    "export_open_clip",
+    "load_hf_clip",
+    "load_open_clip",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -219,12 +224,26 @@ def clip_encoder_options(model: ContrastiveModel) -> dict[str, dict[str, Any]]:
     image, text = _clip_towers(model, "CLIP")
     v, t = _shape(image, "image"), _shape(text, "text")
     return {
-        "image": {"patch_size": image.conv1.kernel_size[0], "width": v.width, "layers": v.layers, "heads": v.heads,
-                  "mlp_ratio": v.hidden / v.width, "act": v.act, "ln_eps": v.eps,
-                  "output_dim": None if image.proj is None else image.proj.shape[1]},
-        "text": {"width": t.width, "layers": t.layers, "heads": t.heads, "vocab_size": text.vocab_size,
-                 "mlp_ratio": t.hidden / t.width, "act": t.act, "ln_eps": t.eps,
-                 "output_dim": None if text.proj is None else text.proj.shape[1]},
+        "image": {
+            "patch_size": image.conv1.kernel_size[0],
+            "width": v.width,
+            "layers": v.layers,
+            "heads": v.heads,
+            "mlp_ratio": v.hidden / v.width,
+            "act": v.act,
+            "ln_eps": v.eps,
+            "output_dim": None if image.proj is None else image.proj.shape[1],
+        },
+        "text": {
+            "width": t.width,
+            "layers": t.layers,
+            "heads": t.heads,
+            "vocab_size": text.vocab_size,
+            "mlp_ratio": t.hidden / t.width,
+            "act": t.act,
+            "ln_eps": t.eps,
+            "output_dim": None if text.proj is None else text.proj.shape[1],
+        },
     }
 
 
@@ -407,17 +426,30 @@ def export_hf_clip(model: ContrastiveModel, out_dir: PathLike, tokenizer: ClipTo
         projection_dim=model.embed_dim,
         logit_scale_init_value=model.logit_scale.detach().item(),
         vision_config={
-            "hidden_size": v.width, "intermediate_size": v.hidden, "num_hidden_layers": v.layers,
-            "num_attention_heads": v.heads, "num_channels": image.in_channels, "image_size": image.image_size,
-            "patch_size": image.conv1.kernel_size[0], "hidden_act": v.act, "layer_norm_eps": v.eps,
+            "hidden_size": v.width,
+            "intermediate_size": v.hidden,
+            "num_hidden_layers": v.layers,
+            "num_attention_heads": v.heads,
+            "num_channels": image.in_channels,
+            "image_size": image.image_size,
+            "patch_size": image.conv1.kernel_size[0],
+            "hidden_act": v.act,
+            "layer_norm_eps": v.eps,
             "projection_dim": model.embed_dim,
         },
         text_config={
-            "vocab_size": text.vocab_size, "hidden_size": t.width, "intermediate_size": t.hidden,
-            "num_hidden_layers": t.layers, "num_attention_heads": t.heads,
-            "max_position_embeddings": text.context_length, "hidden_act": t.act, "layer_norm_eps": t.eps,
-            "projection_dim": model.embed_dim, "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
+            "vocab_size": text.vocab_size,
+            "hidden_size": t.width,
+            "intermediate_size": t.hidden,
+            "num_hidden_layers": t.layers,
+            "num_attention_heads": t.heads,
+            "max_position_embeddings": text.context_length,
+            "hidden_act": t.act,
+            "layer_norm_eps": t.eps,
+            "projection_dim": model.embed_dim,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
         },
     )
     state = _export_state(model)
@@ -430,36 +462,83 @@ def export_hf_clip(model: ContrastiveModel, out_dir: PathLike, tokenizer: ClipTo
 
 # open_clip's CLIPVisionCfg / CLIPTextCfg defaults for the keys Chorus reads (configs omit defaults).
 _OC_VISION_DEFAULTS = {
-    "layers": 12, "width": 768, "head_width": 64, "mlp_ratio": 4.0, "patch_size": 16, "image_size": 224,
+    "layers": 12,
+    "width": 768,
+    "head_width": 64,
+    "mlp_ratio": 4.0,
+    "patch_size": 16,
+    "image_size": 224,
 }
 _OC_TEXT_DEFAULTS = {
-    "context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12, "mlp_ratio": 4.0,
+    "context_length": 77,
+    "vocab_size": 49408,
+    "width": 512,
+    "heads": 8,
+    "layers": 12,
+    "mlp_ratio": 4.0,
 }
 # init_logit_scale only initialises a parameter the weights then overwrite.
 _OC_TOP_KEYS = {
-    "embed_dim", "vision_cfg", "text_cfg", "quick_gelu", "custom_text", "init_logit_scale", "init_logit_bias",
+    "embed_dim",
+    "vision_cfg",
+    "text_cfg",
+    "quick_gelu",
+    "custom_text",
+    "init_logit_scale",
+    "init_logit_bias",
 }
 _OC_BLOCK_FIXED = {  # options of open_clip's transformer blocks that Chorus does not have: must stay at the default
-    "ls_init_value": (None,), "act_kwargs": (None,), "block_type": (None, "default"), "qk_norm": (False,),
-    "scaled_cosine_attn": (False,), "scale_heads": (False,), "scale_attn_inner": (False,),
-    "scale_attn": (False,), "scale_fc": (False,), "final_ln_after_pool": (False,),
+    "ls_init_value": (None,),
+    "act_kwargs": (None,),
+    "block_type": (None, "default"),
+    "qk_norm": (False,),
+    "scaled_cosine_attn": (False,),
+    "scale_heads": (False,),
+    "scale_attn_inner": (False,),
+    "scale_attn": (False,),
+    "scale_fc": (False,),
+    "final_ln_after_pool": (False,),
 }
 _OC_VISION_FIXED = {
-    **_OC_BLOCK_FIXED, "attentional_pool": (False,), "no_ln_pre": (False,), "pos_embed_type": ("learnable",),
-    "pool_type": ("tok",), "timm_model_name": (None,),
+    **_OC_BLOCK_FIXED,
+    "attentional_pool": (False,),
+    "no_ln_pre": (False,),
+    "pos_embed_type": ("learnable",),
+    "pool_type": ("tok",),
+    "timm_model_name": (None,),
 }
 _OC_TEXT_FIXED = {
-    **_OC_BLOCK_FIXED, "embed_cls": (False,), "no_causal_mask": (False,), "pool_type": ("argmax", "eos"),
-    "proj_bias": (False,), "proj_type": ("linear",), "hf_model_name": (None,),
+    **_OC_BLOCK_FIXED,
+    "embed_cls": (False,),
+    "no_causal_mask": (False,),
+    "pool_type": ("argmax", "eos"),
+    "proj_bias": (False,),
+    "proj_type": ("linear",),
+    "hf_model_name": (None,),
 }
 # Options that do not change eval-mode outputs (training-time dropout, tokenizer choice, unused branches).
 _OC_VISION_IGNORED = {
-    "patch_dropout", "output_tokens", "attn_pooler_queries", "attn_pooler_heads", "timm_model_pretrained",
-    "timm_pool", "timm_proj", "timm_proj_bias", "timm_drop", "timm_drop_path",
+    "patch_dropout",
+    "output_tokens",
+    "attn_pooler_queries",
+    "attn_pooler_heads",
+    "timm_model_pretrained",
+    "timm_pool",
+    "timm_proj",
+    "timm_proj_bias",
+    "timm_drop",
+    "timm_drop_path",
 }
 _OC_TEXT_IGNORED = {
-    "hf_tokenizer_name", "tokenizer_mode", "tokenizer_kwargs", "pad_id", "eos_id", "output_tokens",
-    "hf_model_pretrained", "hf_proj_type", "hf_pooler_type",
+    "hf_tokenizer_name",
+    "tokenizer_mode",
+    "tokenizer_kwargs",
+    "pad_id",
+    "eos_id",
+    "output_tokens",
+    "hf_model_pretrained",
+    "hf_proj_type",
+    "hf_pooler_type",
 }
 
 
@@ -633,20 +712,32 @@ def export_open_clip(model: ContrastiveModel, out_dir: PathLike, eos_token_id: i
                 f"the {name} MLP width {s.hidden} is not expressible as OpenCLIP's int(width * mlp_ratio)"
             )
     vision_cfg: dict[str, Any] = {
-        "image_size": image.image_size, "layers": v.layers, "width": v.width, "head_width": v.width // v.heads,
-        "mlp_ratio": v.hidden / v.width, "patch_size": image.conv1.kernel_size[0],
+        "image_size": image.image_size,
+        "layers": v.layers,
+        "width": v.width,
+        "head_width": v.width // v.heads,
+        "mlp_ratio": v.hidden / v.width,
+        "patch_size": image.conv1.kernel_size[0],
     }
     text_cfg: dict[str, Any] = {
-        "context_length": text.context_length, "vocab_size": text.vocab_size, "width": t.width,
-        "heads": t.heads, "layers": t.layers, "mlp_ratio": t.hidden / t.width,
+        "context_length": text.context_length,
+        "vocab_size": text.vocab_size,
+        "width": t.width,
+        "heads": t.heads,
+        "layers": t.layers,
+        "mlp_ratio": t.hidden / t.width,
     }
     for cfg, s in ((vision_cfg, v), (text_cfg, t)):
         if s.eps != 1e-5:
             cfg["norm_kwargs"] = {"eps": s.eps}
     if eos_token_id is not None:
         text_cfg.update(pool_type="eos", eos_id=eos_token_id)
-    model_cfg: dict[str, Any] = {"embed_dim": model.embed_dim, "quick_gelu": v.act == "quick_gelu",
-                                 "vision_cfg": vision_cfg, "text_cfg": text_cfg}
+    model_cfg: dict[str, Any] = {
+        "embed_dim": model.embed_dim,
+        "quick_gelu": v.act == "quick_gelu",
+        "vision_cfg": vision_cfg,
+        "text_cfg": text_cfg,
+    }
     if model.logit_bias is not None:
         model_cfg["init_logit_bias"] = model.logit_bias.detach().item()
     state = _export_state(model)

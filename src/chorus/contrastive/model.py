@@ -121,9 +121,7 @@ class ContrastiveModel(nn.Module):
         checked = []
         for pair in pairs:
             if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(self.encoders):
-                raise ConfigError(
-                    f"pair {pair!r} must name two different encoders among {sorted(self.encoders)}"
-                )
+                raise ConfigError(f"pair {pair!r} must name two different encoders among {sorted(self.encoders)}")
             checked.append((pair[0], pair[1]))
         if not checked:
             raise ConfigError("pairs is empty")
@@ -153,9 +151,7 @@ class ContrastiveModel(nn.Module):
     def forward(self, batch: Mapping[str, object]) -> dict[str, Tensor]:
         pairs = [(a, b) for a, b in self.pairs if a in batch and b in batch]
         if not pairs:
-            raise DataError(
-                f"batch keys {sorted(batch)} cover none of the modality pairs {self.pairs}"
-            )
+            raise DataError(f"batch keys {sorted(batch)} cover none of the modality pairs {self.pairs}")
         embeddings = {}
         for modality in dict.fromkeys(m for pair in pairs for m in pair):
             x = batch[modality]

@@ -106,7 +106,9 @@ def retrieval_metrics(
     Scores are plain dot products: pass normalised embeddings for cosine.
     """
     if queries.ndim != 2 or gallery.ndim != 2 or queries.shape[1] != gallery.shape[1]:
-        raise DataError(f"need queries [Nq, D] and gallery [Ng, D], got {tuple(queries.shape)} and {tuple(gallery.shape)}")
+        raise DataError(
+            f"need queries [Nq, D] and gallery [Ng, D], got {tuple(queries.shape)} and {tuple(gallery.shape)}"
+        )
     if not ks or min(ks) < 1:
         raise DataError(f"ks must be positive integers, got {tuple(ks)}")
     gallery = gallery.to(queries.device)
@@ -177,14 +179,19 @@ def dataset_retrieval(
             else:
                 raise DataError("dataset items have no 'captions', 'text' or class label to retrieve")
             mask = batch.get(f"{query}_mask")
-            item_emb.append(model.encode(query, batch[query].to(device),
-                                         None if mask is None else mask.to(device)).float())
+            item_emb.append(
+                model.encode(query, batch[query].to(device), None if mask is None else mask.to(device)).float()
+            )
             item_to_texts += [{text_rows.setdefault(c, len(text_rows)) for c in cs} for cs in captions]
         if not item_emb:
             raise DataError("dataset_retrieval: the dataset is empty")
         texts = list(text_rows)
-        text_emb = torch.cat([model.encode("text", *(t.to(device) for t in tokenize(texts[s : s + 256]))).float()
-                              for s in range(0, len(texts), 256)])
+        text_emb = torch.cat(
+            [
+                model.encode("text", *(t.to(device) for t in tokenize(texts[s : s + 256]))).float()
+                for s in range(0, len(texts), 256)
+            ]
+        )
     text_to_items: list[set[int]] = [set() for _ in texts]
     for item, rows in enumerate(item_to_texts):
         for row in rows:

@@ -46,8 +46,10 @@ class RowTokenizer:
     def __call__(self, texts: Sequence[str], context_length: int | None = None) -> tuple[Tensor, Tensor]:
         missing = [t for t in texts if t not in self.rows]
         if missing:
-            raise ConfigError(f"text {missing[0]!r} is not in the text-embedding cache ({len(self.rows)} texts); "
-                              "add it to the texts the cache is built from")
+            raise ConfigError(
+                f"text {missing[0]!r} is not in the text-embedding cache ({len(self.rows)} texts); "
+                "add it to the texts the cache is built from"
+            )
         ids = torch.tensor([self.rows[t] for t in texts], dtype=torch.long).view(-1, 1)
         return ids, torch.ones_like(ids, dtype=torch.bool)
 
@@ -107,5 +109,7 @@ class CachedTextEncoder(nn.Module):
             raise DataError(f"CachedTextEncoder reads row ids [B, 1] (long), got {x.dtype} {tuple(x.shape)}")
         rows = x.reshape(-1)
         if rows.numel() and (rows.min() < 0 or rows.max() >= self.table.shape[0]):
-            raise DataError(f"row ids must lie in [0, {self.table.shape[0]}), got {rows.min().item()}..{rows.max().item()}")
+            raise DataError(
+                f"row ids must lie in [0, {self.table.shape[0]}), got {rows.min().item()}..{rows.max().item()}"
+            )
         return Encoded(pooled=self.table[rows], tokens=None, mask=None)

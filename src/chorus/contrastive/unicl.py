@@ -43,8 +43,15 @@ from chorus.errors import ConfigError, DataError
 __all__ = ["LabelContrastiveModel", "unicl_loss"]
 
 
-def unicl_loss(a: Tensor, b: Tensor, labels: Tensor, logit_scale: Tensor, smoothing: float = 0.0,
-               mixed_with: Tensor | None = None, lam: float = 1.0) -> Tensor:
+def unicl_loss(
+    a: Tensor,
+    b: Tensor,
+    labels: Tensor,
+    logit_scale: Tensor,
+    smoothing: float = 0.0,
+    mixed_with: Tensor | None = None,
+    lam: float = 1.0,
+) -> Tensor:
     """Mean of the a→b and b→a cross-entropies against same-label targets.
 
     ``a``, ``b``: normalised features [B, D], row i of each from example i;
@@ -63,8 +70,10 @@ def unicl_loss(a: Tensor, b: Tensor, labels: Tensor, logit_scale: Tensor, smooth
         if mixed_with is not None:
             affinity = lam * affinity + (1 - lam) * (mixed_with[:, None] == labels[None, :]).float()
         rows, cols = affinity / affinity.sum(1, keepdim=True), affinity.T / affinity.T.sum(1, keepdim=True)
-        return (F.cross_entropy(logits, rows, label_smoothing=smoothing)
-                + F.cross_entropy(logits.T, cols, label_smoothing=smoothing)) / 2
+        return (
+            F.cross_entropy(logits, rows, label_smoothing=smoothing)
+            + F.cross_entropy(logits.T, cols, label_smoothing=smoothing)
+        ) / 2
 
 
 class LabelContrastiveModel(nn.Module):
@@ -84,9 +93,15 @@ class LabelContrastiveModel(nn.Module):
     permutation of themselves by λ ~ Beta(α, α), and the targets by the same λ.
     """
 
-    def __init__(self, model: ContrastiveModel, pair: tuple[str, str] = ("image", "text"),
-                 class_prompts: tuple[Tensor, Tensor] | None = None, prompts_per_class: int = 1,
-                 smoothing: float = 0.0, mixup: float = 0.0) -> None:
+    def __init__(
+        self,
+        model: ContrastiveModel,
+        pair: tuple[str, str] = ("image", "text"),
+        class_prompts: tuple[Tensor, Tensor] | None = None,
+        prompts_per_class: int = 1,
+        smoothing: float = 0.0,
+        mixup: float = 0.0,
+    ) -> None:
         super().__init__()
         if not 0.0 <= smoothing < 1.0 or mixup < 0.0:
             raise ConfigError(f"smoothing must lie in [0, 1) and mixup be >= 0, got {smoothing}, {mixup}")
@@ -95,8 +110,9 @@ class LabelContrastiveModel(nn.Module):
         if missing or pair[0] == pair[1]:
             raise ConfigError(f"pair {pair!r} must name two different encoders among {sorted(model.encoders)}")
         if class_prompts is not None and class_prompts[0].shape[0] % prompts_per_class:
-            raise ConfigError(f"{class_prompts[0].shape[0]} class prompts are not a multiple of "
-                              f"prompts_per_class={prompts_per_class}")
+            raise ConfigError(
+                f"{class_prompts[0].shape[0]} class prompts are not a multiple of prompts_per_class={prompts_per_class}"
+            )
         self.model, self.pair, self.prompts_per_class = model, pair, prompts_per_class
         self.class_prompts = class_prompts
 

@@ -163,8 +163,9 @@ def conse_embed(images: Tensor, seen: Tensor, logit_scale: float | Tensor, top_k
     is ``chorus bench caltech_zeroshot``'s default for the unseen classes.
     """
     if images.ndim != 2 or seen.ndim != 2 or images.shape[1] != seen.shape[1]:
-        raise ConfigError(f"conse_embed: need images [N, D] and seen [C, D], got {tuple(images.shape)} and "
-                          f"{tuple(seen.shape)}")
+        raise ConfigError(
+            f"conse_embed: need images [N, D] and seen [C, D], got {tuple(images.shape)} and {tuple(seen.shape)}"
+        )
     if top_k < 1:
         raise ConfigError(f"conse_embed: top_k must be >= 1, got {top_k}")
     weights, index = torch.softmax(float(logit_scale) * images @ seen.T, dim=1).topk(min(top_k, len(seen)), dim=1)

@@ -71,7 +71,9 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0
     """Slaney-normalised triangular mel filters, float32 [n_mels, n_fft // 2 + 1]."""
     f_max = sample_rate / 2 if f_max is None else f_max
     if not 0 <= f_min < f_max <= sample_rate / 2:
-        raise ConfigError(f"need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min}, f_max={f_max}, sr={sample_rate}")
+        raise ConfigError(
+            f"need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min}, f_max={f_max}, sr={sample_rate}"
+        )
     fft_freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
     edges = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
     widths = np.diff(edges)

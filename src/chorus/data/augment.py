@@ -62,8 +62,14 @@ class BatchAugment(nn.Module):
     whole image. ``scale=(1, 1)``, ``flip=False``, ``jitter=0`` is the plain resize.
     """
 
-    def __init__(self, size: int, scale: tuple[float, float] = (0.35, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                 flip: bool = True, jitter: float = 0.3) -> None:
+    def __init__(
+        self,
+        size: int,
+        scale: tuple[float, float] = (0.35, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        flip: bool = True,
+        jitter: float = 0.3,
+    ) -> None:
         super().__init__()
         self.size, self.scale, self.ratio, self.flip, self.jitter = size, scale, ratio, flip, jitter
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -109,8 +115,16 @@ class BatchAugment(nn.Module):
             return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
 
-def cached_views(transform: nn.Module, augment: BatchAugment, images: Tensor, views: int, seed: int,
-                 batch_size: int = 128, cache_dir: str | Path | None = None, key: str = "") -> Tensor:
+def cached_views(
+    transform: nn.Module,
+    augment: BatchAugment,
+    images: Tensor,
+    views: int,
+    seed: int,
+    batch_size: int = 128,
+    cache_dir: str | Path | None = None,
+    key: str = "",
+) -> Tensor:
     """``transform`` (a fixed front end, e.g. a scattering transform) of ``views`` versions of every image,
     computed once: [N, views, *out] float16.
 
@@ -133,8 +147,22 @@ def cached_views(transform: nn.Module, augment: BatchAugment, images: Tensor, vi
     path = None
     if cache_dir is not None:
         digest = hashlib.sha1(images.contiguous().numpy().tobytes())
-        digest.update(repr((key, augment.size, augment.scale, augment.ratio, augment.flip, augment.jitter, views,
-                            seed, tuple(images.shape), str(images.dtype))).encode())
+        digest.update(
+            repr(
+                (
+                    key,
+                    augment.size,
+                    augment.scale,
+                    augment.ratio,
+                    augment.flip,
+                    augment.jitter,
+                    views,
+                    seed,
+                    tuple(images.shape),
+                    str(images.dtype),
+                )
+            ).encode()
+        )
         path = Path(cache_dir) / f"views_{digest.hexdigest()[:20]}.pt"
         if path.is_file():
             return torch.load(path)
@@ -145,8 +173,9 @@ def cached_views(transform: nn.Module, augment: BatchAugment, images: Tensor, vi
     return out
 
 
-def _compute_views(transform: nn.Module, augment: BatchAugment, images: Tensor, views: int, seed: int,
-                   batch_size: int) -> Tensor:
+def _compute_views(
+    transform: nn.Module, augment: BatchAugment, images: Tensor, views: int, seed: int, batch_size: int
+) -> Tensor:
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     out = []
@@ -168,8 +197,9 @@ class TensorImages(Dataset):
     :func:`cached_views`) and each access serves one view drawn at random.
     """
 
-    def __init__(self, images: Tensor, extra: Callable[[int], dict[str, Any]], classes: Sequence[str] = (),
-                 views: bool = False) -> None:
+    def __init__(
+        self, images: Tensor, extra: Callable[[int], dict[str, Any]], classes: Sequence[str] = (), views: bool = False
+    ) -> None:
         self.images, self.extra, self.classes, self.views = images, extra, list(classes), views
 
     def __len__(self) -> int:

@@ -172,7 +172,9 @@ class AVDigits(ChorusDataset):
         cfg = load_avdigits_config(config) if needs_config else AVDigitsConfig()
         if isinstance(level, str):
             if level not in cfg.levels:
-                raise ConfigError(f"avdigits level {level!r} not in {sorted(cfg.levels)} (from {config or DEFAULT_CONFIG})")
+                raise ConfigError(
+                    f"avdigits level {level!r} not in {sorted(cfg.levels)} (from {config or DEFAULT_CONFIG})"
+                )
             level = cfg.levels[level]
         self.degradation = level
         self.seed = cfg.seed if seed is None else seed
@@ -200,7 +202,9 @@ class AVDigits(ChorusDataset):
             clips = np.flatnonzero(in_split & (audio_labels == digit))
             pool = rng.permutation(images[image_labels == digit])
             if len(pool) < len(clips):
-                raise DataError(f"avdigits {split}: {len(clips)} recordings of {digit} but only {len(pool)} MNIST images")
+                raise DataError(
+                    f"avdigits {split}: {len(clips)} recordings of {digit} but only {len(pool)} MNIST images"
+                )
             records += [{"audio": int(c), "image_index": int(im), "label": digit} for c, im in zip(clips, pool)]
         records.sort(key=lambda r: r["audio"])
         return [{**r, "split": split, "item": i} for i, r in enumerate(records)]
@@ -237,8 +241,13 @@ class AVDigits(ChorusDataset):
 
     def stats(self) -> dict[str, float]:
         seconds = [int(self.audio.records[r["audio"]]["num_samples"]) / self.audio.sample_rate for r in self.records]
-        return {"duration_s_min": min(seconds), "duration_s_mean": float(np.mean(seconds)), "duration_s_max": max(seconds),
-                "height": 28.0, "width": 28.0}
+        return {
+            "duration_s_min": min(seconds),
+            "duration_s_mean": float(np.mean(seconds)),
+            "duration_s_max": max(seconds),
+            "height": 28.0,
+            "width": 28.0,
+        }
 
 
 DATASETS.register("avdigits")(AVDigits)

@@ -66,7 +66,9 @@ class Caltech101(ChorusDataset):
             if len(parts) != 3 or parts[0] != str(n):
                 raise DataError(f"{classes_file}: line {n + 1} is not '{n}<TAB>folder<TAB>name': {line!r}")
             classes.append(parts[2])
-        rows = read_csv(require_file(self.folder / "metadata.csv", self.name, self.root), ("path", "label", "class_name"))
+        rows = read_csv(
+            require_file(self.folder / "metadata.csv", self.name, self.root), ("path", "label", "class_name")
+        )
         labels = [int(r["label"]) for r in rows]
         if labels and not 0 <= min(labels) <= max(labels) < len(classes):
             raise DataError(f"{self.folder / 'metadata.csv'}: labels outside 0..{len(classes) - 1}")
@@ -77,7 +79,12 @@ class Caltech101(ChorusDataset):
         row = self.records[index]
         path = self.folder / row["path"]
         image = decode_image(read_bytes(path), str(path), mode="RGB")
-        return {"image": image, "label": self.labels[index], "text": self.classes[self.labels[index]], "path": str(path)}
+        return {
+            "image": image,
+            "label": self.labels[index],
+            "text": self.classes[self.labels[index]],
+            "path": str(path),
+        }
 
     def stats(self) -> dict[str, float]:
         return {"height": float(SIZE), "width": float(SIZE)}

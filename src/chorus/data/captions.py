@@ -68,9 +68,7 @@ class CaptionedDataset(PromptedDataset):
     ``class_names`` defaults to ``dataset.classes``.
     """
 
-    def __init__(
-        self, dataset: Dataset, templates: Sequence[str], class_names: Sequence[str] | None = None
-    ) -> None:
+    def __init__(self, dataset: Dataset, templates: Sequence[str], class_names: Sequence[str] | None = None) -> None:
         if not templates:
             raise ConfigError("CaptionedDataset needs at least one template")
         self.templates = list(templates)

@@ -71,7 +71,10 @@ class COCOCaptions(ChorusDataset):
         check_choice("coco_captions mode", mode, ("pairs", "images"))
         self.root = data_root(root)
         self.folder = self.root / FOLDER
-        rows = read_csv(require_file(self.folder / "captions.csv", self.name, self.root), ("path", "image_id", "caption_id", "caption"))
+        rows = read_csv(
+            require_file(self.folder / "captions.csv", self.name, self.root),
+            ("path", "image_id", "caption_id", "caption"),
+        )
         by_image: dict[int, list[dict[str, str]]] = {}
         for row in rows:
             by_image.setdefault(int(row["image_id"]), []).append(row)
@@ -97,7 +100,9 @@ class COCOCaptions(ChorusDataset):
     def _caption(self, row: dict[str, str]) -> str:
         text = row["caption"].strip()
         if not text:
-            raise DataError(f"{self.folder / 'captions.csv'}: empty caption (caption_id {row['caption_id']}) for {row['path']}")
+            raise DataError(
+                f"{self.folder / 'captions.csv'}: empty caption (caption_id {row['caption_id']}) for {row['path']}"
+            )
         return text
 
     def load(self, index: int) -> Sample:
@@ -110,12 +115,18 @@ class COCOCaptions(ChorusDataset):
         return {"image": image, "captions": captions, "image_id": self.image_ids[n], "path": path}
 
     def stats(self) -> dict[str, float]:
-        rows = read_csv(self.folder / "images.csv", ("image_id", "width", "height")) if (self.folder / "images.csv").is_file() else []
+        rows = (
+            read_csv(self.folder / "images.csv", ("image_id", "width", "height"))
+            if (self.folder / "images.csv").is_file()
+            else []
+        )
         keep = set(self.image_ids)
         sizes = [(int(r["width"]), int(r["height"])) for r in rows if int(r["image_id"]) in keep]
         out: dict[str, float] = {"images": float(len(self.image_ids))}
         if sizes:
-            out.update(width_mean=float(np.mean([w for w, _ in sizes])), height_mean=float(np.mean([h for _, h in sizes])))
+            out.update(
+                width_mean=float(np.mean([w for w, _ in sizes])), height_mean=float(np.mean([h for _, h in sizes]))
+            )
         return out
 
 
@@ -128,7 +139,9 @@ def prepare_coco_captions(
     """Write the mini layout from the official annotations zip, fetching each listed image (sha256-checked)."""
     try:
         with zipfile.ZipFile(annotations) as zf:
-            coco = {split: json.loads(zf.read(f"annotations/captions_{split}.json")) for split in ("val2017", "train2017")}
+            coco = {
+                split: json.loads(zf.read(f"annotations/captions_{split}.json")) for split in ("val2017", "train2017")
+            }
             val_json = zf.read("annotations/captions_val2017.json")
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as err:
         raise DataError(f"{annotations}: not the COCO 2017 annotations zip ({err})") from err
@@ -150,14 +163,42 @@ def prepare_coco_captions(
         fetch(f"{images_url}{split}/{image_id:012d}.jpg", out / rel, sha256=sha256, progress=False)
         lic = licenses[split][meta["license"]]
         commercial, derivatives = LICENSE_RIGHTS.get(meta["license"], (0, 0))
-        image_rows.append([rel, image_id, split, meta["width"], meta["height"], meta["license"], lic["name"], lic["url"],
-                           commercial, derivatives, meta.get("flickr_url", ""), meta.get("coco_url", "")])
+        image_rows.append(
+            [
+                rel,
+                image_id,
+                split,
+                meta["width"],
+                meta["height"],
+                meta["license"],
+                lic["name"],
+                lic["url"],
+                commercial,
+                derivatives,
+                meta.get("flickr_url", ""),
+                meta.get("coco_url", ""),
+            ]
+        )
         anns = sorted(anns_of.get(image_id, []), key=lambda a: a["id"])
         caption_rows += [[rel, image_id, a["id"], a["caption"].strip()] for a in anns]
     with open(out / "images.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "image_id", "coco_split", "width", "height", "license_id", "license_name", "license_url",
-                         "commercial_ok", "derivatives_ok", "flickr_url", "coco_url"])
+        writer.writerow(
+            [
+                "path",
+                "image_id",
+                "coco_split",
+                "width",
+                "height",
+                "license_id",
+                "license_name",
+                "license_url",
+                "commercial_ok",
+                "derivatives_ok",
+                "flickr_url",
+                "coco_url",
+            ]
+        )
         writer.writerows(image_rows)
     with open(out / "captions.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -167,9 +208,13 @@ def prepare_coco_captions(
     return out
 
 
-def download_coco_captions(root: str | os.PathLike[str] | None = None, annotations_url: str = ANNOTATIONS_URL,
-                           annotations_md5: str | None = ANNOTATIONS_MD5, images_url: str = IMAGES_URL,
-                           images: Sequence[tuple[int, str, str]] = IMAGES) -> Path:
+def download_coco_captions(
+    root: str | os.PathLike[str] | None = None,
+    annotations_url: str = ANNOTATIONS_URL,
+    annotations_md5: str | None = ANNOTATIONS_MD5,
+    images_url: str = IMAGES_URL,
+    images: Sequence[tuple[int, str, str]] = IMAGES,
+) -> Path:
     """Download COCO 2017 caption annotations (md5-checked, ~241 MB) and the pinned images; build the mini layout."""
     root = data_root(root)
     root.mkdir(parents=True, exist_ok=True)

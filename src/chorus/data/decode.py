@@ -79,9 +79,7 @@ def _check_wav_complete(data: bytes, name: str) -> None:
         if chunk_id == b"data":
             held = len(data) - (offset + 8)
             if held < size:
-                raise DataError(
-                    f"{name}: truncated WAV, header declares {size} audio bytes but the file holds {held}"
-                )
+                raise DataError(f"{name}: truncated WAV, header declares {size} audio bytes but the file holds {held}")
             return
         offset += 8 + size + (size & 1)  # chunks are word-aligned
     raise DataError(f"{name}: WAV file has no 'data' chunk")

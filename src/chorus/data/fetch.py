@@ -65,14 +65,18 @@ def fetch(
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             total = response.headers.get("Content-Length")
-            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+            with tqdm(
+                total=int(total) if total else None, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+            ) as bar:
                 for block in iter(lambda: response.read(CHUNK), b""):
                     out.write(block)
                     if hasher is not None:
                         hasher.update(block)
                     bar.update(len(block))
         if check is not None and hasher is not None and hasher.hexdigest() != check[1]:
-            raise DataError(f"{url}: {check[0]} mismatch, expected {check[1]}, got {hasher.hexdigest()} (file discarded)")
+            raise DataError(
+                f"{url}: {check[0]} mismatch, expected {check[1]}, got {hasher.hexdigest()} (file discarded)"
+            )
         os.replace(tmp, dest)
     except DataError:
         raise

@@ -73,7 +73,10 @@ class FSDD(ChorusDataset):
         check_choice("fsdd protocol", protocol, ("official", "speaker"))
         self.root = data_root(root)
         self.folder = self.root / FOLDER
-        rows = read_csv(require_file(self.folder / "metadata.csv", self.name, self.root), ("path", "digit", "speaker", "index", "split", "num_samples"))
+        rows = read_csv(
+            require_file(self.folder / "metadata.csv", self.name, self.root),
+            ("path", "digit", "speaker", "index", "split", "num_samples"),
+        )
         if protocol == "speaker":
             known = {r["speaker"] for r in rows}
             unknown = sorted(set(test_speakers) - known)
@@ -101,12 +104,24 @@ class FSDD(ChorusDataset):
         wave, sr = decode_audio(read_bytes(path), str(path), expected_sr=self.sample_rate)
         expected = int(row["num_samples"])
         if wave.numel() != expected:
-            raise DataError(f"{path}: has {wave.numel()} samples, metadata.csv says {expected} (truncated or replaced file)")
-        return {"audio": wave, "sample_rate": sr, "label": self.labels[index], "speaker": row["speaker"], "path": str(path)}
+            raise DataError(
+                f"{path}: has {wave.numel()} samples, metadata.csv says {expected} (truncated or replaced file)"
+            )
+        return {
+            "audio": wave,
+            "sample_rate": sr,
+            "label": self.labels[index],
+            "speaker": row["speaker"],
+            "path": str(path),
+        }
 
     def stats(self) -> dict[str, float]:
         seconds = [int(r["num_samples"]) / self.sample_rate for r in self.records]
-        return {"duration_s_min": min(seconds), "duration_s_mean": sum(seconds) / len(seconds), "duration_s_max": max(seconds)}
+        return {
+            "duration_s_min": min(seconds),
+            "duration_s_mean": sum(seconds) / len(seconds),
+            "duration_s_max": max(seconds),
+        }
 
 
 def recordings_digest(wavs: Sequence[Path]) -> str:
@@ -119,7 +134,9 @@ def recordings_digest(wavs: Sequence[Path]) -> str:
 def prepare_fsdd(recordings: Sequence[Path], out: Path, content_sha256: str | None = RECORDINGS_SHA256) -> Path:
     """Copy FSDD WAVs into ``out/recordings`` and write metadata.csv/speakers.csv (official split)."""
     if content_sha256 is not None and (got := recordings_digest(recordings)) != content_sha256:
-        raise DataError(f"FSDD recordings content sha256 is {got}, expected {content_sha256} (wrong or damaged archive)")
+        raise DataError(
+            f"FSDD recordings content sha256 is {got}, expected {content_sha256} (wrong or damaged archive)"
+        )
     (out / "recordings").mkdir(parents=True, exist_ok=True)
     rows = []
     for src in sorted(recordings, key=lambda p: p.name):
@@ -128,7 +145,9 @@ def prepare_fsdd(recordings: Sequence[Path], out: Path, content_sha256: str | No
             raise DataError(f"{src}: name is not {{digit}}_{{speaker}}_{{index}}.wav")
         shutil.copyfile(src, out / "recordings" / src.name)
         digit, speaker, idx = int(parts[0]), parts[1], int(parts[2])
-        rows.append([f"recordings/{src.name}", digit, speaker, idx, "test" if idx <= 4 else "train", sf.info(str(src)).frames])
+        rows.append(
+            [f"recordings/{src.name}", digit, speaker, idx, "test" if idx <= 4 else "train", sf.info(str(src)).frames]
+        )
     rows.sort(key=lambda r: (r[1], r[2], r[3]))
     with open(out / "metadata.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -141,7 +160,9 @@ def prepare_fsdd(recordings: Sequence[Path], out: Path, content_sha256: str | No
     return out
 
 
-def download_fsdd(root: str | os.PathLike[str] | None = None, url: str = URL, content_sha256: str | None = RECORDINGS_SHA256) -> Path:
+def download_fsdd(
+    root: str | os.PathLike[str] | None = None, url: str = URL, content_sha256: str | None = RECORDINGS_SHA256
+) -> Path:
     """Download the pinned FSDD commit archive from GitHub and build ``<root>/fsdd``."""
     root = data_root(root)
     root.mkdir(parents=True, exist_ok=True)

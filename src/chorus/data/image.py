@@ -67,7 +67,9 @@ class ImageTransform:
         if resize is not None and resize < size:
             raise ConfigError(f"ImageTransform resize ({resize}) must be at least the crop size ({size})")
         if not 0 < scale[0] <= scale[1] <= 1 or not 0 < ratio[0] <= ratio[1]:
-            raise ConfigError(f"ImageTransform needs 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], got {scale}, {ratio}")
+            raise ConfigError(
+                f"ImageTransform needs 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], got {scale}, {ratio}"
+            )
         self.size, self.channels, self.train, self.flip = size, channels, train, flip
         self.scale, self.ratio = scale, ratio
         self.resize = resize or size
@@ -80,7 +82,9 @@ class ImageTransform:
             raise ConfigError(f"ImageTransform std must be positive, got {std}")
 
     def _offset(self, margin: int) -> int:
-        return margin // 2 if self.crop_offset == "floor" else round(margin / 2)  # Python rounds half to even, like torchvision
+        return (
+            margin // 2 if self.crop_offset == "floor" else round(margin / 2)
+        )  # Python rounds half to even, like torchvision
 
     def _eval_view(self, img: Image.Image) -> Image.Image:
         w, h = img.size

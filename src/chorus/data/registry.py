@@ -36,9 +36,20 @@ from chorus.registry import Registry
 DATASETS: Registry[ChorusDataset] = Registry("dataset")
 DOWNLOADS: Registry[Path] = Registry("dataset download")
 
-for _name, _cls in (("fsdd", FSDD), ("mnist", MNIST), ("caltech101", Caltech101), ("coco_captions", COCOCaptions), ("digits", Digits)):
+for _name, _cls in (
+    ("fsdd", FSDD),
+    ("mnist", MNIST),
+    ("caltech101", Caltech101),
+    ("coco_captions", COCOCaptions),
+    ("digits", Digits),
+):
     DATASETS.register(_name)(_cls)
-for _name, _fn in (("fsdd", download_fsdd), ("mnist", download_mnist), ("caltech101", download_caltech101), ("coco_captions", download_coco_captions)):
+for _name, _fn in (
+    ("fsdd", download_fsdd),
+    ("mnist", download_mnist),
+    ("caltech101", download_caltech101),
+    ("coco_captions", download_coco_captions),
+):
     DOWNLOADS.register(_name)(_fn)
 
 
@@ -160,8 +171,11 @@ def format_info(info: dict[str, Any], top: int = 10) -> str:
         items += " (" + ", ".join(f"{k} {v}" for k, v in splits.items()) + ")"
     rule = info.get("split_rule")
     if rule:
-        items += ("; seeded split by item, seed {seed}, test fraction {test_fraction:g}".format(**rule)
-                  if rule["source"] == "seeded" else f"; split from the {rule['source']}")
+        items += (
+            "; seeded split by item, seed {seed}, test fraction {test_fraction:g}".format(**rule)
+            if rule["source"] == "seeded"
+            else f"; split from the {rule['source']}"
+        )
     lines.append(items)
     counts = info["class_counts"]
     if counts:
@@ -171,8 +185,9 @@ def format_info(info: dict[str, Any], top: int = 10) -> str:
     else:
         lines.append("  classes      none")
     if "captions_per_item_min" in stats:
-        lines.append(f"  captions     {_range(stats, 'captions_per_item')} per item "
-                     f"(mean {stats['captions_per_item_mean']:.1f})")
+        lines.append(
+            f"  captions     {_range(stats, 'captions_per_item')} per item (mean {stats['captions_per_item_mean']:.1f})"
+        )
     if "width_min" in stats:
         modes = f"; modes {', '.join(info['image_modes'])}" if info.get("image_modes") else ""
         lines.append(f"  images       width {_range(stats, 'width')} px, height {_range(stats, 'height')} px{modes}")
@@ -181,11 +196,15 @@ def format_info(info: dict[str, Any], top: int = 10) -> str:
     if "duration_s_min" in stats:
         audio = f"  audio        {_range(stats, 'duration_s', '{:.2f}')} s (mean {stats['duration_s_mean']:.2f} s)"
         if info.get("sample_rates"):
-            audio += f"; {', '.join(map(str, info['sample_rates']))} Hz; channels {', '.join(map(str, info['channels']))}"
+            audio += (
+                f"; {', '.join(map(str, info['sample_rates']))} Hz; channels {', '.join(map(str, info['channels']))}"
+            )
         lines.append(audio)
     if info.get("ignored_files"):
-        lines.append(f"  ignored      {len(info['ignored_files'])} file(s) neither image nor audio, "
-                     f"e.g. {info['ignored_files'][0]}")
+        lines.append(
+            f"  ignored      {len(info['ignored_files'])} file(s) neither image nor audio, "
+            f"e.g. {info['ignored_files'][0]}"
+        )
     problems = info.get("problems")
     if problems is not None:
         if not problems:
@@ -194,8 +213,10 @@ def format_info(info: dict[str, Any], top: int = 10) -> str:
             kinds: dict[str, int] = {}
             for p in problems:
                 kinds[p["kind"]] = kinds.get(p["kind"], 0) + 1
-            lines.append(f"  problems     {len(problems)} bad row(s) left out: "
-                         + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])))
+            lines.append(
+                f"  problems     {len(problems)} bad row(s) left out: "
+                + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+            )
             lines += [f"    {p['where']}: {p['kind']}: {p['detail']}" for p in problems[:top]]
             if len(problems) > top:
                 lines.append(f"    … {len(problems) - top} more (--json lists them all)")

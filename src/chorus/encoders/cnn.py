@@ -43,7 +43,9 @@ class CNNEncoder(nn.Module):
         "base": {"widths": (64, 128, 256, 512)},
     }
 
-    def __init__(self, widths: tuple[int, ...], in_channels: int = 3, image_size: int = 32, first_stride: int = 1) -> None:
+    def __init__(
+        self, widths: tuple[int, ...], in_channels: int = 3, image_size: int = 32, first_stride: int = 1
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.image_size = image_size

@@ -63,8 +63,7 @@ def _skimage():
         import skimage.color
         import skimage.feature
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ConfigError("the scattering_descriptors encoder needs scikit-image: "
-                          "pip install 'chorus[vision]'") from e
+        raise ConfigError("the scattering_descriptors encoder needs scikit-image: pip install 'chorus[vision]'") from e
     return skimage
 
 
@@ -74,7 +73,7 @@ def _grid_histograms(values: np.ndarray, bins: int, grid: int) -> np.ndarray:
     out = []
     for i in range(grid):
         for j in range(grid):
-            cell = values[i * h // grid:(i + 1) * h // grid, j * w // grid:(j + 1) * w // grid]
+            cell = values[i * h // grid : (i + 1) * h // grid, j * w // grid : (j + 1) * w // grid]
             counts = np.bincount(cell.ravel(), minlength=bins).astype(np.float32)
             out.append(np.sqrt(counts / max(counts.sum(), 1.0)))
     return np.concatenate(out)
@@ -86,9 +85,17 @@ class DescriptorTransform(nn.Module):
     No parameters; deterministic; float32 on the input's device.
     """
 
-    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float],
-                 hog_cells: Sequence[int] = (8, 16), hog_orientations: int = 12, lbp_grid: int = 4,
-                 colour_grid: int = 2, colour_bins: tuple[int, int, int] = (8, 4, 4)) -> None:
+    def __init__(
+        self,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        hog_cells: Sequence[int] = (8, 16),
+        hog_orientations: int = 12,
+        lbp_grid: int = 4,
+        colour_grid: int = 2,
+        colour_bins: tuple[int, int, int] = (8, 4, 4),
+    ) -> None:
         super().__init__()
         if any(2 * c > image_size for c in hog_cells) or image_size < max(lbp_grid, colour_grid):
             raise ConfigError(f"descriptors: image_size {image_size} is too small for HOG cells {tuple(hog_cells)}")
@@ -102,16 +109,29 @@ class DescriptorTransform(nn.Module):
         """One RGB image [S, S, 3] in [0, 1] → its descriptor vector (float32)."""
         skimage = _skimage()
         grey = skimage.color.rgb2gray(rgb)
-        hogs = [skimage.feature.hog(grey, orientations=self.hog_orientations, pixels_per_cell=(c, c),
-                                    cells_per_block=(2, 2), block_norm="L2-Hys", feature_vector=True)
-                for c in self.hog_cells]
+        hogs = [
+            skimage.feature.hog(
+                grey,
+                orientations=self.hog_orientations,
+                pixels_per_cell=(c, c),
+                cells_per_block=(2, 2),
+                block_norm="L2-Hys",
+                feature_vector=True,
+            )
+            for c in self.hog_cells
+        ]
         lbp = skimage.feature.local_binary_pattern(np.round(grey * 255).astype(np.uint8), 8, 1, "uniform")
         hsv = skimage.color.rgb2hsv(rgb)
         nh, ns, nv = self.colour_bins
         quantised = [np.minimum((hsv[..., k] * n).astype(np.int64), n - 1) for k, n in enumerate(self.colour_bins)]
         colour = (quantised[0] * ns + quantised[1]) * nv + quantised[2]
-        return np.concatenate(hogs + [_grid_histograms(lbp.astype(np.int64), 10, self.lbp_grid),
-                                      _grid_histograms(colour, nh * ns * nv, self.colour_grid)]).astype(np.float32)
+        return np.concatenate(
+            hogs
+            + [
+                _grid_histograms(lbp.astype(np.int64), 10, self.lbp_grid),
+                _grid_histograms(colour, nh * ns * nv, self.colour_grid),
+            ]
+        ).astype(np.float32)
 
     def forward(self, x: Tensor) -> Tensor:
         with torch.no_grad():
@@ -122,8 +142,16 @@ class DescriptorTransform(nn.Module):
 class ScatteringDescriptorTransform(nn.Module):
     """Fixed: images [B, 3, S, S] → flat [B, map_numel + descriptor_dim]: scattering maps, then descriptors."""
 
-    def __init__(self, J: int, orientations: int, image_size: int, scattering_size: int, in_channels: int,
-                 mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(
+        self,
+        J: int,
+        orientations: int,
+        image_size: int,
+        scattering_size: int,
+        in_channels: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> None:
         super().__init__()
         self.scattering = ScatteringTransform(J, orientations, scattering_size, in_channels)
         self.descriptors = DescriptorTransform(image_size, mean, std)
@@ -131,30 +159,49 @@ class ScatteringDescriptorTransform(nn.Module):
         self.map_numel = int(np.prod(self.map_shape))
         self.out_dim = self.map_numel + self.descriptors.out_dim
         self.image_size, self.scattering_size = image_size, scattering_size
-        self.key = (f"{self.scattering.key} of {image_size} px + HOG {self.descriptors.hog_cells} "
-                    f"LBP {self.descriptors.lbp_grid} colour {self.descriptors.colour_grid}x{self.descriptors.colour_bins}"
-                    f" mean {tuple(self.descriptors.mean.flatten().tolist())} std "
-                    f"{tuple(self.descriptors.std.flatten().tolist())}")
+        self.key = (
+            f"{self.scattering.key} of {image_size} px + HOG {self.descriptors.hog_cells} "
+            f"LBP {self.descriptors.lbp_grid} colour {self.descriptors.colour_grid}x{self.descriptors.colour_bins}"
+            f" mean {tuple(self.descriptors.mean.flatten().tolist())} std "
+            f"{tuple(self.descriptors.std.flatten().tolist())}"
+        )
 
     def forward(self, x: Tensor) -> Tensor:
-        small = x if self.scattering_size == self.image_size else F.interpolate(
-            x.float(), size=(self.scattering_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
+        small = (
+            x
+            if self.scattering_size == self.image_size
+            else F.interpolate(
+                x.float(), size=(self.scattering_size,) * 2, mode="bilinear", antialias=True, align_corners=False
+            )
+        )
         return torch.cat([self.scattering(small).flatten(1), self.descriptors(x)], dim=1)
 
 
 class ScatteringDescriptorHead(nn.Module):
     """Learned: flat front-end output → scattering conv head's feature map + MLP(descriptors) on every cell."""
 
-    def __init__(self, map_shape: tuple[int, int, int], descriptor_dim: int, widths: tuple[int, ...],
-                 mlp_width: int, dropout: float = 0.0, descriptor_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        map_shape: tuple[int, int, int],
+        descriptor_dim: int,
+        widths: tuple[int, ...],
+        mlp_width: int,
+        dropout: float = 0.0,
+        descriptor_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.map_shape = map_shape
         self.maps = ScatteringHead(map_shape[0], widths, dropout)
         # The input norm only standardises (affine=False): a learned shift or scale there would be absorbed by the
         # bias-free Linear and the BatchNorm after it.
-        self.mlp = nn.Sequential(nn.BatchNorm1d(descriptor_dim, affine=False), nn.Dropout(descriptor_dropout),
-                                 nn.Linear(descriptor_dim, mlp_width, bias=False), nn.BatchNorm1d(mlp_width),
-                                 nn.ReLU(inplace=True), nn.Linear(mlp_width, widths[-1]))
+        self.mlp = nn.Sequential(
+            nn.BatchNorm1d(descriptor_dim, affine=False),
+            nn.Dropout(descriptor_dropout),
+            nn.Linear(descriptor_dim, mlp_width, bias=False),
+            nn.BatchNorm1d(mlp_width),
+            nn.ReLU(inplace=True),
+            nn.Linear(mlp_width, widths[-1]),
+        )
         self.out_dim = widths[-1]
 
     def forward(self, s: Tensor, mask: Tensor | None = None) -> Encoded:
@@ -175,18 +222,30 @@ class ScatteringDescriptorEncoder(nn.Module):
         "base": {"J": 2, "widths": (128, 256), "mlp_width": 512},
     }
 
-    def __init__(self, J: int, widths: tuple[int, ...], mlp_width: int, orientations: int = 8, in_channels: int = 3,
-                 image_size: int = 32, scattering_size: int | None = None, dropout: float = 0.0,
-                 descriptor_dropout: float = 0.0, mean: Sequence[float] = (0.5, 0.5, 0.5),
-                 std: Sequence[float] = (0.5, 0.5, 0.5)) -> None:
+    def __init__(
+        self,
+        J: int,
+        widths: tuple[int, ...],
+        mlp_width: int,
+        orientations: int = 8,
+        in_channels: int = 3,
+        image_size: int = 32,
+        scattering_size: int | None = None,
+        dropout: float = 0.0,
+        descriptor_dropout: float = 0.0,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
+    ) -> None:
         super().__init__()
         if in_channels != 3:
             raise ConfigError("scattering_descriptors: colour descriptors need RGB images (in_channels=3)")
         self.in_channels, self.image_size = in_channels, image_size
-        self.transform = ScatteringDescriptorTransform(J, orientations, image_size, scattering_size or image_size,
-                                                       in_channels, mean, std)
-        self.head = ScatteringDescriptorHead(self.transform.map_shape, self.transform.descriptors.out_dim, widths,
-                                             mlp_width, dropout, descriptor_dropout)
+        self.transform = ScatteringDescriptorTransform(
+            J, orientations, image_size, scattering_size or image_size, in_channels, mean, std
+        )
+        self.head = ScatteringDescriptorHead(
+            self.transform.map_shape, self.transform.descriptors.out_dim, widths, mlp_width, dropout, descriptor_dropout
+        )
         self.out_dim = self.head.out_dim
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Encoded:

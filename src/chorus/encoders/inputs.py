@@ -18,9 +18,7 @@ def check_image(x: Tensor, mask: Tensor | None, in_channels: int, image_size: in
     if mask is not None:
         raise DataError(f"{who}: images take no mask, got one of shape {tuple(mask.shape)}")
     if x.dim() != 4 or x.shape[1] != in_channels or tuple(x.shape[2:]) != (image_size, image_size):
-        raise DataError(
-            f"{who}: expected image [B, {in_channels}, {image_size}, {image_size}], got {tuple(x.shape)}"
-        )
+        raise DataError(f"{who}: expected image [B, {in_channels}, {image_size}, {image_size}], got {tuple(x.shape)}")
 
 
 def check_sequence(x: Tensor, mask: Tensor | None, dims: int, who: str) -> None:

@@ -35,7 +35,6 @@ def last_real_index(mask: Tensor | None, length: int, batch: int, device: torch.
     return length - 1 - mask.flip(1).int().argmax(dim=1)
 
 
-
 def mask_or_all_real(mask: Tensor | None, tokens: Tensor) -> Tensor:
     """``mask`` itself, or an all-True [B, T] mask for ``tokens`` [B, T, D] when there is none."""
     if mask is not None:

@@ -83,8 +83,11 @@ class ScatteringHead(nn.Module):
             raise ConfigError("scattering: widths must name at least one stage")
         self.norm = nn.BatchNorm2d(in_channels)
         self.dropout = nn.Dropout2d(dropout)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        )
         self.blocks = residual_stages(widths[0], widths, (1,) * len(widths))
         he_init(self)
         self.out_dim = widths[-1]
@@ -108,8 +111,15 @@ class ScatteringEncoder(nn.Module):
         "base": {"J": 2, "widths": (128, 256)},
     }
 
-    def __init__(self, J: int, widths: tuple[int, ...], orientations: int = 8, in_channels: int = 3,
-                 image_size: int = 32, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        J: int,
+        widths: tuple[int, ...],
+        orientations: int = 8,
+        in_channels: int = 3,
+        image_size: int = 32,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.in_channels, self.image_size = in_channels, image_size
         self.transform = ScatteringTransform(J, orientations, image_size, in_channels)

@@ -91,12 +91,20 @@ class MelAugment(nn.Module):
     clip's mean (0 after CMN), so masking adds no artificial edge.
     """
 
-    def __init__(self, warp: float = 0.0, freq_masks: int = 2, freq_width: int = 6, time_masks: int = 2,
-                 time_fraction: float = 0.1) -> None:
+    def __init__(
+        self,
+        warp: float = 0.0,
+        freq_masks: int = 2,
+        freq_width: int = 6,
+        time_masks: int = 2,
+        time_fraction: float = 0.1,
+    ) -> None:
         super().__init__()
         if not 0 <= warp < 1 or freq_masks < 0 or freq_width < 0 or time_masks < 0 or not 0 <= time_fraction < 1:
-            raise ConfigError(f"MelAugment: bad settings warp={warp}, freq_masks={freq_masks}, freq_width={freq_width}, "
-                              f"time_masks={time_masks}, time_fraction={time_fraction}")
+            raise ConfigError(
+                f"MelAugment: bad settings warp={warp}, freq_masks={freq_masks}, freq_width={freq_width}, "
+                f"time_masks={time_masks}, time_fraction={time_fraction}"
+            )
         self.warp, self.freq_masks, self.freq_width = warp, freq_masks, freq_width
         self.time_masks, self.time_fraction = time_masks, time_fraction
 

@@ -49,11 +49,14 @@ def require_caption_metrics() -> None:
     _scorers()
 
 
-def _prepare(hypotheses: Mapping[Any, str], references: Mapping[Any, Sequence[str]]
-             ) -> tuple[dict[Any, list[str]], dict[Any, list[str]]]:
+def _prepare(
+    hypotheses: Mapping[Any, str], references: Mapping[Any, Sequence[str]]
+) -> tuple[dict[Any, list[str]], dict[Any, list[str]]]:
     if set(hypotheses) != set(references):
-        raise DataError(f"caption metrics: hypotheses cover {len(hypotheses)} items, references {len(references)}; "
-                        "they must name the same items")
+        raise DataError(
+            f"caption metrics: hypotheses cover {len(hypotheses)} items, references {len(references)}; "
+            "they must name the same items"
+        )
     if not hypotheses:
         raise DataError("caption metrics: no captions to score")
     res = {k: [tokenize(h)] for k, h in hypotheses.items()}

@@ -42,8 +42,10 @@ def confusion_matrix(predictions: Tensor, targets: Tensor, num_classes: int) -> 
     if predictions.ndim == 2:
         predictions = predictions.argmax(dim=1)
     if predictions.shape != targets.shape or predictions.ndim != 1:
-        raise DataError(f"need predictions [N] (or logits [N, C]) and targets [N], got "
-                        f"{tuple(predictions.shape)} and {tuple(targets.shape)}")
+        raise DataError(
+            f"need predictions [N] (or logits [N, C]) and targets [N], got "
+            f"{tuple(predictions.shape)} and {tuple(targets.shape)}"
+        )
     targets = targets.to(predictions.device).long()
     predictions = predictions.long()
     for name, t in (("targets", targets), ("predictions", predictions)):

@@ -99,8 +99,10 @@ class BayesianProductFusion(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._matrix(X)
         if X.shape[1] != self.n_features_in_:
-            raise DataError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                            f"{self.n_features_in_} features as input")
+            raise DataError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
         n, k = X.shape[0], len(self.classes_)
         log_posteriors = np.zeros((len(self.modalities), n, k))
         present = np.zeros((len(self.modalities), n), dtype=bool)
@@ -124,8 +126,10 @@ class BayesianProductFusion(ClassifierMixin, BaseEstimator):
         """X as a dense float matrix; NaN marks a missing modality, so it is allowed (sparse input is not)."""
         X = np.asarray(X, dtype=float) if not hasattr(X, "toarray") else X
         if getattr(X, "ndim", 2) != 2 or X.shape[0] == 0:
-            raise DataError(f"X has shape {X.shape}; expected [n_samples > 0, n_features] (NaN = missing). "
-                            "Reshape your data: a single sample is X.reshape(1, -1)")
+            raise DataError(
+                f"X has shape {X.shape}; expected [n_samples > 0, n_features] (NaN = missing). "
+                "Reshape your data: a single sample is X.reshape(1, -1)"
+            )
         return check_array(X, dtype=float, ensure_all_finite="allow-nan")
 
     @staticmethod

@@ -31,9 +31,7 @@ class MissingTokens(nn.Module):
         self.tokens = nn.ParameterDict({m: nn.Parameter(torch.zeros(d)) for m, d in dims.items()})
 
     def forward(self, xs: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        return {
-            m: torch.where(present[m].unsqueeze(-1), x, self.tokens[m].to(x.dtype)) for m, x in xs.items()
-        }
+        return {m: torch.where(present[m].unsqueeze(-1), x, self.tokens[m].to(x.dtype)) for m, x in xs.items()}
 
 
 @FUSIONS.register("early")

@@ -46,8 +46,10 @@ class HMMProductFusion:
         x = self.matrix(sequences, features)
         d = features.shape[1]
         self.product_ = BayesianProductFusion(
-            [("vector", LogisticRegression(max_iter=2000), slice(0, d)),
-             ("sequence", LogisticRegression(max_iter=2000), slice(d, x.shape[1]))]
+            [
+                ("vector", LogisticRegression(max_iter=2000), slice(0, d)),
+                ("sequence", LogisticRegression(max_iter=2000), slice(d, x.shape[1])),
+            ]
         ).fit(x, y)
         return self
 
@@ -64,7 +66,7 @@ class HMMProductFusion:
         if missing == "vector":
             x[:, : features.shape[1]] = np.nan
         elif missing == "sequence":
-            x[:, features.shape[1]:] = np.nan
+            x[:, features.shape[1] :] = np.nan
         return x
 
     def predict(self, sequences: Sequence[np.ndarray], features: np.ndarray, missing: str | None = None) -> np.ndarray:
@@ -73,6 +75,8 @@ class HMMProductFusion:
     def num_parameters(self) -> int:
         """HMM parameters (start, transition, means, covariances) plus the calibrated experts' weights."""
         hmm = sum(m.startprob_.size + m.transmat_.size + m.means_.size + m.covars_.size for m in self.hmm.models_)
-        experts = sum(sum(c.estimator.coef_.size + c.estimator.intercept_.size
-                          for c in est.calibrated_classifiers_) for est in self.product_.estimators_.values())
+        experts = sum(
+            sum(c.estimator.coef_.size + c.estimator.intercept_.size for c in est.calibrated_classifiers_)
+            for est in self.product_.estimators_.values()
+        )
         return int(hmm + experts)

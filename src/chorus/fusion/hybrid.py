@@ -47,9 +47,7 @@ class HybridFusion(Fusion):
         expert_ce = expert_cross_entropy(log_probs[:, 1:], mask[:, 1:], label)
         return {"loss": ce + expert_ce, "ce": ce.detach(), "expert_ce": expert_ce.detach()}
 
-    def _branches(
-        self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None
-    ) -> tuple[Tensor, Tensor]:
+    def _branches(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None) -> tuple[Tensor, Tensor]:
         """Log-posteriors [B, 1 + M, K] of the fused branch and each expert, and which are present."""
         xs, ps = self.prepare(features, present)
         filled = self.missing(xs, ps)

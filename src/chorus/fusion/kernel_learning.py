@@ -193,6 +193,7 @@ class MultipleKernelClassifier(ClassifierMixin, BaseEstimator):
                 f"{self.n_features_in_} features as input"
             )
         return X
+
     def _resolve_blocks(self, n_features: int) -> list[np.ndarray]:
         if self.blocks is None:
             return [np.arange(n_features)]

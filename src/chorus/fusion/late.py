@@ -94,9 +94,7 @@ class LateFusion(Fusion):
         loss = expert_ce + ce if self.rule == "learned" else expert_ce
         return {"loss": loss, "ce": ce.detach(), "expert_ce": expert_ce.detach()}
 
-    def _experts(
-        self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None
-    ) -> tuple[Tensor, Tensor]:
+    def _experts(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None) -> tuple[Tensor, Tensor]:
         """Each modality's own log-posterior [B, M, K] and the present mask [B, M]."""
         xs, ps = self.prepare(features, present)
         log_probs = torch.stack([F.log_softmax(self.experts[m](xs[m]).float(), -1) for m in self.modalities], 1)

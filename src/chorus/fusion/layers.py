@@ -14,9 +14,7 @@ from torch import Tensor, nn
 
 def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
     """Two-layer perceptron: the standard nonlinear head on top of a fused vector."""
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
-    )
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
 
 
 def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
@@ -36,9 +34,7 @@ def sinusoidal_positions(length: int, dim: int, like: Tensor) -> Tensor:
     still get meaningful positions.
     """
     position = torch.arange(length, device=like.device, dtype=torch.float32).unsqueeze(1)
-    freq = torch.exp(
-        torch.arange(0, dim, 2, device=like.device, dtype=torch.float32) * (-math.log(10000.0) / dim)
-    )
+    freq = torch.exp(torch.arange(0, dim, 2, device=like.device, dtype=torch.float32) * (-math.log(10000.0) / dim))
     codes = torch.zeros(length, dim, device=like.device, dtype=torch.float32)
     codes[:, 0::2] = torch.sin(position * freq)
     codes[:, 1::2] = torch.cos(position * freq[: dim // 2])

@@ -26,9 +26,7 @@ class ModalityDropout(nn.Module):
             raise ConfigError(f"modality dropout p={p!r}; expected 0 <= p < 1")
         self.p = p
 
-    def forward(
-        self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None
-    ) -> dict[str, Tensor]:
+    def forward(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
         names = list(features)
         ref = features[names[0]]
         given = present or {}

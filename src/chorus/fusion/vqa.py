@@ -71,7 +71,9 @@ class ImageQuestionFusion(Fusion):
         if set(self.dims) != {IMAGE, TEXT}:
             raise ConfigError(f"{type(self).__name__} fuses exactly 'image' and 'text', got {list(self.dims)}")
 
-    def inputs(self, features: Mapping[str, Tensor], masks: Mapping[str, Tensor] | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def inputs(
+        self, features: Mapping[str, Tensor], masks: Mapping[str, Tensor] | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(cells with coordinates [B, N, C+2], question tokens [B, L, D], question mask [B, L], pooled question [B, D])."""
         if set(features) != {IMAGE, TEXT}:
             raise DataError(f"VQA fusion needs both 'image' and 'text' features, got {sorted(features)}")
@@ -81,7 +83,9 @@ class ImageQuestionFusion(Fusion):
         if mask is None:
             mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         if mask.dtype != torch.bool or tuple(mask.shape) != tuple(tokens.shape[:2]):
-            raise DataError(f"masks['text'] has dtype {mask.dtype} and shape {tuple(mask.shape)}; expected bool {tuple(tokens.shape[:2])}")
+            raise DataError(
+                f"masks['text'] has dtype {mask.dtype} and shape {tuple(mask.shape)}; expected bool {tuple(tokens.shape[:2])}"
+            )
         coords = grid_coordinates(cells.shape[1], cells).expand(cells.shape[0], -1, -1)
         b, n = tokens.shape[:2]
         pooled = tokens[torch.arange(b, device=tokens.device), last_real_index(mask, n, b, tokens.device)]
@@ -92,7 +96,9 @@ class ImageQuestionFusion(Fusion):
 class RelationNetwork(ImageQuestionFusion):
     """``f(mean_ij g(o_i, o_j, q))``; ``g`` has ``g_layers`` layers of width ``hidden``, ``f`` three."""
 
-    def __init__(self, dims: Mapping[str, int], out_dim: int, hidden: int = 128, g_layers: int = 3, dropout: float = 0.1) -> None:
+    def __init__(
+        self, dims: Mapping[str, int], out_dim: int, hidden: int = 128, g_layers: int = 3, dropout: float = 0.1
+    ) -> None:
         super().__init__(dims, out_dim)
         if g_layers < 1:
             raise ConfigError(f"relation_network g_layers must be >= 1, got {g_layers}")
@@ -107,8 +113,12 @@ class RelationNetwork(ImageQuestionFusion):
         self.norm = nn.BatchNorm1d(hidden)
         self.f = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), mlp(hidden, hidden, out_dim, dropout))
 
-    def forward(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None,
-                masks: Mapping[str, Tensor] | None = None) -> Tensor:
+    def forward(
+        self,
+        features: Mapping[str, Tensor],
+        present: Mapping[str, Tensor] | None = None,
+        masks: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:
         objects, _, _, question = self.inputs(features, masks)
         first = self.g_first(objects) + self.g_question(question).unsqueeze(1)  # [B, N, H]
         pairs = F.relu(first.unsqueeze(2) + self.g_second(objects).unsqueeze(1))  # [B, N, N, H]
@@ -134,8 +144,15 @@ class FiLMBlock(nn.Module):
 class FiLM(ImageQuestionFusion):
     """``blocks`` FiLM'd residual blocks of ``channels`` over the image cells, then 1×1 conv, max-pool, MLP."""
 
-    def __init__(self, dims: Mapping[str, int], out_dim: int, channels: int = 64, blocks: int = 3,
-                 hidden: int = 128, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        dims: Mapping[str, int],
+        out_dim: int,
+        channels: int = 64,
+        blocks: int = 3,
+        hidden: int = 128,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__(dims, out_dim)
         self.stem = nn.Conv2d(self.dims[IMAGE] + 2, channels, 1)
         self.blocks = nn.ModuleList(FiLMBlock(channels) for _ in range(blocks))
@@ -143,8 +160,12 @@ class FiLM(ImageQuestionFusion):
         self.classifier = nn.Conv2d(channels + 2, hidden, 1)
         self.head = mlp(hidden, hidden, out_dim, dropout)
 
-    def forward(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None,
-                masks: Mapping[str, Tensor] | None = None) -> Tensor:
+    def forward(
+        self,
+        features: Mapping[str, Tensor],
+        present: Mapping[str, Tensor] | None = None,
+        masks: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:
         cells, _, _, question = self.inputs(features, masks)
         b, n, c = cells.shape
         side = round(n**0.5)
@@ -162,8 +183,16 @@ class FiLM(ImageQuestionFusion):
 class QuestionAttention(ImageQuestionFusion):
     """``layers`` × (question tokens cross-attend over image cells, question self-attention); EOT token → MLP."""
 
-    def __init__(self, dims: Mapping[str, int], out_dim: int, d_model: int = 64, heads: int = 4, layers: int = 2,
-                 hidden: int = 128, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        dims: Mapping[str, int],
+        out_dim: int,
+        d_model: int = 64,
+        heads: int = 4,
+        layers: int = 2,
+        hidden: int = 128,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__(dims, out_dim)
         if d_model % heads:
             raise ConfigError(f"d_model={d_model} must be divisible by heads={heads}")
@@ -174,8 +203,12 @@ class QuestionAttention(ImageQuestionFusion):
         self.head = mlp(d_model, hidden, out_dim, dropout)
         self.attention: list[Tensor] = []
 
-    def forward(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None,
-                masks: Mapping[str, Tensor] | None = None) -> Tensor:
+    def forward(
+        self,
+        features: Mapping[str, Tensor],
+        present: Mapping[str, Tensor] | None = None,
+        masks: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:
         cells, tokens, mask, _ = self.inputs(features, masks)
         image = self.image_embed(cells)
         h = self.text_embed(tokens)
@@ -215,19 +248,30 @@ class VQAModel(nn.Module):
         self.image_encoder, self.text_encoder, self.fusion = image_encoder, text_encoder, fusion
 
     @classmethod
-    def build(cls, image_encoder: nn.Module, text_encoder: nn.Module, fusion: str, num_answers: int,
-              image_shape: tuple[int, int, int], **hyper: Any) -> VQAModel:
+    def build(
+        cls,
+        image_encoder: nn.Module,
+        text_encoder: nn.Module,
+        fusion: str,
+        num_answers: int,
+        image_shape: tuple[int, int, int],
+        **hyper: Any,
+    ) -> VQAModel:
         """Build the fusion named ``fusion`` with dims read off the encoders (one dry run at ``image_shape``)."""
         with evaluating(image_encoder):
             cells = image_encoder(torch.zeros(1, *image_shape)).tokens.shape[1]
         token_fusion = FUSIONS.get(fusion).accepts_tokens  # type: ignore[attr-defined]
-        widths = {name: getattr(encoder, "out_dim", None) for name, encoder in ((IMAGE, image_encoder), (TEXT, text_encoder))}
+        widths = {
+            name: getattr(encoder, "out_dim", None) for name, encoder in ((IMAGE, image_encoder), (TEXT, text_encoder))
+        }
         if not all(isinstance(w, int) for w in widths.values()):
             raise ConfigError(f"VQA encoders need an integer out_dim, got {widths}")
         dims = {IMAGE: cast(int, widths[IMAGE]) * (1 if token_fusion else cells), TEXT: cast(int, widths[TEXT])}
         return cls(image_encoder, text_encoder, build_fusion(fusion, dims, num_answers, **hyper))
 
-    def logits(self, image: Tensor, text: Tensor, text_mask: Tensor | None, image_id: Sequence[Any] | None = None) -> Tensor:
+    def logits(
+        self, image: Tensor, text: Tensor, text_mask: Tensor | None, image_id: Sequence[Any] | None = None
+    ) -> Tensor:
         """Answer logits [B, answers]; rows with equal ``image_id`` (or equal token ids) are encoded once.
 
         Many questions share an image and few distinct questions exist, so
@@ -255,13 +299,17 @@ class VQAModel(nn.Module):
         seen = self.image_encoder(image)
         heard = self.text_encoder(unique[:, : text.shape[1]], mask=unique[:, text.shape[1] :].bool())
         if self.fusion.accepts_tokens:
-            return self.fusion({IMAGE: seen.tokens[where], TEXT: heard.tokens[inverse]}, masks={TEXT: heard.mask[inverse]})
+            return self.fusion(
+                {IMAGE: seen.tokens[where], TEXT: heard.tokens[inverse]}, masks={TEXT: heard.mask[inverse]}
+            )
         return self.fusion({IMAGE: seen.tokens.flatten(1)[where], TEXT: heard.pooled[inverse]})
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         missing = [k for k in (IMAGE, TEXT) if k not in batch]
         if missing:
-            raise DataError(f"VQA batch lacks {missing}; keys: {sorted(batch)} (tokenize the questions with Collate(tokenizer))")
+            raise DataError(
+                f"VQA batch lacks {missing}; keys: {sorted(batch)} (tokenize the questions with Collate(tokenizer))"
+            )
         logits = self.logits(batch[IMAGE], batch[TEXT], batch.get("text_mask"), batch.get("image_id"))
         out = {"logits": logits}
         if "label" in batch:
@@ -276,8 +324,16 @@ def vqa_accuracy(model: VQAModel, loader: Any) -> dict[str, float]:
     hits: dict[str, list[int]] = {}
     with evaluating(model):
         for batch in loader:
-            pred = model.logits(batch[IMAGE].to(device), batch[TEXT].to(device), batch["text_mask"].to(device),
-                                batch.get("image_id")).argmax(-1).cpu()
+            pred = (
+                model.logits(
+                    batch[IMAGE].to(device),
+                    batch[TEXT].to(device),
+                    batch["text_mask"].to(device),
+                    batch.get("image_id"),
+                )
+                .argmax(-1)
+                .cpu()
+            )
             right = (pred == batch["label"]).tolist()
             groups = [["accuracy"] for _ in right]
             for i, kind in enumerate(batch.get("question_type", [])):

@@ -10,8 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_HOMES = {"create_app": "app", "SearchIndex": "index", "build_index": "index", "index_main": "main",
-          "serve_main": "main", "Limits": "uploads"}
+_HOMES = {
+    "create_app": "app",
+    "SearchIndex": "index",
+    "build_index": "index",
+    "index_main": "main",
+    "serve_main": "main",
+    "Limits": "uploads",
+}
 
 __all__ = ["Limits", "SearchIndex", "build_index", "create_app", "index_main", "serve_main"]
 

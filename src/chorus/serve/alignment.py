@@ -59,5 +59,11 @@ def align_audio(a: tuple[Tensor, int], b: tuple[Tensor, int]) -> dict[str, Any]:
     frame_s = _LOGMEL.hop_length / SAMPLE_RATE
     cost = cost_matrix(x, y, "euclidean").numpy()
     distance = float(result.distance)
-    return {"distance": distance, "mean_cost": distance / len(path), "frames": [len(x), len(y)],
-            "frame_seconds": frame_s, "path": path.tolist(), "picture": picture(cost, path, frame_s)}
+    return {
+        "distance": distance,
+        "mean_cost": distance / len(path),
+        "frames": [len(x), len(y)],
+        "frame_seconds": frame_s,
+        "path": path.tolist(),
+        "picture": picture(cost, path, frame_s),
+    }

@@ -24,11 +24,11 @@ page assets are looked up by name or number in tables built at start-up).
 
 from __future__ import annotations
 
-import logging
 import io
+import logging
 import os
-from dataclasses import asdict, replace
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,11 +44,10 @@ from chorus.serve.alignment import align_audio
 from chorus.serve.index import SearchIndex
 from chorus.serve.runs import LoadedRun
 from chorus.serve.uploads import BadInput, BodyLimit, Limits, read_audio, read_classes, read_image, read_text
-from chorus.translate.speech_runs import SAMPLE_RATE, is_speech_config, load_speech_run, synthesize_wave
-from chorus.translate.synthesizer import DigitSynthesizer
-
 from chorus.translate.caption_run import SPEC as CAPTIONER
 from chorus.translate.caption_run import LoadedCaptioner
+from chorus.translate.speech_runs import SAMPLE_RATE, is_speech_config, load_speech_run, synthesize_wave
+from chorus.translate.synthesizer import DigitSynthesizer
 
 MAX_SPOKEN_DIGITS = 20  # a longer string is not a digit string (and costs Griffin-Lim time)
 log = logging.getLogger(__name__)
@@ -135,8 +134,9 @@ class Catalogue(BaseModel):
 # ---------------------------------------------------------------------------- loading
 
 
-def _folders(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], marker: str,
-             also: str | None = None) -> tuple[list[Path], bool]:
+def _folders(
+    root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], marker: str, also: str | None = None
+) -> tuple[list[Path], bool]:
     """(folders, scanned): one folder holding ``marker``, the sub-folders of a folder that hold it, or a list.
 
     ``scanned`` is true for the sub-folders of a folder: there a broken one is skipped, not fatal.
@@ -161,7 +161,9 @@ def _folders(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], ma
 def _captioner_folders(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
     if isinstance(root, (str, os.PathLike)):
         root = Path(root)
-        return [root] if (root / CAPTIONER).is_file() else sorted(p for p in root.iterdir() if (p / CAPTIONER).is_file())
+        return (
+            [root] if (root / CAPTIONER).is_file() else sorted(p for p in root.iterdir() if (p / CAPTIONER).is_file())
+        )
     return [Path(p) for p in root if (Path(p) / CAPTIONER).is_file()]
 
 
@@ -251,6 +253,7 @@ class Catalog:
         if found is None:
             raise BadInput(422, f"no loaded run answers questions (task 'vqa'); runs: {', '.join(self.runs)}")
         return found
+
     def captioner(self, name: str | None) -> LoadedCaptioner:
         """The named captioner run, or the first one."""
         if not self.captioners:
@@ -272,8 +275,7 @@ class Catalog:
 # ---------------------------------------------------------------------------- the app
 
 
-def _one_query(image: UploadFile | None, audio: UploadFile | None, text: str | None,
-               limits: Limits) -> tuple[str, Any]:
+def _one_query(image: UploadFile | None, audio: UploadFile | None, text: str | None, limits: Limits) -> tuple[str, Any]:
     given = [name for name, value in (("image", image), ("audio", audio), ("text", text)) if value is not None]
     if len(given) != 1:
         raise BadInput(422, f"send exactly one of the fields image, audio or text (got {given or 'none'})")
@@ -299,8 +301,11 @@ def create_app(
     """Load ``runs`` (a run folder, a folder of runs, or a list) and the indexes in ``index_dir`` into an app."""
     catalog = Catalog(runs, index_dir, device)
     html, assets = _page()
-    app = FastAPI(title="Chorus", version="1",
-                  description="Embed, classify, search and align images, audio and text with trained Chorus runs.")
+    app = FastAPI(
+        title="Chorus",
+        version="1",
+        description="Embed, classify, search and align images, audio and text with trained Chorus runs.",
+    )
     app.state.catalog = catalog
 
     @app.exception_handler(BadInput)
@@ -319,16 +324,21 @@ def create_app(
     @app.get("/runs", response_model=Catalogue, tags=["info"])
     def list_runs() -> Catalogue:
         """The loaded runs (task, modalities, classes) and search indexes, and the request limits."""
-        return Catalogue(runs=[r.describe() for r in catalog.runs.values()],
-                         indexes=[i.describe() for i in catalog.indexes.values()],
-                         captioners=list(catalog.captioners), limits=asdict(limits), voices=list(catalog.voices))
+        return Catalogue(
+            runs=[r.describe() for r in catalog.runs.values()],
+            indexes=[i.describe() for i in catalog.indexes.values()],
+            captioners=list(catalog.captioners),
+            limits=asdict(limits),
+            voices=list(catalog.voices),
+        )
 
     @app.post("/embed", response_model=Embedding, tags=["models"])
-    def embed(image: Annotated[UploadFile | None, File(description="an image file")] = None,
-              audio: Annotated[UploadFile | None, File(description="a WAV/FLAC/OGG clip")] = None,
-              text: Annotated[str | None, Form(description="text to embed")] = None,
-              run: Annotated[str | None, Form(description="run name (default: first that reads the modality)")] = None,
-              ) -> Embedding:
+    def embed(
+        image: Annotated[UploadFile | None, File(description="an image file")] = None,
+        audio: Annotated[UploadFile | None, File(description="a WAV/FLAC/OGG clip")] = None,
+        text: Annotated[str | None, Form(description="text to embed")] = None,
+        run: Annotated[str | None, Form(description="run name (default: first that reads the modality)")] = None,
+    ) -> Embedding:
         """Embed one image, audio clip or text; the vector is unit-norm (cosine = dot product)."""
         modality, raw = _one_query(image, audio, text, limits)
         loaded = catalog.run(run, modality)
@@ -337,11 +347,14 @@ def create_app(
         return Embedding(run=loaded.name, modality=modality, dim=vector.numel(), vector=vector.cpu().tolist())
 
     @app.post("/zeroshot", response_model=Prediction, tags=["models"])
-    def zeroshot(image: Annotated[UploadFile | None, File(description="an image file")] = None,
-                 audio: Annotated[UploadFile | None, File(description="a WAV/FLAC/OGG clip")] = None,
-                 classes: Annotated[str | None, Form(description="class names, comma-separated "
-                                                                 "(default: the run's classes)")] = None,
-                 run: Annotated[str | None, Form(description="run name")] = None) -> Prediction:
+    def zeroshot(
+        image: Annotated[UploadFile | None, File(description="an image file")] = None,
+        audio: Annotated[UploadFile | None, File(description="a WAV/FLAC/OGG clip")] = None,
+        classes: Annotated[
+            str | None, Form(description="class names, comma-separated (default: the run's classes)")
+        ] = None,
+        run: Annotated[str | None, Form(description="run name")] = None,
+    ) -> Prediction:
         """Rank class names for an image or a clip by zero-shot similarity (or the run's classifier head)."""
         modality, raw = _one_query(image, audio, None, limits)
         names = read_classes("classes", classes, limits)
@@ -350,24 +363,32 @@ def create_app(
         return Prediction(run=loaded.name, modality=modality, labels=[Label(label=n, score=s) for n, s in ranked])
 
     @app.post("/ask", response_model=VQAAnswer, tags=["models"])
-    def ask(image: Annotated[UploadFile, File(description="an image file")],
-            question: Annotated[str, Form(description="a question about the image")],
-            run: Annotated[str | None, Form(description="run name (default: the first VQA run)")] = None,
-            ) -> VQAAnswer:
+    def ask(
+        image: Annotated[UploadFile, File(description="an image file")],
+        question: Annotated[str, Form(description="a question about the image")],
+        run: Annotated[str | None, Form(description="run name (default: the first VQA run)")] = None,
+    ) -> VQAAnswer:
         """Answer a question about an image with a VQA run: answers ranked by probability (+ attention over cells)."""
         raw = read_image("image", image.file.read(limits.max_body_bytes + 1), image.content_type, limits)
         text = read_text("question", question, limits)
         loaded = catalog.vqa_run(run)
         answer = loaded.ask(raw, text)
-        return VQAAnswer(run=loaded.name, question=text, answer=answer.answer, attention=answer.attention,
-                         answers=[Label(label=k, score=v) for k, v in answer.probabilities.items()])
+        return VQAAnswer(
+            run=loaded.name,
+            question=text,
+            answer=answer.answer,
+            attention=answer.attention,
+            answers=[Label(label=k, score=v) for k, v in answer.probabilities.items()],
+        )
 
     @app.post("/search", response_model=SearchResult, tags=["search"])
-    def search(image: Annotated[UploadFile | None, File(description="an image query")] = None,
-               audio: Annotated[UploadFile | None, File(description="an audio query")] = None,
-               text: Annotated[str | None, Form(description="a text query")] = None,
-               index: Annotated[str | None, Form(description="index name (default: the first)")] = None,
-               k: Annotated[int, Form(description="how many neighbours")] = 8) -> SearchResult:
+    def search(
+        image: Annotated[UploadFile | None, File(description="an image query")] = None,
+        audio: Annotated[UploadFile | None, File(description="an audio query")] = None,
+        text: Annotated[str | None, Form(description="a text query")] = None,
+        index: Annotated[str | None, Form(description="index name (default: the first)")] = None,
+        k: Annotated[int, Form(description="how many neighbours")] = 8,
+    ) -> SearchResult:
         """Nearest items of an index to a query in any modality its run encodes, with preview URLs."""
         if not 1 <= k <= limits.max_k:
             raise BadInput(422, f"k: must be between 1 and {limits.max_k}, got {k}")
@@ -378,24 +399,39 @@ def create_app(
         for rank, (pos, score) in enumerate(found.search(loaded.embed(modality, raw), k), start=1):
             item = found.items[pos]
             media = found.modality if "media" in item else None
-            hits.append(Hit(rank=rank, item=pos, score=score, label=item.get("label"), text=item.get("text"),
-                            media_url=f"/media/{found.name}/{pos}" if media else None, media_type=media))
-        return SearchResult(index=found.name, run=loaded.name, query_modality=modality,
-                            index_modality=found.modality, hits=hits)
+            hits.append(
+                Hit(
+                    rank=rank,
+                    item=pos,
+                    score=score,
+                    label=item.get("label"),
+                    text=item.get("text"),
+                    media_url=f"/media/{found.name}/{pos}" if media else None,
+                    media_type=media,
+                )
+            )
+        return SearchResult(
+            index=found.name, run=loaded.name, query_modality=modality, index_modality=found.modality, hits=hits
+        )
 
     @app.post("/align", response_model=Alignment, tags=["alignment"])
-    def align(a: Annotated[UploadFile, File(description="first recording (WAV/FLAC/OGG)")],
-              b: Annotated[UploadFile, File(description="second recording")]) -> Alignment:
+    def align(
+        a: Annotated[UploadFile, File(description="first recording (WAV/FLAC/OGG)")],
+        b: Annotated[UploadFile, File(description="second recording")],
+    ) -> Alignment:
         """Align two recordings with DTW over log-mel frames: path, distance and a picture."""
         clip_limits = replace(limits, max_audio_seconds=min(limits.max_audio_seconds, MAX_ALIGN_SECONDS))
-        clips = [read_audio(name, f.file.read(limits.max_body_bytes + 1), f.content_type, clip_limits)
-                 for name, f in (("a", a), ("b", b))]
+        clips = [
+            read_audio(name, f.file.read(limits.max_body_bytes + 1), f.content_type, clip_limits)
+            for name, f in (("a", a), ("b", b))
+        ]
         return Alignment(**align_audio(*clips))
 
     @app.post("/speak", tags=["models"], responses={200: {"content": {"audio/wav": {}}}})
-    def speak_text(text: Annotated[str, Form(description='a digit string as words, e.g. "four two seven"')],
-                   run: Annotated[str | None, Form(description="text-to-speech run name (default: the first)")] = None,
-                   ) -> Response:
+    def speak_text(
+        text: Annotated[str, Form(description='a digit string as words, e.g. "four two seven"')],
+        run: Annotated[str | None, Form(description="text-to-speech run name (default: the first)")] = None,
+    ) -> Response:
         """Say a digit string: 8 kHz 16-bit WAV from a text-to-speech run (Griffin-Lim vocoder)."""
         words = read_text("text", text, limits)
         name, model = catalog.voice(run)
@@ -405,10 +441,12 @@ def create_app(
         buffer = io.BytesIO()
         sf.write(buffer, synthesize_wave(model, digits).numpy(), SAMPLE_RATE, format="WAV", subtype="PCM_16")
         return Response(buffer.getvalue(), media_type="audio/wav", headers={"X-Chorus-Run": name})
+
     @app.post("/caption", response_model=Caption, tags=["models"])
-    def caption(image: Annotated[UploadFile, File(description="an image file")],
-                run: Annotated[str | None, Form(description="captioner run name (default: the first)")] = None,
-                ) -> Caption:
+    def caption(
+        image: Annotated[UploadFile, File(description="an image file")],
+        run: Annotated[str | None, Form(description="captioner run name (default: the first)")] = None,
+    ) -> Caption:
         """Describe an image in words with a captioner run (beam search, the run's default width)."""
         _, raw = _one_query(image, None, None, limits)
         loaded = catalog.captioner(run)

@@ -115,8 +115,10 @@ def _pick_modality(run: LoadedRun, available: Sequence[str], modality: str | Non
     shared = [m for m in available if m in run.modalities]
     if modality is not None:
         if modality not in shared:
-            raise ConfigError(f"modality {modality!r}: dataset {dataset!r} has {list(available)}, "
-                              f"run {run.name!r} encodes {run.modalities}; pick one in both")
+            raise ConfigError(
+                f"modality {modality!r}: dataset {dataset!r} has {list(available)}, "
+                f"run {run.name!r} encodes {run.modalities}; pick one in both"
+            )
         return modality
     non_text = [m for m in shared if m != "text"]
     if len(non_text) == 1 or (not non_text and shared):
@@ -195,9 +197,17 @@ def build_index(
     matrix = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
     index, used = make_faiss_index(matrix, kind)
     faiss.write_index(index, str(out / "vectors.faiss"))
-    meta = {"run_dir": str(run.run_dir), "run": run.name, "model_sha256": model_checksum(run.run_dir),
-            "dataset": dataset, "split": split, "modality": modality, "kind": used, "count": len(items),
-            "dim": int(matrix.shape[1])}
+    meta = {
+        "run_dir": str(run.run_dir),
+        "run": run.name,
+        "model_sha256": model_checksum(run.run_dir),
+        "dataset": dataset,
+        "split": split,
+        "modality": modality,
+        "kind": used,
+        "count": len(items),
+        "dim": int(matrix.shape[1]),
+    }
     (out / "index.json").write_text(json.dumps(meta | {"items": items}, indent=1) + "\n")
     return meta
 
@@ -213,19 +223,24 @@ class SearchIndex:
         self.name = self.folder.name
         meta_path = self.folder / "index.json"
         if not meta_path.is_file() or not (self.folder / "vectors.faiss").is_file():
-            raise ConfigError(f"{self.folder} is not a Chorus index: index.json or vectors.faiss is missing "
-                              f"(make one with `chorus index build RUN_DIR --dataset NAME`)")
+            raise ConfigError(
+                f"{self.folder} is not a Chorus index: index.json or vectors.faiss is missing "
+                f"(make one with `chorus index build RUN_DIR --dataset NAME`)"
+            )
         meta = json.loads(meta_path.read_text())
         self.items: list[dict[str, Any]] = meta.pop("items")
         self.meta = meta
         self.index = faiss.read_index(str(self.folder / "vectors.faiss"))
         tune(self.index)
         if self.index.ntotal != len(self.items):
-            raise ConfigError(f"{self.folder}: vectors.faiss holds {self.index.ntotal} vectors, "
-                              f"index.json lists {len(self.items)} items")
+            raise ConfigError(
+                f"{self.folder}: vectors.faiss holds {self.index.ntotal} vectors, "
+                f"index.json lists {len(self.items)} items"
+            )
         # Preview files are listed once here; requests only ever pick from this table by integer position.
-        self._media = {pos: self.folder / "media" / item["media"] for pos, item in enumerate(self.items)
-                       if "media" in item}
+        self._media = {
+            pos: self.folder / "media" / item["media"] for pos, item in enumerate(self.items) if "media" in item
+        }
 
     @property
     def modality(self) -> str:
@@ -233,8 +248,10 @@ class SearchIndex:
 
     def check_model(self, run: LoadedRun) -> None:
         if self.meta["model_sha256"] != model_checksum(run.run_dir):
-            raise ConfigError(f"index {self.name!r} was built with another version of run {run.name!r} "
-                              f"(model checksum differs): rebuild it")
+            raise ConfigError(
+                f"index {self.name!r} was built with another version of run {run.name!r} "
+                f"(model checksum differs): rebuild it"
+            )
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name} | {k: v for k, v in self.meta.items() if k != "run_dir"}

@@ -31,8 +31,7 @@ def serve_main(
 
     from chorus.serve.app import create_app
 
-    app = create_app(runs, index_dir, device=device,
-                     limits=Limits(max_body_bytes=int(max_body_mb * 1024 * 1024)))
+    app = create_app(runs, index_dir, device=device, limits=Limits(max_body_bytes=int(max_body_mb * 1024 * 1024)))
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 

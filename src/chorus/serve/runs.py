@@ -47,8 +47,9 @@ def _device(explicit: str | None) -> torch.device:
 class LoadedRun:
     """One run folder → model, tokenizer, class names and ``features(modality, raw)`` preprocessing."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], device: str | None = None,
-                 max_cached_classifiers: int = 32) -> None:
+    def __init__(
+        self, run_dir: str | os.PathLike[str], device: str | None = None, max_cached_classifiers: int = 32
+    ) -> None:
         self.run_dir = Path(run_dir).resolve()
         self.name = self.run_dir.name
         self.cfg, model, self.classes, self.tokenizer = load_run(self.run_dir)
@@ -56,7 +57,11 @@ class LoadedRun:
         self.model = model.to(self.device).eval()
         self.model.requires_grad_(False)
         self.transform = SampleFeatures(self.cfg.data, train=False)  # training's eval-mode preprocessing
-        self.vqa = VQAPredictor(self.cfg, self.model, self.classes, self.tokenizer, self.device) if self.task == "vqa" else None
+        self.vqa = (
+            VQAPredictor(self.cfg, self.model, self.classes, self.tokenizer, self.device)
+            if self.task == "vqa"
+            else None
+        )
         self._classifiers: OrderedDict[tuple[str, ...], Tensor] = OrderedDict()
         self._max_cached = max_cached_classifiers
         self._lock = threading.Lock()
@@ -90,9 +95,15 @@ class LoadedRun:
         return "text" in self.modalities and modality in self.modalities and modality != "text"
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "task": self.task, "dataset": self.cfg.data.name, "modalities": self.modalities,
-                "classes": self.classes, "embed_dim": self.embed_dim,
-                "zero_shot": [m for m in self.modalities if self.can_zero_shot(m)]}
+        return {
+            "name": self.name,
+            "task": self.task,
+            "dataset": self.cfg.data.name,
+            "modalities": self.modalities,
+            "classes": self.classes,
+            "embed_dim": self.embed_dim,
+            "zero_shot": [m for m in self.modalities if self.can_zero_shot(m)],
+        }
 
     def require(self, modality: str) -> None:
         if modality not in self.modalities:
@@ -147,25 +158,33 @@ class LoadedRun:
                 return self._classifiers[classes]
         with torch.inference_mode():
             weights = build_zero_shot_classifier(
-                self.model, lambda t: self.tokenizer(t, self.cfg.data.context_length), list(classes),
-                self.cfg.model.zero_shot_templates)
+                self.model,
+                lambda t: self.tokenizer(t, self.cfg.data.context_length),
+                list(classes),
+                self.cfg.model.zero_shot_templates,
+            )
         with self._lock:
             self._classifiers[classes] = weights
             while len(self._classifiers) > self._max_cached:
                 self._classifiers.popitem(last=False)
         return weights
 
-    def classify(self, modality: str, raw: Image.Image | tuple[Tensor, int],
-                 classes: list[str] | None = None) -> list[tuple[str, float]]:
+    def classify(
+        self, modality: str, raw: Image.Image | tuple[Tensor, int], classes: list[str] | None = None
+    ) -> list[tuple[str, float]]:
         """(class, probability) pairs, most likely first: zero-shot over ``classes`` or the classifier head."""
         if not self.can_zero_shot(modality):
-            raise ConfigError(f"run {self.name!r} cannot classify {modality}: it needs a {modality} encoder "
-                              f"and either a text encoder or a classifier head")
+            raise ConfigError(
+                f"run {self.name!r} cannot classify {modality}: it needs a {modality} encoder "
+                f"and either a text encoder or a classifier head"
+            )
         batch = self.features(modality, raw)
         if isinstance(self.model, Classifier):
             if classes is not None and list(classes) != list(self.classes):
-                raise DataError(f"run {self.name!r} is a classifier over its own classes {self.classes}; "
-                                f"it cannot rank other class names")
+                raise DataError(
+                    f"run {self.name!r} is a classifier over its own classes {self.classes}; "
+                    f"it cannot rank other class names"
+                )
             with torch.inference_mode():
                 logits = self.model.logits(batch[modality], batch.get(f"{modality}_mask"))[0].float()
             names = self.classes

@@ -80,8 +80,11 @@ def read_image(field: str, data: bytes, content_type: str | None, limits: Limits
     except Exception as err:  # Pillow raises many types on garbage
         raise BadInput(422, f"{field}: not a readable image ({type(err).__name__})") from None
     if width * height > limits.max_image_pixels:
-        raise BadInput(413, f"{field}: image is {width}×{height} = {width * height} pixels, over the "
-                            f"{limits.max_image_pixels} pixel limit (decompression bomb guard)")
+        raise BadInput(
+            413,
+            f"{field}: image is {width}×{height} = {width * height} pixels, over the "
+            f"{limits.max_image_pixels} pixel limit (decompression bomb guard)",
+        )
     try:
         return decode_image(data, field)
     except DataError as err:
@@ -176,6 +179,11 @@ class BodyLimit:
 
     async def _reject(self, send) -> None:  # noqa: ANN001
         body = f'{{"detail":"request body is over the {self.max_bytes} byte limit"}}'.encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

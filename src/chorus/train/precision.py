@@ -70,8 +70,9 @@ def fast_bf16(device: torch.device | str, flags: Iterable[str] | None = None) ->
     return False, f"{device.type} device: bf16 speed unknown"
 
 
-def resolve_precision(requested: str, device: torch.device | str, flags: Iterable[str] | None = None,
-                      warn: bool = True) -> tuple[Literal["fp32", "bf16"], str]:
+def resolve_precision(
+    requested: str, device: torch.device | str, flags: Iterable[str] | None = None, warn: bool = True
+) -> tuple[Literal["fp32", "bf16"], str]:
     """The precision to train in and why: ``auto`` → bf16 where fast, else fp32; ``fp32``/``bf16`` as asked.
 
     A forced ``bf16`` on hardware without fast bf16 logs one warning (unless ``warn=False``).

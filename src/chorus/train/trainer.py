@@ -115,9 +115,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.max_steps is None and self.epochs is None:
             raise ConfigError("set max_steps or epochs (training length)")
-        positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "log_every": self.log_every,
-                    "keep_checkpoints": self.keep_checkpoints, "max_steps": self.max_steps, "epochs": self.epochs,
-                    "eval_every": self.eval_every, "checkpoint_every": self.checkpoint_every}
+        positive = {
+            "batch_size": self.batch_size,
+            "grad_accum": self.grad_accum,
+            "log_every": self.log_every,
+            "keep_checkpoints": self.keep_checkpoints,
+            "max_steps": self.max_steps,
+            "epochs": self.epochs,
+            "eval_every": self.eval_every,
+            "checkpoint_every": self.checkpoint_every,
+        }
         for key, value in positive.items():
             if value is not None and value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
@@ -167,8 +174,7 @@ class Trainer:
         dist.init_distributed()
         self.rank, self.world = dist.rank(), dist.world_size()
         self.device = torch.device(cfg.device) if cfg.device else dist.default_device()
-        self.precision, self._precision_reason = resolve_precision(cfg.precision, self.device,
-                                                                   warn=dist.is_main())
+        self.precision, self._precision_reason = resolve_precision(cfg.precision, self.device, warn=dist.is_main())
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
@@ -184,15 +190,22 @@ class Trainer:
         self.sampler = None
         self.loader_generator = torch.Generator()
         loader_args: dict[str, Any] = dict(
-            collate_fn=collate_fn, num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
+            collate_fn=collate_fn,
+            num_workers=cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
             generator=self.loader_generator,
         )
         if self.iterable:
             self.loader = DataLoader(train_data, batch_size=cfg.batch_size, drop_last=cfg.drop_last, **loader_args)
         else:
             self.sampler = ResumableBatchSampler(
-                len(train_data), cfg.batch_size, shuffle=cfg.shuffle, seed=cfg.seed, rank=self.rank,
-                world_size=self.world, drop_last=cfg.drop_last,
+                len(train_data),
+                cfg.batch_size,
+                shuffle=cfg.shuffle,
+                seed=cfg.seed,
+                rank=self.rank,
+                world_size=self.world,
+                drop_last=cfg.drop_last,
             )
             if len(self.sampler) == 0:
                 raise ConfigError(f"batch_size {cfg.batch_size} with drop_last leaves no batch of {len(train_data)}")
@@ -236,7 +249,9 @@ class Trainer:
             steps.append(cfg.epochs * len(self.sampler) // cfg.grad_accum)
         total = min(steps)
         if total <= 0:
-            raise ConfigError(f"{cfg.epochs} epochs of {len(self.sampler)} batches make no step of grad_accum {cfg.grad_accum}")
+            raise ConfigError(
+                f"{cfg.epochs} epochs of {len(self.sampler)} batches make no step of grad_accum {cfg.grad_accum}"
+            )
         return total
 
     def _build_optimizer(self, param_groups: list[dict[str, Any]] | None) -> torch.optim.AdamW:
@@ -267,8 +282,12 @@ class Trainer:
             raise ConfigError("the model has no trainable parameters")
         fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in split for p in g["params"])
         return torch.optim.AdamW(
-            split, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
-            fused=fused or None, foreach=None if fused else True,
+            split,
+            lr=cfg.lr,
+            betas=cfg.betas,
+            weight_decay=cfg.weight_decay,
+            fused=fused or None,
+            foreach=None if fused else True,
         )
 
     def _resume(self) -> None:
@@ -301,8 +320,10 @@ class Trainer:
             log.info("%s is already trained to step %d", self.run_dir, self.step)
             return {"step": self.step, "epoch": self._epoch_progress()}
         if self.is_main:
-            print(f"training in {self.precision} on {self.device} ({self._precision_reason}); "
-                  f"run folder: {self.run_dir}", file=sys.stderr)
+            print(
+                f"training in {self.precision} on {self.device} ({self._precision_reason}); run folder: {self.run_dir}",
+                file=sys.stderr,
+            )
         self.model.train()
         batches = self._batches()
         logger = MetricsLogger(self.run_dir, enabled=self.is_main, tensorboard=cfg.tensorboard, start_step=self.step)
@@ -333,8 +354,12 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     throughput = cfg.batch_size * cfg.grad_accum * self.world * steps_since_log
                     record = {
-                        "step": self.step, "epoch": self._epoch_progress(), "loss": loss, "lr": lr,
-                        "grad_norm": grad_norm, "samples_per_sec": throughput / (time.perf_counter() - t0),
+                        "step": self.step,
+                        "epoch": self._epoch_progress(),
+                        "loss": loss,
+                        "lr": lr,
+                        "grad_norm": grad_norm,
+                        "samples_per_sec": throughput / (time.perf_counter() - t0),
                         "skipped_steps": self.skipped_steps,
                     }
                     # Mean over ranks (a collective: every rank logs at the same steps).

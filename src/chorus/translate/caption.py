@@ -87,7 +87,7 @@ class CaptionDecoder(nn.Module):
         if x.shape[1] > self.cfg.max_length:
             raise DataError(f"prefix + caption is {x.shape[1]} positions, the decoder holds {self.cfg.max_length}")
         h = self.transformer(x + self.positional_embedding[: x.shape[1]], mask)
-        h = self.ln_final(h[:, x.shape[1] - ids.shape[1]:])
+        h = self.ln_final(h[:, x.shape[1] - ids.shape[1] :])
         return h @ self.token_embedding.weight.to(h.dtype).T
 
     def loss(self, ids: Tensor, mask: Tensor, prefix: Tensor | None = None) -> Tensor:
@@ -123,8 +123,9 @@ class PrefixMapper(nn.Module):
         self.cfg, self.width = cfg, width
         if cfg.kind == "mlp":
             hidden = cfg.prefix_length * width // 2
-            self.net = nn.Sequential(nn.Linear(cfg.feature_dim, hidden), nn.Tanh(),
-                                     nn.Linear(hidden, cfg.prefix_length * width))
+            self.net = nn.Sequential(
+                nn.Linear(cfg.feature_dim, hidden), nn.Tanh(), nn.Linear(hidden, cfg.prefix_length * width)
+            )
         else:
             self.net = nn.Sequential(nn.LayerNorm(cfg.feature_dim), nn.Linear(cfg.feature_dim, width))
             self.position = nn.Parameter(torch.randn(cfg.grid * cfg.grid, width) * 0.02)
@@ -140,8 +141,10 @@ class PrefixMapper(nn.Module):
             return self.net(features).view(features.shape[0], self.cfg.prefix_length, self.width)
         side = math.isqrt(features.shape[1]) if features.dim() == 3 else 0
         if side * side != features.shape[1] or side == 0:
-            raise DataError(f"a 'grid' prefix reads the tokens of a square feature map [B, H*W, F], "
-                            f"got shape {tuple(features.shape)}")
+            raise DataError(
+                f"a 'grid' prefix reads the tokens of a square feature map [B, H*W, F], "
+                f"got shape {tuple(features.shape)}"
+            )
         fmap = features.transpose(1, 2).reshape(features.shape[0], -1, side, side)
         cells = F.adaptive_avg_pool2d(fmap, self.cfg.grid).flatten(2).transpose(1, 2)  # [B, g², F]
         return self.net(cells) + self.position
@@ -157,8 +160,14 @@ class ImageFeatures(nn.Module):
     ``"grid"`` prefix).
     """
 
-    def __init__(self, encoder: nn.Module, output: Literal["embedding", "pooled", "tokens"],
-                 mean: tuple[float, ...], std: tuple[float, ...], projection: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        output: Literal["embedding", "pooled", "tokens"],
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        projection: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         if output not in ("embedding", "pooled", "tokens"):
             raise ConfigError(f"image feature output must be embedding, pooled or tokens, got {output!r}")
@@ -194,8 +203,13 @@ class Captioner(nn.Module):
     frozen-language-model variant.
     """
 
-    def __init__(self, decoder: CaptionDecoder, mapper: PrefixMapper, image_encoder: nn.Module | None = None,
-                 freeze_decoder: bool = False) -> None:
+    def __init__(
+        self,
+        decoder: CaptionDecoder,
+        mapper: PrefixMapper,
+        image_encoder: nn.Module | None = None,
+        freeze_decoder: bool = False,
+    ) -> None:
         super().__init__()
         if mapper.width != decoder.cfg.width:
             raise ConfigError(f"prefix width {mapper.width} != decoder width {decoder.cfg.width}")
@@ -214,8 +228,15 @@ class Captioner(nn.Module):
         return {"loss": self.decoder.loss(batch["text"], batch["text_mask"], self.prefix(batch["image"]))}
 
     @torch.no_grad()
-    def generate(self, images: Tensor, start_id: int, end_id: int, max_tokens: int = 30, beam: int = 1,
-                 length_penalty: float = 1.0) -> Decoded:
+    def generate(
+        self,
+        images: Tensor,
+        start_id: int,
+        end_id: int,
+        max_tokens: int = 30,
+        beam: int = 1,
+        length_penalty: float = 1.0,
+    ) -> Decoded:
         """Greedy (``beam=1``) or beam search captions of ``images`` (ids start with ``start_id``); beams are
         ranked by mean log-probability per token by default (``length_penalty``, see :func:`beam_search`)."""
         was_training = self.training
@@ -260,12 +281,32 @@ class CaptionPairs(Dataset):
         return {"image": self.images[i], "text": text}
 
 
-def fit(model: nn.Module, data: Dataset, tokenizer: SubwordTokenizer, context_length: int, run_dir: str | Path, *,
-        steps: int, batch_size: int, lr: float, seed: int, weight_decay: float = 0.01, bf16: bool = True
-        ) -> dict[str, Any]:
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    tokenizer: SubwordTokenizer,
+    context_length: int,
+    run_dir: str | Path,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    weight_decay: float = 0.01,
+    bf16: bool = True,
+) -> dict[str, Any]:
     """Train a :class:`CaptionDecoder` (text batches) or :class:`Captioner` with the one Trainer:
     AdamW, cosine schedule with 5 % warm-up, ``steps`` optimizer steps."""
-    cfg = TrainConfig(max_steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                      warmup_steps=max(1, steps // 20), precision="bf16" if bf16 else "fp32", progress=False,
-                      tensorboard=False, log_every=max(1, steps // 10))
+    cfg = TrainConfig(
+        max_steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        warmup_steps=max(1, steps // 20),
+        precision="bf16" if bf16 else "fp32",
+        progress=False,
+        tensorboard=False,
+        log_every=max(1, steps // 10),
+    )
     return Trainer(model, data, cfg, run_dir, collate_fn=Collate(tokenizer, context_length)).fit()

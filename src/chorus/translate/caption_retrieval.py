@@ -27,8 +27,9 @@ from chorus.errors import DataError
 from chorus.eval.caption_metrics import consensus_index
 
 
-def nearest_neighbour_captions(queries: Tensor, gallery: Tensor, gallery_captions: Sequence[Sequence[str]],
-                               k: int = 5) -> list[str]:
+def nearest_neighbour_captions(
+    queries: Tensor, gallery: Tensor, gallery_captions: Sequence[Sequence[str]], k: int = 5
+) -> list[str]:
     """For each query embedding [Nq, D]: the consensus caption of its ``k`` nearest gallery images [Ng, D]."""
     if gallery.shape[0] != len(gallery_captions):
         raise DataError(f"{gallery.shape[0]} gallery embeddings but {len(gallery_captions)} caption lists")

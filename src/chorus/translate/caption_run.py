@@ -81,17 +81,22 @@ def build_captioner(spec: CaptionerSpec) -> Captioner:
     return Captioner(decoder, PrefixMapper(spec.prefix, spec.decoder.width), build_image_features(spec.image))
 
 
-def save_captioner(run_dir: str | os.PathLike[str], model: Captioner, tokenizer: BPETokenizer,
-                   spec: CaptionerSpec) -> Path:
+def save_captioner(
+    run_dir: str | os.PathLike[str], model: Captioner, tokenizer: BPETokenizer, spec: CaptionerSpec
+) -> Path:
     """Write the three files of a captioner run into ``run_dir``."""
     if model.image_encoder is None:
-        raise ConfigError("a captioner run needs its image encoder (the model was trained on cached features: "
-                          "attach the encoder before saving)")
+        raise ConfigError(
+            "a captioner run needs its image encoder (the model was trained on cached features: "
+            "attach the encoder before saving)"
+        )
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / SPEC).write_text(json.dumps(asdict(spec), indent=2) + "\n")
     tokenizer.save(run_dir / "tokenizer.json")
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(run_dir / "model.safetensors"))
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(run_dir / "model.safetensors")
+    )
     return run_dir
 
 
@@ -109,9 +114,12 @@ class LoadedCaptioner:
                 raise ConfigError(f"{run_dir} is not a captioner run: {needed} is missing")
         try:
             raw = json.loads((run_dir / SPEC).read_text())
-            self.spec = CaptionerSpec(ImageSpec(**raw["image"]), PrefixConfig(**raw["prefix"]),
-                                      DecoderConfig(**raw["decoder"]),
-                                      **{k: v for k, v in raw.items() if k not in ("image", "prefix", "decoder")})
+            self.spec = CaptionerSpec(
+                ImageSpec(**raw["image"]),
+                PrefixConfig(**raw["prefix"]),
+                DecoderConfig(**raw["decoder"]),
+                **{k: v for k, v in raw.items() if k not in ("image", "prefix", "decoder")},
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise ConfigError(f"{run_dir / SPEC}: not a captioner spec ({err})") from err
         self.name = run_dir.name
@@ -122,8 +130,9 @@ class LoadedCaptioner:
         self.model.to(self.device).eval().requires_grad_(False)
         self._transform = ImageTransform(self.spec.image.image_size, mean=0.0, std=1.0)  # [0, 1]; the model normalises
 
-    def caption(self, images: Sequence[Image.Image], beam: int | None = None, max_tokens: int | None = None
-                ) -> list[str]:
+    def caption(
+        self, images: Sequence[Image.Image], beam: int | None = None, max_tokens: int | None = None
+    ) -> list[str]:
         """One caption per image (beam search of the run's default width unless ``beam`` is given)."""
         if not images:
             raise DataError("no images to caption")

@@ -56,11 +56,15 @@ class Generator(nn.Module):
     def __init__(self, cond_dim: int, noise_dim: int = 32, width: int = 64) -> None:
         super().__init__()
         self.noise_dim, self.width = noise_dim, width
-        self.project = nn.Sequential(nn.Linear(noise_dim + cond_dim, 2 * width * 49), nn.BatchNorm1d(2 * width * 49),
-                                     nn.ReLU())
+        self.project = nn.Sequential(
+            nn.Linear(noise_dim + cond_dim, 2 * width * 49), nn.BatchNorm1d(2 * width * 49), nn.ReLU()
+        )
         self.upsample = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.ConvTranspose2d(width, 1, 4, 2, 1), nn.Tanh(),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width, 1, 4, 2, 1),
+            nn.Tanh(),
         )
 
     def forward(self, z: Tensor, cond: Tensor) -> Tensor:
@@ -79,9 +83,13 @@ class ProjectionDiscriminator(nn.Module):
     def __init__(self, cond_dim: int, width: int = 64) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            spectral_norm(nn.Conv2d(1, width, 4, 2, 1)), nn.LeakyReLU(0.2),
-            spectral_norm(nn.Conv2d(width, 2 * width, 4, 2, 1)), nn.LeakyReLU(0.2),
-            nn.Flatten(), spectral_norm(nn.Linear(2 * width * 49, 256)), nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(1, width, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(width, 2 * width, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            spectral_norm(nn.Linear(2 * width * 49, 256)),
+            nn.LeakyReLU(0.2),
         )
         self.realism = spectral_norm(nn.Linear(256, 1))
         self.embed = spectral_norm(nn.Linear(cond_dim, 256, bias=False))
@@ -102,9 +110,18 @@ def half_life_decay(half_life: float) -> float:
     return 0.5 ** (1.0 / half_life)
 
 
-def train_cgan(data: Dataset, cond_dim: int, steps: int, batch_size: int = 64, lr: float = 2e-4, seed: int = 0,
-               width: int = 64, ema_half_life: float | None = None, device: str | torch.device = "cpu",
-               on_step: Callable[[int, Generator], None] | None = None) -> tuple[Generator, dict[str, float]]:
+def train_cgan(
+    data: Dataset,
+    cond_dim: int,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 2e-4,
+    seed: int = 0,
+    width: int = 64,
+    ema_half_life: float | None = None,
+    device: str | torch.device = "cpu",
+    on_step: Callable[[int, Generator], None] | None = None,
+) -> tuple[Generator, dict[str, float]]:
     """Alternate one discriminator and one generator hinge-loss step ``steps`` times on ``data``
     (items ``{"target", "cond"}``, e.g. :class:`~chorus.translate.conditions.ConditionedTargets`).
     ``width`` is the channel width of both networks. Returns, in eval mode, the generator — with
@@ -116,8 +133,9 @@ def train_cgan(data: Dataset, cond_dim: int, steps: int, batch_size: int = 64, l
     ema = ema_copy(gen, half_life_decay(ema_half_life)) if ema_half_life is not None else None
     opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
-    loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        data, batch_size=batch_size, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed)
+    )
     step = 0
     while step < steps:
         for batch in loader:

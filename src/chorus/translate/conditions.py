@@ -62,8 +62,9 @@ class ConditionedTargets(Dataset):
         return {"target": self.targets[index], "cond": self.bank[pick], "label": self.labels[index]}
 
 
-def condition_bank(space: SharedSpace, data: DigitData, train_templates: list[str],
-                   images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def condition_bank(
+    space: SharedSpace, data: DigitData, train_templates: list[str], images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Training conditions: embeddings of the training captions and ``images`` (the generators' own MNIST images).
 
     Both are clean digit evidence (image→text R@1 ≈ 94 % in the space), and between them they cover the
@@ -77,12 +78,15 @@ def condition_bank(space: SharedSpace, data: DigitData, train_templates: list[st
     # each modality drawn equally often: 60 caption rows against 4,000 image rows would leave the text side
     # of the gap (where test captions land) almost unseen in training
     copies = max(1, len(images) // len(text))
-    return (torch.cat([text.repeat(copies, 1), images]),
-            torch.cat([text_y.repeat(copies), data.digit_of_image[data.generator_images]]))
+    return (
+        torch.cat([text.repeat(copies, 1), images]),
+        torch.cat([text_y.repeat(copies), data.digit_of_image[data.generator_images]]),
+    )
 
 
-def generator_bank(space: SharedSpace, data: DigitData, train_templates: list[str]
-                   ) -> tuple[torch.Tensor, ConditionedTargets, torch.Tensor, torch.Tensor]:
+def generator_bank(
+    space: SharedSpace, data: DigitData, train_templates: list[str]
+) -> tuple[torch.Tensor, ConditionedTargets, torch.Tensor, torch.Tensor]:
     """The generators' training set: their MNIST images paired with standardised :func:`condition_bank` rows.
 
     Returns the images' embeddings (computed once: the bank and the speech prior both use them), the
@@ -93,6 +97,7 @@ def generator_bank(space: SharedSpace, data: DigitData, train_templates: list[st
     generator_images = space.embed_images(data.pixels[data.generator_images])
     bank_emb, bank_y = condition_bank(space, data, train_templates, generator_images)
     mu, sigma = bank_emb.mean(0), bank_emb.std(0).clamp_min(1e-6)
-    bank = ConditionedTargets(data.pixels[data.generator_images], data.digit_of_image[data.generator_images],
-                              (bank_emb - mu) / sigma, bank_y)
+    bank = ConditionedTargets(
+        data.pixels[data.generator_images], data.digit_of_image[data.generator_images], (bank_emb - mu) / sigma, bank_y
+    )
     return generator_images, bank, mu, sigma

@@ -47,8 +47,9 @@ class ConditionalVAE(nn.Module):
     returns ``{"loss", "recon", "kl"}`` (per image, in nats).
     """
 
-    def __init__(self, cond_dim: int, latent_dim: int = 16, hidden: int = 512,
-                 shape: tuple[int, ...] = (1, 28, 28)) -> None:
+    def __init__(
+        self, cond_dim: int, latent_dim: int = 16, hidden: int = 512, shape: tuple[int, ...] = (1, 28, 28)
+    ) -> None:
         super().__init__()
         self.shape, self.latent_dim = shape, latent_dim
         pixels = int(torch.tensor(shape).prod())
@@ -87,7 +88,15 @@ def train_cvae(bank: ConditionedTargets, steps: int, seed: int, run_dir: str | o
     """A :class:`ConditionalVAE` trained by the one Trainer on ``bank`` (batch 128, AdamW at 1e-3); eval mode."""
     seed_everything(seed)
     model = ConditionalVAE(bank.bank.shape[1])
-    cfg = TrainConfig(max_steps=steps, batch_size=128, lr=1e-3, warmup_steps=20, seed=seed, progress=False,
-                      tensorboard=False, log_every=steps)
+    cfg = TrainConfig(
+        max_steps=steps,
+        batch_size=128,
+        lr=1e-3,
+        warmup_steps=20,
+        seed=seed,
+        progress=False,
+        tensorboard=False,
+        log_every=steps,
+    )
     Trainer(model, bank, cfg, run_dir).fit()
     return model.eval()

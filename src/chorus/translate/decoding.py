@@ -52,8 +52,9 @@ def _check(max_tokens: int, width: int = 1) -> None:
 
 
 @torch.no_grad()
-def greedy_search(step: Step, batch_size: int, start_id: int, end_id: int, max_tokens: int,
-                  device: torch.device | str = "cpu") -> Decoded:
+def greedy_search(
+    step: Step, batch_size: int, start_id: int, end_id: int, max_tokens: int, device: torch.device | str = "cpu"
+) -> Decoded:
     """The arg-max token at every step, for ``batch_size`` sequences at once."""
     _check(max_tokens)
     rows = torch.arange(batch_size, device=device)
@@ -75,8 +76,16 @@ def greedy_search(step: Step, batch_size: int, start_id: int, end_id: int, max_t
 
 
 @torch.no_grad()
-def beam_search(step: Step, batch_size: int, start_id: int, end_id: int, max_tokens: int, width: int = 3,
-                length_penalty: float = 0.0, device: torch.device | str = "cpu") -> Decoded:
+def beam_search(
+    step: Step,
+    batch_size: int,
+    start_id: int,
+    end_id: int,
+    max_tokens: int,
+    width: int = 3,
+    length_penalty: float = 0.0,
+    device: torch.device | str = "cpu",
+) -> Decoded:
     """The best of ``width`` beams per sequence: summed log-probability / length ** ``length_penalty``."""
     _check(max_tokens, width)
     rows = torch.arange(batch_size, device=device).repeat_interleave(width)

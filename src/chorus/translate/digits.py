@@ -109,7 +109,7 @@ def load_digit_data(root: str | os.PathLike[str] | None = None, n_mels: int = 40
     mels: list[Tensor] = []
     with torch.no_grad():  # batched: one stft per chunk instead of 3,000 tiny ones; zero padding = LogMel's own
         for start in range(0, len(clips), 256):
-            chunk = [c["audio"] for c in clips[start:start + 256]]
+            chunk = [c["audio"] for c in clips[start : start + 256]]
             padded = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)
             features = logmel(padded)
             mels += [f[:, : logmel.num_frames(len(w))].clone() for f, w in zip(features, chunk)]
@@ -124,11 +124,17 @@ def load_digit_data(root: str | os.PathLike[str] | None = None, n_mels: int = 40
     every_clip = pairs("train", held_out=())
 
     return DigitData(
-        pixels=pixels, digit_of_image=digits,
-        mnist_train=train, mnist_test=test, mels=mels,
-        digit_of_clip=torch.tensor(fsdd.labels, dtype=torch.long), speaker_of_clip=speakers,
+        pixels=pixels,
+        digit_of_image=digits,
+        mnist_train=train,
+        mnist_test=test,
+        mels=mels,
+        digit_of_clip=torch.tensor(fsdd.labels, dtype=torch.long),
+        speaker_of_clip=speakers,
         repetition_of_clip=torch.tensor(takes, dtype=torch.long),
-        pairs_train=pairs("train"), pairs_test=pairs("test"),
-        official_pairs_train=every_clip[~official_test[every_clip[:, 0]]], official_test_clip=official_test,
+        pairs_train=pairs("train"),
+        pairs_test=pairs("test"),
+        official_pairs_train=every_clip[~official_test[every_clip[:, 0]]],
+        official_test_clip=official_test,
         logmel=logmel,
     )

@@ -31,8 +31,15 @@ from chorus.data.audio import LogMel
 __all__ = ["griffin_lim", "mel_to_linear", "log_mel_to_audio", "spectral_convergence"]
 
 
-def griffin_lim(magnitude: Tensor, n_fft: int, hop_length: int, n_iter: int = 64, momentum: float = 0.99,
-                length: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+def griffin_lim(
+    magnitude: Tensor,
+    n_fft: int,
+    hop_length: int,
+    n_iter: int = 64,
+    momentum: float = 0.99,
+    length: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Waveform [..., T] whose STFT magnitude approximates ``magnitude`` [..., n_fft//2+1, frames]."""
     window = torch.hann_window(n_fft, periodic=True, device=magnitude.device)
     shape = magnitude.shape
@@ -63,8 +70,13 @@ def mel_to_linear(mel_power: Tensor, filterbank: Tensor) -> Tensor:
     return (inverse @ mel_power).clamp_min(0.0)
 
 
-def log_mel_to_audio(log_mel: Tensor, logmel: LogMel, n_iter: int = 64, length: int | None = None,
-                     generator: torch.Generator | None = None) -> Tensor:
+def log_mel_to_audio(
+    log_mel: Tensor,
+    logmel: LogMel,
+    n_iter: int = 64,
+    length: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Invert :class:`~chorus.data.LogMel` features [..., n_mels, frames] to a waveform [..., T]."""
     with torch.autocast(device_type=log_mel.device.type, enabled=False):
         mel_power = (log_mel.float().exp() - logmel.log_offset).clamp_min(0.0)

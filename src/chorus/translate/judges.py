@@ -47,8 +47,17 @@ class LabelledInputs(Dataset):
         return {self.key: self.inputs[index], "label": self.labels[index]}
 
 
-def train_judge(modality: str, inputs: Sequence[Tensor], labels: Tensor, steps: int, run_dir: str | os.PathLike,
-                seed: int = 0, size: str = "tiny", batch_size: int = 64, lr: float = 3e-3) -> Classifier:
+def train_judge(
+    modality: str,
+    inputs: Sequence[Tensor],
+    labels: Tensor,
+    steps: int,
+    run_dir: str | os.PathLike,
+    seed: int = 0,
+    size: str = "tiny",
+    batch_size: int = 64,
+    lr: float = 3e-3,
+) -> Classifier:
     """A 10-way ``cnn`` (``"image"``, inputs [1, 28, 28]) or ``audio_cnn`` (``"audio"``, log-mels) classifier.
 
     The audio judge is the same speaker-robust tower as every speech tower (:data:`SPEECH_TOWER`).
@@ -59,8 +68,17 @@ def train_judge(modality: str, inputs: Sequence[Tensor], labels: Tensor, steps: 
     else:
         encoder = build_encoder("audio_cnn", size, n_mels=inputs[0].shape[0], **SPEECH_TOWER)
     model = Classifier(encoder, 10, modality, dropout=0.1)
-    cfg = TrainConfig(max_steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(20, steps // 5),
-                      precision="auto", seed=seed, progress=False, tensorboard=False, log_every=steps)
+    cfg = TrainConfig(
+        max_steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=min(20, steps // 5),
+        precision="auto",
+        seed=seed,
+        progress=False,
+        tensorboard=False,
+        log_every=steps,
+    )
     Trainer(model, LabelledInputs(modality, inputs, labels), cfg, run_dir, collate_fn=Collate()).fit()
     return model.eval()
 
@@ -71,7 +89,7 @@ def judge_predictions(judge: Classifier, inputs: Sequence[Tensor], batch_size: i
     preds = []
     with evaluating(judge):
         for i in range(0, len(inputs), batch_size):
-            chunk = inputs[i:i + batch_size]
+            chunk = inputs[i : i + batch_size]
             if judge.modality == "image":
                 preds.append(judge.logits(chunk).argmax(-1))
             else:

@@ -105,12 +105,24 @@ class MelDecoder(nn.Module):
     ``"log_frames"`` and returns ``{"loss", "mel_l1", "duration_mse"}``.
     """
 
-    def __init__(self, cond_dim: int, n_mels: int = 40, frames: int = 48, hidden: int = 512,
-                 template: Tensor | None = None, log_frames: float = 0.0) -> None:
+    def __init__(
+        self,
+        cond_dim: int,
+        n_mels: int = 40,
+        frames: int = 48,
+        hidden: int = 512,
+        template: Tensor | None = None,
+        log_frames: float = 0.0,
+    ) -> None:
         super().__init__()
         self.n_mels, self.frames = n_mels, frames
-        self.net = nn.Sequential(nn.Linear(cond_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, n_mels * frames + 1))
+        self.net = nn.Sequential(
+            nn.Linear(cond_dim, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, n_mels * frames + 1),
+        )
         offset = torch.zeros(n_mels * frames + 1)
         if template is not None:
             offset[:-1] = template.reshape(-1)
@@ -120,8 +132,14 @@ class MelDecoder(nn.Module):
     @classmethod
     def from_targets(cls, data: SpeechTargets, hidden: int = 512) -> MelDecoder:
         """A decoder for ``data`` whose template is the median of its spectrograms and log-durations."""
-        return cls(data.cond.shape[1], data.targets.shape[1], data.targets.shape[2], hidden,
-                   data.targets.median(0).values, float(data.log_frames.median()))
+        return cls(
+            data.cond.shape[1],
+            data.targets.shape[1],
+            data.targets.shape[2],
+            hidden,
+            data.targets.median(0).values,
+            float(data.log_frames.median()),
+        )
 
     def predict(self, cond: Tensor) -> tuple[Tensor, Tensor]:
         out = self.net(cond).float() + self.offset

@@ -51,8 +51,10 @@ EOS, SOS = NUM_DIGITS, NUM_DIGITS + 1
 def length_prior(min_digits: int, max_digits: int) -> Any:
     """Log-prior of a transcript length: uniform over ``min_digits..max_digits`` (how the strings are drawn), −inf
     elsewhere — so beam search never returns an empty or over-long digit string when a legal one is in the beam."""
+
     def prior(n: int) -> float:
         return -math.log(max_digits - min_digits + 1) if min_digits <= n <= max_digits else float("-inf")
+
     return prior
 
 
@@ -64,13 +66,26 @@ class SpeechEncoder(nn.Module):
     isolated-word towers' 10 %, because a mask over a whole word of a string would contradict its transcript.
     """
 
-    def __init__(self, n_mels: int = 40, width: int = 96, layers: int = 2, heads: int = 4, top_db: float = 40.0,
-                 augment: bool = True, time_fraction: float = 0.03, strides: tuple[int, int] = (2, 2)) -> None:
+    def __init__(
+        self,
+        n_mels: int = 40,
+        width: int = 96,
+        layers: int = 2,
+        heads: int = 4,
+        top_db: float = 40.0,
+        augment: bool = True,
+        time_fraction: float = 0.03,
+        strides: tuple[int, int] = (2, 2),
+    ) -> None:
         super().__init__()
         self.top_db, self.out_dim, self.subsample = top_db, width, strides[0] * strides[1]
         self.augment = MelAugment(time_fraction=time_fraction) if augment else None
-        self.stem = nn.ModuleList([MaskedConvBlock(n_mels, width, 5, strides[0], norm=True),
-                                   MaskedConvBlock(width, width, 5, strides[1], norm=True)])
+        self.stem = nn.ModuleList(
+            [
+                MaskedConvBlock(n_mels, width, 5, strides[0], norm=True),
+                MaskedConvBlock(width, width, 5, strides[1], norm=True),
+            ]
+        )
         self.transformer = Transformer(width, layers, heads)
         self.ln_post = nn.LayerNorm(width)
 
@@ -108,8 +123,9 @@ class CTCRecognizer(nn.Module):
         return {"loss": loss}
 
     @torch.no_grad()
-    def decode(self, mel: Tensor, mask: Tensor | None = None, beam: int = 0,
-               digits: tuple[int, int] = (1, 7)) -> list[list[int]]:
+    def decode(
+        self, mel: Tensor, mask: Tensor | None = None, beam: int = 0, digits: tuple[int, int] = (1, 7)
+    ) -> list[list[int]]:
         """Digit ids per utterance: greedy best path (``beam`` 0) or prefix beam search with the length prior."""
         log_probs, frame_mask = self.log_probs(mel, mask)
         if beam > 0:
@@ -140,8 +156,15 @@ class DecoderLayer(nn.Module):
 class JointCTCAttention(nn.Module):
     """Attention encoder-decoder with a CTC auxiliary loss: ``loss = w·CTC + (1 − w)·label-smoothed CE``."""
 
-    def __init__(self, encoder: SpeechEncoder, layers: int = 2, heads: int = 4, max_len: int = 8,
-                 ctc_weight: float = 0.3, label_smoothing: float = 0.1) -> None:
+    def __init__(
+        self,
+        encoder: SpeechEncoder,
+        layers: int = 2,
+        heads: int = 4,
+        max_len: int = 8,
+        ctc_weight: float = 0.3,
+        label_smoothing: float = 0.1,
+    ) -> None:
         super().__init__()
         width = encoder.out_dim
         self.encoder, self.max_len = encoder, max_len
@@ -176,8 +199,9 @@ class JointCTCAttention(nn.Module):
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         frames, frame_mask = self.encoder(batch["audio"], batch.get("audio_mask"))
         targets, target_mask = batch["targets"], batch["target_mask"]
-        ctc = ctc_loss(self.ctc_head(frames).float().log_softmax(-1), targets + 1, frame_mask, target_mask,
-                       zero_infinity=True)
+        ctc = ctc_loss(
+            self.ctc_head(frames).float().log_softmax(-1), targets + 1, frame_mask, target_mask, zero_infinity=True
+        )
         inputs, outputs = self.teacher_inputs(targets, target_mask)
         logits, _ = self.decode_step(inputs, frames, frame_mask)
         attention = F.cross_entropy(logits.transpose(1, 2), outputs, label_smoothing=self.label_smoothing)
@@ -185,8 +209,9 @@ class JointCTCAttention(nn.Module):
         return {"loss": loss, "ctc": ctc.detach(), "attention": attention.detach()}
 
     @torch.no_grad()
-    def teacher_forced_weights(self, mel: Tensor, mask: Tensor | None, targets: Tensor,
-                               target_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def teacher_forced_weights(
+        self, mel: Tensor, mask: Tensor | None, targets: Tensor, target_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Cross-attention of the true transcript (last layer, heads averaged) [B, L + 1, T'] and the frame mask:
         row ``k`` is the query that emits word ``k`` (row ``L`` emits ``<eos>``)."""
         frames, frame_mask = self.encoder(mel, mask)

@@ -26,8 +26,9 @@ from chorus.contrastive import retrieval_metrics
 __all__ = ["class_retrieval", "chance_recall"]
 
 
-def class_retrieval(queries: Tensor, query_labels: Tensor, gallery: Tensor, gallery_labels: Tensor,
-                    ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def class_retrieval(
+    queries: Tensor, query_labels: Tensor, gallery: Tensor, gallery_labels: Tensor, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
     """``{"R@k": ...}``: fraction of queries with a same-label gallery item in their top k."""
     positives = [(gallery_labels == y).nonzero().flatten().tolist() for y in query_labels.tolist()]
     return retrieval_metrics(queries, gallery, positives, ks)

@@ -34,7 +34,9 @@ from chorus.data.sort_of_clevr import (
     scene_rng,
 )
 
-_CLAUSE = re.compile(r"\b(?P<colour>[a-z]+) (?P<shape>[a-z]+) at the (?P<vertical>top|bottom) (?P<horizontal>left|right)\b")
+_CLAUSE = re.compile(
+    r"\b(?P<colour>[a-z]+) (?P<shape>[a-z]+) at the (?P<vertical>top|bottom) (?P<horizontal>left|right)\b"
+)
 
 
 @dataclass(frozen=True)
@@ -47,16 +49,18 @@ class Described:
 
 
 def scene_caption(objects: Sequence[SceneObject]) -> str:
-    """"a red square at the top left, …" ("an orange …"): one clause per object, in :data:`OBJECT_COLOURS` order."""
+    """ "a red square at the top left, …" ("an orange …"): one clause per object, in :data:`OBJECT_COLOURS` order."""
     ordered = sorted(objects, key=lambda o: OBJECT_COLOURS.index(o.colour))
-    return ", ".join(f"{'an' if o.colour[0] in 'aeiou' else 'a'} {o.colour} {o.shape} at the {o.quadrant}"
-                     for o in ordered)
+    return ", ".join(
+        f"{'an' if o.colour[0] in 'aeiou' else 'a'} {o.colour} {o.shape} at the {o.quadrant}" for o in ordered
+    )
 
 
 def parse_scene_caption(text: str) -> list[Described]:
     """Every "COLOUR SHAPE at the VERTICAL HORIZONTAL" clause of ``text`` (unknown words kept as written)."""
-    return [Described(m["colour"], m["shape"], f"{m['vertical']} {m['horizontal']}")
-            for m in _CLAUSE.finditer(text.lower())]
+    return [
+        Described(m["colour"], m["shape"], f"{m['vertical']} {m['horizontal']}") for m in _CLAUSE.finditer(text.lower())
+    ]
 
 
 def attribute_accuracy(captions: Sequence[str], scenes: Sequence[Sequence[SceneObject]]) -> dict[str, float]:
@@ -84,8 +88,12 @@ def attribute_accuracy(captions: Sequence[str], scenes: Sequence[Sequence[SceneO
         both += right_here
         exact += right_here == len(scene)
     n = max(objects, 1)
-    return {"object_accuracy": both / n, "shape_accuracy": shape / n, "quadrant_accuracy": quadrant / n,
-            "caption_exact": exact / max(len(scenes), 1)}
+    return {
+        "object_accuracy": both / n,
+        "shape_accuracy": shape / n,
+        "quadrant_accuracy": quadrant / n,
+        "caption_exact": exact / max(len(scenes), 1),
+    }
 
 
 def chance_object_accuracy() -> float:
@@ -93,10 +101,14 @@ def chance_object_accuracy() -> float:
     return 1 / (len(SHAPES) * 4)
 
 
-def scene_caption_data(count: int, split: str = "train", seed: int = 0
-                       ) -> tuple[Tensor, list[str], list[tuple[SceneObject, ...]]]:
+def scene_caption_data(
+    count: int, split: str = "train", seed: int = 0
+) -> tuple[Tensor, list[str], list[tuple[SceneObject, ...]]]:
     """``count`` Sort-of-CLEVR scenes: uint8 images [N, 3, 75, 75], their captions and their objects."""
     scenes = [generate_scene(scene_rng(seed, split, i)) for i in range(count)]
-    images = torch.stack([torch.from_numpy(render_scene(s)).permute(2, 0, 1) for s in scenes]) if scenes else \
-        torch.zeros(0, 3, 75, 75, dtype=torch.uint8)
+    images = (
+        torch.stack([torch.from_numpy(render_scene(s)).permute(2, 0, 1) for s in scenes])
+        if scenes
+        else torch.zeros(0, 3, 75, 75, dtype=torch.uint8)
+    )
     return images, [scene_caption(s) for s in scenes], scenes

@@ -59,12 +59,14 @@ def vad_segments(mel: Tensor) -> np.ndarray:
     return energy_segments(torch.logsumexp(mel.float(), dim=0).numpy())
 
 
-def classify_segments(classifier: Classifier, mels: Sequence[Tensor], segments: Sequence[np.ndarray]) -> list[list[int]]:
+def classify_segments(
+    classifier: Classifier, mels: Sequence[Tensor], segments: Sequence[np.ndarray]
+) -> list[list[int]]:
     """The digit sequence of each utterance: one classifier prediction per segment, in order."""
     pieces = [mel[:, s:e] for mel, spans in zip(mels, segments) for s, e in spans]
     predicted = judge_predictions(classifier, pieces).tolist() if pieces else []
     out, cursor = [], 0
     for spans in segments:
-        out.append(predicted[cursor:cursor + len(spans)])
+        out.append(predicted[cursor : cursor + len(spans)])
         cursor += len(spans)
     return out

@@ -67,8 +67,17 @@ class _Rows(Dataset):
 
 
 def _train_config(steps: int, batch_size: int, lr: float, seed: int) -> TrainConfig:
-    return TrainConfig(max_steps=max(steps, 1), batch_size=batch_size, lr=lr, warmup_steps=min(20, steps // 5),
-                       precision="auto", seed=seed, progress=False, tensorboard=False, log_every=max(steps, 1))
+    return TrainConfig(
+        max_steps=max(steps, 1),
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=min(20, steps // 5),
+        precision="auto",
+        seed=seed,
+        progress=False,
+        tensorboard=False,
+        log_every=max(steps, 1),
+    )
 
 
 @dataclass
@@ -84,8 +93,12 @@ class SharedSpace:
     @torch.no_grad()
     def embed_images(self, pixels: Tensor, batch_size: int = 512) -> Tensor:
         with evaluating(self.clip):
-            return torch.cat([self.clip.encode("image", pixels[i:i + batch_size]).float()
-                              for i in range(0, len(pixels), batch_size)])
+            return torch.cat(
+                [
+                    self.clip.encode("image", pixels[i : i + batch_size]).float()
+                    for i in range(0, len(pixels), batch_size)
+                ]
+            )
 
     @torch.no_grad()
     def embed_texts(self, texts: Sequence[str]) -> Tensor:
@@ -103,7 +116,7 @@ class SharedSpace:
         out = []
         with evaluating(self.audio):
             for i in range(0, len(mels), batch_size):
-                batch = Collate()([{"audio": m} for m in mels[i:i + batch_size]])
+                batch = Collate()([{"audio": m} for m in mels[i : i + batch_size]])
                 out.append(self.audio.encode("audio", batch["audio"], batch["audio_mask"]).float())
         return torch.cat(out)
 
@@ -134,17 +147,33 @@ class SpaceConfig:
     def from_experiment(cls, cfg: Any) -> SpaceConfig:
         """The values of an experiment config (``chorus.experiment.ExperimentConfig``, e.g. ``mnist_clip.yaml``)."""
         image, text = cfg.model.encoders["image"], cfg.model.encoders["text"]
-        return cls(class_names=tuple(cfg.data.class_names or [str(d) for d in range(10)]),
-                   caption_templates=tuple(cfg.data.caption_templates),
-                   image_encoder=image.name, image_encoder_size=image.size, image_encoder_options=dict(image.options),
-                   image_size=cfg.data.image_size, text_encoder=text.name, text_encoder_size=text.size,
-                   text_encoder_options=dict(text.options), vocab_size=cfg.data.vocab_size,
-                   context_length=cfg.data.context_length, embed_dim=cfg.model.embed_dim, lr=cfg.train.lr)
+        return cls(
+            class_names=tuple(cfg.data.class_names or [str(d) for d in range(10)]),
+            caption_templates=tuple(cfg.data.caption_templates),
+            image_encoder=image.name,
+            image_encoder_size=image.size,
+            image_encoder_options=dict(image.options),
+            image_size=cfg.data.image_size,
+            text_encoder=text.name,
+            text_encoder_size=text.size,
+            text_encoder_options=dict(text.options),
+            vocab_size=cfg.data.vocab_size,
+            context_length=cfg.data.context_length,
+            embed_dim=cfg.model.embed_dim,
+            lr=cfg.train.lr,
+        )
 
 
-def train_space(cfg: SpaceConfig, data: DigitData, steps: int, run_dir: str | os.PathLike, seed: int = 0,
-                batch_size: int = 128, image_size: str | None = None,
-                frozen_text_prompts: Sequence[str] | None = None) -> SharedSpace:
+def train_space(
+    cfg: SpaceConfig,
+    data: DigitData,
+    steps: int,
+    run_dir: str | os.PathLike,
+    seed: int = 0,
+    batch_size: int = 128,
+    image_size: str | None = None,
+    frozen_text_prompts: Sequence[str] | None = None,
+) -> SharedSpace:
     """Train the image–text towers of ``cfg`` (e.g. ``configs/mnist_clip.yaml``'s) for ``steps`` on MNIST train.
 
     ``image_size`` overrides the image encoder size (e.g. ``"tiny"`` for a cheaper tower).
@@ -157,12 +186,22 @@ def train_space(cfg: SpaceConfig, data: DigitData, steps: int, run_dir: str | os
     names = list(cfg.class_names)
     templates = list(cfg.caption_templates)
     captions = [fill_template(t, n) for n in names for t in templates]
-    image = build_encoder(cfg.image_encoder, image_size or cfg.image_encoder_size, in_channels=1,
-                          image_size=cfg.image_size, **cfg.image_encoder_options)
+    image = build_encoder(
+        cfg.image_encoder,
+        image_size or cfg.image_encoder_size,
+        in_channels=1,
+        image_size=cfg.image_size,
+        **cfg.image_encoder_options,
+    )
     if frozen_text_prompts is None:
         tokenizer = BPETokenizer.train(captions, vocab_size=cfg.vocab_size, min_frequency=1)
-        text = build_encoder(cfg.text_encoder, cfg.text_encoder_size, vocab_size=tokenizer.vocab_size,
-                             context_length=cfg.context_length, **cfg.text_encoder_options)
+        text = build_encoder(
+            cfg.text_encoder,
+            cfg.text_encoder_size,
+            vocab_size=tokenizer.vocab_size,
+            context_length=cfg.context_length,
+            **cfg.text_encoder_options,
+        )
         frozen: tuple[str, ...] = ()
     else:
         text = CachedTextEncoder.minilm(captions + list(frozen_text_prompts))
@@ -172,13 +211,27 @@ def train_space(cfg: SpaceConfig, data: DigitData, steps: int, run_dir: str | os
     if steps > 0:
         pixels, labels = data.pixels[train_idx], data.digit_of_image[train_idx].tolist()
         dataset = CaptionedDataset(TensorImages(pixels, lambda i: {"label": labels[i]}), templates, names)
-        Trainer(clip, dataset, _train_config(steps, batch_size, cfg.lr, seed), run_dir,
-                collate_fn=Collate(tokenizer, cfg.context_length)).fit()
+        Trainer(
+            clip,
+            dataset,
+            _train_config(steps, batch_size, cfg.lr, seed),
+            run_dir,
+            collate_fn=Collate(tokenizer, cfg.context_length),
+        ).fit()
     return SharedSpace(clip.eval(), tokenizer, cfg.context_length, names)
 
 
-def bind_audio(space: SharedSpace, data: DigitData, pairs: Tensor, steps: int, run_dir: str | os.PathLike,
-               seed: int = 0, batch_size: int = 64, size: str = "tiny", lr: float = 3e-3) -> SharedSpace:
+def bind_audio(
+    space: SharedSpace,
+    data: DigitData,
+    pairs: Tensor,
+    steps: int,
+    run_dir: str | os.PathLike,
+    seed: int = 0,
+    batch_size: int = 64,
+    size: str = "tiny",
+    lr: float = 3e-3,
+) -> SharedSpace:
     """A copy of ``space`` with a speech tower bound to its frozen image side on ``pairs`` [N, 2] of (clip, image).
 
     The binding itself is :func:`chorus.colearn.bind_to_pivot` (images as the pivot); this adds the

@@ -62,8 +62,15 @@ def featurize(sample: dict[str, Any], logmel: LogMel) -> SpeechItem:
     labels = np.zeros(mel.shape[1], dtype=np.int64)
     for digit, (start, end) in zip(sample["digits"], bounds):
         labels[(centres >= start) & (centres < end)] = digit + 1
-    return SpeechItem(mel, torch.tensor(sample["digits"], dtype=torch.long), sample["text"],
-                      bounds / logmel.hop_length, torch.from_numpy(labels), sample["speaker"], sample["audio"])
+    return SpeechItem(
+        mel,
+        torch.tensor(sample["digits"], dtype=torch.long),
+        sample["text"],
+        bounds / logmel.hop_length,
+        torch.from_numpy(labels),
+        sample["speaker"],
+        sample["audio"],
+    )
 
 
 def load_strings(strings: DigitStrings, logmel: LogMel) -> list[SpeechItem]:
@@ -84,5 +91,10 @@ def speech_batch(items: Sequence[SpeechItem]) -> dict[str, Tensor]:
     audio, mask = pad_time([it.mel for it in items], "audio")
     targets, target_mask = pad_time([it.digits for it in items], "digits")
     labels, _ = pad_time([it.frame_labels for it in items], "frame_labels")
-    return {"audio": audio, "audio_mask": mask, "targets": targets, "target_mask": target_mask,
-            "frame_labels": labels.masked_fill(~mask, -100)}
+    return {
+        "audio": audio,
+        "audio_mask": mask,
+        "targets": targets,
+        "target_mask": target_mask,
+        "frame_labels": labels.masked_fill(~mask, -100),
+    }

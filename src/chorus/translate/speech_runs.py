@@ -80,11 +80,27 @@ class StringsConfig:
     train_snr_db: list[float] = field(default_factory=lambda: [15.0, 5.0])
     seed: int = 0
 
-    def strings(self, root: str | None, split: str, size: int, *, seed_offset: int = 0,
-                snr_db: float | None = None, test_speakers: list[str] | None = None) -> DigitStrings:
-        return DigitStrings(root, split=split, size=size, num_digits=tuple(self.num_digits), pause_s=tuple(self.pause_s),
-                            gain_db=self.gain_db, snr_db=snr_db, seed=self.seed + seed_offset,
-                            test_speakers=tuple(test_speakers or self.test_speakers))
+    def strings(
+        self,
+        root: str | None,
+        split: str,
+        size: int,
+        *,
+        seed_offset: int = 0,
+        snr_db: float | None = None,
+        test_speakers: list[str] | None = None,
+    ) -> DigitStrings:
+        return DigitStrings(
+            root,
+            split=split,
+            size=size,
+            num_digits=tuple(self.num_digits),
+            pause_s=tuple(self.pause_s),
+            gain_db=self.gain_db,
+            snr_db=snr_db,
+            seed=self.seed + seed_offset,
+            test_speakers=tuple(test_speakers or self.test_speakers),
+        )
 
 
 @dataclass
@@ -146,8 +162,9 @@ def build_recognizer(model: SpeechModelConfig, n_mels: int = 40) -> CTCRecognize
     encoder = SpeechEncoder(n_mels, model.width, model.layers, model.heads)
     if model.system == "ctc":
         return CTCRecognizer(encoder)
-    return JointCTCAttention(encoder, model.decoder_layers, model.heads, ctc_weight=model.ctc_weight,
-                             label_smoothing=model.label_smoothing)
+    return JointCTCAttention(
+        encoder, model.decoder_layers, model.heads, ctc_weight=model.ctc_weight, label_smoothing=model.label_smoothing
+    )
 
 
 def train_recognizer(cfg: SpeechExperiment, items: list[SpeechItem], run_dir: str | os.PathLike) -> nn.Module:
@@ -160,13 +177,14 @@ def train_recognizer(cfg: SpeechExperiment, items: list[SpeechItem], run_dir: st
 
 
 @torch.no_grad()
-def decode_items(model: nn.Module, mels: list[torch.Tensor], beam: int = 0,
-                 digits: tuple[int, int] = (1, 7), batch_size: int = 32) -> list[list[int]]:
+def decode_items(
+    model: nn.Module, mels: list[torch.Tensor], beam: int = 0, digits: tuple[int, int] = (1, 7), batch_size: int = 32
+) -> list[list[int]]:
     """Digit ids of each log-mel [n_mels, T]: CTC (greedy or beam) or attention (greedy) decoding."""
     out: list[list[int]] = []
     with evaluating(model):
         for i in range(0, len(mels), batch_size):
-            audio, mask = pad_time(mels[i:i + batch_size], "audio")
+            audio, mask = pad_time(mels[i : i + batch_size], "audio")
             if isinstance(model, CTCRecognizer):
                 out += model.decode(audio, mask, beam=beam, digits=digits)
             else:
@@ -180,24 +198,35 @@ def decode_items(model: nn.Module, mels: list[torch.Tensor], beam: int = 0,
 def train_aligner(items: list[SpeechItem], steps: int, run_dir: str | os.PathLike, seed: int = 0) -> FrameTagger:
     """Frame tagger (silence / ten digits per 10 ms frame) for forced alignment, trained with frame labels."""
     seed_everything(seed)
-    encoder = build_encoder("audio_cnn", "tiny", n_mels=items[0].mel.shape[0], widths=(64, 64, 64), strides=(1, 1, 1),
-                            top_db=40.0, cmn=True)
+    encoder = build_encoder(
+        "audio_cnn", "tiny", n_mels=items[0].mel.shape[0], widths=(64, 64, 64), strides=(1, 1, 1), top_db=40.0, cmn=True
+    )
     tagger = FrameTagger(encoder, 11)
-    config = TrainConfig(max_steps=steps, batch_size=16, lr=3e-3, warmup_steps=max(1, steps // 10), precision="bf16",
-                         seed=seed, progress=False, tensorboard=False, log_every=max(1, steps // 4))
+    config = TrainConfig(
+        max_steps=steps,
+        batch_size=16,
+        lr=3e-3,
+        warmup_steps=max(1, steps // 10),
+        precision="bf16",
+        seed=seed,
+        progress=False,
+        tensorboard=False,
+        log_every=max(1, steps // 4),
+    )
     Trainer(tagger, items, config, run_dir, collate_fn=speech_batch).fit()
     return tagger.eval()
 
 
 @torch.no_grad()
-def align_items(tagger: FrameTagger, mels: list[torch.Tensor], digits: list[list[int]],
-                batch_size: int = 32) -> list[tuple[list[int], list[int]]]:
+def align_items(
+    tagger: FrameTagger, mels: list[torch.Tensor], digits: list[list[int]], batch_size: int = 32
+) -> list[tuple[list[int], list[int]]]:
     """Viterbi forced alignment of each transcript (silence between words): word (starts, ends) in frames."""
     spans = []
     with evaluating(tagger):
         for i in range(0, len(mels), batch_size):
-            audio, mask = pad_time(mels[i:i + batch_size], "audio")
-            targets, target_mask = pad_time([torch.tensor(d) + 1 for d in digits[i:i + batch_size]], "digits")
+            audio, mask = pad_time(mels[i : i + batch_size], "audio")
+            targets, target_mask = pad_time([torch.tensor(d) + 1 for d in digits[i : i + batch_size]], "digits")
             log_probs, frame_mask = tagger.log_probs(audio, mask)
             ali = forced_align(log_probs, targets, 0, frame_mask, target_mask)
             for b, n in enumerate(target_mask.sum(1).tolist()):
@@ -211,12 +240,15 @@ def align_voice(tagger: FrameTagger, voice: list[SpeechItem]) -> list[tuple[list
 
 
 def synthesis_items(items: list[SpeechItem], spans: list[tuple[list[int], list[int]]]) -> list[SynthesisItem]:
-    return [SynthesisItem(it.digits.tolist(), aligned_durations(s, e, it.mel.shape[1]), it.mel)
-            for it, (s, e) in zip(items, spans)]
+    return [
+        SynthesisItem(it.digits.tolist(), aligned_durations(s, e, it.mel.shape[1]), it.mel)
+        for it, (s, e) in zip(items, spans)
+    ]
 
 
-def train_synthesizer(cfg: SpeechExperiment, voice: list[SpeechItem], spans: list[tuple[list[int], list[int]]],
-                      run_dir: str | os.PathLike) -> DigitSynthesizer:
+def train_synthesizer(
+    cfg: SpeechExperiment, voice: list[SpeechItem], spans: list[tuple[list[int], list[int]]], run_dir: str | os.PathLike
+) -> DigitSynthesizer:
     """Train the synthesiser on ``voice``'s utterances with word ``spans`` (from :func:`align_items`), save the run."""
     data = synthesis_items(voice, spans)
     seed_everything(cfg.train.seed)
@@ -229,8 +261,9 @@ def train_synthesizer(cfg: SpeechExperiment, voice: list[SpeechItem], spans: lis
 
 def voice_items(cfg: SpeechExperiment, root: str | None = None, logmel: LogMel | None = None) -> list[SpeechItem]:
     """The synthesis speaker's clean training utterances (``model.speaker`` held out of the aligner's data)."""
-    return load_strings(cfg.data.strings(root, "test", cfg.data.train_size, test_speakers=[cfg.model.speaker]),
-                        logmel or LogMel())
+    return load_strings(
+        cfg.data.strings(root, "test", cfg.data.train_size, test_speakers=[cfg.model.speaker]), logmel or LogMel()
+    )
 
 
 # ---------------------------------------------------------------------------- run folders
@@ -240,7 +273,9 @@ def _save(cfg: SpeechExperiment, model: nn.Module, run_dir: str | os.PathLike) -
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "experiment.yaml")
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(run_dir / "model.safetensors"))
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(run_dir / "model.safetensors")
+    )
 
 
 def train_speech(cfg: SpeechExperiment, run_dir: str | os.PathLike, data_root: str | None = None) -> dict[str, Any]:
@@ -249,9 +284,15 @@ def train_speech(cfg: SpeechExperiment, run_dir: str | os.PathLike, data_root: s
     if cfg.model.task == "recognize":
         items = recognizer_items(cfg.data, data_root)
         train_recognizer(cfg, items, run_dir)
-        return {"task": "recognize", "system": cfg.model.system, "train_utterances": len(items), "run_dir": str(run_dir)}
-    others = load_strings(cfg.data.strings(data_root, "train", cfg.data.train_size, test_speakers=[cfg.model.speaker]),
-                          LogMel())
+        return {
+            "task": "recognize",
+            "system": cfg.model.system,
+            "train_utterances": len(items),
+            "run_dir": str(run_dir),
+        }
+    others = load_strings(
+        cfg.data.strings(data_root, "train", cfg.data.train_size, test_speakers=[cfg.model.speaker]), LogMel()
+    )
     tagger = train_aligner(others, cfg.model.aligner_steps, run_dir / "aligner", cfg.train.seed)
     voice = voice_items(cfg, data_root)
     train_synthesizer(cfg, voice, align_voice(tagger, voice), run_dir)
@@ -307,7 +348,7 @@ def speak(run_dir: str | os.PathLike, text: str, n_iter: int = 64, seed: int = 0
 def synthesize_wave(model: DigitSynthesizer, digits: list[int], n_iter: int = 64, seed: int = 0) -> torch.Tensor:
     """Digit ids → log-mel (the synthesiser) → waveform (Griffin-Lim), peak-normalised to 0.9."""
     if not digits:
-        raise DataError("nothing to say: give digit words, e.g. \"four two seven\"")
+        raise DataError('nothing to say: give digit words, e.g. "four two seven"')
     mel, _ = model.generate(digits)
     generator = torch.Generator().manual_seed(seed)
     wave = log_mel_to_audio(mel, LogMel(), n_iter=n_iter, generator=generator)

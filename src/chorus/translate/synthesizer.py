@@ -33,8 +33,16 @@ from chorus.align.dtw import dtw_from_cost
 from chorus.data.collate import pad_time
 from chorus.errors import DataError
 
-__all__ = ["DigitSynthesizer", "SynthesisItem", "aligned_durations", "cepstra", "mel_cepstral_distortion",
-           "synthesis_batch", "token_sequence", "word_spans"]
+__all__ = [
+    "DigitSynthesizer",
+    "SynthesisItem",
+    "aligned_durations",
+    "cepstra",
+    "mel_cepstral_distortion",
+    "synthesis_batch",
+    "token_sequence",
+    "word_spans",
+]
 
 SILENCE = 0  # token 0 is a pause; digit d is token d + 1
 POSITION_FREQS = 4
@@ -66,7 +74,9 @@ class SynthesisItem:
         self.tokens = torch.tensor(token_sequence(digits), dtype=torch.long)
         self.durations = torch.tensor(durations, dtype=torch.long)
         if len(self.durations) != len(self.tokens) or int(self.durations.sum()) != mel.shape[1]:
-            raise DataError(f"durations {list(durations)} do not cover {len(self.tokens)} tokens and {mel.shape[1]} frames")
+            raise DataError(
+                f"durations {list(durations)} do not cover {len(self.tokens)} tokens and {mel.shape[1]} frames"
+            )
         self.mel = mel
 
 
@@ -89,8 +99,9 @@ class DigitSynthesizer(nn.Module):
     log-mel levels around −5).
     """
 
-    def __init__(self, n_mels: int = 40, width: int = 128, decoder_layers: int = 4,
-                 mel_mean: Tensor | None = None) -> None:
+    def __init__(
+        self, n_mels: int = 40, width: int = 128, decoder_layers: int = 4, mel_mean: Tensor | None = None
+    ) -> None:
         super().__init__()
         self.n_mels = n_mels
         self.embed = nn.Embedding(11, width)
@@ -188,7 +199,7 @@ def cepstra(log_mel: Tensor, coefficients: int = 12) -> Tensor:
     k = torch.arange(n, dtype=torch.float64)
     basis = torch.cos(torch.pi / n * (k[None, :] + 0.5) * k[:, None]) * (2.0 / n) ** 0.5
     basis[0] /= 2**0.5
-    return (basis[1:coefficients + 1] @ (0.5 * log_mel.double())).T
+    return (basis[1 : coefficients + 1] @ (0.5 * log_mel.double())).T
 
 
 def mel_cepstral_distortion(synthesised: Tensor, reference: Tensor, coefficients: int = 12) -> float:
