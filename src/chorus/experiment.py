@@ -63,7 +63,7 @@ from chorus.data import (
     build_dataset,
 )
 from chorus.data.audio import resample
-from chorus.data.base import Sample
+from chorus.data.base import ChorusDataset, Sample
 from chorus.data.captions import CaptionedDataset
 from chorus.data.registry import USER_DATASETS, canonical_spec
 from chorus.data.text import ClipTokenizer, SubwordTokenizer
@@ -613,7 +613,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[ExperimentConfig, nn.Module, l
     return cfg, model, classes, tokenizer
 
 
-def build_eval_dataset(cfg: ExperimentConfig, data_root: str | None = None, split: str | None = None) -> Dataset:
+def build_eval_dataset(cfg: ExperimentConfig, data_root: str | None = None, split: str | None = None) -> ChorusDataset:
     """A run's evaluation split (or ``split``) with its eval-mode transforms: what ``chorus eval`` scores."""
     data = cfg.data
     root = data_root if data_root is not None else data.root

@@ -148,7 +148,7 @@ def _prefix_beam(lp: np.ndarray, blank: int, beam: int, length_prior: Callable[[
                     add(prefix + (int(c),), NEG_INF, p_b + p)  # a repeat needs a blank in between
                 else:
                     add(prefix + (int(c),), NEG_INF, total + p)
-        ranked = sorted(grown.items(), key=lambda kv: -np.logaddexp(*kv[1]))[:beam]
+        ranked = sorted(grown.items(), key=lambda kv: -np.logaddexp(kv[1][0], kv[1][1]))[:beam]
         beams = {prefix: (slot[0], slot[1]) for prefix, slot in ranked}
 
     def final(item: tuple[tuple[int, ...], tuple[float, float]]) -> float:

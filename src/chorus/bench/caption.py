@@ -60,6 +60,7 @@ from chorus.data.augment import BatchAugment, TensorImages
 from chorus.data.coco_text import text_only_captions
 from chorus.encoders import build_encoder
 from chorus.encoders.augmented import augmented_image_encoder
+from chorus.encoders.base import out_dim
 from chorus.errors import DataError
 from chorus.eval.caption_metrics import caption_scores, require_caption_metrics
 from chorus.eval.mode import evaluating
@@ -185,12 +186,12 @@ def minilm_table(texts: Sequence[str], cache_dir: Path) -> CachedTextEncoder:
         encoder, tokenizer = build_encoder("minilm"), WordPieceTokenizer.from_minilm()
         lengths = [len(ids) for ids in tokenizer.tokenizer.encode_batch(unique, add_special_tokens=False)]
         order = sorted(range(len(unique)), key=lambda i: lengths[i])
-        table = torch.empty(len(unique), encoder.out_dim)
+        table = torch.empty(len(unique), out_dim(encoder))
         for start in range(0, len(order), 256):
             rows = order[start : start + 256]
             context = min(64, max(lengths[i] for i in rows) + 2)
             chunk = CachedTextEncoder.build(encoder, tokenizer, [unique[i] for i in rows], context_length=context)
-            table[rows] = chunk.table
+            table[rows] = chunk.get_buffer("table")
         return table
 
     return CachedTextEncoder(_cached(cache_dir / f"minilm_{_digest(unique)}.pt", compute), unique)
@@ -221,7 +222,7 @@ def _clip_space(
     fit(
         model,
         TensorImages(images, caption),
-        Collate(cache.tokenizer, 1),
+        Collate(cache.tokenizer, 1),  # type: ignore[arg-type]  # RowTokenizer is called like a SubwordTokenizer
         run_dir,
         epochs=cfg.clip_epochs,
         batch_size=64,
@@ -231,7 +232,9 @@ def _clip_space(
         bf16=True,
     )
     model.eval().requires_grad_(False)
-    embedder = cap.ImageFeatures(tower.encoder, "embedding", MEAN, STD, model.projections["image"]).eval()
+    projection = model.projections["image"]
+    assert isinstance(projection, nn.Linear)  # ContrastiveModel projects with a Linear layer
+    embedder = cap.ImageFeatures(tower.encoder, "embedding", MEAN, STD, projection).eval()
     return embedder, model
 
 
@@ -243,7 +246,8 @@ def _embed_images(embedder: nn.Module, images: Tensor) -> Tensor:
 def _embed_texts(model: ContrastiveModel, cache: CachedTextEncoder, texts: Sequence[str]) -> Tensor:
     rows, _ = cache.tokenizer(list(texts))
     with torch.no_grad():
-        return F.normalize(model.projections["text"](cache.table[rows.view(-1)]).float(), dim=-1)
+        table = cache.get_buffer("table")
+        return F.normalize(model.projections["text"](table[rows.view(-1)]).float(), dim=-1)
 
 
 def _decoder_config(cfg: Config, tokenizer: BPETokenizer) -> cap.DecoderConfig:
@@ -277,7 +281,7 @@ def _pretrained_lm(
     decoder = cap.CaptionDecoder(dcfg)
     cap.fit(
         decoder,
-        [{"text": t} for t in corpus],
+        [{"text": t} for t in corpus],  # type: ignore[arg-type]  # a list is a map-style dataset
         tokenizer,
         cfg.context_length,
         run_dir,
@@ -399,7 +403,7 @@ def _scene_seed(cfg: Config, seed: int, tmp: Path) -> dict[str, Any]:
     )
     model = cap.Captioner(
         cap.CaptionDecoder(dcfg),
-        cap.PrefixMapper(cap.PrefixConfig("grid", encoder.out_dim, grid=cfg.scene_grid), cfg.scene_width),
+        cap.PrefixMapper(cap.PrefixConfig("grid", out_dim(encoder), grid=cfg.scene_grid), cfg.scene_width),
         features,
     )
     t0 = time.perf_counter()

@@ -86,7 +86,7 @@ def chance(n_images: int, per_image: int) -> dict[str, float]:
     return out
 
 
-def load_coco(data_root: str | None, size: int, captions_per_image: int) -> dict[str, Any]:
+def load_coco(data_root: str | None, size: int, captions_per_image: int | None) -> dict[str, Any]:
     """Preloaded uint8 images and their caption lists for the fixed ``train`` / ``test`` image split."""
     out = {}
     for split in ("train", "test"):

@@ -238,6 +238,7 @@ def run(cfg: Config, report: Report) -> None:
             add("ctc_greedy", condition, score(items, decode_items(ctc, mels, beam=0)))
             add("ctc_beam", condition, score(items, decode_items(ctc, mels, beam=cfg.beam)))
             add("attention", condition, score(items, decode_items(attention, mels)))
+        assert isinstance(attention, JointCTCAttention)  # the attention config builds one
         alignment, maps = attention_alignment(attention, main_tests["clean"])
         add("attention_alignment", "clean", alignment)
         if seed == cfg.seeds[0]:

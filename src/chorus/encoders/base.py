@@ -1,10 +1,10 @@
-"""The output type every encoder returns."""
+"""The output type every encoder returns, and the width it promises."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class Encoded(NamedTuple):
@@ -19,3 +19,12 @@ class Encoded(NamedTuple):
     pooled: Tensor
     tokens: Tensor | None = None
     mask: Tensor | None = None
+
+
+def out_dim(encoder: nn.Module) -> int:
+    """The width of ``encoder``'s pooled output (every Chorus encoder sets ``out_dim``).
+
+    Why a function: ``build_encoder`` returns a plain ``nn.Module``, whose attributes type-check as
+    tensors or modules; this names the one attribute the encoder contract promises.
+    """
+    return int(cast(int, encoder.out_dim))

@@ -43,6 +43,7 @@ from torch.utils.data import Dataset
 
 from chorus.data.collate import Collate
 from chorus.data.text import SubwordTokenizer
+from chorus.encoders.base import out_dim
 from chorus.encoders.transformer import Transformer
 from chorus.errors import ConfigError, DataError
 from chorus.train import TrainConfig, Trainer
@@ -166,28 +167,31 @@ class ImageFeatures(nn.Module):
         output: Literal["embedding", "pooled", "tokens"],
         mean: tuple[float, ...],
         std: tuple[float, ...],
-        projection: nn.Module | None = None,
+        projection: nn.Linear | None = None,
     ) -> None:
         super().__init__()
         if output not in ("embedding", "pooled", "tokens"):
             raise ConfigError(f"image feature output must be embedding, pooled or tokens, got {output!r}")
         if (output == "embedding") != (projection is not None):
             raise ConfigError("image features: a projection is needed for, and only for, output='embedding'")
-        self.encoder, self.output, self.projection = encoder, output, projection
+        self.encoder, self.output = encoder, output
+        self.projection: nn.Linear | None = projection
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
     @property
     def out_dim(self) -> int:
-        return self.projection.out_features if self.projection is not None else self.encoder.out_dim
+        return self.projection.out_features if self.projection is not None else out_dim(self.encoder)
 
     def forward(self, images: Tensor) -> Tensor:
         x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-        encoded = self.encoder((x - self.mean) / self.std)
+        mean, std = self.get_buffer("mean"), self.get_buffer("std")
+        encoded = self.encoder((x - mean) / std)
         if self.output == "tokens":
             return encoded.tokens
         if self.output == "pooled":
             return encoded.pooled
+        assert self.projection is not None  # checked in __init__
         return F.normalize(self.projection(encoded.pooled).float(), dim=-1)
 
 
@@ -249,15 +253,18 @@ class Captioner(nn.Module):
                 return self.decoder.logits(ids, None, prefix[rows])[:, -1].float().log_softmax(-1)
 
             search = greedy_search if beam == 1 else beam_search
-            options = {} if beam == 1 else {"width": beam, "length_penalty": length_penalty}
+            options: dict[str, Any] = {} if beam == 1 else {"width": beam, "length_penalty": length_penalty}
             return search(step, images.shape[0], start_id, end_id, max_tokens, device=prefix.device, **options)
         finally:
             self.train(was_training)
 
     def caption(self, images: Tensor, tokenizer: SubwordTokenizer, max_tokens: int = 30, beam: int = 1) -> list[str]:
         """Caption strings for ``images`` with a :class:`~chorus.data.text.SubwordTokenizer`."""
-        out = self.generate(images, tokenizer.sot_id, tokenizer.eot_id, max_tokens, beam)
-        return [tokenizer.decode(seq).strip() for seq in strip(out.ids, tokenizer.sot_id, tokenizer.eot_id)]
+        start, end = tokenizer.sot_id, tokenizer.eot_id
+        if start is None or end is None:
+            raise ConfigError("captioning needs a tokenizer with start and end tokens")
+        out = self.generate(images, start, end, max_tokens, beam)
+        return [tokenizer.decode(seq).strip() for seq in strip(out.ids, start, end)]
 
 
 class CaptionPairs(Dataset):

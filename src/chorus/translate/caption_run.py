@@ -31,6 +31,7 @@ from torch import nn
 from chorus.data.image import ImageTransform
 from chorus.data.text import BPETokenizer
 from chorus.encoders import build_encoder
+from chorus.encoders.base import out_dim
 from chorus.errors import ConfigError, DataError
 from chorus.translate.caption import (
     CaptionDecoder,
@@ -71,7 +72,11 @@ class CaptionerSpec:
 def build_image_features(spec: ImageSpec) -> ImageFeatures:
     """A fresh (untrained) :class:`ImageFeatures` of this shape."""
     encoder = build_encoder(spec.encoder, spec.size, image_size=spec.image_size, **spec.options)
-    projection = nn.Linear(encoder.out_dim, spec.embed_dim, bias=False) if spec.output == "embedding" else None
+    projection = None
+    if spec.output == "embedding":
+        if spec.embed_dim is None:
+            raise ConfigError("image features with output 'embedding' need embed_dim")
+        projection = nn.Linear(out_dim(encoder), spec.embed_dim, bias=False)
     return ImageFeatures(encoder, spec.output, tuple(spec.mean), tuple(spec.std), projection)
 
 

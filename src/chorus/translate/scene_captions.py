@@ -78,9 +78,9 @@ def attribute_accuracy(captions: Sequence[str], scenes: Sequence[Sequence[SceneO
             said.setdefault(clause.colour, clause)
         right_here = 0
         for obj in scene:
-            clause = said.get(obj.colour)
-            shape_ok = clause is not None and clause.shape == obj.shape
-            quadrant_ok = clause is not None and clause.quadrant == obj.quadrant
+            told = said.get(obj.colour)
+            shape_ok = told is not None and told.shape == obj.shape
+            quadrant_ok = told is not None and told.quadrant == obj.quadrant
             shape += shape_ok
             quadrant += quadrant_ok
             right_here += shape_ok and quadrant_ok

@@ -94,8 +94,8 @@ class StringsConfig:
             root,
             split=split,
             size=size,
-            num_digits=tuple(self.num_digits),
-            pause_s=tuple(self.pause_s),
+            num_digits=(self.num_digits[0], self.num_digits[1]),
+            pause_s=(self.pause_s[0], self.pause_s[1]),
             gain_db=self.gain_db,
             snr_db=snr_db,
             seed=self.seed + seed_offset,
@@ -167,7 +167,9 @@ def build_recognizer(model: SpeechModelConfig, n_mels: int = 40) -> CTCRecognize
     )
 
 
-def train_recognizer(cfg: SpeechExperiment, items: list[SpeechItem], run_dir: str | os.PathLike) -> nn.Module:
+def train_recognizer(
+    cfg: SpeechExperiment, items: list[SpeechItem], run_dir: str | os.PathLike
+) -> CTCRecognizer | JointCTCAttention:
     """Train the configured recogniser on ``items`` and save the run folder; returns the model in eval mode."""
     seed_everything(cfg.train.seed)
     model = build_recognizer(cfg.model)
@@ -178,7 +180,11 @@ def train_recognizer(cfg: SpeechExperiment, items: list[SpeechItem], run_dir: st
 
 @torch.no_grad()
 def decode_items(
-    model: nn.Module, mels: list[torch.Tensor], beam: int = 0, digits: tuple[int, int] = (1, 7), batch_size: int = 32
+    model: CTCRecognizer | JointCTCAttention,
+    mels: list[torch.Tensor],
+    beam: int = 0,
+    digits: tuple[int, int] = (1, 7),
+    batch_size: int = 32,
 ) -> list[list[int]]:
     """Digit ids of each log-mel [n_mels, T]: CTC (greedy or beam) or attention (greedy) decoding."""
     out: list[list[int]] = []
@@ -335,13 +341,17 @@ def transcribe_files(run_dir: str | os.PathLike, files: list[str | os.PathLike])
             raise DataError(f"{path}: no audio samples")
         with torch.no_grad():
             mels.append(logmel(resample(wave, sr, SAMPLE_RATE)))
-    digits = decode_items(model, mels, cfg.model.beam, tuple(cfg.data.num_digits))
+    if not isinstance(model, CTCRecognizer | JointCTCAttention):
+        raise ConfigError(f"{run_dir} is not a recogniser run")
+    digits = decode_items(model, mels, cfg.model.beam, (cfg.data.num_digits[0], cfg.data.num_digits[1]))
     return [digits_to_text(d) for d in digits]
 
 
 def speak(run_dir: str | os.PathLike, text: str, n_iter: int = 64, seed: int = 0) -> tuple[torch.Tensor, int]:
     """``chorus speak``: (waveform float32 [T] in [-1, 1], sample rate) of a digit string given as words."""
     _, model = load_speech_run(run_dir, "synthesize")
+    if not isinstance(model, DigitSynthesizer):
+        raise ConfigError(f"{run_dir} is not a text-to-speech run")
     return synthesize_wave(model, text_to_digits(text), n_iter, seed), SAMPLE_RATE
 
 
