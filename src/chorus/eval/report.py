@@ -102,7 +102,7 @@ def environment() -> dict[str, Any]:
 
 
 def invocation() -> str:
-    """The command line that started this process (e.g. ``chorus bench fusion --seeds 0``), for results.json."""
+    """The command line that started this process (e.g. ``chorus bench fusion seeds=[0]``), for results.json."""
     return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
