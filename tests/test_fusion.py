@@ -300,3 +300,24 @@ def test_bad_inputs_raise_data_errors_naming_the_modality() -> None:
         transformer(feats, masks={"a": torch.ones(4, 2, dtype=torch.bool)})
     with pytest.raises(ConfigError):
         build_fusion("cross_transformer", {"a": 8}, 3)
+
+
+def test_fusion_classifier_trains_encoders_and_fusion_end_to_end_and_refuses_token_fusions():
+    from chorus.encoders import build_encoder
+    from chorus.fusion import FusionClassifier
+
+    torch.manual_seed(0)
+    encoders = {
+        "image": build_encoder("cnn", "tiny", image_size=16),
+        "audio": build_encoder("audio_cnn", "tiny", n_mels=40),
+    }
+    model = FusionClassifier.build(encoders, "early", num_classes=3)
+    batch = {"image": torch.randn(4, 3, 16, 16), "audio": torch.randn(4, 40, 30), "label": torch.tensor([0, 1, 2, 0])}
+    out = model(batch)
+    assert out["logits"].shape == (4, 3) and out["loss"].ndim == 0 and 0.0 <= float(out["acc"]) <= 1.0
+    out["loss"].backward()  # the gradient reaches both encoders, not only the fusion head
+    assert all(p.grad is not None for e in model.encoders.values() for p in e.parameters() if p.requires_grad)
+    with pytest.raises(ConfigError, match="token sequences"):
+        FusionClassifier.build(encoders, "cross_transformer", num_classes=3)
+    with pytest.raises(DataError, match="audio"):
+        model({"image": batch["image"]})

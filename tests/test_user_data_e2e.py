@@ -1,16 +1,20 @@
-"""A user's own files through the whole ``chorus`` command line: train → eval → zeroshot → retrieve → index build → serve.
+"""A user's own files through the whole ``chorus`` command line: train → eval → zeroshot → retrieve → predict →
+index build → serve.
 
 The datasets are built at test time from real files, the way a user would lay
 them out: 60 Caltech-101 photos in class folders named in the user's words
 (``face``, ``motorbike``, ``airplane``), 30 other photos with a captions CSV
 (1–3 captions per photo), and 60 FSDD recordings of "zero", "one", "two"
 rewritten at 16 kHz stereo with a labels CSV (the runs use 8 kHz mono: the
-data is resampled on the way in). The CLI runs in-process (``chorus.cli.main``,
+data is resampled on the way in), and a manifest joining each recording with a
+photo of the class its word stands for (image + audio + label rows, trained
+with a fusion model). The CLI runs in-process (``chorus.cli.main``,
 argument parsing included) except ``chorus serve``, which runs as its own
 process and is asked over HTTP.
 
-Margins (three classes, chance 1/3): the photo classifier and the spoken-word
-model must reach ≥ 2/3 on their held-out items, and the captions-trained CLIP
+Margins (three classes, chance 1/3): the photo classifier, the spoken-word
+model and the image + audio fusion must reach ≥ 2/3 on their held-out items
+(and ``chorus predict`` on the held-out files too), and the captions-trained CLIP
 must classify the 60 class-folder photos — which it never saw, from folder
 names it never saw as labels — zero-shot at ≥ 1/3 + 0.2. Retrieval on 6 test
 photos is too small for a margin; there the CLI must reproduce the numbers
@@ -47,6 +51,7 @@ CAPTIONS = {
     "airplane": ["an airplane", "a photo of an airplane", "an airplane on the runway"],
 }
 WORDS = {"0": "zero", "1": "one", "2": "two"}
+WORD_PHOTOS = {"zero": "face", "one": "motorbike", "two": "airplane"}  # the joined rows: a word and a photo
 QUIET = {"progress": False, "tensorboard": False, "log_every": 10, "warmup_steps": 5, "batch_size": 16, "lr": 0.003}
 CONFIGS = {
     "photos_cls": {
@@ -92,6 +97,15 @@ CONFIGS = {
         },
         "train": {"epochs": 15} | QUIET,
     },
+    "joined_fusion": {
+        "data": {"name": "manifest", "path": "joined.csv", "image_size": 32, "sample_rate": 8000},
+        "model": {
+            "task": "fusion",
+            "fusion": "early",
+            "encoders": {"image": {"name": "cnn", "size": "tiny"}, "audio": {"name": "audio_cnn", "size": "tiny"}},
+        },
+        "train": {"epochs": 15} | QUIET,
+    },
 }
 
 
@@ -132,6 +146,13 @@ def build_user_files(root: Path, data: Path) -> None:
             labels.append([clip, word])
     with open(root / "speech" / "labels.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([["file_name", "label"], *labels])
+    photos = {name: sorted((root / "photos" / name).iterdir()) for name in CLASSES.values()}
+    joined = [
+        [f"photos/{WORD_PHOTOS[word]}/{photos[WORD_PHOTOS[word]][k % 20].name}", f"speech/{clip}", word]
+        for k, (clip, word) in enumerate(labels)
+    ]
+    with open(root / "joined.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["image_file_name", "audio_file_name", "label"], *joined])
     for name, cfg in CONFIGS.items():
         (root / f"{name}.yaml").write_text(json.dumps({"name": name} | cfg))  # JSON is YAML
 
@@ -169,6 +190,21 @@ def test_image_folder_classifier(trained):
     record = json.loads((run / "data.json").read_text())
     assert record["classes"] == ["airplane", "face", "motorbike"]  # the folder names, not integers
     assert record["split_rule"]["source"] == "seeded" and len(record["split_rule"]["test"]) == 12
+    held_out = [
+        p for p in (root / "photos").rglob("*.jpg") if any(str(p).endswith(t) for t in record["split_rule"]["test"])
+    ]
+    assert len(held_out) == 12
+    predicted = chorus("predict", str(run), *map(str, held_out))
+    right = [p["labels"][0]["label"] == Path(p["input"]).parent.name for p in predicted]
+    assert sum(right) / len(right) >= 2 / 3, predicted  # chance 1/3
+
+
+def test_image_and_audio_rows_train_a_fusion_model(trained):
+    root, metrics = trained
+    assert metrics["joined_fusion"]["eval/n"] == 12
+    assert metrics["joined_fusion"]["eval/accuracy"] >= 2 / 3, metrics["joined_fusion"]  # chance 1/3
+    evaluated = chorus("eval", str(root / "runs" / "joined_fusion"))
+    assert evaluated["accuracy"] == pytest.approx(metrics["joined_fusion"]["eval/accuracy"], abs=1e-9)
 
 
 def test_captions_clip_retrieves_and_classifies_unseen_photos_zero_shot(trained):
@@ -193,6 +229,11 @@ def test_speech_labels_zero_shot_and_retrieval(trained):
     retrieval = chorus("retrieve", run, "--dataset", f"manifest:{root / 'speech' / 'labels.csv'}")
     assert retrieval["n"] == 12 and retrieval["n_texts"] == 3  # class-level: one prompt per word
     assert retrieval["metrics"]["text_to_audio_R@1"] >= 2 / 3
+    test = json.loads((root / "runs" / "speech_clip" / "data.json").read_text())["split_rule"]["test"]
+    words = dict(csv.reader((root / "speech" / "labels.csv").read_text().splitlines()))
+    predicted = chorus("predict", run, *[str(root / "speech" / t) for t in test])
+    right = [p["labels"][0]["label"] == words[str(Path(p["input"]).relative_to(root / "speech"))] for p in predicted]
+    assert len(right) == 12 and sum(right) / len(right) >= 2 / 3, predicted  # zero-shot from the word prompts
 
 
 def test_index_build_and_serve_answer_over_http(trained, real_data_root):

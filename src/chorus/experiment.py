@@ -1,8 +1,7 @@
 """Config-driven experiments: what ``chorus train CONFIG`` and ``chorus eval RUN_DIR`` run.
 
 An experiment YAML (see ``configs/``) names a dataset, the encoders and a task,
-and carries a :class:`~chorus.train.TrainConfig`. Two tasks cover the common
-cases with one code path each:
+and carries a :class:`~chorus.train.TrainConfig`. Four tasks, one code path each:
 
 - ``classify``: one encoder + linear head, cross-entropy (the unimodal baseline);
 - ``contrastive``: CLIP-style towers trained on captions written from the class
@@ -10,7 +9,11 @@ cases with one code path each:
 - ``vqa``: an image and a question (``text``) encoder joined by the fusion
   ``model.fusion`` (e.g. ``relation_network``), classifying the answer
   (:class:`~chorus.fusion.vqa.VQAModel`); the BPE tokenizer is trained on the
-  dataset's ``texts()``.
+  dataset's ``texts()``;
+- ``fusion``: one encoder per non-text modality joined by the pooled fusion
+  ``model.fusion`` (default ``early``) and trained end to end on the label
+  (:class:`~chorus.fusion.classifier.FusionClassifier`): a user's rows that join
+  an image, a sound and a label, or AV-Digits.
 
 The run directory receives ``experiment.yaml`` (the full validated config, with
 the class names filled in from the dataset), ``tokenizer.json`` (when a BPE
@@ -72,6 +75,7 @@ from chorus.errors import ConfigError
 from chorus.eval.mode import evaluating
 from chorus.eval.plots import plot_metrics
 from chorus.extras import ENCODER_EXTRAS, require
+from chorus.fusion.classifier import FusionClassifier
 from chorus.fusion.vqa import VQAModel, vqa_accuracy
 from chorus.train import TrainConfig, Trainer, distributed, seed_everything
 from chorus.train.checkpoint import latest_checkpoint
@@ -153,9 +157,10 @@ class EncoderConfig:
 
 @dataclass
 class ModelConfig:
-    task: Literal["classify", "contrastive", "vqa"]
+    task: Literal["classify", "contrastive", "vqa", "fusion"]
     encoders: dict[str, EncoderConfig] = field(default_factory=dict)  # may be omitted with init_from
-    fusion: str = "relation_network"  # task vqa: a registered fusion (chorus.fusion.FUSIONS)
+    # tasks vqa and fusion: a registered fusion (chorus.fusion.FUSIONS); default relation_network / early
+    fusion: str | None = None
     fusion_options: dict[str, Any] = field(default_factory=dict)
     embed_dim: int = 128
     dropout: float = 0.0
@@ -188,6 +193,8 @@ class ExperimentConfig:
             raise ConfigError(f"model.encoders: task 'classify' takes exactly one encoder, got {modalities}")
         if self.model.task == "contrastive" and len(modalities) < 2:
             raise ConfigError(f"model.encoders: task 'contrastive' needs two or more encoders, got {modalities}")
+        if self.model.task == "fusion" and (len(modalities) < 2 or "text" in modalities):
+            raise ConfigError(f"model.encoders: task 'fusion' takes two or more non-text encoders, got {modalities}")
         if self.model.task == "vqa" and sorted(modalities) != ["image", "text"]:
             raise ConfigError(f"model.encoders: task 'vqa' takes an image and a text encoder, got {modalities}")
 
@@ -340,8 +347,15 @@ def build_model(cfg: ExperimentConfig, num_classes: int, tokenizer: SubwordToken
     if cfg.model.task == "vqa":
         shape = (cfg.data.image_channels, cfg.data.image_size, cfg.data.image_size)
         return VQAModel.build(
-            encoders["image"], encoders["text"], cfg.model.fusion, num_classes, shape, **cfg.model.fusion_options
+            encoders["image"],
+            encoders["text"],
+            cfg.model.fusion or "relation_network",
+            num_classes,
+            shape,
+            **cfg.model.fusion_options,
         )
+    if cfg.model.task == "fusion":
+        return FusionClassifier.build(encoders, cfg.model.fusion or "early", num_classes, **cfg.model.fusion_options)
     siglip = cfg.model.loss == "siglip"
     return ContrastiveModel(
         encoders,
@@ -433,13 +447,13 @@ def _evaluate(
             model, DataLoader(dataset, batch_size, collate_fn=Collate(tokenizer, cfg.data.context_length))
         )
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=Collate())
-    if isinstance(model, Classifier):
+    if isinstance(model, (Classifier, FusionClassifier)):
         correct = total = 0
         device = next(model.parameters()).device
         with evaluating(model), torch.no_grad():
             for batch in loader:
-                x, mask = batch[model.modality].to(device), batch.get(f"{model.modality}_mask")
-                pred = model.logits(x, None if mask is None else mask.to(device)).argmax(-1).cpu()
+                inputs = {k: v.to(device) for k, v in batch.items() if k != "label" and isinstance(v, torch.Tensor)}
+                pred = model(inputs)["logits"].argmax(-1).cpu()
                 correct += int((pred == batch["label"]).sum())
                 total += len(pred)
         return {"accuracy": correct / max(total, 1), "n": total}

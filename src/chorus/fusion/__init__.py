@@ -8,12 +8,14 @@ with ``build_fusion`` from the ``FUSIONS`` registry: ``early``, ``late_average``
 ``present`` masks for training. Classical fusions follow the scikit-learn
 estimator API: ``MultipleKernelClassifier``, ``HMMClassifier`` (needs the
 optional ``hmmlearn``), ``BayesianProductFusion`` and ``HMMProductFusion`` (the two
-combined: a graphical model of a sequence and a vector modality). See ``docs/fusion.md``.
+combined: a graphical model of a sequence and a vector modality). ``FusionClassifier`` trains
+encoders and a pooled fusion end to end (``model.task: fusion``). See ``docs/fusion.md``.
 """
 
 from chorus.fusion.autoencoder import MultimodalAutoencoder
 from chorus.fusion.base import FUSIONS, Fusion, build_fusion
 from chorus.fusion.bayes_product import BayesianProductFusion, product_of_posteriors
+from chorus.fusion.classifier import FusionClassifier
 from chorus.fusion.cross_transformer import CrossModalTransformer
 from chorus.fusion.early import EarlyFusion
 from chorus.fusion.gated import GatedFusion
@@ -31,6 +33,7 @@ __all__ = [
     "CrossModalTransformer",
     "EarlyFusion",
     "Fusion",
+    "FusionClassifier",
     "GatedFusion",
     "HMMClassifier",
     "HMMProductFusion",
