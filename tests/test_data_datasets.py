@@ -26,6 +26,7 @@ def test_registry_names_and_unknown(real_data_root):
         "fsdd",
         "manifest",
         "mnist",
+        "sort_of_clevr",
     ]
     with pytest.raises(ConfigError, match="fsdd"):
         build_dataset("fsd", root=real_data_root)

@@ -23,6 +23,7 @@ from chorus.fusion import (
     build_fusion,
     outer_product,
 )
+from chorus.fusion.vqa import VQA_FUSIONS
 
 DIMS = {"a": 8, "b": 6}
 MAX_LEN = {"a": 4, "b": 6}
@@ -116,7 +117,7 @@ def mixed_present(n: int, seed: int) -> dict[str, torch.Tensor]:
 
 
 def test_registry_has_every_family_and_rejects_bad_names() -> None:
-    assert FUSIONS.names() == sorted(ALL)
+    assert FUSIONS.names() == sorted(ALL + list(VQA_FUSIONS))  # the VQA fusions are tested in test_vqa.py
     with pytest.raises(ConfigError, match="late_average"):
         build_fusion("nope", DIMS, 3)
     with pytest.raises(ConfigError, match="widht"):

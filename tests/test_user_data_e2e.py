@@ -294,7 +294,7 @@ def test_index_build_and_serve_answer_over_http(trained, real_data_root):
                 assert server.poll() is None, server.stderr.read()
                 assert time.monotonic() < deadline, "chorus serve did not start"
                 time.sleep(0.5)
-        assert health == {"status": "ok", "runs": 3, "indexes": 2}
+        assert health == {"status": "ok", "runs": 4, "indexes": 2}
         runs = {r["name"]: r for r in httpx.get(f"{base}/runs").json()["runs"]}
         assert runs["speech_clip"]["classes"] == ["one", "two", "zero"]
 

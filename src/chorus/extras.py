@@ -23,6 +23,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "shards": ("webdataset", "braceexpand"),
     "fusion": ("hmmlearn",),
     "vision": ("skimage",),
+    "caption": ("pycocoevalcap",),
 }
 """Extra name → the importable modules it installs (the ``[project.optional-dependencies]`` of pyproject)."""
 
@@ -34,6 +35,7 @@ BENCHMARK_EXTRAS: dict[str, tuple[str, ...]] = {
     "coco_retrieval": ("text",),
     "fusion": ("fusion",),
     "translate": ("text",),
+    "caption": ("caption", "text"),
 }
 """``chorus bench NAME`` → the extras that benchmark imports."""
 

@@ -92,6 +92,10 @@ class ImageQuestionFusion(Fusion):
         return torch.cat([cells, coords], -1), tokens, mask, pooled
 
 
+VQA_FUSIONS = ("relation_network", "film", "question_attention")
+"""The registered fusions of an image's cells with a question's tokens (the AV fusion benchmark leaves them out)."""
+
+
 @FUSIONS.register("relation_network")
 class RelationNetwork(ImageQuestionFusion):
     """``f(mean_ij g(o_i, o_j, q))``; ``g`` has ``g_layers`` layers of width ``hidden``, ``f`` three."""
