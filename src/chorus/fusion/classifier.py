@@ -12,6 +12,7 @@ pooled family (``early``, ``late_*``, ``tensor``, ``low_rank``, ``gated``, …) 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -25,8 +26,9 @@ __all__ = ["FusionClassifier"]
 class FusionClassifier(nn.Module):
     """``encoders[m]`` → pooled features per modality → ``fusion`` → class logits.
 
-    ``forward(batch)`` reads each modality (and its ``<m>_mask``) and returns ``{"logits"}``, plus the
-    fusion's ``{"loss", ...}`` and ``"acc"`` when the batch has a ``"label"``.
+    ``forward(batch)`` reads each modality the batch has (and its ``<m>_mask``) and returns ``{"logits"}``,
+    plus the fusion's ``{"loss", ...}`` and ``"acc"`` when the batch has a ``"label"``. A modality absent from
+    the batch is missing for every sample, which each fusion family handles (a photo alone still gets a label).
     """
 
     def __init__(self, encoders: Mapping[str, nn.Module], fusion: Fusion) -> None:
@@ -46,17 +48,14 @@ class FusionClassifier(nn.Module):
         dims = {name: out_dim(encoder) for name, encoder in encoders.items()}
         return cls(encoders, build_fusion(fusion, dims, num_classes, **hyper))
 
-    def features(self, batch: Mapping[str, object]) -> dict[str, Tensor]:
-        missing = [m for m in self.encoders if m not in batch]
-        if missing:
-            raise DataError(f"batch has no {missing} entries; keys: {sorted(batch)}")
-        out = {}
-        for name, encoder in self.encoders.items():
-            mask = batch.get(f"{name}_mask")
-            out[name] = encoder(batch[name], mask=mask).pooled
-        return out
+    def features(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Pooled features of every modality the batch has (DataError if it has none of them)."""
+        given = [m for m in self.encoders if m in batch]
+        if not given:
+            raise DataError(f"batch has none of the modalities {sorted(self.encoders)}; keys: {sorted(batch)}")
+        return {m: self.encoders[m](batch[m], mask=batch.get(f"{m}_mask")).pooled for m in given}
 
-    def forward(self, batch: Mapping[str, object]) -> dict[str, Tensor]:
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         features = self.features(batch)
         logits = self.fusion(features)
         out = {"logits": logits}

@@ -32,8 +32,10 @@ from chorus.ask import Answer, VQAPredictor
 from chorus.classifier import Classifier
 from chorus.contrastive import ContrastiveModel, build_zero_shot_classifier
 from chorus.data.audio import resample
+from chorus.encoders.base import out_dim
 from chorus.errors import ConfigError, DataError
 from chorus.experiment import SampleFeatures, load_run
+from chorus.fusion.classifier import FusionClassifier
 
 Features = dict[str, Tensor]
 
@@ -84,12 +86,16 @@ class LoadedRun:
     def embed_dim(self) -> int | None:
         if isinstance(self.model, ContrastiveModel):
             return self.model.embed_dim
-        return None if self.vqa is not None else self.model.encoder.out_dim
+        if isinstance(self.model, Classifier):
+            return out_dim(self.model.encoder)
+        return None  # VQA and fusion runs: no one embedding width
 
     def can_zero_shot(self, modality: str) -> bool:
         """Contrastive runs with a text tower rank any class names; classifiers rank their own classes."""
         if isinstance(self.model, Classifier):
             return modality == self.model.modality
+        if isinstance(self.model, FusionClassifier):  # one modality alone: the fusion treats the others as missing
+            return modality in self.modalities
         if self.vqa is not None:
             return False
         return "text" in self.modalities and modality in self.modalities and modality != "text"
@@ -144,6 +150,8 @@ class LoadedRun:
         with torch.inference_mode():
             if isinstance(self.model, ContrastiveModel):
                 z = self.model.encode(modality, x, mask)
+            elif isinstance(self.model, FusionClassifier):
+                z = self.model.encoders[modality](x, mask=mask).pooled
             else:
                 z = self.model.encoder(x, mask=mask).pooled
             return F.normalize(z.float(), dim=-1)
@@ -179,14 +187,14 @@ class LoadedRun:
                 f"and either a text encoder or a classifier head"
             )
         batch = self.features(modality, raw)
-        if isinstance(self.model, Classifier):
+        if isinstance(self.model, (Classifier, FusionClassifier)):
             if classes is not None and list(classes) != list(self.classes):
                 raise DataError(
                     f"run {self.name!r} is a classifier over its own classes {self.classes}; "
                     f"it cannot rank other class names"
                 )
             with torch.inference_mode():
-                logits = self.model.logits(batch[modality], batch.get(f"{modality}_mask"))[0].float()
+                logits = self.model(batch)["logits"][0].float()
             names = self.classes
         else:
             names = list(classes) if classes is not None else list(self.classes)
