@@ -47,7 +47,7 @@ def fit(
         weight_decay=weight_decay,
         seed=seed,
         warmup_steps=max(1, steps // 20),
-        precision="bf16" if bf16 else "fp32",
+        precision="auto" if bf16 else "fp32",  # auto: bf16 only where the hardware runs it fast
         channels_last=True,
         progress=False,
         tensorboard=False,

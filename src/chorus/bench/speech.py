@@ -121,7 +121,7 @@ def experiment(cfg: Config, task: str, system: str, steps: int, seed: int, fold:
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         warmup_steps=max(1, steps // 10),
-        precision="bf16",
+        precision="auto",
         seed=seed,
         progress=False,
         tensorboard=False,

@@ -213,7 +213,7 @@ def train_aligner(items: list[SpeechItem], steps: int, run_dir: str | os.PathLik
         batch_size=16,
         lr=3e-3,
         warmup_steps=max(1, steps // 10),
-        precision="bf16",
+        precision="auto",
         seed=seed,
         progress=False,
         tensorboard=False,
