@@ -82,7 +82,7 @@ PRESETS = {
 
 
 def train_config(steps: int, seed: int, lr: float = 3e-3) -> TrainConfig:
-    """The one recipe of every model here: AdamW + cosine, bf16 autocast, batch 64."""
+    """The one recipe of every model here: AdamW + cosine, precision auto (bf16 where the hardware runs it fast), batch 64."""
     return TrainConfig(
         max_steps=steps,
         batch_size=64,

@@ -11,7 +11,7 @@ accuracy a lot). ``calibrate=true`` instead sweeps degradation strengths and
 reports the unimodal accuracies, which is how the ``hard`` level was chosen.
 
 How (budget design): per (level, seed) the two unimodal classifiers are
-trained once with the one Trainer (bf16 autocast); their encoders are then
+trained once with the one Trainer (precision auto); their encoders are then
 frozen and every neural fusion head is trained on their cached intermediate
 features — pooled vectors, or the token sequences (image feature-map cells,
 audio frames) for the cross-modal transformer. This is *intermediate fusion on
@@ -207,7 +207,7 @@ def train_config(cfg: Config, epochs: int, seed: int, **kw: Any) -> TrainConfig:
 
 
 def train_unimodal(cfg: Config, modality: str, train: list[Sample], seed: int) -> tuple[Classifier, float]:
-    """The unimodal baseline (encoder + linear head), trained with bf16 autocast; returns it and its seconds."""
+    """The unimodal baseline (encoder + linear head), trained with precision auto; returns it and its seconds."""
     torch.manual_seed(seed)
     if modality == "image":
         encoder = build_encoder("cnn", "tiny", in_channels=1, image_size=28)
