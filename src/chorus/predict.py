@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from chorus.data.decode import decode_audio, decode_image
+from chorus.data.userdata import IMAGE_SUFFIXES
 from chorus.errors import DataError
 from chorus.serve.runs import LoadedRun
 
@@ -34,7 +35,6 @@ __all__ = [
     "to_json",
 ]
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
 
 

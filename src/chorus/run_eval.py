@@ -46,6 +46,7 @@ from chorus.contrastive.zeroshot import (
 )
 from chorus.data import Collate, build_dataset
 from chorus.data.decode import decode_image, read_bytes
+from chorus.data.userdata import IMAGE_SUFFIXES
 from chorus.errors import ConfigError, DataError
 from chorus.eval.report import markdown_table, write_json
 from chorus.experiment import SampleFeatures, build_eval_dataset, load_run
@@ -141,9 +142,6 @@ def zeroshot_run(
     }
     _write(out, "zeroshot", result, f"Zero-shot classification ({len(classes)} classes)")
     return result
-
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
 def image_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
