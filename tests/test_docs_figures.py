@@ -236,6 +236,19 @@ FIGURES: list[Figure] = [
         scale=100,
         seeds=True,
     ),
+    # chorus serve load test (CHORUS_SERVE_LOAD_OUT=benchmarks/results/serve pytest tests/test_serve_load.py -k load_500)
+    Figure(
+        "docs/benchmarks.md",
+        "serve/results.json",
+        ("results/errors", "results/p50_ms", "results/p95_ms"),
+        "8 concurrent, {:.0f} errors; p50 {:.0f} ms, p95 {:.0f} ms",
+    ),
+    Figure(
+        "docs/benchmarks/serve.md",
+        "serve/results.json",
+        ("results/errors", "results/wall_s", "results/requests_per_s", "results/p50_ms", "results/p95_ms"),
+        "| 500 | 8 | {:.0f} | {:.1f} s | {:.1f} req/s | {:.0f} ms | {:.0f} ms |",
+    ),
 ]
 
 

@@ -3,7 +3,9 @@
 - Concurrent requests from 8 threads get exactly the answers they get one at a time.
 - Load: 500 mixed requests (zero-shot on images, text search, text embedding),
   8 in flight at a time, must all succeed; p50/p95 latency is printed (run
-  with ``-s`` to see it; docs/benchmarks/serve.md records a run).
+  with ``-s`` to see it) and, when ``CHORUS_SERVE_LOAD_OUT`` names a folder,
+  written there as ``results.json`` + ``results.md`` (docs/benchmarks/serve.md
+  quotes the committed run).
 - Fuzzing: schemathesis generates requests from the served OpenAPI spec
   (property-based, hypothesis; 20 valid and 20 invalid per operation) and
   no response may be a 5xx.
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import httpx
 import numpy as np
@@ -26,6 +30,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from test_serve_support import digit_images, loopback_server, served_folders
 
+from chorus.bench.driver import Report
 from chorus.serve import create_app
 
 
@@ -80,17 +85,52 @@ async def _load(base_url: str, total: int, concurrency: int) -> tuple[list[float
     return latencies, errors
 
 
+@dataclass(frozen=True)
+class LoadConfig:
+    requests: int = 500
+    concurrency: int = 8
+
+
 def test_load_500_requests_8_concurrent_no_errors(base_url):
+    cfg = LoadConfig()
+    out = os.environ.get("CHORUS_SERVE_LOAD_OUT")
+    report = Report(out, "serve_load", cfg) if out else None
     start = time.perf_counter()
-    latencies, errors = asyncio.run(_load(base_url, total=500, concurrency=8))
+    latencies, errors = asyncio.run(_load(base_url, total=cfg.requests, concurrency=cfg.concurrency))
     wall = time.perf_counter() - start
     assert errors == []
-    assert len(latencies) == 500
+    assert len(latencies) == cfg.requests
     p50, p95 = np.percentile(latencies, [50, 95]) * 1000
     print(
-        f"\nserve load: 500 requests, 8 concurrent, 0 errors, {wall:.1f} s, {500 / wall:.1f} req/s, "
-        f"p50 {p50:.0f} ms, p95 {p95:.0f} ms"
+        f"\nserve load: {cfg.requests} requests, {cfg.concurrency} concurrent, 0 errors, {wall:.1f} s, "
+        f"{cfg.requests / wall:.1f} req/s, p50 {p50:.0f} ms, p95 {p95:.0f} ms"
     )
+    if report is not None:
+        report.results = {
+            "errors": len(errors),
+            "wall_s": round(wall, 2),
+            "requests_per_s": round(cfg.requests / wall, 1),
+            "p50_ms": round(float(p50), 1),
+            "p95_ms": round(float(p95), 1),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        }
+        report.table(
+            "Load test on loopback",
+            ["requests", "concurrency", "errors", "wall (s)", "throughput (req/s)", "p50 (ms)", "p95 (ms)"],
+            [
+                [
+                    cfg.requests,
+                    cfg.concurrency,
+                    len(errors),
+                    f"{wall:.1f}",
+                    f"{cfg.requests / wall:.1f}",
+                    f"{p50:.0f}",
+                    f"{p95:.0f}",
+                ]
+            ],
+            note=f"Load average (1, 5, 15 min) at the end: {report.results['load_average']}.",
+        )
+        report.write()
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
