@@ -355,14 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
             "--data-root", default=None, help="dataset directory (default: $CHORUS_DATA, else ~/.cache/chorus/data)"
         )
 
-    p = sub.add_parser("demo", help="train a small CLIP on scikit-learn digits offline and evaluate it zero-shot")
+    what = "train a small CLIP on scikit-learn digits offline and evaluate it zero-shot"
+    p = sub.add_parser("demo", help=what, description=what)
     p.add_argument("--run-dir", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object on stdout")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train an experiment from a YAML config")
+    what = "train an experiment from a YAML config"
+    p = sub.add_parser("train", help=what, description=what)
     p.add_argument("config", help="experiment YAML, or the name of a shipped one (e.g. coco_clip; see configs/)")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4")
     p.add_argument("--run-dir", default=None, help="output folder (default: runs/<name>)")
@@ -372,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_root_arg(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a finished run on its eval split")
+    what = "evaluate a finished run on its eval split"
+    p = sub.add_parser("eval", help=what, description=what)
     p.add_argument("run_dir")
     p.add_argument("--split", default=None, help="evaluate on this split instead")
     p.add_argument("--json", action="store_true")
@@ -456,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--csv", action="store_true", help="CSV: one row per (input, rank), or per embedding")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("serve", help="HTTP API and web explorer for trained runs")
+    what = "HTTP API and web explorer for trained runs"
+    p = sub.add_parser("serve", help=what, description=what)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--runs", default="runs", help="a run folder or a folder of runs (default: runs)")
@@ -465,8 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-mb", type=float, default=10.0, help="largest accepted upload")
     p.set_defaults(func=cmd_serve)
 
-    index = sub.add_parser("index", help="search indexes").add_subparsers(dest="index_command", required=True)
-    p = index.add_parser("build", help="embed a dataset with a run and save a FAISS index")
+    what = "search indexes"
+    index = sub.add_parser("index", help=what, description=what).add_subparsers(dest="index_command", required=True)
+    what = "embed a dataset with a run and save a FAISS index"
+    p = index.add_parser("build", help=what, description=what)
     p.add_argument("run_dir")
     p.add_argument("--dataset", required=True, help=DATASET_HELP)
     columns_arg(p)
@@ -510,20 +516,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print [{image, caption}, ...] as JSON")
     p.set_defaults(func=cmd_caption)
 
-    data = sub.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser(
-        "info", help="summary of a dataset or a user's folder/manifest: items, classes, formats, problems"
-    )
+    what = "dataset utilities"
+    data = sub.add_parser("data", help=what, description=what).add_subparsers(dest="data_command", required=True)
+    what = "summary of a dataset or a user's folder/manifest: items, classes, formats, problems"
+    p = data.add_parser("info", help=what, description=what)
     p.add_argument("name", help=DATASET_HELP)
     columns_arg(p)
     p.add_argument("--json", action="store_true", help="print the full record as JSON")
     data_root_arg(p)
     p.set_defaults(func=cmd_data_info)
-    p = data.add_parser("download", help="download and prepare a dataset under the data root")
+    what = "download and prepare a dataset under the data root"
+    p = data.add_parser("download", help=what, description=what)
     p.add_argument("name")
     data_root_arg(p)
     p.set_defaults(func=cmd_data_download)
-    p = data.add_parser("pack", help="write WebDataset tar shards from a dataset")
+    what = "write WebDataset tar shards from a dataset"
+    p = data.add_parser("pack", help=what, description=what)
     p.add_argument("name")
     p.add_argument("out_dir")
     p.add_argument("--split", default="train")
