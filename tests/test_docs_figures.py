@@ -249,6 +249,57 @@ FIGURES: list[Figure] = [
         ("results/errors", "results/wall_s", "results/requests_per_s", "results/p50_ms", "results/p95_ms"),
         "| 500 | 8 | {:.0f} | {:.1f} s | {:.1f} req/s | {:.0f} ms | {:.0f} ms |",
     ),
+    # Alignment (chorus bench align)
+    Figure(
+        "docs/benchmarks.md",
+        "align/results.json",
+        ("results/forced/tagger/*/boundary_ms", "results/speaker_dtw/posteriorgram/*/boundary_ms"),
+        "forced alignment {:.1f} ± {:.1f} ms; speaker↔speaker DTW {:.1f} ± {:.1f} ms (posteriorgram)",
+        seeds=True,
+    ),
+    Figure(
+        "docs/benchmarks.md",
+        "align/results.json",
+        (
+            "results/av/contrastive_dtw/*/segmental_frame_acc",
+            "results/av/contrastive_dtw/*/frame_acc",
+            "results/attention/*/peak_hit",
+        ),
+        "audio↔video segmental (VAD segments ↔ shots) {:.1f} ± {:.1f} % of frames, frame-level DTW {:.1f} ± {:.1f} % "
+        "(diagonal 71.7 %; VAD count right on 96 % of sequences, so the segmentation does most of it); attention "
+        "peaks {:.1f} ± {:.1f} %",
+        scale=100,
+        seeds=True,
+    ),
+    Figure(
+        "docs/benchmarks/align.md",
+        "align/results.json",
+        ("results/forced/tagger/*/boundary_ms",),
+        "| forced alignment | frame-label CNN + Viterbi | {:.1f} ± {:.1f} |",
+        seeds=True,
+    ),
+    Figure(
+        "docs/benchmarks/align.md",
+        "align/results.json",
+        ("results/forced/tagger/*/frame_acc",),
+        "| frame-label CNN + Viterbi | 18.6 ± 0.2 | {:.1f} ± {:.1f} | ≤ 20 ms |",
+        scale=100,
+        seeds=True,
+    ),
+    Figure(
+        "docs/benchmarks/align.md",
+        "align/results.json",
+        ("results/speaker_dtw/log-mel/boundary_ms", "results/speaker_dtw/MFCC/boundary_ms"),
+        "| speaker ↔ speaker | DTW, log-mel | {:.1f} | 92.5 | ≤ 60 ms | | speaker ↔ speaker | DTW, MFCC + CMVN | {:.1f} |",
+    ),
+    Figure(
+        "docs/benchmarks/align.md",
+        "align/results.json",
+        ("results/attention/*/peak_hit",),
+        "| attention recogniser (string acc 0.3 ± 0.6 %) | – | {:.1f} ± {:.1f} | – |",
+        scale=100,
+        seeds=True,
+    ),
 ]
 
 
