@@ -29,7 +29,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tokenizers import (
@@ -57,7 +57,7 @@ class SubwordTokenizer:
         if missing:
             raise ConfigError(f"tokenizer vocabulary lacks special tokens {missing}")
         self.tokenizer = tokenizer
-        self.sot_id, self.eot_id, self.pad_id = ids[start_token], ids[end_token], ids[pad_token]
+        self.sot_id, self.eot_id, self.pad_id = (cast(int, ids[t]) for t in (start_token, end_token, pad_token))
 
     @property
     def vocab_size(self) -> int:
