@@ -27,7 +27,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,6 +44,10 @@ from tokenizers import (
 from torch import Tensor
 
 from chorus.errors import ConfigError, DataError, DataNotFoundError
+
+TextTokenizer = Callable[[Sequence[str], int], tuple[Tensor, Tensor]]
+"""``(texts, context_length) -> (ids [B, L], mask [B, L])``: what :class:`~chorus.data.Collate` calls — a
+:class:`SubwordTokenizer`, or the row lookup of a cached text table."""
 
 
 class SubwordTokenizer:
