@@ -313,9 +313,8 @@ def build_tokenizer(cfg: ExperimentConfig, train: Dataset | None, run_dir: Path 
     saved = run_dir / "tokenizer.json" if run_dir is not None else None
     if saved is not None and saved.is_file():
         return BPETokenizer.load(saved)
-    if train is not None and hasattr(
-        train, "captions"
-    ):  # CaptionedDataset, or a user's captions (chorus.data.userdata)
+    # CaptionedDataset, or a user's captions (chorus.data.userdata)
+    if train is not None and hasattr(train, "captions"):
         corpus = train.captions()
     elif callable(texts := getattr(train, "texts", None)):  # datasets with their own text, e.g. VQA questions
         corpus = texts()
