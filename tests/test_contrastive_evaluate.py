@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from chorus import run_eval
 from chorus.errors import ConfigError
-from chorus.experiment import load_experiment, train_experiment
+from chorus.experiment import load_experiment, load_run, train_experiment
+from chorus.fusion.classifier import FusionClassifier
 from chorus.run_eval import retrieve_run, zeroshot_run
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_clip.yaml"
@@ -61,6 +63,16 @@ def test_retrieve_run_class_level_beats_chance(run_dir: Path, tmp_path: Path) ->
 def test_not_a_run_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="experiment.yaml"):
         zeroshot_run(tmp_path, "digits")
+
+
+def test_a_fusion_run_with_a_text_tower_cannot_zero_shot(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fusion run has encoders, a text one included, but no shared space to rank class prompts in.
+    cfg, model, classes, tokenizer = load_run(run_dir)
+    fusion = FusionClassifier.build(dict(model.encoders), "early", len(classes))
+    monkeypatch.setattr(run_eval, "load_run", lambda _: (cfg, fusion, classes, tokenizer))
+    for evaluate in (zeroshot_run, retrieve_run):
+        with pytest.raises(ConfigError, match="not a contrastive run with a text tower"):
+            evaluate(run_dir, "digits")
 
 
 def test_cached_text_encoder_matches_the_encoder_it_caches() -> None:

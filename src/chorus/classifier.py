@@ -8,10 +8,12 @@ at the top of the package rather than inside any one method's folder.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from chorus.encoders.base import out_dim
 from chorus.errors import DataError
 
 
@@ -28,12 +30,12 @@ class Classifier(nn.Module):
         self.encoder = encoder
         self.modality = modality
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.out_dim, num_classes)
+        self.head = nn.Linear(out_dim(encoder), num_classes)
 
     def logits(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.head(self.dropout(self.encoder(x, mask=mask).pooled))
 
-    def forward(self, batch: Mapping[str, object]) -> dict[str, Tensor]:
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         if self.modality not in batch:
             raise DataError(f"batch has no {self.modality!r} entry; keys: {sorted(batch)}")
         logits = self.logits(batch[self.modality], batch.get(f"{self.modality}_mask"))

@@ -26,13 +26,16 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 import yaml
 
 from chorus.errors import ConfigError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 __all__ = ["CONFIG_DIR", "load_config", "to_dict", "save_config", "require_path", "parse_overrides"]
 
@@ -95,7 +98,7 @@ def load_config(
         except yaml.YAMLError as exc:
             raise ConfigError(f"invalid YAML in {path}: {exc}") from None
         data = {} if data is None else data
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):  # safe YAML and _deep_copy make every mapping a dict
         raise ConfigError(f"{origin}: the top level must be a mapping, got {type(data).__name__}")
     for key, value in parse_overrides(overrides).items():
         _check_override_key(cls, key)
@@ -227,7 +230,7 @@ def _convert(tp: Any, value: Any, key: str, origin: str) -> Any:
 
     if tp is Any:
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build_dataclass(tp, value, f"{key}.", origin)
     origin_tp = typing.get_origin(tp)
     args = typing.get_args(tp)

@@ -263,14 +263,16 @@ class SampleFeatures:
             return self.modalities(sample)
 
 
-def build_datasets(cfg: ExperimentConfig, data_root: str | None = None) -> tuple[Dataset, Dataset, list[str]]:
+def build_datasets(
+    cfg: ExperimentConfig, data_root: str | None = None
+) -> tuple[ChorusDataset | CaptionedDataset, ChorusDataset, list[str]]:
     """(train, eval, class names) with transforms attached; captions added for contrastive tasks."""
     data, dataset = cfg.data, cfg.data.name
     if dataset is None:
         raise ConfigError(f"experiment {cfg.name!r} names no dataset (data.name); give one to train or evaluate on")
     root = data_root if data_root is not None else data.root
 
-    def split(name: str, train: bool) -> Dataset:
+    def split(name: str, train: bool) -> ChorusDataset:
         return build_dataset(
             dataset,
             root=root,
@@ -291,7 +293,7 @@ def build_datasets(cfg: ExperimentConfig, data_root: str | None = None) -> tuple
             raise ConfigError(
                 f"data.caption_templates: dataset {data.name!r} has no text; give templates to caption it"
             )
-        train = CaptionedDataset(train, data.caption_templates, classes)
+        return CaptionedDataset(train, data.caption_templates, classes), evaluation, classes
     return train, evaluation, classes
 
 
@@ -311,10 +313,11 @@ def build_tokenizer(cfg: ExperimentConfig, train: Dataset | None, run_dir: Path 
     saved = run_dir / "tokenizer.json" if run_dir is not None else None
     if saved is not None and saved.is_file():
         return BPETokenizer.load(saved)
-    if hasattr(train, "captions"):  # CaptionedDataset, or a user's captions (chorus.data.userdata)
+    # CaptionedDataset, or a user's captions (chorus.data.userdata)
+    if train is not None and hasattr(train, "captions"):
         corpus = train.captions()
-    elif callable(getattr(train, "texts", None)):  # datasets with their own text, e.g. VQA questions
-        corpus = train.texts()
+    elif callable(texts := getattr(train, "texts", None)):  # datasets with their own text, e.g. VQA questions
+        corpus = texts()
     else:
         raise ConfigError("a BPE tokenizer is trained on captions: use a captioned dataset or data.tokenizer=minilm")
     tokenizer = BPETokenizer.train(corpus, vocab_size=cfg.data.vocab_size, min_frequency=1)
@@ -335,6 +338,7 @@ def _encoder(modality: str, enc: EncoderConfig, cfg: ExperimentConfig, tokenizer
     elif modality == "audio":
         implied = {"n_mels": cfg.data.n_mels}
     elif modality == "text" and enc.name != "minilm":
+        assert tokenizer is not None  # build_tokenizer makes one whenever there is a text encoder
         implied = {"vocab_size": tokenizer.vocab_size, "context_length": cfg.data.context_length}
     return build_encoder(enc.name, enc.size, **{**implied, **enc.options})
 
@@ -420,7 +424,7 @@ def inherit_run(cfg: ExperimentConfig, run_dir: Path) -> Path | None:
 def evaluate(
     model: nn.Module,
     cfg: ExperimentConfig,
-    dataset: Dataset,
+    dataset: ChorusDataset,
     classes: list[str],
     tokenizer: SubwordTokenizer | None,
     batch_size: int = 256,
@@ -437,7 +441,7 @@ def evaluate(
 def _evaluate(
     model: nn.Module,
     cfg: ExperimentConfig,
-    dataset: Dataset,
+    dataset: ChorusDataset,
     classes: list[str],
     tokenizer: SubwordTokenizer | None,
     batch_size: int,
@@ -457,6 +461,7 @@ def _evaluate(
                 correct += int((pred == batch["label"]).sum())
                 total += len(pred)
         return {"accuracy": correct / max(total, 1), "n": total}
+    assert isinstance(model, ContrastiveModel)  # the one task left
     if tokenizer is None or "text" not in model.encoders:
         return {}
     query = next(m for m in model.encoders if m != "text")
@@ -561,7 +566,9 @@ def train_experiment(
     return metrics
 
 
-def write_data_record(path: Path, data: DataConfig, train: Dataset, evaluation: Dataset, classes: list[str]) -> None:
+def write_data_record(
+    path: Path, data: DataConfig, train: ChorusDataset | CaptionedDataset, evaluation: ChorusDataset, classes: list[str]
+) -> None:
     """``data.json``: the dataset, class names, split sizes and rule, and every bad row or item left out.
 
     Bad rows of a user's files are found once over all rows (both splits list the same ones); decode

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from chorus.contrastive.model import ContrastiveModel
 from chorus.contrastive.retrieval import dataset_retrieval
 from chorus.contrastive.zeroshot import (
     CLIP_TEMPLATES,
@@ -45,7 +46,9 @@ from chorus.contrastive.zeroshot import (
     zero_shot_predict,
 )
 from chorus.data import Collate, build_dataset
+from chorus.data.base import ChorusDataset
 from chorus.data.decode import decode_image, read_bytes
+from chorus.data.text import SubwordTokenizer
 from chorus.data.userdata import IMAGE_SUFFIXES
 from chorus.errors import ConfigError, DataError
 from chorus.eval.report import markdown_table, write_json
@@ -56,14 +59,22 @@ __all__ = ["retrieve_run", "zeroshot_files", "zeroshot_run"]
 DIGIT_DATASETS = frozenset({"digits", "mnist", "fsdd", "avdigits"})
 
 
-def _query_modality(model: torch.nn.Module, run_dir: str | os.PathLike) -> str:
+def _contrastive(
+    model: torch.nn.Module, tokenizer: SubwordTokenizer | None, run_dir: str | os.PathLike
+) -> tuple[ContrastiveModel, SubwordTokenizer, str]:
+    """The run's model and tokenizer when it is a contrastive run with a text tower, and its query modality.
+
+    A fusion run has encoders (maybe a text one) too, but no shared space to rank class prompts in.
+    """
     encoders = getattr(model, "encoders", {})
-    if "text" not in encoders:
+    if not isinstance(model, ContrastiveModel) or "text" not in encoders or tokenizer is None:
         raise ConfigError(f"{run_dir} is not a contrastive run with a text tower (encoders: {sorted(encoders)})")
-    return next(m for m in encoders if m != "text")
+    return model, tokenizer, next(m for m in encoders if m != "text")
 
 
-def _dataset(cfg: Any, dataset: str, split: str | None, data_root: str | None, **options: Any) -> tuple[Dataset, str]:
+def _dataset(
+    cfg: Any, dataset: str, split: str | None, data_root: str | None, **options: Any
+) -> tuple[ChorusDataset, str]:
     """The run's own eval set when ``dataset`` is its dataset (and no options), else ``dataset`` with its transforms."""
     if cfg.data.same_dataset(dataset) and not options:
         return build_eval_dataset(cfg, data_root, split), split or cfg.data.eval_split
@@ -114,8 +125,8 @@ def zeroshot_run(
     the roles of a user's manifest columns (see :mod:`chorus.data.userdata`).
     """
     names = classes
-    cfg, model, classes, tokenizer = load_run(run_dir)
-    query = _query_modality(model, run_dir)
+    cfg, loaded, classes, loaded_tokenizer = load_run(run_dir)
+    model, tokenizer, query = _contrastive(loaded, loaded_tokenizer, run_dir)
     data, used_split = _dataset(cfg, dataset, split, data_root, **({"columns": columns} if columns else {}))
     if not cfg.data.same_dataset(dataset):
         classes = list(data.classes)
@@ -172,11 +183,12 @@ def zeroshot_files(
     ``templates``: prompts (default: the run's ``model.zero_shot_templates``). Probabilities are CLIP's:
     softmax of ``logit_scale`` × cosine over the given classes.
     """
-    cfg, model, run_classes, tokenizer = load_run(run_dir)
+    cfg, loaded, run_classes, loaded_tokenizer = load_run(run_dir)
     classes = list(classes or run_classes)
     if not classes:
         raise ConfigError(f"{run_dir} stores no class names: give the class names to choose between")
-    if _query_modality(model, run_dir) != "image" or "image" not in cfg.model.encoders:
+    model, tokenizer, query = _contrastive(loaded, loaded_tokenizer, run_dir)
+    if query != "image" or "image" not in cfg.model.encoders:
         raise ConfigError(f"{run_dir} has no image tower to label images with")
     files = image_files(paths)
     if not files:
@@ -216,8 +228,8 @@ def retrieve_run(
     Identical strings are one gallery text whose correct images are all images
     carrying it, so every query may have several correct matches both ways.
     """
-    cfg, model, classes, tokenizer = load_run(run_dir)
-    query = _query_modality(model, run_dir)
+    cfg, loaded, classes, loaded_tokenizer = load_run(run_dir)
+    model, tokenizer, query = _contrastive(loaded, loaded_tokenizer, run_dir)
     options = {"mode": "images"} if dataset == "coco_captions" else {"columns": columns} if columns else {}
     data, used_split = _dataset(cfg, dataset, split, data_root, **options)
     if len(data) == 0:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chorus.align.attention import CrossAttention
+from chorus.encoders.base import out_dim
 from chorus.encoders.masking import masked_mean
 from chorus.errors import ConfigError, DataError
 
@@ -61,7 +62,7 @@ class FrameTagger(nn.Module):
     def __init__(self, encoder: nn.Module, num_classes: int) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Linear(encoder.out_dim, num_classes)
+        self.head = nn.Linear(out_dim(encoder), num_classes)
 
     def log_probs(self, audio: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(log_probs [B, T', C] in float32, frame_mask [B, T'])``."""
@@ -102,8 +103,8 @@ class FrameImageEmbedding(nn.Module):
     ) -> None:
         super().__init__()
         self.audio_encoder, self.image_encoder = audio_encoder, image_encoder
-        self.audio_proj = nn.Linear(audio_encoder.out_dim, dim)
-        self.image_proj = nn.Linear(image_encoder.out_dim, dim)
+        self.audio_proj = nn.Linear(out_dim(audio_encoder), dim)
+        self.image_proj = nn.Linear(out_dim(image_encoder), dim)
         self.logit_scale = nn.Parameter(torch.tensor(1.0 / init_temperature).log())
 
     def audio_frames(self, audio: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -148,7 +149,7 @@ class AttentionRecognizer(nn.Module):
 
     def __init__(self, encoder: nn.Module, num_labels: int = 10, max_len: int = 7, heads: int = 1) -> None:
         super().__init__()
-        dim = encoder.out_dim
+        dim = out_dim(encoder)
         self.encoder, self.num_labels, self.max_len = encoder, num_labels, max_len
         self.queries = nn.Parameter(torch.randn(max_len, dim) * dim**-0.5)
         self.attention = CrossAttention(dim, dim, dim, heads)

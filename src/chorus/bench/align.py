@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -59,6 +59,7 @@ from chorus.bench.driver import Report
 from chorus.data import LogMel
 from chorus.data.audio import cmvn, mfcc
 from chorus.data.avdigits import AVDigits
+from chorus.data.base import ChorusDataset, Sample
 from chorus.data.collate import pad_time
 from chorus.data.sequences import AVSequences, DigitStrings, trim_silence
 from chorus.encoders import build_encoder
@@ -108,6 +109,15 @@ PRESETS = {
 
 
 # ----------------------------------------------------------------------------- data
+
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+def sample_at(ds: ChorusDataset, index: int) -> Sample:
+    """``ds[index]``: these datasets raise on bad data (``on_error="raise"``), so no item is skipped."""
+    sample = ds[index]
+    assert sample is not None
+    return sample
 
 
 def featurize(sample: dict[str, Any], logmel: LogMel) -> dict[str, Any]:
@@ -174,7 +184,7 @@ def nearest_word(position: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 
 
 def train(
-    model: torch.nn.Module,
+    model: M,
     data: Sequence[Any],
     collate_fn: Any,
     steps: int,
@@ -183,7 +193,7 @@ def train(
     seed: int,
     run_dir: Path,
     device: str | None,
-) -> torch.nn.Module:
+) -> M:
     """The one Trainer, precision auto, cosine schedule with warm-up, no progress bar or TensorBoard."""
     config = TrainConfig(
         max_steps=steps,
@@ -199,7 +209,7 @@ def train(
     )
     trainer = Trainer(model, list(data), config, run_dir, collate_fn=collate_fn)
     trainer.fit()
-    return trainer.raw_model
+    return cast(M, trainer.raw_model)  # the model itself, moved to the device
 
 
 def audio_cnn(strides: tuple[int, ...]) -> torch.nn.Module:
@@ -291,7 +301,9 @@ def diagonal_path(n: int, m: int) -> np.ndarray:
 
 
 def dtw_path(cost: Tensor) -> np.ndarray:
-    return np.asarray(dtw_from_cost(cost.float(), return_path=True).paths[0])
+    result = dtw_from_cost(cost.float(), return_path=True)
+    assert result.paths is not None  # return_path=True
+    return np.asarray(result.paths[0])
 
 
 def summarize_pairs(errors: list[np.ndarray], accs: list[float]) -> dict[str, float]:
@@ -519,8 +531,8 @@ def load_strings(
     strings_kw: dict[str, Any] = dict(root=cfg.data_root, test_speakers=tuple(cfg.test_speakers), seed=0)
     train_ds = DigitStrings(split="train", size=cfg.train_size, **strings_kw)
     test_ds = DigitStrings(split="test", size=cfg.test_size, **strings_kw)
-    train_items = [featurize(train_ds[i], logmel) for i in range(len(train_ds))]
-    test_items = [featurize(test_ds[i], logmel) for i in range(len(test_ds))]
+    train_items = [featurize(sample_at(train_ds, i), logmel) for i in range(len(train_ds))]
+    test_items = [featurize(sample_at(test_ds, i), logmel) for i in range(len(test_ds))]
     pairs = [tuple(featurize(s, logmel) for s in test_ds.pair(i)) for i in range(len(test_ds))]
     return train_ds, train_items, test_items, pairs
 
@@ -626,19 +638,22 @@ def audio_video(
     """Task 3: MNIST slide-shows aligned to spoken digits in a contrastive frame/image space (frame-level DTW and
     segmental), against the diagonal and a position-only segmental cost."""
     speakers = tuple(cfg.test_speakers)
-    av_kw = dict(root=cfg.data_root, test_speakers=speakers, seed=0)
+    av_kw: dict[str, Any] = dict(root=cfg.data_root, test_speakers=speakers, seed=0)
     clips = AVDigits(split="train", level="clean", **av_kw)
     rng = np.random.default_rng(0)
     chosen = rng.choice(len(clips), min(cfg.sizes["av_clips"], len(clips)), replace=False)
     clip_items = [
-        {**pause_padded_clip(clips[int(i)]["audio"], logmel, strings, rng), "image": clips[int(i)]["image"]}
+        {
+            **pause_padded_clip(sample_at(clips, int(i))["audio"], logmel, strings, rng),
+            "image": sample_at(clips, int(i))["image"],
+        }
         for i in chosen
     ]
     av_ds = AVSequences(split="test", size=cfg.sizes["test"], **av_kw)
-    av_items = [av_item(av_ds[i], logmel) for i in range(len(av_ds))]
+    av_items = [av_item(sample_at(av_ds, i), logmel) for i in range(len(av_ds))]
     # The same kind of sequences by the training speakers: how much of the gap is the unseen voice.
     seen_ds = AVSequences(split="train", size=cfg.sizes["test"], **av_kw)
-    seen_items = [av_item(seen_ds[i], logmel) for i in range(len(seen_ds))]
+    seen_items = [av_item(sample_at(seen_ds, i), logmel) for i in range(len(seen_ds))]
     diagonal = [score_av_path(diagonal_path(len(it["frame_position"]), it["audio"].shape[1]), it) for it in av_items]
     counts = np.array([(len(it["digits"]), len(it["audio_segments"]), len(it["shots"])) for it in av_items])
     speech_count_ok = counts[:, 1] == counts[:, 0]
@@ -690,7 +705,7 @@ def audio_video(
         )
         if seed == cfg.seeds[0]:
             it = av_items[0]
-            segments = np.asarray(av_ds[0]["frame_segments"], dtype=float) - 0.5
+            segments = np.asarray(sample_at(av_ds, 0)["frame_segments"], dtype=float) - 0.5
             plot_matrix(
                 report,
                 "av_dtw",

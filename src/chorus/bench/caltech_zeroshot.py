@@ -104,7 +104,10 @@ from chorus.contrastive.unicl import LabelContrastiveModel
 from chorus.data import BPETokenizer, Collate, build_dataset
 from chorus.data.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment, TensorImages, cached_views, preload_images
 from chorus.data.captions import PromptedDataset, fill_template
+from chorus.data.text import TextTokenizer
 from chorus.encoders import augmented_image_encoder, build_encoder
+from chorus.encoders.descriptors import ScatteringDescriptorEncoder
+from chorus.encoders.scattering import ScatteringEncoder
 from chorus.errors import ConfigError, DataError
 from chorus.eval.metrics import topk_accuracy
 from chorus.eval.mode import evaluating
@@ -333,6 +336,7 @@ def load_caltech(data_root: str | None, split: dict[str, Any], size: int, mode: 
             else:
                 source, part = "pool", "train"
         if source is not None:
+            assert part is not None  # set together with source
             sources[source].append(i)
             _, index, labels = parts.setdefault(part, (source, [], []))
             index.append(len(sources[source]) - 1)
@@ -466,6 +470,7 @@ def prepare_views(cfg: Config, data: dict[str, Any]) -> None:
                     data[part] = (source, torch.searchsorted(used, data[part][1]), data[part][2])
     if cfg.encoder in FIXED_FRONT_ENDS:
         encoder = build_encoder(cfg.encoder, cfg.encoder_size, image_size=cfg.view_size, **cfg.encoder_options)
+        assert isinstance(encoder, (ScatteringEncoder, ScatteringDescriptorEncoder))  # FIXED_FRONT_ENDS
         augment = _augment(cfg)
         views = {
             source: cached_views(
@@ -494,7 +499,7 @@ def prepare_views(cfg: Config, data: dict[str, Any]) -> None:
 
 
 def train_model(
-    cfg: Config, data: dict[str, Any], method: str, seed: int, cache: nn.Module | None, run_dir: Path
+    cfg: Config, data: dict[str, Any], method: str, seed: int, cache: CachedTextEncoder | None, run_dir: Path
 ) -> tuple[ContrastiveModel, Callable[[list[str]], tuple[Tensor, Tensor]]]:
     """One trained model (``lit`` or ``scratch``, seeded by ``seed``) in eval mode, and its tokenizer."""
     seed_everything(seed)
@@ -502,7 +507,9 @@ def train_model(
     train_images, train_labels = data["train"]
     label = lambda i: {"label": int(train_labels[i])}  # noqa: E731
     if cfg.encoder in FIXED_FRONT_ENDS:  # fixed front end cached: train its head on precomputed augmented views
-        tower = build_encoder(cfg.encoder, cfg.encoder_size, image_size=cfg.view_size, **cfg.encoder_options).head
+        front = build_encoder(cfg.encoder, cfg.encoder_size, image_size=cfg.view_size, **cfg.encoder_options)
+        assert isinstance(front, (ScatteringEncoder, ScatteringDescriptorEncoder))  # FIXED_FRONT_ENDS
+        tower: nn.Module = front.head
         base = TensorImages(train_images, label, seen, views=True)
     else:
         tower = augmented_image_encoder(
@@ -511,16 +518,20 @@ def train_model(
         base = TensorImages(train_images, label, seen)
     train_prompts = class_prompts(seen, cfg.prompts, cfg.train_templates, cfg.descriptions)
     train_set = PromptedDataset(base, train_prompts)
+    text: nn.Module
+    tokenizer: TextTokenizer
+    frozen: tuple[str, ...]
     if method == "lit":
+        assert cache is not None  # built whenever "lit" is among the methods
         text, frozen, context = cache, ("text",), 1
         tokenizer = cache.tokenizer
     else:
-        tokenizer = BPETokenizer.train(train_set.captions(), vocab_size=1000, min_frequency=1)
+        bpe = BPETokenizer.train(train_set.captions(), vocab_size=1000, min_frequency=1)
         # Long enough for the longest training caption (descriptions run to ~40 tokens), at least 32.
-        longest = int(tokenizer(train_set.captions(), 128)[1].sum(1).max())
+        longest = int(bpe(train_set.captions(), 128)[1].sum(1).max())
         context = max(32, -(-longest // 8) * 8)
-        text = build_encoder("text_transformer", "tiny", vocab_size=tokenizer.vocab_size, context_length=context)
-        frozen = ()
+        text = build_encoder("text_transformer", "tiny", vocab_size=bpe.vocab_size, context_length=context)
+        tokenizer, frozen = bpe, ()
     model = ContrastiveModel(
         {"image": tower, "text": text},
         cfg.embed_dim,
@@ -528,7 +539,8 @@ def train_model(
         freeze_projection=cfg.freeze_text_projection and method == "lit",
     )
     tokenize = lambda texts: tokenizer(texts, context)  # noqa: E731
-    soft = {"smoothing": cfg.label_smoothing, "mixup": cfg.mixup}
+    soft: dict[str, Any] = {"smoothing": cfg.label_smoothing, "mixup": cfg.mixup}
+    trained: nn.Module
     if cfg.loss == "clip":
         trained = model
     elif cfg.loss == "unicl":
@@ -556,7 +568,7 @@ def train_model(
 
 
 def run_one(
-    cfg: Config, data: dict[str, Any], method: str, seed: int, cache: nn.Module | None, run_dir: Path
+    cfg: Config, data: dict[str, Any], method: str, seed: int, cache: CachedTextEncoder | None, run_dir: Path
 ) -> dict[str, float]:
     """Train ``ensemble`` models (``lit`` or ``scratch``) from ``seed`` and evaluate them as one classifier.
 
@@ -572,7 +584,7 @@ def run_one(
     ]
     train_seconds = time.perf_counter() - start
     classes = {"seen": seen, "unseen": unseen}
-    parts = [part for part in ("train_eval", "eval_seen", "unseen") if part in data]
+    parts: list[str] = [part for part in ("train_eval", "eval_seen", "unseen") if part in data]
     modes = PROMPT_MODES if cfg.grid else (cfg.prompts,)
     embedded = [
         (

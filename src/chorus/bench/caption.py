@@ -222,7 +222,7 @@ def _clip_space(
     fit(
         model,
         TensorImages(images, caption),
-        Collate(cache.tokenizer, 1),  # type: ignore[arg-type]  # RowTokenizer is called like a SubwordTokenizer
+        Collate(cache.tokenizer, 1),
         run_dir,
         epochs=cfg.clip_epochs,
         batch_size=64,

@@ -24,6 +24,7 @@ with 5 correct captions among 250) and the same image tower with a BPE
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from math import comb
 from pathlib import Path
@@ -38,6 +39,7 @@ from chorus.contrastive import ContrastiveModel, image_text_retrieval
 from chorus.contrastive.text_cache import CachedTextEncoder
 from chorus.data import BPETokenizer, Collate, build_dataset
 from chorus.data.augment import BatchAugment, TensorImages, preload_images
+from chorus.data.text import TextTokenizer
 from chorus.encoders import augmented_image_encoder, build_encoder
 from chorus.eval.mode import evaluating
 from chorus.eval.report import MethodCard, mean_std, summary_percent
@@ -97,7 +99,12 @@ def load_coco(data_root: str | None, size: int, captions_per_image: int | None) 
     return out
 
 
-def _embed(model: ContrastiveModel, images: Tensor, captions: list[list[str]], tokenize) -> dict[str, float]:
+def _embed(
+    model: ContrastiveModel,
+    images: Tensor,
+    captions: list[list[str]],
+    tokenize: Callable[[list[str]], tuple[Tensor, Tensor]],
+) -> dict[str, float]:
     texts = [c for cs in captions for c in cs]
     text_to_image = torch.tensor([i for i, cs in enumerate(captions) for _ in cs])
     device = next(model.parameters()).device
@@ -125,13 +132,15 @@ def run_one(
 
     train_set = TensorImages(images, caption)
     text: nn.Module
+    tokenizer: TextTokenizer
+    frozen: tuple[str, ...]
     if method == "lit":
         assert cache is not None
         text, frozen, context, tokenizer = cache, ("text",), 1, cache.tokenizer
     else:
-        tokenizer = BPETokenizer.train([c for cs in captions for c in cs], vocab_size=2000, min_frequency=1)
-        context = 40
-        text = build_encoder("text_transformer", "tiny", vocab_size=tokenizer.vocab_size, context_length=context)
+        bpe = BPETokenizer.train([c for cs in captions for c in cs], vocab_size=2000, min_frequency=1)
+        tokenizer, context = bpe, 40
+        text = build_encoder("text_transformer", "tiny", vocab_size=bpe.vocab_size, context_length=context)
         frozen = ()
     model = ContrastiveModel({"image": tower, "text": text}, cfg.embed_dim, frozen=frozen)
     start = time.perf_counter()
@@ -147,7 +156,8 @@ def run_one(
         seed=seed,
         bf16=not cfg.fp32,
     )
-    scores = _embed(model, *data["test"], lambda texts: tokenizer(texts, context))
+    test_images, test_captions = data["test"]
+    scores = _embed(model, test_images, test_captions, lambda texts: tokenizer(texts, context))
     return scores | {"train_seconds": time.perf_counter() - start}
 
 

@@ -25,9 +25,10 @@ unseen Caltech-101 classes) is ``chorus bench caltech_zeroshot``; see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -36,7 +37,8 @@ from chorus.bench.driver import Report
 from chorus.classifier import Classifier
 from chorus.colearn import N_MELS, CoTrainer, Distiller, accuracy, bind_to_pivot, few_labels, paired_digits
 from chorus.config import CONFIG_DIR
-from chorus.contrastive import build_zero_shot_classifier, zero_shot_accuracy
+from chorus.contrastive import ContrastiveModel, build_zero_shot_classifier, zero_shot_accuracy
+from chorus.data.base import ChorusDataset
 from chorus.data.collate import Collate
 from chorus.encoders import build_encoder
 from chorus.encoders.speaker_robust import SPEECH_TOWER
@@ -45,7 +47,9 @@ from chorus.experiment import load_experiment, load_run, train_experiment
 from chorus.train import TrainConfig, Trainer, seed_everything
 
 CLIP_CONFIG = CONFIG_DIR / "mnist_clip.yaml"
-METHODS = ("pivot", "distill", "cotrain")
+Method = Literal["pivot", "distill", "cotrain"]
+METHODS: tuple[Method, ...] = ("pivot", "distill", "cotrain")
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class Config:
 
     seeds: tuple[int, ...] = (0, 1, 2)
     data_root: str | None = None  # folder holding fsdd/ and mnist_test/
-    methods: tuple[Literal["pivot", "distill", "cotrain"], ...] = METHODS
+    methods: tuple[Method, ...] = METHODS
     clip_config: str = str(CLIP_CONFIG)  # image–text experiment used as the pivot
     audio_steps: int = 300
     pivot_steps: int = 1500  # binding converges slower than supervised training (see docs/colearn.md)
@@ -104,12 +108,12 @@ def image_classifier(size: str = "tiny") -> Classifier:
     return Classifier(build_encoder("cnn", size, in_channels=1, image_size=28), 10, "image", dropout=0.1)
 
 
-def fit(model: nn.Module, data: Dataset, steps: int, seed: int, run_dir: Path) -> nn.Module:
+def fit(model: M, data: Dataset, steps: int, seed: int, run_dir: Path) -> M:
     Trainer(model, data, train_config(steps, seed), run_dir, collate_fn=Collate()).fit()
     return model
 
 
-def fresh(seed: int, build: Any, *args: Any, **kwargs: Any) -> nn.Module:
+def fresh(seed: int, build: Callable[..., M], *args: Any, **kwargs: Any) -> M:
     """A model built right after seeding, so initialisation depends on ``seed`` only."""
     seed_everything(seed)
     return build(*args, **kwargs)
@@ -118,9 +122,12 @@ def fresh(seed: int, build: Any, *args: Any, **kwargs: Any) -> nn.Module:
 # ---------------------------------------------------------------------------- the three experiments
 
 
-def run_pivot(clip_dir: Path, train: Dataset, test: Dataset, cfg: Config, seed: int, work: Path) -> dict[str, float]:
+def run_pivot(
+    clip_dir: Path, train: ChorusDataset, test: ChorusDataset, cfg: Config, seed: int, work: Path
+) -> dict[str, float]:
     """Bind a fresh audio tower to the frozen CLIP image tower; zero-shot spoken digits from text prompts."""
     clip_cfg, clip, classes, tokenizer = load_run(clip_dir)
+    assert isinstance(clip, ContrastiveModel) and tokenizer is not None  # the image–text run trained above
     bound = bind_to_pivot(clip, fresh(seed, build_encoder, "audio_cnn", "tiny", n_mels=N_MELS, **SPEECH_TOWER), "audio")
     fit(bound, train, cfg.pivot_steps, seed, work / "pivot")
     classifier = build_zero_shot_classifier(
@@ -130,7 +137,7 @@ def run_pivot(clip_dir: Path, train: Dataset, test: Dataset, cfg: Config, seed: 
     return {"pivot_zero_shot": zero_shot_accuracy(bound, loader, classifier, modality="audio", ks=(1,))["top1"]}
 
 
-def run_distill(train: Dataset, test: Dataset, cfg: Config, seed: int, work: Path) -> dict[str, float]:
+def run_distill(train: ChorusDataset, test: ChorusDataset, cfg: Config, seed: int, work: Path) -> dict[str, float]:
     """Image → audio distillation without audio labels, and audio big → small with labels (Hinton)."""
     image_teacher = fit(fresh(seed, image_classifier), train, cfg.image_steps, seed, work / "image_teacher")
     cross = fresh(seed, audio_classifier)
@@ -148,7 +155,7 @@ def run_distill(train: Dataset, test: Dataset, cfg: Config, seed: int, work: Pat
     }
 
 
-def run_cotrain(train: Dataset, test: Dataset, cfg: Config, seed: int, work: Path) -> dict[str, Any]:
+def run_cotrain(train: ChorusDataset, test: ChorusDataset, cfg: Config, seed: int, work: Path) -> dict[str, Any]:
     """10 labels per class + unlabelled pairs; labels-only (round 0) vs the last co-training round."""
     labelled, unlabelled = few_labels(train.labels, per_class=10, seed=seed)
     trainer = CoTrainer(

@@ -107,7 +107,7 @@ def resolve_config(module: ModuleType, preset: str = "full", overrides: Sequence
     if preset not in presets:
         raise ConfigError(f"unknown preset {preset!r}; available: {', '.join(presets)}")
     base = presets[preset]
-    if not dataclasses.is_dataclass(base):
+    if not dataclasses.is_dataclass(base) or isinstance(base, type):
         raise TypeError(f"{module.__name__}.PRESETS[{preset!r}] is not a dataclass instance")
     return load_config(type(base), to_dict(base), overrides)
 

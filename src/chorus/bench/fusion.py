@@ -58,7 +58,7 @@ from chorus.encoders import build_encoder
 from chorus.errors import ConfigError
 from chorus.eval.mode import evaluating
 from chorus.eval.report import MethodCard, fmt_mean_std, mean_std
-from chorus.fusion import HMMProductFusion, ModalityDropout, MultipleKernelClassifier, build_fusion
+from chorus.fusion import Fusion, HMMProductFusion, ModalityDropout, MultipleKernelClassifier, build_fusion
 from chorus.train import TrainConfig, Trainer
 
 MODALITIES = ("image", "audio")
@@ -155,7 +155,12 @@ def load_split(
         cache=True,
         indices=indices,
     )
-    return [{"image": s["image"], "audio": s["audio"], "label": s["label"]} for s in (ds[i] for i in range(len(ds)))]
+    samples = []
+    for i in range(len(ds)):
+        s = ds[i]
+        assert s is not None  # on_error="raise": no item is skipped
+        samples.append({"image": s["image"], "audio": s["audio"], "label": s["label"]})
+    return samples
 
 
 class FeatureSet(Dataset):
@@ -253,6 +258,7 @@ def encode(model: Classifier, samples: list[Sample], device: torch.device) -> di
     with evaluating(model), torch.autocast(device.type, dtype=torch.bfloat16):
         for i in range(0, len(samples), 256):
             batch = collate(samples[i : i + 256])
+            assert batch is not None  # Collate gives None only when every sample was skipped
             x = batch[model.modality].to(device)
             mask = batch.get(f"{model.modality}_mask")
             out = model.encoder(x, mask=None if mask is None else mask.to(device))
@@ -279,12 +285,12 @@ class FusionHead(nn.Module):
     modalities each training sample keeps.
     """
 
-    def __init__(self, fusion: nn.Module, p_drop: float) -> None:
+    def __init__(self, fusion: Fusion, p_drop: float) -> None:
         super().__init__()
         self.fusion = fusion
         self.drop = ModalityDropout(p_drop)
 
-    def inputs(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def inputs(self, batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]]]:
         features = {m: batch[m] for m in MODALITIES}
         masks = {m: batch[f"{m}_mask"] for m in MODALITIES if f"{m}_mask" in batch}
         return features, ({"masks": masks} if masks else {})
@@ -416,6 +422,7 @@ def evaluate(cfg: Config, t: Trained, test: list[Sample], missing: str | None = 
     for m in MODALITIES:
         if missing != m:
             acc[f"{m}_only"] = float((raw[m]["logits"].argmax(1) == y).float().mean())
+    assert t.standardiser is not None  # fit_all fits it
     feats = t.standardiser(raw)
     pooled_set, token_set = FeatureSet(feats, y, tokens=False), FeatureSet(feats, y, tokens=True)
     for label, head in t.heads.items():
@@ -527,7 +534,7 @@ def calibrate(cfg: Config, report: Report) -> None:
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     points = [("image", Degradation(image_pca_variance=pca, image_noise_std=std)) for pca, std in IMAGE_CALIBRATION]
     points += [("audio", Degradation(audio_snr_db=snr)) for snr in AUDIO_CALIBRATION]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for modality, deg in points:
         train = load_split(cfg, "train", deg, av.test_speakers, cfg.train_limit)
         test = load_split(cfg, "test", deg, av.test_speakers, cfg.test_limit)

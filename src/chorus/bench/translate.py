@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import soundfile as sf
@@ -151,12 +151,14 @@ def test_conditions(
     return out
 
 
-def judge_generator(sample, conditions: dict[str, tuple], judge, data: DigitData, seed: int) -> dict[str, float]:
+def judge_generator(
+    sample, conditions: dict[str, tuple], judge, data: DigitData, seed: int
+) -> dict[str, float | list[float]]:
     """Judge agreement per source (overall and per digit), with shuffled-condition baseline, and diversity."""
     g = torch.Generator().manual_seed(seed)
     real = data.pixels[data.mnist_test]
     real_y = data.digit_of_image[data.mnist_test]
-    out = {}
+    out: dict[str, float | list[float]] = {}
     for source, (cond, y) in conditions.items():
         images = sample(cond, g)
         hit = judge_predictions(judge, images) == y
@@ -286,11 +288,9 @@ def run(cfg: Config, report: Report) -> None:
     }
 
     # the frozen MiniLM is cached over every prompt the benchmark embeds (the training captions are added)
-    prompts = (
-        [fill_template(t, n) for t in test_templates for n in exp.data.class_names]
-        if cfg.text_tower == "minilm"
-        else None
-    )
+    class_names = exp.data.class_names
+    assert class_names is not None  # the pivot's experiment names its digit classes
+    prompts = [fill_template(t, n) for t in test_templates for n in class_names] if cfg.text_tower == "minilm" else None
     space_cfg = SpaceConfig.from_experiment(exp)
     random_space = bind_audio(
         train_space(
@@ -367,7 +367,7 @@ def run(cfg: Config, report: Report) -> None:
 def _values(per_seed: list[dict], *path: str) -> list[float]:
     vals = []
     for r in per_seed:
-        node = r
+        node: Any = r
         for p in path:
             node = node[p]
         vals.append(node)

@@ -39,6 +39,7 @@ from torch.utils.data import Dataset, Subset
 from chorus.classifier import Classifier
 from chorus.colearn.data import Relabelled
 from chorus.colearn.predict import classifier_logits
+from chorus.data.base import ChorusDataset
 from chorus.data.collate import Collate
 from chorus.errors import ConfigError
 from chorus.train import TrainConfig, Trainer, seed_everything
@@ -92,7 +93,7 @@ class CoTrainer:
 
     def fit(
         self,
-        data: Dataset,
+        data: ChorusDataset,
         labelled: Sequence[int],
         unlabelled: Sequence[int],
         evaluate: Callable[[Mapping[str, Classifier]], Mapping[str, float]] | None = None,

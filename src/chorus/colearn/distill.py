@@ -25,6 +25,7 @@ should add).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +78,7 @@ class Distiller(nn.Module):
         self.teacher.eval()
         return self
 
-    def forward(self, batch: Mapping[str, object]) -> dict[str, Tensor]:
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         for name, model in (("teacher", self.teacher), ("student", self.student)):
             if model.modality not in batch:
                 raise DataError(f"Distiller: {name} reads {model.modality!r}, batch keys are {sorted(batch)}")

@@ -52,7 +52,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -60,7 +60,7 @@ from torch import Tensor, nn
 
 from chorus.contrastive.model import ContrastiveModel
 from chorus.encoders.text_transformer import TextTransformer
-from chorus.encoders.transformer import Activation, QuickGELU
+from chorus.encoders.transformer import Activation, QuickGELU, ResidualAttentionBlock
 from chorus.encoders.vit import VisionTransformer
 from chorus.errors import ConfigError, DataError, DataNotFoundError
 
@@ -201,7 +201,7 @@ def _shape(tower: VisionTransformer | TextTransformer, name: str) -> _Shape:
     blocks = tower.transformer.resblocks
     if not len(blocks):
         raise ConfigError(f"the {name} tower has no transformer layers; CLIP checkpoints need at least one")
-    block = blocks[0]
+    block = cast(ResidualAttentionBlock, blocks[0])
     return _Shape(
         width=tower.transformer.width,
         layers=len(blocks),

@@ -37,6 +37,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -148,7 +149,7 @@ class ContrastiveModel(nn.Module):
         z = self.projections[modality](pooled)
         return F.normalize(z, dim=-1) if normalize else z
 
-    def forward(self, batch: Mapping[str, object]) -> dict[str, Tensor]:
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         pairs = [(a, b) for a, b in self.pairs if a in batch and b in batch]
         if not pairs:
             raise DataError(f"batch keys {sorted(batch)} cover none of the modality pairs {self.pairs}")

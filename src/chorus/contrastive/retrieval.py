@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from chorus.contrastive.model import ContrastiveModel
 from chorus.data import Collate
 from chorus.data.captions import fill_template
 from chorus.errors import DataError
@@ -144,7 +145,7 @@ def image_text_retrieval(
 
 @torch.no_grad()
 def dataset_retrieval(
-    model: torch.nn.Module,
+    model: ContrastiveModel,
     data: Dataset,
     tokenize: Callable[[list[str]], tuple[Tensor, Tensor]],
     query: str = "image",
@@ -186,12 +187,11 @@ def dataset_retrieval(
         if not item_emb:
             raise DataError("dataset_retrieval: the dataset is empty")
         texts = list(text_rows)
-        text_emb = torch.cat(
-            [
-                model.encode("text", *(t.to(device) for t in tokenize(texts[s : s + 256]))).float()
-                for s in range(0, len(texts), 256)
-            ]
-        )
+        text_chunks = []
+        for s in range(0, len(texts), 256):
+            ids, mask = tokenize(texts[s : s + 256])
+            text_chunks.append(model.encode("text", ids.to(device), mask.to(device)).float())
+        text_emb = torch.cat(text_chunks)
     text_to_items: list[set[int]] = [set() for _ in texts]
     for item, rows in enumerate(item_to_texts):
         for row in rows:

@@ -61,6 +61,7 @@ class CachedTextEncoder(nn.Module):
     """
 
     modality = "text"
+    table: Tensor
 
     def __init__(self, table: Tensor, texts: Sequence[str]) -> None:
         super().__init__()

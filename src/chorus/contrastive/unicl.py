@@ -32,6 +32,7 @@ this loss does not gather features across processes.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -117,12 +118,13 @@ class LabelContrastiveModel(nn.Module):
         self.class_prompts = class_prompts
 
     def _class_embeddings(self, device: torch.device) -> Tensor:
+        assert self.class_prompts is not None  # forward calls this only when prompts were given
         ids, mask = self.class_prompts
         n_classes = ids.shape[0] // self.prompts_per_class
         rows = torch.arange(n_classes) * self.prompts_per_class + torch.randint(self.prompts_per_class, (n_classes,))
         return self.model.encode(self.pair[1], ids[rows].to(device), mask[rows].to(device))
 
-    def forward(self, batch: Mapping[str, object]) -> dict[str, Tensor]:
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         labels = batch.get("label")
         if not isinstance(labels, Tensor):
             raise DataError("LabelContrastiveModel needs batch['label'] as a tensor of class ids")

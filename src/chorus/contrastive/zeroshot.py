@@ -18,11 +18,13 @@ the same image features is the usual upper reference.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from chorus.contrastive.model import ContrastiveModel
 from chorus.data.captions import fill_template
 from chorus.errors import ConfigError, DataError
 from chorus.eval.metrics import topk_accuracy
@@ -66,7 +68,7 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def build_zero_shot_classifier(
-    model: nn.Module,
+    model: ContrastiveModel,
     tokenize: Tokenize,
     classnames: Sequence[str],
     templates: Sequence[str],
@@ -92,8 +94,8 @@ def build_zero_shot_classifier(
 
 
 def _predict(
-    model: nn.Module,
-    loader: Iterable[Mapping[str, object]],
+    model: ContrastiveModel,
+    loader: Iterable[Mapping[str, Any]],
     classifier: Tensor,
     modality: str,
     label_key: str | None,
@@ -115,8 +117,8 @@ def _predict(
 
 
 def zero_shot_predict(
-    model: nn.Module,
-    loader: Iterable[Mapping[str, object]],
+    model: ContrastiveModel,
+    loader: Iterable[Mapping[str, Any]],
     classifier: Tensor,
     modality: str = "image",
 ) -> Tensor:
@@ -130,8 +132,8 @@ def topk_below(num_classes: int, ks: Sequence[int] = (1, 5)) -> tuple[int, ...]:
 
 
 def zero_shot_accuracy(
-    model: nn.Module,
-    loader: Iterable[Mapping[str, object]],
+    model: ContrastiveModel,
+    loader: Iterable[Mapping[str, Any]],
     classifier: Tensor,
     modality: str = "image",
     label_key: str = "label",
@@ -139,6 +141,7 @@ def zero_shot_accuracy(
 ) -> dict[str, float]:
     """``{"top1": ..., "top5": ...}`` of the zero-shot classifier on a labelled loader."""
     logits, labels = _predict(model, loader, classifier, modality, label_key)
+    assert labels is not None  # a label_key was given
     return topk_accuracy(logits, labels, ks)
 
 

@@ -52,7 +52,7 @@ def resample(wave: Tensor, orig_sr: int, new_sr: int) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(out)).to(device=wave.device, dtype=wave.dtype)
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     """Slaney mel scale: linear (3 mels per 200 Hz) below 1 kHz, logarithmic above."""
     f_sp, min_log_hz = 200.0 / 3.0, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
@@ -91,6 +91,9 @@ class LogMel(nn.Module):
     Always computed in float32 with autocast disabled: ``torch.stft`` has no
     bf16 kernel and the log of tiny powers needs the range.
     """
+
+    window: Tensor
+    fb: Tensor
 
     def __init__(
         self,

@@ -62,6 +62,9 @@ class BatchAugment(nn.Module):
     whole image. ``scale=(1, 1)``, ``flip=False``, ``jitter=0`` is the plain resize.
     """
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(
         self,
         size: int,

@@ -48,7 +48,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -190,14 +190,14 @@ class AVDigits(ChorusDataset):
         if cache:
             self._cache = [self.load(i) for i in range(len(self))]
 
-    def _pair(self, split: str) -> list[dict[str, int | str]]:
+    def _pair(self, split: str) -> list[dict[str, Any]]:
         """Deal each digit's shuffled MNIST images of ``split`` to its recordings (seeded, no reuse)."""
         rng = np.random.default_rng([self.seed, SPLIT_CODES[split]])
         mnist = MNIST(self.root, split=split)
         images, image_labels = np.asarray(mnist.records), np.asarray(mnist.labels)
         in_split = np.asarray([(r["speaker"] in self.test_speakers) == (split == "test") for r in self.audio.records])
         audio_labels = np.asarray(self.audio.labels)
-        records: list[dict[str, int | str]] = []
+        records: list[dict[str, Any]] = []
         for digit in range(10):
             clips = np.flatnonzero(in_split & (audio_labels == digit))
             pool = rng.permutation(images[image_labels == digit])
@@ -209,7 +209,7 @@ class AVDigits(ChorusDataset):
         records.sort(key=lambda r: r["audio"])
         return [{**r, "split": split, "item": i} for i, r in enumerate(records)]
 
-    def _rng(self, record: dict[str, int | str], stream: int) -> np.random.Generator:
+    def _rng(self, record: dict[str, Any], stream: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, SPLIT_CODES[record["split"]], record["item"], stream])
 
     def load(self, index: int) -> Sample:

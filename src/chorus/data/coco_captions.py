@@ -85,6 +85,7 @@ class COCOCaptions(ChorusDataset):
             image_ids = [iid for n, iid in enumerate(sorted(by_image)) if (n in test) == (split == "test")]
         self.image_ids = image_ids
         self.mode = mode
+        records: list[tuple[int, dict[str, str] | list[dict[str, str]]]]
         if mode == "pairs":
             records = [(n, row) for n, iid in enumerate(image_ids) for row in by_image[iid]]
             labels = [n for n, _ in records]

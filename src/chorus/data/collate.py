@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from chorus.data.text import SubwordTokenizer
+from chorus.data.text import TextTokenizer
 from chorus.errors import DataError
 
 logger = logging.getLogger("chorus.data")
@@ -46,7 +46,7 @@ def pad_time(items: Sequence[Tensor], key: str) -> tuple[Tensor, Tensor]:
 class Collate:
     """``collate_fn`` for DataLoader; see the module docstring for the batch layout."""
 
-    def __init__(self, tokenizer: SubwordTokenizer | None = None, context_length: int = 77) -> None:
+    def __init__(self, tokenizer: TextTokenizer | None = None, context_length: int = 77) -> None:
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.dropped = 0

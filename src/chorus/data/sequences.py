@@ -252,6 +252,7 @@ class DigitStrings(ChorusDataset):
         Needs at least two speakers in the split (for ``test``, hold out two or more).
         """
         first = self[index]
+        assert first is not None, f"{self.name}: item {index} was skipped (on_error='skip'); it has no pair"
         rec = self.records[index]
         others = [s for s in self.speakers[rec["split"]] if s != rec["speaker"]]
         if not others:
@@ -313,7 +314,8 @@ class AVSequences(ChorusDataset):
         rec = self.records[index]
         sample = self.strings.render(rec)
         rng = self.strings.item_rng(rec["split"], rec["item"], 3)
-        frames, positions, segments, image_indices = [], [], [], []
+        frames, segments, image_indices = [], [], []
+        positions: list[int] = []
         for k, digit in enumerate(rec["digits"]):
             pool = self.images_of[(rec["split"], digit)]
             image_index = int(pool[rng.integers(len(pool))])

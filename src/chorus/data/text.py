@@ -27,9 +27,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tokenizers import (
@@ -45,6 +45,10 @@ from torch import Tensor
 
 from chorus.errors import ConfigError, DataError, DataNotFoundError
 
+TextTokenizer = Callable[[Sequence[str], int], tuple[Tensor, Tensor]]
+"""``(texts, context_length) -> (ids [B, L], mask [B, L])``: what :class:`~chorus.data.Collate` calls — a
+:class:`SubwordTokenizer`, or the row lookup of a cached text table."""
+
 
 class SubwordTokenizer:
     """Wraps a ``tokenizers.Tokenizer`` with start/end/pad tokens and fixed-length batching."""
@@ -57,7 +61,7 @@ class SubwordTokenizer:
         if missing:
             raise ConfigError(f"tokenizer vocabulary lacks special tokens {missing}")
         self.tokenizer = tokenizer
-        self.sot_id, self.eot_id, self.pad_id = ids[start_token], ids[end_token], ids[pad_token]
+        self.sot_id, self.eot_id, self.pad_id = (cast(int, ids[t]) for t in (start_token, end_token, pad_token))
 
     @property
     def vocab_size(self) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from chorus.data.augment import BatchAugment
-from chorus.encoders.base import Encoded
+from chorus.encoders.base import Encoded, out_dim
 from chorus.encoders.factory import build_encoder
 
 __all__ = ["AugmentedEncoder", "augmented_image_encoder"]
@@ -19,7 +19,7 @@ class AugmentedEncoder(nn.Module):
     def __init__(self, encoder: nn.Module, augment: BatchAugment) -> None:
         super().__init__()
         self.augment, self.encoder = augment, encoder
-        self.out_dim: int = encoder.out_dim
+        self.out_dim = out_dim(encoder)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Encoded:
         return self.encoder(self.augment(x), mask)

@@ -85,6 +85,9 @@ class DescriptorTransform(nn.Module):
     No parameters; deterministic; float32 on the input's device.
     """
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(
         self,
         image_size: int,

@@ -22,6 +22,7 @@ parent module calls ``.train()``; ``frozen=False`` fine-tunes it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -49,7 +50,7 @@ class MiniLMEncoder(nn.Module):
     """Pretrained all-MiniLM-L6-v2; ``out_dim = 384``."""
 
     modality = "text"
-    sizes = {"small": {}}
+    sizes: dict[str, dict[str, Any]] = {"small": {}}
 
     def __init__(self, frozen: bool = True) -> None:
         super().__init__()

@@ -170,12 +170,11 @@ class Transformer(nn.Module):
         super().__init__()
         self.width = width
         self.causal = causal
-        self.resblocks = nn.ModuleList(
-            ResidualAttentionBlock(width, heads, mlp_ratio, act, ln_eps) for _ in range(layers)
-        )
+        blocks = [ResidualAttentionBlock(width, heads, mlp_ratio, act, ln_eps) for _ in range(layers)]
+        self.resblocks = nn.ModuleList(blocks)
         attn_std = width**-0.5
         proj_std = attn_std * (2 * max(layers, 1)) ** -0.5
-        for block in self.resblocks:
+        for block in blocks:
             nn.init.normal_(block.attn.in_proj_weight, std=attn_std)
             nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
             nn.init.zeros_(block.attn.out_proj.bias)

@@ -19,6 +19,7 @@ initialised encoder; a good encoder's features should beat both.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,7 +94,7 @@ FeatureFn = Callable[[Tensor, Tensor | None], Tensor | Encoded]
 
 def extract_features(
     model_or_fn: nn.Module | FeatureFn,
-    loader: Iterable[Mapping[str, object]],
+    loader: Iterable[Mapping[str, Any]],
     modality: str,
     label_key: str = "label",
 ) -> tuple[np.ndarray, np.ndarray]:

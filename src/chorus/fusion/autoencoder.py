@@ -58,7 +58,7 @@ class MultimodalAutoencoder(Fusion):
     def forward(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> Tensor:
         return self.classifier(self.encode(features, present))
 
-    def loss(
+    def loss(  # type: ignore[override]  # pooled fusion: no extra forward inputs
         self, features: Mapping[str, Tensor], label: Tensor, present: Mapping[str, Tensor] | None = None
     ) -> dict[str, Tensor]:
         ce = super().loss(features, label, present)["loss"]

@@ -25,6 +25,7 @@ Baseline to beat: early fusion of pooled features and late fusion.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -135,7 +136,7 @@ class CrossModalTransformer(Fusion):
                 if source == target:
                     continue
                 h = tokens[target]
-                for block in self.cross[f"{target}_from_{source}"]:
+                for block in cast(nn.ModuleList, self.cross[f"{target}_from_{source}"]):
                     h = block(h, valid[source], tokens[source])
                 branches.append(h)
             h = self.self_attention[target](torch.cat(branches, -1), valid[target])

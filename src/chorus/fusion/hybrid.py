@@ -39,7 +39,7 @@ class HybridFusion(Fusion):
     def forward(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> Tensor:
         return mixture_log_probs(*self._branches(features, present), self.weight_logits)
 
-    def loss(
+    def loss(  # type: ignore[override]  # pooled fusion: no extra forward inputs
         self, features: Mapping[str, Tensor], label: Tensor, present: Mapping[str, Tensor] | None = None
     ) -> dict[str, Tensor]:
         log_probs, mask = self._branches(features, present)

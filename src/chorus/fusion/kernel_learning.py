@@ -77,7 +77,7 @@ class CombinedKernelSVC(ClassifierMixin, BaseEstimator):
         blocks: Sequence[np.ndarray],
         kernels: Sequence[str],
         gammas: Sequence[float],
-        weights: Sequence[float],
+        weights: Sequence[float] | np.ndarray,
         C: float = 1.0,
     ) -> None:
         self.blocks = blocks

@@ -82,7 +82,7 @@ class LateFusion(Fusion):
     def forward(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> Tensor:
         return self._combine(*self._experts(features, present))
 
-    def loss(
+    def loss(  # type: ignore[override]  # pooled fusion: no extra forward inputs
         self, features: Mapping[str, Tensor], label: Tensor, present: Mapping[str, Tensor] | None = None
     ) -> dict[str, Tensor]:
         log_probs, mask = self._experts(features, present)

@@ -99,6 +99,7 @@ class LowRankTensorFusion(Fusion):
         for z, factor in zip(self.project(xs, ps), self.factors.values(), strict=True):
             term = torch.einsum("bi,rio->bro", z, factor.to(z.dtype))
             product = term if product is None else product * term
+        assert product is not None  # Fusion refuses empty dims, so the loop ran
         return torch.einsum("r,bro->bo", self.fusion_weights.to(product.dtype), product) + self.bias.to(product.dtype)
 
     def full_weight(self) -> Tensor:

@@ -55,6 +55,7 @@ def align_audio(a: tuple[Tensor, int], b: tuple[Tensor, int]) -> dict[str, Any]:
     """DTW of two (waveform, sample rate) clips → distance, path [[i, j], ...] in frames, and the picture."""
     x, y = frames(*a), frames(*b)
     result = dtw(x, y, metric="euclidean", return_path=True)
+    assert result.paths is not None  # return_path=True
     path = result.paths[0]
     frame_s = _LOGMEL.hop_length / SAMPLE_RATE
     cost = cost_matrix(x, y, "euclidean").numpy()

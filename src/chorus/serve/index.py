@@ -64,16 +64,19 @@ def make_faiss_index(vectors: np.ndarray, kind: IndexKind = "auto", seed: int = 
     n, d = vectors.shape
     if kind == "auto":
         kind = "flat" if n <= EXACT_LIMIT else "hnsw"
+    index: faiss.Index
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
     elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
+        hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 80
+        index = hnsw
     elif kind == "ivf":
         nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))  # FAISS wants >= 39 training points per cell
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        index.train(vectors)
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.cp.seed = seed
+        ivf.train(vectors)
+        index = ivf
     else:
         raise ConfigError(f"index kind {kind!r}: valid kinds are auto, flat, hnsw, ivf")
     index.add(vectors)
@@ -171,6 +174,7 @@ def build_index(
         samples, raws = [], []
         for i in chunk:
             raw = data[i]
+            assert raw is not None  # the dataset is built with on_error="raise", so no item is skipped
             if modality == "audio":
                 wave = resample(raw["audio"], raw.get("sample_rate", run.sample_rate), run.sample_rate)
                 raw = raw | {"audio": wave}
@@ -179,7 +183,9 @@ def build_index(
                 sample = {modality: raw[modality]}
             samples.append(run.transform(sample))
             raws.append(raw)
-        batch = {k: v.to(run.device) if isinstance(v, torch.Tensor) else v for k, v in collate(samples).items()}
+        collated = collate(samples)
+        assert collated is not None  # Collate gives None only when every sample was skipped
+        batch = {k: v.to(run.device) if isinstance(v, torch.Tensor) else v for k, v in collated.items()}
         vectors.append(run.embed_batch(modality, batch).cpu().numpy())
         for i, raw in zip(chunk, raws):
             item: dict[str, Any] = {"id": i}

@@ -124,11 +124,13 @@ class LoadedRun:
             x = self.transform({"image": raw})["image"].unsqueeze(0)
             return {"image": x.to(self.device)}
         if modality == "audio":
+            assert isinstance(raw, tuple), "audio comes as (waveform, sample rate)"
             wave, sr = raw
             wave = resample(wave, sr, self.sample_rate)
             mel = self.transform({"audio": wave, "sample_rate": self.sample_rate})["audio"].unsqueeze(0)
             mask = torch.ones(1, mel.shape[-1], dtype=torch.bool)
             return {"audio": mel.to(self.device), "audio_mask": mask.to(self.device)}
+        assert isinstance(raw, str) and self.tokenizer is not None  # a run with a text encoder has a tokenizer
         ids, mask = self.tokenizer([raw], self.cfg.data.context_length)
         return {"text": ids.to(self.device), "text_mask": mask.to(self.device)}
 
@@ -153,6 +155,7 @@ class LoadedRun:
             elif isinstance(self.model, FusionClassifier):
                 z = self.model.encoders[modality](x, mask=mask).pooled
             else:
+                assert isinstance(self.model, Classifier)  # the one task left: VQA runs were refused above
                 z = self.model.encoder(x, mask=mask).pooled
             return F.normalize(z.float(), dim=-1)
 
@@ -164,10 +167,12 @@ class LoadedRun:
             if classes in self._classifiers:
                 self._classifiers.move_to_end(classes)
                 return self._classifiers[classes]
+        model, tokenizer = self.model, self.tokenizer
+        assert isinstance(model, ContrastiveModel) and tokenizer is not None  # can_zero_shot: a text tower
         with torch.inference_mode():
             weights = build_zero_shot_classifier(
-                self.model,
-                lambda t: self.tokenizer(t, self.cfg.data.context_length),
+                model,
+                lambda t: tokenizer(t, self.cfg.data.context_length),
                 list(classes),
                 self.cfg.model.zero_shot_templates,
             )
@@ -200,6 +205,7 @@ class LoadedRun:
             names = list(classes) if classes is not None else list(self.classes)
             weights = self._zero_shot_weights(tuple(names))
             z = self.embed_batch(modality, batch)[0]
+            assert isinstance(self.model, ContrastiveModel)  # can_zero_shot: a contrastive run
             with torch.inference_mode():
                 logits = self.model.current_logit_scale().float() * (z @ weights.to(z.device).float())
         probs = logits.softmax(-1).cpu().tolist()

@@ -37,7 +37,7 @@ WEIGHTS = "model.safetensors"
 STATE = "state.pt"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` for a temp file next to ``path``, fsync it, then rename it to ``path``."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -109,7 +109,8 @@ def load_checkpoint(checkpoint: Path, model: torch.nn.Module, device: torch.devi
 
 def rng_state() -> dict[str, Any]:
     """The python, numpy, torch-CPU and (if present) current-CUDA-device RNG states."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # the legacy MT19937 global generator always gives the tuple form
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),

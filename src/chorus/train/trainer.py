@@ -35,10 +35,10 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -195,11 +195,14 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             generator=self.loader_generator,
         )
+        # A map-style train_data is a Dataset with __len__ or a plain sequence (DataLoader only indexes it).
+        dataset = cast(Dataset, train_data)
         if self.iterable:
-            self.loader = DataLoader(train_data, batch_size=cfg.batch_size, drop_last=cfg.drop_last, **loader_args)
+            self.loader = DataLoader(dataset, batch_size=cfg.batch_size, drop_last=cfg.drop_last, **loader_args)
         else:
+            size = len(cast(Sized, train_data))
             self.sampler = ResumableBatchSampler(
-                len(train_data),
+                size,
                 cfg.batch_size,
                 shuffle=cfg.shuffle,
                 seed=cfg.seed,
@@ -208,14 +211,15 @@ class Trainer:
                 drop_last=cfg.drop_last,
             )
             if len(self.sampler) == 0:
-                raise ConfigError(f"batch_size {cfg.batch_size} with drop_last leaves no batch of {len(train_data)}")
-            self.loader = DataLoader(train_data, batch_sampler=self.sampler, **loader_args)
+                raise ConfigError(f"batch_size {cfg.batch_size} with drop_last leaves no batch of {size}")
+            self.loader = DataLoader(dataset, batch_sampler=self.sampler, **loader_args)
         self.total_steps = self._total_steps()
 
         # Model, optimizer, schedule.
         self.raw_model = model.to(self.device)
         if cfg.channels_last:
-            self.raw_model = self.raw_model.to(memory_format=torch.channels_last)
+            # Module.to accepts memory_format at runtime; torch's overload stubs omit it.
+            self.raw_model = self.raw_model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.optimizer = self._build_optimizer(param_groups)
         self.scheduler = build_scheduler(
             self.optimizer, cfg.schedule, cfg.warmup_steps, self.total_steps, cfg.min_lr_ratio
@@ -231,7 +235,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.raw_model, device_ids=ids)
         if cfg.compile:
-            self.model = torch.compile(self.model)
+            self.model = cast(nn.Module, torch.compile(self.model))  # an OptimizedModule; stubs say Callable
 
         self.is_main = dist.is_main()
         if self.is_main:
@@ -249,6 +253,7 @@ class Trainer:
             steps.append(cfg.epochs * len(self.sampler) // cfg.grad_accum)
         total = min(steps)
         if total <= 0:
+            assert self.sampler is not None  # max_steps is positive, so only the epochs term can be <= 0
             raise ConfigError(
                 f"{cfg.epochs} epochs of {len(self.sampler)} batches make no step of grad_accum {cfg.grad_accum}"
             )
@@ -392,7 +397,7 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             batch = self._to_device(self._next_batch(batches))
             sync = micro == cfg.grad_accum - 1 or not isinstance(model, DistributedDataParallel)
-            with contextlib.nullcontext() if sync else model.no_sync():
+            with contextlib.nullcontext() if sync else cast(DistributedDataParallel, model).no_sync():
                 with autocast:
                     out = model(batch)
                 loss = self._check_output(out)

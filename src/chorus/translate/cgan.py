@@ -39,6 +39,7 @@ chance, 10 %).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -157,5 +158,5 @@ def train_cgan(
                 on_step(step, gen)
             if step >= steps:
                 break
-    final = gen if ema is None else ema.module
+    final = gen if ema is None else cast(Generator, ema.module)  # AveragedModel holds a copy of gen
     return final.eval(), {"d_loss": d_loss.item(), "g_loss": g_loss.item()}

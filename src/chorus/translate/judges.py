@@ -33,11 +33,14 @@ from chorus.train import TrainConfig, Trainer, seed_everything
 
 __all__ = ["LabelledInputs", "train_judge", "judge_predictions", "diversity"]
 
+Inputs = Tensor | Sequence[Tensor]
+"""Judge inputs: a stacked tensor [N, ...] (images) or one tensor per item (log-mels of varying length)."""
+
 
 class LabelledInputs(Dataset):
     """``{key: inputs[i], "label": labels[i]}`` items over in-memory tensors (what a judge trains on)."""
 
-    def __init__(self, key: str, inputs: Sequence[Tensor], labels: Tensor) -> None:
+    def __init__(self, key: str, inputs: Inputs, labels: Tensor) -> None:
         self.key, self.inputs, self.labels = key, inputs, labels.tolist()
 
     def __len__(self) -> int:
@@ -49,7 +52,7 @@ class LabelledInputs(Dataset):
 
 def train_judge(
     modality: str,
-    inputs: Sequence[Tensor],
+    inputs: Inputs,
     labels: Tensor,
     steps: int,
     run_dir: str | os.PathLike,
@@ -84,16 +87,18 @@ def train_judge(
 
 
 @torch.no_grad()
-def judge_predictions(judge: Classifier, inputs: Sequence[Tensor], batch_size: int = 256) -> Tensor:
+def judge_predictions(judge: Classifier, inputs: Inputs, batch_size: int = 256) -> Tensor:
     """Predicted digits [N] for images [N, 1, 28, 28] or a list of log-mels (padded and masked per batch)."""
     preds = []
     with evaluating(judge):
         for i in range(0, len(inputs), batch_size):
             chunk = inputs[i : i + batch_size]
             if judge.modality == "image":
+                assert isinstance(chunk, Tensor), "image judges take a stacked tensor [N, 1, 28, 28]"
                 preds.append(judge.logits(chunk).argmax(-1))
             else:
                 batch = Collate()([{"audio": m} for m in chunk])
+                assert batch is not None  # no sample was skipped
                 preds.append(judge.logits(batch["audio"], batch["audio_mask"]).argmax(-1))
     return torch.cat(preds)
 

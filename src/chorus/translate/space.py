@@ -43,6 +43,7 @@ from chorus.contrastive.text_cache import CachedTextEncoder
 from chorus.data import BPETokenizer, Collate
 from chorus.data.augment import TensorImages
 from chorus.data.captions import CaptionedDataset, fill_template
+from chorus.data.text import TextTokenizer
 from chorus.encoders import build_encoder
 from chorus.encoders.speaker_robust import SPEECH_TOWER
 from chorus.errors import ConfigError
@@ -117,6 +118,7 @@ class SharedSpace:
         with evaluating(self.audio):
             for i in range(0, len(mels), batch_size):
                 batch = Collate()([{"audio": m} for m in mels[i : i + batch_size]])
+                assert batch is not None  # no sample was skipped
                 out.append(self.audio.encode("audio", batch["audio"], batch["audio_mask"]).float())
         return torch.cat(out)
 
@@ -193,12 +195,14 @@ def train_space(
         image_size=cfg.image_size,
         **cfg.image_encoder_options,
     )
+    tokenizer: TextTokenizer
     if frozen_text_prompts is None:
-        tokenizer = BPETokenizer.train(captions, vocab_size=cfg.vocab_size, min_frequency=1)
+        bpe = BPETokenizer.train(captions, vocab_size=cfg.vocab_size, min_frequency=1)
+        tokenizer = bpe
         text = build_encoder(
             cfg.text_encoder,
             cfg.text_encoder_size,
-            vocab_size=tokenizer.vocab_size,
+            vocab_size=bpe.vocab_size,
             context_length=cfg.context_length,
             **cfg.text_encoder_options,
         )
