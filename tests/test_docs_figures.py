@@ -300,14 +300,70 @@ FIGURES: list[Figure] = [
         scale=100,
         seeds=True,
     ),
+    # Fusion on AV-Digits (chorus bench fusion folds=true) and its calibration (calibrate=true)
+    Figure(
+        "docs/benchmarks.md",
+        "fusion/results.json",
+        (
+            "results/levels/hard/seeds/*/acc/gated",
+            "results/levels/hard/seeds/*/acc/image_only",
+            "results/levels/hard/seeds/*/acc/audio_only",
+        ),
+        "best fusion (gated) {:.1f} ± {:.1f} % vs image-only {:.1f} ± {:.1f} % / audio-only {:.1f} ± {:.1f} %",
+        scale=100,
+        seeds=True,
+    ),
+    Figure(
+        "docs/benchmarks.md",
+        "fusion/results.json",
+        (
+            "results/levels/hard/seeds/*/acc_audio_missing/cross_transformer+moddrop",
+            "results/levels/hard/seeds/*/acc/image_only",
+            "results/levels/hard/seeds/*/acc_image_missing/cross_transformer+moddrop",
+            "results/levels/hard/seeds/*/acc/audio_only",
+        ),
+        "cross-transformer+moddrop with audio missing {0:.1f} % vs image-only {2:.1f} %, with image missing "
+        "{4:.1f} % vs audio-only {6:.1f} %",
+        scale=100,
+        seeds=True,
+    ),
+    Figure(
+        "docs/benchmarks/fusion.md",
+        "fusion/results.json",
+        (
+            "results/levels/hard/seeds/*/acc/gated",
+            "results/levels/hard/seeds/*/acc_audio_missing/gated",
+            "results/levels/hard/seeds/*/acc_image_missing/gated",
+        ),
+        "| hard | gated | {:.1f} ± {:.1f} | {:.1f} ± {:.1f} | {:.1f} ± {:.1f} |",
+        scale=100,
+        seeds=True,
+    ),
+    Figure(
+        "docs/benchmarks/fusion.md",
+        "fusion/results.json",
+        ("results/folds/george/audio_only", "results/folds/yweweler/audio_only"),
+        "moves audio accuracy from {:.0f} % (george) to {:.0f} % (yweweler)",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks/fusion.md",
+        "fusion_calibrate/results.json",
+        (
+            "results/calibration/setting=PCA variance kept 0.55, noise std 0.3/accuracy",
+            "results/calibration/setting=white noise at 20.0 dB SNR/accuracy",
+        ),
+        "PCA keeping 55 % of the variance + noise std 0.3 ({:.1f} %); audio: white noise at 20 dB SNR ({:.1f} %)",
+        scale=100,
+    ),
 ]
 
 
 def resolve(obj: Any, path: str) -> Any:
     parts = path.split("/")
     while parts:
-        if parts[0] == "*":  # every element of a list (one per seed)
-            return [resolve(item, "/".join(parts[1:])) for item in obj]
+        if parts[0] == "*":  # every element of a list, or every value of a dict keyed by seed
+            return [resolve(item, "/".join(parts[1:])) for item in (obj.values() if isinstance(obj, dict) else obj)]
         if isinstance(obj, list):
             conditions = [condition.partition("=")[::2] for condition in parts.pop(0).split("&")]
             matches = [item for item in obj if all(str(item.get(f)) == v for f, v in conditions)]
