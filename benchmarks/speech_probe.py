@@ -113,13 +113,23 @@ def _markdown(results: dict[str, Any], out: Path) -> str:
                 f"{100 * c['wer']:.1f} | {100 * c['ser']:.1f} | {c['substitutions']} / {c['deletions']} / {c['insertions']} | "
                 f"{100 * n['wer']:.1f} | {rec['s_per_100_steps']} |"
             )
+    commands = [
+        f"python benchmarks/speech_probe.py train {tag} --steps {rec['steps']}"
+        + (f" --speed {','.join(f'{f:g}' for f in rec['speed_factors'])}" if rec["speed_factors"] != [1.0] else "")
+        + (f" --vtlp {rec['vtlp']:g}" if rec["vtlp"] else "")
+        for tag, rec in results.items()
+    ]
+    commands.append(f"python benchmarks/speech_probe.py evaluate {' '.join(results)} --out {out}")
     return (
         "# CTC recogniser probe: training length, data perturbation, blank penalty\n\n"
-        f"`python benchmarks/speech_probe.py train TAG ...` then `python benchmarks/speech_probe.py evaluate ... --out {out}` "
-        "(commands per run below) — seed 0, theo held out, the benchmark's 200 clean and 200 10-dB test strings "
-        f"({MAIN_FOLD}: words per condition in the JSON). Blank penalties are picked on new strings by the five "
-        "training voices, never on theo; 'picked' marks that choice. Timing on the shared two-core CPU, one thread, "
-        "alongside two other benchmark processes.\n\n" + "\n".join(rows) + "\n"
+        f"Seed 0, {MAIN_FOLD} held out, the benchmark's data, model and 200 clean + 200 10-dB test strings. Blank "
+        f"penalties are picked on new strings by the five training voices (DigitStrings seed "
+        f"{DEV_SEED}), never on {MAIN_FOLD}; 'picked' marks that choice (the sweeps are in the JSON). Timing: one "
+        "thread on the shared two-core CPU beside other benchmark processes, so it varies with their load.\n\n"
+        + "\n".join(rows)
+        + "\n\nCommands (each run's evaluation was appended to the same JSON as it finished):\n\n```text\n"
+        + "\n".join(commands)
+        + "\n```\n"
     )
 
 
