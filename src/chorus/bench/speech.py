@@ -473,7 +473,9 @@ def cards(cfg: Config, report: Report) -> None:
             "the words without ever being told where they are; the blank class absorbs pauses and word interiors.",
             "speaker-robust log-mel front end (40 dB floor, per-band mean removal, SpecAugment) → 2 conv blocks "
             "(stride 2 each, 40 ms frames) → 2-layer pre-LN Transformer, width 96 → linear over blank + 10 digit words; "
-            f"multi-condition training (clean + {', '.join(f'{s:g}' for s in cfg.train_snr_db)} dB copies)",
+            f"multi-condition training (clean + {', '.join(f'{s:g}' for s in cfg.train_snr_db)} dB copies)"
+            + (f", speeds {' / '.join(f'{f:g}' for f in cfg.speed_factors)}" if cfg.speed_factors != (1.0,) else "")
+            + (f", VTLP warps within 1 ± {cfg.vtlp:g}" if cfg.vtlp else ""),
             f"isolated-digit classifier on oracle segments: {_ms(rec['oracle']['clean'], 'wer')} % WER; on energy-VAD "
             f"segments {_ms(rec['vad']['clean'], 'wer')} %",
             f"{MAIN_FOLD}: {_ms(rec['ctc_beam']['clean'], 'wer')} % WER clean (greedy {_ms(rec['ctc_greedy']['clean'], 'wer')}), "
