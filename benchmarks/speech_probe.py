@@ -1,74 +1,155 @@
-"""Training-length probe for the speech recognisers: one seed, theo held out, 100 clean and 100 10-dB strings.
+"""Training and decoding probe for the CTC recogniser: one seed, theo held out, the benchmark's data and decoding.
 
-Run: ``python benchmarks/speech_probe.py ctc,attention 800 3e-3`` (systems, optimizer steps, peak lr). Same
-data, model and decoding as ``chorus bench speech`` (500 clean training strings plus 15 and 5 dB copies,
-batch 16, bf16, cosine schedule with 10 % warm-up); only the number of steps differs. Prints WER / SER with
-substitution, deletion and insertion counts per condition and decoder (beam 0 = greedy). The recorded run is
-``benchmarks/results/speech_probe.md``.
+Two steps, so that decoding variants never retrain a model:
+
+``python benchmarks/speech_probe.py train TAG --steps 500 [--speed 0.9,1.0,1.1] [--vtlp 0.1]``
+    trains the benchmark's CTC recogniser (``chorus.bench.speech.experiment``: 500 clean training strings plus
+    15 and 5 dB copies, batch 16, cosine schedule with 10 % warm-up, seed 0) with the given number of steps and
+    training-data perturbation, into ``runs/speech_probe/TAG`` (a ``chorus transcribe`` run folder).
+``python benchmarks/speech_probe.py evaluate TAG [TAG ...] --out benchmarks/results/speech_probe_perturb``
+    picks the blank penalty of each run on new strings by the five training voices
+    (:func:`chorus.translate.speech_runs.tune_blank_penalty`; never on theo), then decodes the benchmark's 200
+    clean and 200 10-dB theo strings greedily and with beam 8 + length prior, with penalty 0 and the picked
+    one; writes ``OUT.json`` and ``OUT.md`` (WER, SER and substitution / deletion / insertion counts).
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
 import time
+from pathlib import Path
+from typing import Any
 
-import torch
-
+from chorus.bench.speech import MAIN_FOLD, Config, experiment, score, test_sets
 from chorus.data.audio import LogMel
-from chorus.data.sequences import digits_to_text
-from chorus.eval.wer import error_counts
-from chorus.train import TrainConfig, Trainer
-from chorus.translate.speech_data import load_strings, speech_batch
+from chorus.translate.recognizer import CTCRecognizer
+from chorus.translate.speech_data import load_strings
 from chorus.translate.speech_runs import (
-    SpeechModelConfig,
     StringsConfig,
-    build_recognizer,
     decode_items,
+    load_speech_run,
     recognizer_items,
+    train_recognizer,
+    tune_blank_penalty,
 )
+
+RUNS = Path("runs/speech_probe")
+DEV_SEED = 77  # new strings by the training voices, as benchmarks/speech_diagnostics.py
+
+
+def train(tag: str, steps: int, speed: list[float], vtlp: float) -> None:
+    cfg = experiment(Config(), "recognize", "ctc", steps, 0, MAIN_FOLD)
+    cfg.data.speed_factors = speed
+    cfg.data.vtlp = vtlp
+    started = time.time()
+    items = recognizer_items(cfg.data)
+    print(tag, "data", len(items), "utterances", round(time.time() - started), "s", flush=True)
+    started = time.time()
+    train_recognizer(cfg, items, RUNS / tag)
+    elapsed = time.time() - started
+    print(tag, "train", round(elapsed), "s,", round(100 * elapsed / steps, 1), "s per 100 steps", flush=True)
+    (RUNS / tag / "timing.json").write_text(json.dumps({"train_s": elapsed, "steps": steps}))
+
+
+def evaluate(tags: list[str], out: Path, dev_size: int) -> None:
+    logmel = LogMel()
+    tests = test_sets(Config(), MAIN_FOLD, logmel)
+    dev = load_strings(StringsConfig(gain_db=6.0, seed=DEV_SEED).strings(None, "train", dev_size), logmel)
+    results: dict[str, Any] = (
+        json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
+    )
+    for tag in tags:
+        cfg, model = load_speech_run(RUNS / tag, "recognize")
+        assert isinstance(model, CTCRecognizer)
+        timing = json.loads((RUNS / tag / "timing.json").read_text())
+        record: dict[str, Any] = {
+            "steps": cfg.train.max_steps,
+            "speed_factors": cfg.data.speed_factors,
+            "vtlp": cfg.data.vtlp,
+            "train_s": round(timing["train_s"]),
+            "s_per_100_steps": round(100 * timing["train_s"] / timing["steps"], 1),
+            "decoding": {},
+        }
+        for beam in (0, 8):
+            penalty, sweep = tune_blank_penalty(model, [it.mel for it in dev], [it.text for it in dev], beam=beam)
+            record[f"dev_sweep_beam{beam}"] = sweep
+            for p in sorted({0.0, penalty}):
+                key = f"{'greedy' if beam == 0 else f'beam{beam}'}_penalty{p:g}"
+                record["decoding"][key] = {
+                    "beam": beam,
+                    "blank_penalty": p,
+                    "picked_on_training_voices": p == penalty,
+                    **{
+                        condition: _counts(
+                            score(items, decode_items(model, [it.mel for it in items], beam=beam, blank_penalty=p))
+                        )
+                        for condition, items in tests.items()
+                    },
+                }
+                print(tag, key, {c: record["decoding"][key][c]["wer"] for c in tests}, flush=True)
+        results[tag] = record
+        out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    out.with_suffix(".md").write_text(_markdown(results, out))
+
+
+def _counts(scored: dict[str, Any]) -> dict[str, Any]:
+    return {k: scored[k] for k in ("wer", "ser", "substitutions", "deletions", "insertions", "words")}
+
+
+def _markdown(results: dict[str, Any], out: Path) -> str:
+    rows = [
+        "| run | steps | speed factors | VTLP | decoding | blank penalty | WER clean (%) | SER clean (%) | S / D / I clean | WER 10 dB (%) | s / 100 steps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for tag, rec in results.items():
+        for dec in rec["decoding"].values():
+            c, n = dec["clean"], dec["noisy"]
+            decoding = "greedy" if dec["beam"] == 0 else f"beam {dec['beam']} + length prior"
+            rows.append(
+                f"| {tag} | {rec['steps']} | {', '.join(f'{f:g}' for f in rec['speed_factors'])} | {rec['vtlp']:g} | "
+                f"{decoding} | {dec['blank_penalty']:g}"
+                f"{' (picked)' if dec['picked_on_training_voices'] and dec['blank_penalty'] else ''} | "
+                f"{100 * c['wer']:.1f} | {100 * c['ser']:.1f} | {c['substitutions']} / {c['deletions']} / {c['insertions']} | "
+                f"{100 * n['wer']:.1f} | {rec['s_per_100_steps']} |"
+            )
+    commands = [
+        f"python benchmarks/speech_probe.py train {tag} --steps {rec['steps']}"
+        + (f" --speed {','.join(f'{f:g}' for f in rec['speed_factors'])}" if rec["speed_factors"] != [1.0] else "")
+        + (f" --vtlp {rec['vtlp']:g}" if rec["vtlp"] else "")
+        for tag, rec in results.items()
+    ]
+    commands.append(f"python benchmarks/speech_probe.py evaluate {' '.join(results)} --out {out}")
+    return (
+        "# CTC recogniser probe: training length, data perturbation, blank penalty\n\n"
+        f"Seed 0, {MAIN_FOLD} held out, the benchmark's data, model and 200 clean + 200 10-dB test strings. Blank "
+        f"penalties are picked on new strings by the five training voices (DigitStrings seed "
+        f"{DEV_SEED}), never on {MAIN_FOLD}; 'picked' marks that choice (the sweeps are in the JSON). Timing: one "
+        "thread on the shared two-core CPU beside other benchmark processes, so it varies with their load.\n\n"
+        + "\n".join(rows)
+        + "\n\nCommands (each run's evaluation was appended to the same JSON as it finished):\n\n```text\n"
+        + "\n".join(commands)
+        + "\n```\n"
+    )
 
 
 def main() -> None:
-    systems, steps, lr = sys.argv[1].split(","), int(sys.argv[2]), float(sys.argv[3])
-    torch.set_num_threads(1)
-    logmel = LogMel()
-    data = StringsConfig(train_size=500)
-    train = recognizer_items(data, None, logmel)
-    test = load_strings(data.strings(None, "test", 100, seed_offset=7), logmel)
-    noisy = load_strings(data.strings(None, "test", 100, seed_offset=7, snr_db=10.0), logmel)
-    for system in systems:
-        torch.manual_seed(0)
-        model = build_recognizer(SpeechModelConfig(task="recognize", system=system))  # type: ignore[arg-type]
-        config = TrainConfig(
-            max_steps=steps,
-            batch_size=16,
-            lr=lr,
-            warmup_steps=steps // 10,
-            precision="bf16",
-            progress=False,
-            tensorboard=False,
-            log_every=100,
-        )
-        started = time.time()
-        Trainer(model, train, config, f"runs/speech_probe/{system}", collate_fn=speech_batch).fit()
-        print(system, "train", round(time.time() - started), "s", flush=True)
-        for name, items in (("clean", test), ("10dB", noisy)):
-            for beam in (0, 8) if system == "ctc" else (0,):
-                hyps = decode_items(model, [it.mel for it in items], beam=beam)
-                c = error_counts([it.text for it in items], [digits_to_text(h) for h in hyps])
-                print(
-                    system,
-                    name,
-                    beam,
-                    "WER",
-                    round(c.wer, 3),
-                    "SER",
-                    c.ser,
-                    c.substitutions,
-                    c.deletions,
-                    c.insertions,
-                    flush=True,
-                )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("tag")
+    t.add_argument("--steps", type=int, default=500)
+    t.add_argument("--speed", default="1.0", help="comma-separated speed-perturbation factors")
+    t.add_argument("--vtlp", type=float, default=0.0, help="largest VTLP warp away from 1 (0: none)")
+    e = sub.add_parser("evaluate")
+    e.add_argument("tags", nargs="+")
+    e.add_argument("--out", type=Path, default=Path("benchmarks/results/speech_probe_perturb"))
+    e.add_argument("--dev-size", type=int, default=200)
+    args = parser.parse_args()
+    if args.command == "train":
+        train(args.tag, args.steps, [float(f) for f in args.speed.split(",")], args.vtlp)
+    else:
+        evaluate(args.tags, args.out, args.dev_size)
 
 
 if __name__ == "__main__":

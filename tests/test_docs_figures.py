@@ -229,6 +229,13 @@ FIGURES: list[Figure] = [
         seeds=True,
     ),
     Figure(
+        "docs/speech.md",
+        "speech_probe_perturb.json",
+        ("speedvtlp8000/decoding/beam8_penalty0/clean/wer", "speedvtlp8000/decoding/beam8_penalty0/noisy/wer"),
+        "**{:.1f} %** at 8,000 (10 dB: {:.1f} %)",
+        scale=100,
+    ),
+    Figure(
         "docs/benchmarks.md",
         "speech/results.json",
         ("results/recognition/oracle/clean/*/wer",),

@@ -32,6 +32,7 @@ from chorus.translate.speech_runs import (
     speak,
     train_recognizer,
     train_synthesizer,
+    tune_blank_penalty,
 )
 from chorus.translate.synthesizer import aligned_durations, token_sequence, word_spans
 
@@ -129,6 +130,8 @@ def test_ctc_recogniser_learns_and_transcribe_reproduces_its_decoding(real_data_
         [it.text for it in test], [digits_to_text(rng.integers(0, 10, rng.integers(1, 4)).tolist()) for _ in test]
     ).wer
     assert chance > 0.8 and wer < chance - 0.3, (wer, chance)  # unseen strings of the training voices
+    best, sweep = tune_blank_penalty(model, [it.mel for it in test], [it.text for it in test], beam=4, digits=(1, 3))
+    assert sweep["0"] == wer and sweep[f"{best:g}"] == min(sweep.values())  # penalty 0 is the plain decoder
     files = []
     for k, it in enumerate(test[:4]):
         files.append(tmp_path / f"u{k}.wav")

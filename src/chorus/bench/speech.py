@@ -72,6 +72,8 @@ class Config:
     folds: tuple[str, ...] = SPEAKER_FOLDS  # held-out speakers; MAIN_FOLD runs every seed, the rest the first
     train_size: int = 500  # clean training strings (plus as many per training SNR)
     train_snr_db: tuple[float, ...] = (15.0, 5.0)
+    speed_factors: tuple[float, ...] = (1.0,)  # recogniser training copies per speed (StringsConfig)
+    vtlp: float = 0.0  # VTLP warps within 1 ± vtlp of the recognisers' training log-mels (0: none)
     test_size: int = 200
     noisy_snr_db: float = 10.0
     gain_db: float = 6.0
@@ -114,7 +116,12 @@ PRESETS = {
 def experiment(cfg: Config, task: str, system: str, steps: int, seed: int, fold: str) -> SpeechExperiment:
     """The shipped-config shape of each trained system, so a benchmark run folder is a ``chorus transcribe`` run."""
     data = StringsConfig(
-        test_speakers=[fold], train_size=cfg.train_size, gain_db=cfg.gain_db, train_snr_db=list(cfg.train_snr_db)
+        test_speakers=[fold],
+        train_size=cfg.train_size,
+        gain_db=cfg.gain_db,
+        train_snr_db=list(cfg.train_snr_db),
+        speed_factors=list(cfg.speed_factors),
+        vtlp=cfg.vtlp,
     )
     train = TrainConfig(
         max_steps=steps,
@@ -466,7 +473,9 @@ def cards(cfg: Config, report: Report) -> None:
             "the words without ever being told where they are; the blank class absorbs pauses and word interiors.",
             "speaker-robust log-mel front end (40 dB floor, per-band mean removal, SpecAugment) → 2 conv blocks "
             "(stride 2 each, 40 ms frames) → 2-layer pre-LN Transformer, width 96 → linear over blank + 10 digit words; "
-            f"multi-condition training (clean + {', '.join(f'{s:g}' for s in cfg.train_snr_db)} dB copies)",
+            f"multi-condition training (clean + {', '.join(f'{s:g}' for s in cfg.train_snr_db)} dB copies)"
+            + (f", speeds {' / '.join(f'{f:g}' for f in cfg.speed_factors)}" if cfg.speed_factors != (1.0,) else "")
+            + (f", VTLP warps within 1 ± {cfg.vtlp:g}" if cfg.vtlp else ""),
             f"isolated-digit classifier on oracle segments: {_ms(rec['oracle']['clean'], 'wer')} % WER; on energy-VAD "
             f"segments {_ms(rec['vad']['clean'], 'wer')} %",
             f"{MAIN_FOLD}: {_ms(rec['ctc_beam']['clean'], 'wer')} % WER clean (greedy {_ms(rec['ctc_greedy']['clean'], 'wer')}), "

@@ -52,6 +52,33 @@ def resample(wave: Tensor, orig_sr: int, new_sr: int) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(out)).to(device=wave.device, dtype=wave.dtype)
 
 
+def speed_perturb(wave: Tensor, factor: float) -> Tensor:
+    """The waveform played ``factor`` times faster, at the same sample rate: length ``ceil(T / factor)``.
+
+    Kaldi's speed perturbation (Ko et al. 2015, "Audio augmentation for speech recognition", Interspeech):
+    resampling changes tempo and pitch together, as a shorter or longer vocal tract speaking faster or slower
+    would, so a few factors around 1 (0.9, 1.0, 1.1) turn each training voice into three. ``factor`` is taken
+    as a fraction with denominator at most 100 (polyphase resampling, :func:`resample`).
+    """
+    if not 0.5 <= factor <= 2.0:
+        raise ConfigError(f"speed factor must be within [0.5, 2], got {factor}")
+    ratio = Fraction(factor).limit_denominator(100)
+    return resample(wave, ratio.numerator, ratio.denominator)
+
+
+def vtlp_warp(freqs: np.ndarray, alpha: float, sample_rate: int, boundary: float = 0.8) -> np.ndarray:
+    """Vocal tract length perturbation's frequency warp (Jaitly & Hinton 2013, "Vocal Tract Length Perturbation
+    (VTLP) improves speech recognition", ICML workshop): ``f · alpha`` up to ``boundary`` of the Nyquist
+    frequency (scaled by ``min(alpha, 1) / alpha``), then the straight line that maps Nyquist onto itself, so
+    no energy leaves the band. Scaling the frequency axis is what a longer (``alpha`` < 1) or shorter vocal
+    tract does to the formants.
+    """
+    nyquist = sample_rate / 2
+    knee = boundary * nyquist * min(alpha, 1.0) / alpha
+    upper = nyquist - (nyquist - boundary * nyquist * min(alpha, 1.0)) / (nyquist - knee) * (nyquist - freqs)
+    return np.where(freqs <= knee, freqs * alpha, upper)
+
+
 def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     """Slaney mel scale: linear (3 mels per 200 Hz) below 1 kHz, logarithmic above."""
     f_sp, min_log_hz = 200.0 / 3.0, 1000.0
@@ -67,14 +94,21 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> Tensor:
-    """Slaney-normalised triangular mel filters, float32 [n_mels, n_fft // 2 + 1]."""
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None, warp: float = 1.0
+) -> Tensor:
+    """Slaney-normalised triangular mel filters, float32 [n_mels, n_fft // 2 + 1].
+
+    ``warp`` ≠ 1 evaluates the filters at the VTLP-warped frequency of each FFT bin (:func:`vtlp_warp`), so
+    the features are those of the same speech from a vocal tract ``1 / warp`` times as long."""
     f_max = sample_rate / 2 if f_max is None else f_max
     if not 0 <= f_min < f_max <= sample_rate / 2:
         raise ConfigError(
             f"need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min}, f_max={f_max}, sr={sample_rate}"
         )
     fft_freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    if warp != 1.0:
+        fft_freqs = vtlp_warp(fft_freqs, warp, sample_rate)
     edges = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
     widths = np.diff(edges)
     slopes = edges[:, None] - fft_freqs[None, :]
@@ -105,6 +139,7 @@ class LogMel(nn.Module):
         f_max: float | None = None,
         power: float = 2.0,
         log_offset: float = 1e-6,
+        warp: float = 1.0,
     ) -> None:
         super().__init__()
         if hop_length <= 0 or n_fft <= 0 or n_mels <= 0:
@@ -112,7 +147,7 @@ class LogMel(nn.Module):
         self.sample_rate, self.n_fft, self.hop_length, self.n_mels = sample_rate, n_fft, hop_length, n_mels
         self.power, self.log_offset = power, log_offset
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
-        self.register_buffer("fb", mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max), persistent=False)
+        self.register_buffer("fb", mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, warp), persistent=False)
 
     def num_frames(self, num_samples: Tensor | int) -> Tensor | int:
         """Frames produced for a clip of ``num_samples`` (``center=True``): ``1 + T // hop``.

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from chorus.data.audio import speed_perturb
 from chorus.data.base import ChorusDataset, OnError, Sample, check_choice
 from chorus.data.fsdd import FSDD
 from chorus.data.mnist import MNIST
@@ -117,7 +118,9 @@ class DigitStrings(ChorusDataset):
     ``size`` utterances per split; ``pause_s`` bounds each pause (before,
     between and after the digits) in seconds; each word's level is scaled by a
     gain drawn uniformly from ±``gain_db`` dB; ``snr_db`` (None: none) adds
-    white noise at that SNR (:func:`add_noise`). There is no class label:
+    white noise at that SNR (:func:`add_noise`); ``speed`` ≠ 1 plays every
+    word that many times faster (:func:`~chorus.data.audio.speed_perturb`, before gains and noise, pauses
+    unchanged; the boundaries are those of the perturbed words). There is no class label:
     ``classes`` is empty and ``labels`` holds item numbers (as in COCOCaptions).
     """
 
@@ -140,6 +143,7 @@ class DigitStrings(ChorusDataset):
         snr_db: float | None = None,
         seed: int = 0,
         indices: Sequence[int] | None = None,
+        speed: float = 1.0,
     ) -> None:
         check_choice(f"{self.name} split", split, ("train", "test", "all"))
         if gain_db < 0:
@@ -152,7 +156,9 @@ class DigitStrings(ChorusDataset):
             raise ConfigError(f"{self.name} size and noise_floor must be >= 0, got {size}, {noise_floor}")
         self.root = data_root(root)
         self.seed, self.pause_s, self.noise_floor, self.top_db = seed, pause_s, noise_floor, top_db
-        self.gain_db, self.snr_db = gain_db, snr_db
+        self.gain_db, self.snr_db, self.speed = gain_db, snr_db, speed
+        if speed != 1.0:
+            speed_perturb(torch.zeros(1), speed)  # a factor out of range fails here, not at the first item
         self._trimmed: dict[int, tuple[np.ndarray, str]] = {}  # FSDD index → (trimmed clip, path)
         self.fsdd = FSDD(self.root, split="all", protocol="speaker", test_speakers=tuple(test_speakers))
         self.sample_rate = self.fsdd.sample_rate
@@ -178,11 +184,15 @@ class DigitStrings(ChorusDataset):
         return np.random.default_rng([self.seed, SPLIT_CODES[split], item, stream])
 
     def trimmed(self, index: int) -> tuple[np.ndarray, str]:
-        """FSDD clip ``index`` with its silence trimmed (float64), and its path; decoded once and cached."""
+        """FSDD clip ``index`` with its silence trimmed (float64), speed-perturbed by ``speed``, and its path;
+        decoded once and cached."""
         if index not in self._trimmed:
             clip = self.fsdd.load(index)
             start, end = trim_silence(clip["audio"], self.top_db)
-            self._trimmed[index] = (clip["audio"][start:end].double().numpy(), clip["path"])
+            word = clip["audio"][start:end].double()
+            if self.speed != 1.0:
+                word = speed_perturb(word, self.speed)
+            self._trimmed[index] = (word.numpy(), clip["path"])
         return self._trimmed[index]
 
     def utterance(

@@ -124,14 +124,23 @@ class CTCRecognizer(nn.Module):
 
     @torch.no_grad()
     def decode(
-        self, mel: Tensor, mask: Tensor | None = None, beam: int = 0, digits: tuple[int, int] = (1, 7)
+        self,
+        mel: Tensor,
+        mask: Tensor | None = None,
+        beam: int = 0,
+        digits: tuple[int, int] = (1, 7),
+        blank_penalty: float = 0.0,
     ) -> list[list[int]]:
-        """Digit ids per utterance: greedy best path (``beam`` 0) or prefix beam search with the length prior."""
+        """Digit ids per utterance: greedy best path (``beam`` 0) or prefix beam search with the length prior;
+        ``blank_penalty`` lowers the blank's log-probability per frame against deletions
+        (:func:`chorus.align.ctc.penalise_blank`)."""
         log_probs, frame_mask = self.log_probs(mel, mask)
         if beam > 0:
-            paths = ctc_beam_decode(log_probs, frame_mask, beam=beam, length_prior=length_prior(*digits))
+            paths = ctc_beam_decode(
+                log_probs, frame_mask, beam=beam, length_prior=length_prior(*digits), blank_penalty=blank_penalty
+            )
         else:
-            paths = ctc_greedy_decode(log_probs, frame_mask)
+            paths = ctc_greedy_decode(log_probs, frame_mask, blank_penalty=blank_penalty)
         return [[label - 1 for label in path] for path in paths]
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
@@ -35,6 +36,7 @@ from chorus.data.sequences import DigitStrings, digits_to_text, text_to_digits
 from chorus.encoders import build_encoder
 from chorus.errors import ConfigError, DataError
 from chorus.eval.mode import evaluating
+from chorus.eval.wer import error_counts
 from chorus.train import TrainConfig, Trainer, seed_everything
 from chorus.translate.griffinlim import log_mel_to_audio
 from chorus.translate.recognizer import CTCRecognizer, JointCTCAttention, SpeechEncoder
@@ -62,6 +64,7 @@ __all__ = [
     "train_speech",
     "train_synthesizer",
     "transcribe_files",
+    "tune_blank_penalty",
 ]
 
 SAMPLE_RATE = 8000
@@ -70,7 +73,13 @@ SPEECH_TASKS = ("recognize", "synthesize")
 
 @dataclass
 class StringsConfig:
-    """The connected digit strings (see :class:`~chorus.data.sequences.DigitStrings`)."""
+    """The connected digit strings (see :class:`~chorus.data.sequences.DigitStrings`).
+
+    Recogniser training-data perturbation, to make more voices out of five: ``speed_factors`` — one copy of
+    the whole training set (clean and noisy) per factor, the same strings spoken faster or slower (Kaldi's
+    0.9 / 1.0 / 1.1); ``vtlp`` — when > 0, each training utterance's log-mel uses a filterbank warped by a
+    factor drawn uniformly from ``1 ± vtlp`` (:func:`~chorus.data.audio.vtlp_warp`). The defaults (``[1.0]``,
+    0) train on the unperturbed strings."""
 
     test_speakers: list[str] = field(default_factory=lambda: ["theo"])
     train_size: int = 500
@@ -79,6 +88,8 @@ class StringsConfig:
     gain_db: float = 6.0
     train_snr_db: list[float] = field(default_factory=lambda: [15.0, 5.0])
     seed: int = 0
+    speed_factors: list[float] = field(default_factory=lambda: [1.0])
+    vtlp: float = 0.0
 
     def strings(
         self,
@@ -89,6 +100,7 @@ class StringsConfig:
         seed_offset: int = 0,
         snr_db: float | None = None,
         test_speakers: list[str] | None = None,
+        speed: float = 1.0,
     ) -> DigitStrings:
         return DigitStrings(
             root,
@@ -100,6 +112,7 @@ class StringsConfig:
             snr_db=snr_db,
             seed=self.seed + seed_offset,
             test_speakers=tuple(test_speakers or self.test_speakers),
+            speed=speed,
         )
 
 
@@ -118,6 +131,7 @@ class SpeechModelConfig:
     ctc_weight: float = 0.3
     label_smoothing: float = 0.1
     beam: int = 8
+    blank_penalty: float = 0.0
     speaker: str = "theo"
     synth_width: int = 128
     aligner_steps: int = 150
@@ -150,11 +164,22 @@ def is_speech_config(path: str | os.PathLike) -> bool:
 
 
 def recognizer_items(cfg: StringsConfig, root: str | None = None, logmel: LogMel | None = None) -> list[SpeechItem]:
-    """Training utterances of the recogniser: clean, plus one copy set per ``train_snr_db`` (other strings)."""
+    """Training utterances of the recogniser: clean, plus one copy set per ``train_snr_db`` (other strings); all
+    of it once per ``speed_factors`` entry, then VTLP-warped when ``vtlp`` > 0 (see :class:`StringsConfig`)."""
     logmel = logmel or LogMel()
-    items = load_strings(cfg.strings(root, "train", cfg.train_size), logmel)
-    for k, snr in enumerate(cfg.train_snr_db, start=1):
-        items += load_strings(cfg.strings(root, "train", cfg.train_size, seed_offset=1000 * k, snr_db=snr), logmel)
+    items: list[SpeechItem] = []
+    for speed in cfg.speed_factors:
+        items += load_strings(cfg.strings(root, "train", cfg.train_size, speed=speed), logmel)
+        for k, snr in enumerate(cfg.train_snr_db, start=1):
+            strings = cfg.strings(root, "train", cfg.train_size, seed_offset=1000 * k, snr_db=snr, speed=speed)
+            items += load_strings(strings, logmel)
+    if cfg.vtlp > 0:
+        rng = np.random.default_rng([cfg.seed, 9])
+        for item, warp in zip(items, rng.uniform(1 - cfg.vtlp, 1 + cfg.vtlp, len(items))):
+            with torch.no_grad():
+                item.mel = LogMel(logmel.sample_rate, logmel.n_fft, logmel.hop_length, logmel.n_mels, warp=warp)(
+                    item.audio
+                )
     return items
 
 
@@ -185,17 +210,45 @@ def decode_items(
     beam: int = 0,
     digits: tuple[int, int] = (1, 7),
     batch_size: int = 32,
+    blank_penalty: float = 0.0,
 ) -> list[list[int]]:
-    """Digit ids of each log-mel [n_mels, T]: CTC (greedy or beam) or attention (greedy) decoding."""
+    """Digit ids of each log-mel [n_mels, T]: CTC (greedy or beam, ``blank_penalty`` as
+    :meth:`CTCRecognizer.decode`) or attention (greedy) decoding."""
     out: list[list[int]] = []
     with evaluating(model):
         for i in range(0, len(mels), batch_size):
             audio, mask = pad_time(mels[i : i + batch_size], "audio")
             if isinstance(model, CTCRecognizer):
-                out += model.decode(audio, mask, beam=beam, digits=digits)
+                out += model.decode(audio, mask, beam=beam, digits=digits, blank_penalty=blank_penalty)
             else:
                 out += model.decode(audio, mask)
     return out
+
+
+def tune_blank_penalty(
+    model: CTCRecognizer,
+    mels: list[torch.Tensor],
+    texts: list[str],
+    beam: int = 0,
+    digits: tuple[int, int] = (1, 7),
+    candidates: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0),
+) -> tuple[float, dict[str, float]]:
+    """The blank penalty among ``candidates`` with the lowest WER on held-out utterances (the smallest on a tie),
+    and the WER of each candidate (keys are the penalties as text, for JSON).
+
+    Why held out: the penalty trades deletions for insertions, and choosing it on the test speaker would
+    report a tuned-on-test figure; pass new strings by the training voices (the speakers the model may be
+    tuned on) — never the held-out voice."""
+    if len(mels) != len(texts) or not mels:
+        raise DataError(
+            f"tune_blank_penalty needs as many transcripts as utterances (>= 1), got {len(texts)} and {len(mels)}"
+        )
+    sweep = {}
+    for penalty in candidates:
+        hyps = decode_items(model, mels, beam=beam, digits=digits, blank_penalty=penalty)
+        sweep[f"{penalty:g}"] = error_counts(texts, [digits_to_text(h) for h in hyps]).wer
+    best = min(candidates, key=lambda p: (sweep[f"{p:g}"], p))
+    return best, sweep
 
 
 # ---------------------------------------------------------------------------- synthesis
@@ -343,7 +396,13 @@ def transcribe_files(run_dir: str | os.PathLike, files: list[str | os.PathLike])
             mels.append(logmel(resample(wave, sr, SAMPLE_RATE)))
     if not isinstance(model, CTCRecognizer | JointCTCAttention):
         raise ConfigError(f"{run_dir} is not a recogniser run")
-    digits = decode_items(model, mels, cfg.model.beam, (cfg.data.num_digits[0], cfg.data.num_digits[1]))
+    digits = decode_items(
+        model,
+        mels,
+        cfg.model.beam,
+        (cfg.data.num_digits[0], cfg.data.num_digits[1]),
+        blank_penalty=cfg.model.blank_penalty,
+    )
     return [digits_to_text(d) for d in digits]
 
 

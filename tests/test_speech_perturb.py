@@ -1,0 +1,97 @@
+"""Training-data perturbation (speed, VTLP) and the CTC blank penalty of the digit-string recogniser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from chorus.align import ctc_beam_decode, ctc_greedy_decode
+from chorus.data.audio import LogMel, mel_filterbank, speed_perturb
+from chorus.data.sequences import DigitStrings, digits_to_text
+from chorus.errors import ConfigError
+from chorus.eval.wer import error_counts
+from chorus.translate.recognizer import length_prior
+from chorus.translate.speech_runs import StringsConfig, recognizer_items
+
+KW = {"num_digits": (1, 3), "pause_s": (0.05, 0.2), "gain_db": 6.0}
+
+
+def _peak_hz(wave: torch.Tensor, sr: int = 8000) -> float:
+    spectrum = np.abs(np.fft.rfft(wave.numpy()))
+    return float(np.fft.rfftfreq(wave.numel(), 1 / sr)[spectrum.argmax()])
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_perturbation_scales_duration_and_pitch(factor):
+    t = torch.arange(8000) / 8000
+    tone = torch.sin(2 * torch.pi * 500 * t)
+    fast = speed_perturb(tone, factor)
+    assert fast.numel() == int(np.ceil(8000 / factor))  # duration divided by the factor
+    assert _peak_hz(fast) == pytest.approx(500 * factor, abs=2.0)  # pitch multiplied by it
+    with pytest.raises(ConfigError):
+        speed_perturb(tone, 3.0)
+
+
+def test_speed_perturbed_strings_keep_transcript_and_scale_words(real_data_root):
+    plain = DigitStrings(real_data_root, split="train", size=4, **KW)
+    slow = DigitStrings(real_data_root, split="train", size=4, speed=0.9, **KW)
+    for i in range(4):
+        a, b = plain[i], slow[i]
+        assert a["text"] == b["text"] and a["speaker"] == b["speaker"] and a["clip_paths"] == b["clip_paths"]
+        for (s0, e0), (s1, e1) in zip(a["boundary_samples"], b["boundary_samples"]):
+            assert abs((e1 - s1) - (e0 - s0) / 0.9) <= 1  # every word 1/0.9 times as long, boundaries exact
+        assert b["audio"].numel() > a["audio"].numel()
+
+
+def test_vtlp_warp_moves_a_tone_to_the_warped_frequency():
+    assert torch.equal(mel_filterbank(8000, 256, 40, warp=1.0), mel_filterbank(8000, 256, 40))
+    t = torch.arange(4000) / 8000
+
+    def band(hz: float, warp: float = 1.0) -> int:
+        return int(LogMel(warp=warp)(torch.sin(2 * torch.pi * hz * t)).mean(1).argmax())
+
+    assert band(1000, warp=1.1) == band(1100) != band(1000)  # below the knee a bin at f is read as f·warp
+    assert band(1000, warp=0.9) == band(900) != band(1000)
+
+
+def test_recognizer_items_add_one_copy_per_speed_and_warp_only_with_vtlp(real_data_root):
+    base = StringsConfig(train_size=3, num_digits=(1, 3), train_snr_db=[10.0])
+    plain = recognizer_items(base, str(real_data_root))
+    perturbed = recognizer_items(
+        StringsConfig(train_size=3, num_digits=(1, 3), train_snr_db=[10.0], speed_factors=[1.0, 0.9]),
+        str(real_data_root),
+    )
+    assert len(perturbed) == 2 * len(plain) == 12
+    assert all(torch.equal(a.mel, b.mel) and a.text == b.text for a, b in zip(plain, perturbed[:6]))
+    assert all(b.mel.shape[1] > a.mel.shape[1] for a, b in zip(plain, perturbed[6:]))
+    warped = recognizer_items(
+        StringsConfig(train_size=3, num_digits=(1, 3), train_snr_db=[10.0], vtlp=0.1), str(real_data_root)
+    )
+    assert all(a.mel.shape == b.mel.shape and not torch.equal(a.mel, b.mel) for a, b in zip(plain, warped))
+
+
+def test_blank_penalty_zero_is_the_plain_decoder_and_a_large_one_undoes_deletions():
+    torch.manual_seed(0)
+    random = torch.randn(3, 20, 11).log_softmax(-1)
+    prior = length_prior(1, 7)
+    assert ctc_greedy_decode(random, blank_penalty=0.0) == ctc_greedy_decode(random)
+    assert ctc_beam_decode(random, beam=4, length_prior=prior, blank_penalty=0.0) == ctc_beam_decode(
+        random, beam=4, length_prior=prior
+    )
+    # labels 3 5 7: each word's frames put 0.45 on the word and 0.5 on blank, so best path deletes every word
+    p = torch.full((1, 9, 11), 0.05 / 9)
+    p[0, :, 0] = 0.95
+    for word, frames in ((3, (1, 2)), (5, (4, 5)), (7, (7,))):
+        for t in frames:
+            p[0, t] = 0.05 / 9
+            p[0, t, 0], p[0, t, word] = 0.5, 0.45
+    log_p = p.log()
+    refs = ["two four six"]  # CTC labels are digit + 1
+
+    def deletions(hyp: list[int]) -> int:
+        return error_counts(refs, [digits_to_text([label - 1 for label in hyp])]).deletions
+
+    assert deletions(ctc_greedy_decode(log_p)[0]) == 3
+    assert ctc_greedy_decode(log_p, blank_penalty=0.5)[0] == [3, 5, 7]
+    assert deletions(ctc_beam_decode(log_p, beam=4, blank_penalty=0.5)[0]) == 0
