@@ -370,6 +370,49 @@ FIGURES: list[Figure] = [
         "speed perturbation + VTLP reaches {:.1f} % on theo",
         scale=100,
     ),
+    # Caltech-101 zero-shot to unseen classes (chorus bench caltech_zeroshot)
+    Figure(
+        "docs/benchmarks.md",
+        "caltech_zeroshot/results.json",
+        (
+            "results/summary/lit/unseen_top1",
+            "results/summary/scratch/unseen_top1",
+            "results/summary/lit/unseen_top5",
+            "results/summary/lit/seen_top1",
+            "results/summary/scratch/seen_top1",
+            "results/summary/lit/train_top1",
+        ),
+        "unseen top-1 {:.1f} ± {:.1f} % (baseline {:.1f} ± {:.1f} %, chance 5 %), top-5 {:.1f} ± {:.1f} %; seen "
+        "held-out top-1 {:.1f} ± {:.1f} % (baseline {:.1f} ± {:.1f} %); training images {:.1f} %",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks/caltech_zeroshot.md",
+        "caltech_zeroshot/results.json",
+        ("results/summary/lit/unseen_top1", "results/summary/scratch/unseen_top1"),
+        "| unseen zero-shot top-1 (20-way) | **{:.1f} ± {:.1f}** | {:.1f} ± {:.1f} | 5.0 | ≥ 20 |",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks/caltech_zeroshot.md",
+        "caltech_zeroshot/results.json",
+        (
+            "results/summary/lit/seen_top1",
+            "results/summary/scratch/seen_top1",
+            "results/summary/lit/probe_seen_top1",
+            "results/summary/scratch/probe_seen_top1",
+        ),
+        "| seen held-out zero-shot top-1 (81-way) | **{:.1f} ± {:.1f}** | {:.1f} ± {:.1f} | 1.2 | ≥ 70 | "
+        "| seen held-out linear probe top-1 (81-way) | **{:.1f} ± {:.1f}** | {:.1f} ± {:.1f} |",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks/caltech_zeroshot.md",
+        "caltech_zeroshot/results.json",
+        ("results/summary/lit/unseen_top1/lobster", "results/summary/scratch/unseen_top1/lobster"),
+        "| lobster | {:.1f} ± {:.1f} | {:.1f} ± {:.1f} |",
+        scale=100,
+    ),
 ]
 
 
