@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 from chorus.ask import VQAPredictor
 from chorus.bench.driver import Report
 from chorus.config import CONFIG_DIR, to_dict
-from chorus.data.sort_of_clevr import QUESTION_TYPES, SortOfCLEVR
+from chorus.data.sort_of_clevr import ANSWERS, QUESTION_TYPES, Question, SceneObject, SortOfCLEVR
 from chorus.eval.report import MethodCard, fmt_mean_std, mean_std, write_json
 from chorus.experiment import load_experiment, train_experiment
 
@@ -79,19 +80,12 @@ def _experiment(cfg: Config, model: str, seed: int) -> Any:
     return load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", overrides)
 
 
-def _majority(cfg: Config) -> dict[str, float]:
-    """Accuracy of answering each question type with its most frequent training answer."""
-    train = SortOfCLEVR(split="train", train_images=cfg.train_images, seed=cfg.data_seed)
+def reference_accuracy(cfg: Config, answer: Callable[[Any, Any], str]) -> dict[str, float]:
+    """Test accuracy overall, per question type and relational / not of ``answer(scene objects, question)``."""
     test = SortOfCLEVR(split="test", test_images=cfg.test_images, seed=cfg.data_seed)
-    prior = {
-        t: Counter(
-            a for (_, q), a in zip(train.records, train.labels, strict=True) if q.question_type == t
-        ).most_common(1)[0][0]
-        for t in QUESTION_TYPES
-    }
     hits: dict[str, list[bool]] = {}
-    for (_, q), label in zip(test.records, test.labels, strict=True):
-        ok = prior[q.question_type] == label
+    for (scene, q), label in zip(test.records, test.labels, strict=True):
+        ok = ANSWERS.index(answer(test.scenes[scene], q)) == label
         for key in (
             "accuracy",
             f"accuracy_{q.question_type}",
@@ -99,6 +93,35 @@ def _majority(cfg: Config) -> dict[str, float]:
         ):
             hits.setdefault(key, []).append(ok)
     return {k: float(np.mean(v)) for k, v in hits.items()}
+
+
+def majority_reference(cfg: Config) -> dict[str, float]:
+    """Accuracy of answering each question type with its most frequent training answer."""
+    train = SortOfCLEVR(split="train", train_images=cfg.train_images, seed=cfg.data_seed)
+    prior = {
+        t: Counter(q.answer for _, q in train.records if q.question_type == t).most_common(1)[0][0]
+        for t in QUESTION_TYPES
+    }
+    return reference_accuracy(cfg, lambda _objects, q: prior[q.question_type])
+
+
+def colour_blind_answer(objects: Sequence[SceneObject], question: Question) -> str:
+    """The answer of a reader that sees the scene's shapes and positions but not which object the question names.
+
+    Shape, closest and furthest: the scene's more common shape; count: how many objects have it; left/right
+    and top/bottom: the half holding more objects (ties: square, left, top). A model that has not yet bound the
+    question's colour word to an object can reach this, well above the majority answer, so a model's accuracy
+    at this level is no evidence that it finds the object the question names.
+    """
+    shapes = Counter(o.shape for o in objects)
+    common = "square" if shapes["square"] >= shapes["circle"] else "circle"
+    left = sum(o.horizontal == "left" for o in objects)
+    top = sum(o.vertical == "top" for o in objects)
+    return {
+        "count": str(shapes[common]),
+        "horizontal": "left" if 2 * left >= len(objects) else "right",
+        "vertical": "top" if 2 * top >= len(objects) else "bottom",
+    }.get(question.question_type, common)
 
 
 def run(cfg: Config, report: Report) -> None:
@@ -116,12 +139,13 @@ def run(cfg: Config, report: Report) -> None:
                 f"non-relational {scores['accuracy_non_relational']:.3f} ({scores['seconds']:.0f} s)",
                 flush=True,
             )
-    majority = _majority(cfg)
+    majority, colour_blind = majority_reference(cfg), reference_accuracy(cfg, colour_blind_answer)
     summary = {m: {k: mean_std([r[k] for r in rs]) for k in rs[0]} for m, rs in runs.items()}
     report.results.update(
         runs=runs,
         summary=summary,
         majority=majority,
+        colour_blind=colour_blind,
         paper={"early": {"relational": 0.63}, "relation_network": {"relational": 0.94, "non_relational": 0.94}},
     )
 
@@ -139,15 +163,18 @@ def run(cfg: Config, report: Report) -> None:
         ]
         for m in runs
     ]
-    rows.append(
-        [
-            "majority answer per question type",
-            f"{100 * majority['accuracy_non_relational']:.1f}",
-            f"{100 * majority['accuracy_relational']:.1f}",
-            f"{100 * majority['accuracy']:.1f}",
-            "0",
-        ]
-    )
+    references = {
+        "majority answer per question type": majority,
+        "colour-blind: the scene's shapes, not the object named": colour_blind,
+    }
+    for name, ref in references.items():
+        rows.append(
+            [
+                name,
+                *(f"{100 * ref[f'accuracy{k}']:.1f}" for k in ("_non_relational", "_relational", "")),
+                "0",
+            ]
+        )
     rows.append(["paper: CNN + MLP (Santoro et al. 2017)", "> 94", "63", "", ""])
     rows.append(["paper: CNN + RN (Santoro et al. 2017)", "> 94", "> 94", "", ""])
     report.table(
@@ -161,7 +188,7 @@ def run(cfg: Config, report: Report) -> None:
         "Accuracy per question type (%)",
         ["model", *QUESTION_TYPES],
         [[MODELS[m], *(cell(m, f"accuracy_{t}") for t in QUESTION_TYPES)] for m in runs]
-        + [["majority answer", *(f"{100 * majority[f'accuracy_{t}']:.1f}" for t in QUESTION_TYPES)]],
+        + [[name, *(f"{100 * ref[f'accuracy_{t}']:.1f}" for t in QUESTION_TYPES)] for name, ref in references.items()],
     )
     with report.figure("accuracy_per_type", figsize=(9, 3.6)) as (_fig, ax):
         width = 0.8 / len(runs)
@@ -175,22 +202,23 @@ def run(cfg: Config, report: Report) -> None:
                 label=MODELS[model],
                 capsize=2,
             )
-        ax.scatter(
-            np.arange(len(QUESTION_TYPES)) + 0.4 - width / 2,
-            [100 * majority[f"accuracy_{t}"] for t in QUESTION_TYPES],
-            marker="_",
-            s=400,
-            color="k",
-            label="majority answer",
-            zorder=3,
-        )
+        for (name, ref), marker in zip(references.items(), ("_", "x"), strict=True):
+            ax.scatter(
+                np.arange(len(QUESTION_TYPES)) + 0.4 - width / 2,
+                [100 * ref[f"accuracy_{t}"] for t in QUESTION_TYPES],
+                marker=marker,
+                s=400 if marker == "_" else 40,
+                color="k",
+                label=name.split(":")[0],
+                zorder=3,
+            )
         ax.set_xticks(np.arange(len(QUESTION_TYPES)) + 0.4 - width / 2, QUESTION_TYPES)
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(0, 100)
         ax.legend(fontsize=7, loc="lower left")
     if "question_attention" in runs and cfg.attention_examples:
         _attention_figure(cfg, report, report.out / "runs" / f"question_attention_seed{cfg.seeds[0]}")
-    _cards(cfg, report, runs, majority)
+    _cards(cfg, report, runs, majority, colour_blind)
 
 
 def _attention_figure(cfg: Config, report: Report, run_dir: Path) -> None:
@@ -243,7 +271,13 @@ def _ring(x: float, y: float, style: str) -> Any:
     return Circle((x - 0.5, y - 0.5), 8, fill=False, edgecolor="magenta", linestyle=style, linewidth=1.5)
 
 
-def _cards(cfg: Config, report: Report, runs: dict[str, list[dict[str, float]]], majority: dict[str, float]) -> None:
+def _cards(
+    cfg: Config,
+    report: Report,
+    runs: dict[str, list[dict[str, float]]],
+    majority: dict[str, float],
+    colour_blind: dict[str, float],
+) -> None:
     def both(model: str) -> str:
         if model not in runs:
             return "not run"
@@ -263,7 +297,10 @@ def _cards(cfg: Config, report: Report, runs: dict[str, list[dict[str, float]]],
     base = (
         f"CNN + MLP on the concatenated flattened feature map and question vector (paper's baseline), "
         f"{both('early')}; majority answer per question type: relational "
-        f"{100 * majority['accuracy_relational']:.1f} %, non-relational {100 * majority['accuracy_non_relational']:.1f} %"
+        f"{100 * majority['accuracy_relational']:.1f} %, non-relational {100 * majority['accuracy_non_relational']:.1f} %; "
+        f"colour-blind reference (the scene's shapes and halves, not the object named): relational "
+        f"{100 * colour_blind['accuracy_relational']:.1f} %, non-relational "
+        f"{100 * colour_blind['accuracy_non_relational']:.1f} %"
     )
     cards = {
         "relation_network": MethodCard(

@@ -1,0 +1,162 @@
+"""Does a trained Sort-of-CLEVR model find the object its question names? Diagnostics of VQA run folders.
+
+``python benchmarks/vqa_diagnostics.py RUN [RUN ...] --out benchmarks/results/vqa/diagnostics``
+
+For each run folder (``chorus train configs/sort_of_clevr_vqa.yaml ... --run-dir RUN``, trained with
+``train.eval_every``) it writes to ``OUT.json`` / ``OUT.md``:
+
+- the test accuracy per question type at each evaluation of training (from ``metrics.jsonl``), beside the
+  majority answer and the colour-blind reference of ``chorus bench vqa`` (:func:`chorus.bench.vqa.colour_blind_answer`:
+  the scene's more common shape, its count and the fuller half — what a model gets without finding the object
+  named);
+- whether the question tower tells the colours apart: the mean cosine similarity of the pooled embeddings of the
+  six questions of one type that differ only in the colour word (1.0: the colour is gone);
+- whether the image tower keeps colour where the objects are: the 3-fold accuracy of a logistic-regression probe
+  that names an object's colour from the features of the CNN cell nearest its centre, after each conv layer, for
+  the trained encoder and for the same architecture at initialisation (chance: 1/6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+
+from chorus.ask import VQAPredictor
+from chorus.bench.vqa import Config, colour_blind_answer, majority_reference, reference_accuracy
+from chorus.data.sort_of_clevr import OBJECT_COLOURS, QUESTION_TYPES, SortOfCLEVR
+from chorus.eval.report import write_json
+
+PROBE_SCENES = 60  # test scenes whose 360 objects the colour probe reads
+TEMPLATES = {
+    "shape": "what shape is the {} object?",
+    "horizontal": "is the {} object on the left or the right?",
+    "count": "how many objects have the same shape as the {} object?",
+}
+
+
+def eval_curve(run: Path) -> list[dict[str, float]]:
+    """Each evaluation logged during training: step and test accuracy per question type."""
+    rows = []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "eval/accuracy" in record:
+            rows.append({"step": record["step"]} | {k[5:]: v for k, v in record.items() if k.startswith("eval/")})
+    return rows
+
+
+def question_similarity(predictor: VQAPredictor) -> dict[str, float]:
+    """Mean off-diagonal cosine similarity of pooled question embeddings across the six colours, per type."""
+    out = {}
+    for kind, template in TEMPLATES.items():
+        ids, mask = predictor.tokenizer([template.format(c) for c in OBJECT_COLOURS], predictor.context_length)
+        with torch.no_grad():
+            pooled = predictor.model.text_encoder(ids, mask=mask).pooled.float()
+        unit = torch.nn.functional.normalize(pooled, dim=-1)
+        sims = unit @ unit.T
+        n = len(OBJECT_COLOURS)
+        out[kind] = float((sims.sum() - sims.diagonal().sum()) / (n * n - n))
+    return out
+
+
+def colour_probe(encoder: Any, images: torch.Tensor, scenes: list[Any]) -> list[float]:
+    """Probe accuracy of an object's colour from its nearest cell, after each conv block of the CNN."""
+    objects = [(i, o) for i, scene in enumerate(scenes) for o in scene]
+    colours = [o.colour for _, o in objects]
+    scores, x = [], images
+    with torch.no_grad():
+        for block in encoder.blocks:
+            x = block(x)
+            stride = images.shape[-1] / x.shape[-1]
+            features = np.stack(
+                [
+                    x[i, :, min(x.shape[2] - 1, round(o.y / stride)), min(x.shape[3] - 1, round(o.x / stride))].numpy()
+                    for i, o in objects
+                ]
+            )
+            probe = LogisticRegression(max_iter=3000)
+            scores.append(float(cross_val_score(probe, features, colours, cv=3).mean()))
+    return scores
+
+
+def diagnose(run: Path) -> dict[str, Any]:
+    predictor = VQAPredictor.from_run(run)
+    test = SortOfCLEVR(split="test", test_images=PROBE_SCENES, seed=0)
+    images = torch.stack([predictor.transform(Image.fromarray(test.images[i])) for i in range(PROBE_SCENES)])
+    trained = predictor.model.image_encoder.eval()
+    fresh = copy.deepcopy(trained)
+    torch.manual_seed(0)
+    for module in fresh.modules():
+        for reset in ("reset_parameters", "reset_running_stats"):
+            if hasattr(module, reset):
+                getattr(module, reset)()
+    with torch.no_grad():  # BatchNorm statistics of the untrained encoder from the probe images themselves
+        fresh.train()(images)
+    fresh.eval()
+    return {
+        "curve": eval_curve(run),
+        "question_cosine_across_colours": question_similarity(predictor),
+        "colour_probe_by_layer": {
+            "trained": colour_probe(trained, images, test.scenes),
+            "untrained": colour_probe(fresh, images, test.scenes),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/vqa/diagnostics"))
+    parser.add_argument("--test-images", type=int, default=200, help="the runs' data.options.test_images")
+    args = parser.parse_args()
+    cfg = Config(test_images=args.test_images, train_images=9800)
+    references = {
+        "majority answer": majority_reference(cfg),
+        "colour-blind reference": reference_accuracy(cfg, colour_blind_answer),
+    }
+    results = {"references": references, "runs": {run.name: diagnose(run) for run in args.runs}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out.with_suffix(".json"), results)
+
+    def row(name: str, acc: dict[str, float], step: Any = "") -> str:
+        cells = [f"{100 * acc[f'accuracy_{t}']:.1f}" for t in QUESTION_TYPES]
+        return f"| {name} | {step} | " + " | ".join(cells) + " |"
+
+    lines = [
+        "# Sort-of-CLEVR diagnostics",
+        "",
+        "Test accuracy (%) per question type during training, against the references:",
+        "",
+        "| run | step | " + " | ".join(QUESTION_TYPES) + " |",
+        "|---|---|" + "---|" * len(QUESTION_TYPES),
+        *(row(name, acc) for name, acc in references.items()),
+    ]
+    for name, result in results["runs"].items():
+        lines += [row(name, point, int(point["step"])) for point in result["curve"]]
+    lines += [
+        "",
+        "| run | question cosine across colours (shape / left-right / count) | colour probe by conv layer, trained | untrained |",
+        "|---|---|---|---|",
+    ]
+    for name, result in results["runs"].items():
+        cos = result["question_cosine_across_colours"]
+        probe = result["colour_probe_by_layer"]
+        lines.append(
+            f"| {name} | {' / '.join(f'{v:.3f}' for v in cos.values())} | "
+            f"{' / '.join(f'{100 * v:.0f}' for v in probe['trained'])} % | "
+            f"{' / '.join(f'{100 * v:.0f}' for v in probe['untrained'])} % |"
+        )
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
