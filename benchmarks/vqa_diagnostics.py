@@ -6,7 +6,7 @@ For each run folder (``chorus train configs/sort_of_clevr_vqa.yaml ... --run-dir
 ``train.eval_every``) it writes to ``OUT.json`` / ``OUT.md``:
 
 - the test accuracy per question type at each evaluation of training (from ``metrics.jsonl``), beside the
-  majority answer and the colour-blind reference of ``chorus bench vqa`` (:func:`chorus.bench.vqa.colour_blind_answer`:
+  majority answer and the colour-blind reference of ``chorus bench vqa`` on the run's own test questions (:func:`chorus.bench.vqa.colour_blind_answer`:
   the scene's more common shape, its count and the fuller half — what a model gets without finding the object
   named);
 - whether the question tower tells the colours apart: the mean cosine similarity of the pooled embeddings of the
@@ -31,9 +31,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
 from chorus.ask import VQAPredictor
-from chorus.bench.vqa import Config, colour_blind_answer, majority_reference, reference_accuracy
+from chorus.bench.vqa import colour_blind_answer, majority_answer, reference_accuracy
 from chorus.data.sort_of_clevr import OBJECT_COLOURS, QUESTION_TYPES, SortOfCLEVR
 from chorus.eval.report import write_json
+from chorus.experiment import load_experiment
 
 PROBE_SCENES = 60  # test scenes whose 360 objects the colour probe reads
 TEMPLATES = {
@@ -87,6 +88,16 @@ def colour_probe(encoder: Any, images: torch.Tensor, scenes: list[Any]) -> list[
     return scores
 
 
+def references(run: Path) -> dict[str, dict[str, float]]:
+    """The majority answer and the colour-blind reference on the run's own test questions."""
+    options = load_experiment(run / "experiment.yaml").data.options
+    train, test = SortOfCLEVR(split="train", **options), SortOfCLEVR(split="test", **options)
+    return {
+        "majority answer": reference_accuracy(test, majority_answer(train)),
+        "colour-blind reference": reference_accuracy(test, colour_blind_answer),
+    }
+
+
 def diagnose(run: Path) -> dict[str, Any]:
     predictor = VQAPredictor.from_run(run)
     test = SortOfCLEVR(split="test", test_images=PROBE_SCENES, seed=0)
@@ -102,6 +113,7 @@ def diagnose(run: Path) -> dict[str, Any]:
         fresh.train()(images)
     fresh.eval()
     return {
+        "references": references(run),
         "curve": eval_curve(run),
         "question_cosine_across_colours": question_similarity(predictor),
         "colour_probe_by_layer": {
@@ -115,14 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/vqa/diagnostics"))
-    parser.add_argument("--test-images", type=int, default=200, help="the runs' data.options.test_images")
     args = parser.parse_args()
-    cfg = Config(test_images=args.test_images, train_images=9800)
-    references = {
-        "majority answer": majority_reference(cfg),
-        "colour-blind reference": reference_accuracy(cfg, colour_blind_answer),
-    }
-    results = {"references": references, "runs": {run.name: diagnose(run) for run in args.runs}}
+    results = {run.name: diagnose(run) for run in args.runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out.with_suffix(".json"), results)
 
@@ -137,16 +143,16 @@ def main() -> None:
         "",
         "| run | step | " + " | ".join(QUESTION_TYPES) + " |",
         "|---|---|" + "---|" * len(QUESTION_TYPES),
-        *(row(name, acc) for name, acc in references.items()),
     ]
-    for name, result in results["runs"].items():
+    for name, result in results.items():
+        lines += [row(f"{name}: {ref}", acc) for ref, acc in result["references"].items()]
         lines += [row(name, point, int(point["step"])) for point in result["curve"]]
     lines += [
         "",
         "| run | question cosine across colours (shape / left-right / count) | colour probe by conv layer, trained | untrained |",
         "|---|---|---|---|",
     ]
-    for name, result in results["runs"].items():
+    for name, result in results.items():
         cos = result["question_cosine_across_colours"]
         probe = result["colour_probe_by_layer"]
         lines.append(

@@ -254,6 +254,20 @@ FIGURES: list[Figure] = [
         "majority answer per question type {:.1f} / {:.1f}",
         scale=100,
     ),
+    Figure(
+        "docs/benchmarks.md",
+        "vqa/results.json",
+        ("results/colour_blind/accuracy_non_relational", "results/colour_blind/accuracy_relational"),
+        "not the object named) {:.1f} / {:.1f}",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa/results.json",
+        ("results/colour_blind/accuracy_non_relational", "results/colour_blind/accuracy_relational"),
+        "the scene's shapes, not the object named | {:.1f} | {:.1f} |",
+        scale=100,
+    ),
     # Image captioning (chorus bench caption)
     Figure(
         "docs/benchmarks.md",

@@ -80,9 +80,8 @@ def _experiment(cfg: Config, model: str, seed: int) -> Any:
     return load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", overrides)
 
 
-def reference_accuracy(cfg: Config, answer: Callable[[Any, Any], str]) -> dict[str, float]:
-    """Test accuracy overall, per question type and relational / not of ``answer(scene objects, question)``."""
-    test = SortOfCLEVR(split="test", test_images=cfg.test_images, seed=cfg.data_seed)
+def reference_accuracy(test: SortOfCLEVR, answer: Callable[[Any, Any], str]) -> dict[str, float]:
+    """Accuracy on ``test`` overall, per question type and relational / not of ``answer(scene objects, question)``."""
     hits: dict[str, list[bool]] = {}
     for (scene, q), label in zip(test.records, test.labels, strict=True):
         ok = ANSWERS.index(answer(test.scenes[scene], q)) == label
@@ -95,14 +94,13 @@ def reference_accuracy(cfg: Config, answer: Callable[[Any, Any], str]) -> dict[s
     return {k: float(np.mean(v)) for k, v in hits.items()}
 
 
-def majority_reference(cfg: Config) -> dict[str, float]:
-    """Accuracy of answering each question type with its most frequent training answer."""
-    train = SortOfCLEVR(split="train", train_images=cfg.train_images, seed=cfg.data_seed)
+def majority_answer(train: SortOfCLEVR) -> Callable[[Any, Any], str]:
+    """Answers each question with the most frequent training answer of its type (reads no image)."""
     prior = {
         t: Counter(q.answer for _, q in train.records if q.question_type == t).most_common(1)[0][0]
         for t in QUESTION_TYPES
     }
-    return reference_accuracy(cfg, lambda _objects, q: prior[q.question_type])
+    return lambda _objects, q: prior[q.question_type]
 
 
 def colour_blind_answer(objects: Sequence[SceneObject], question: Question) -> str:
@@ -139,7 +137,10 @@ def run(cfg: Config, report: Report) -> None:
                 f"non-relational {scores['accuracy_non_relational']:.3f} ({scores['seconds']:.0f} s)",
                 flush=True,
             )
-    majority, colour_blind = majority_reference(cfg), reference_accuracy(cfg, colour_blind_answer)
+    train = SortOfCLEVR(split="train", train_images=cfg.train_images, seed=cfg.data_seed)
+    test = SortOfCLEVR(split="test", test_images=cfg.test_images, seed=cfg.data_seed)
+    majority = reference_accuracy(test, majority_answer(train))
+    colour_blind = reference_accuracy(test, colour_blind_answer)
     summary = {m: {k: mean_std([r[k] for r in rs]) for k in rs[0]} for m, rs in runs.items()}
     report.results.update(
         runs=runs,
