@@ -157,6 +157,17 @@ def tiny_run(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_predictor_answers_in_the_precision_auto_resolved_to(tiny_run: Path, monkeypatch, fast: bool) -> None:
+    """A run trained under ``precision: auto`` answers in bf16 exactly where training and evaluation used it."""
+    from chorus import ask
+    from chorus.train import precision
+
+    monkeypatch.setattr(precision, "fast_bf16", lambda device, flags=None: (fast, "stubbed CPU flags"))
+    assert load_experiment(tiny_run / "run" / "experiment.yaml").train.precision == "auto"
+    assert ask.VQAPredictor.from_run(tiny_run / "run").bf16 is fast
+
+
 def test_ask_prints_answer_and_probabilities(tiny_run: Path, capsys) -> None:
     tmp_path = tiny_run
     assert (

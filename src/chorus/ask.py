@@ -20,6 +20,7 @@ from chorus.data.text import SubwordTokenizer
 from chorus.errors import ConfigError, DataError
 from chorus.experiment import ExperimentConfig, load_run
 from chorus.fusion.vqa import QuestionAttention, VQAModel
+from chorus.train.precision import resolve_precision
 
 
 @dataclass
@@ -55,7 +56,8 @@ class VQAPredictor:
         self.device = torch.device(device or "cpu")
         self.model, self.classes, self.tokenizer = model.to(self.device).eval(), classes, tokenizer
         self.context_length = cfg.data.context_length
-        self.bf16 = cfg.train.precision == "bf16"  # answer under the precision the run was trained and scored in
+        # answer under the precision the run was trained and scored in (``auto`` resolved as evaluation does)
+        self.bf16 = resolve_precision(cfg.train.precision, self.device, warn=False)[0] == "bf16"
         self.transform = ImageTransform(cfg.data.image_size, channels=cfg.data.image_channels, train=False)
 
     @classmethod
