@@ -2,10 +2,11 @@
 
 Two steps, so that decoding variants never retrain a model:
 
-``python benchmarks/speech_probe.py train TAG --steps 500 [--speed 0.9,1.0,1.1] [--vtlp 0.1]``
+``python benchmarks/speech_probe.py train TAG --steps 500 [--speed 0.9,1.0,1.1] [--vtlp 0.1] [--seed 0]``
     trains the benchmark's CTC recogniser (``chorus.bench.speech.experiment``: 500 clean training strings plus
-    15 and 5 dB copies, batch 16, cosine schedule with 10 % warm-up, seed 0) with the given number of steps and
-    training-data perturbation, into ``runs/speech_probe/TAG`` (a ``chorus transcribe`` run folder).
+    15 and 5 dB copies, batch 16, cosine schedule with 10 % warm-up) with the given number of steps, training-data
+    perturbation and training seed (the strings stay the benchmark's), into ``runs/speech_probe/TAG`` (a
+    ``chorus transcribe`` run folder).
 ``python benchmarks/speech_probe.py evaluate TAG [TAG ...] --out benchmarks/results/speech_probe_perturb``
     picks the blank penalty of each run on new strings by the five training voices
     (:func:`chorus.translate.speech_runs.tune_blank_penalty`; never on theo), then decodes the benchmark's 200
@@ -38,8 +39,8 @@ RUNS = Path("runs/speech_probe")
 DEV_SEED = 77  # new strings by the training voices, as benchmarks/speech_diagnostics.py
 
 
-def train(tag: str, steps: int, speed: list[float], vtlp: float) -> None:
-    cfg = experiment(Config(), "recognize", "ctc", steps, 0, MAIN_FOLD)
+def train(tag: str, steps: int, speed: list[float], vtlp: float, seed: int) -> None:
+    cfg = experiment(Config(), "recognize", "ctc", steps, seed, MAIN_FOLD)
     cfg.data.speed_factors = speed
     cfg.data.vtlp = vtlp
     started = time.time()
@@ -65,6 +66,7 @@ def evaluate(tags: list[str], out: Path, dev_size: int) -> None:
         timing = json.loads((RUNS / tag / "timing.json").read_text())
         record: dict[str, Any] = {
             "steps": cfg.train.max_steps,
+            "seed": cfg.train.seed,
             "speed_factors": cfg.data.speed_factors,
             "vtlp": cfg.data.vtlp,
             "train_s": round(timing["train_s"]),
@@ -117,12 +119,13 @@ def _markdown(results: dict[str, Any], out: Path) -> str:
         f"python benchmarks/speech_probe.py train {tag} --steps {rec['steps']}"
         + (f" --speed {','.join(f'{f:g}' for f in rec['speed_factors'])}" if rec["speed_factors"] != [1.0] else "")
         + (f" --vtlp {rec['vtlp']:g}" if rec["vtlp"] else "")
+        + (f" --seed {rec['seed']}" if rec.get("seed") else "")
         for tag, rec in results.items()
     ]
     commands.append(f"python benchmarks/speech_probe.py evaluate {' '.join(results)} --out {out}")
     return (
         "# CTC recogniser probe: training length, data perturbation, blank penalty\n\n"
-        f"Seed 0, {MAIN_FOLD} held out, the benchmark's data, model and 200 clean + 200 10-dB test strings. Blank "
+        f"Training seed 0 unless the run's command gives another, {MAIN_FOLD} held out, the benchmark's data, model and 200 clean + 200 10-dB test strings. Blank "
         f"penalties are picked on new strings by the five training voices (DigitStrings seed "
         f"{DEV_SEED}), never on {MAIN_FOLD}; 'picked' marks that choice (the sweeps are in the JSON). Timing: one "
         "thread on the shared two-core CPU beside other benchmark processes, so it varies with their load.\n\n"
@@ -141,13 +144,14 @@ def main() -> None:
     t.add_argument("--steps", type=int, default=500)
     t.add_argument("--speed", default="1.0", help="comma-separated speed-perturbation factors")
     t.add_argument("--vtlp", type=float, default=0.0, help="largest VTLP warp away from 1 (0: none)")
+    t.add_argument("--seed", type=int, default=0, help="training seed (the strings stay the benchmark's)")
     e = sub.add_parser("evaluate")
     e.add_argument("tags", nargs="+")
     e.add_argument("--out", type=Path, default=Path("benchmarks/results/speech_probe_perturb"))
     e.add_argument("--dev-size", type=int, default=200)
     args = parser.parse_args()
     if args.command == "train":
-        train(args.tag, args.steps, [float(f) for f in args.speed.split(",")], args.vtlp)
+        train(args.tag, args.steps, [float(f) for f in args.speed.split(",")], args.vtlp, args.seed)
     else:
         evaluate(args.tags, args.out, args.dev_size)
 
