@@ -80,7 +80,11 @@ def _experiment(cfg: Config, model: str, seed: int) -> Any:
     return load_experiment(CONFIG_DIR / "sort_of_clevr_vqa.yaml", overrides)
 
 
-def reference_accuracy(test: SortOfCLEVR, answer: Callable[[Any, Any], str]) -> dict[str, float]:
+Answerer = Callable[[Sequence[SceneObject], Question], str]
+"""A rule that answers a question from the scene's object list (a reference, not a model)."""
+
+
+def reference_accuracy(test: SortOfCLEVR, answer: Answerer) -> dict[str, float]:
     """Accuracy on ``test`` overall, per question type and relational / not of ``answer(scene objects, question)``."""
     hits: dict[str, list[bool]] = {}
     for (scene, q), label in zip(test.records, test.labels, strict=True):
@@ -94,7 +98,7 @@ def reference_accuracy(test: SortOfCLEVR, answer: Callable[[Any, Any], str]) -> 
     return {k: float(np.mean(v)) for k, v in hits.items()}
 
 
-def majority_answer(train: SortOfCLEVR) -> Callable[[Any, Any], str]:
+def majority_answer(train: SortOfCLEVR) -> Answerer:
     """Answers each question with the most frequent training answer of its type (reads no image)."""
     prior = {
         t: Counter(q.answer for _, q in train.records if q.question_type == t).most_common(1)[0][0]
