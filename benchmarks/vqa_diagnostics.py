@@ -139,6 +139,8 @@ def main() -> None:
     lines = [
         "# Sort-of-CLEVR diagnostics",
         "",
+        "The commands that train these runs and write this file are in docs/vqa.md.",
+        "",
         "Test accuracy (%) per question type during training, against the references:",
         "",
         "| run | step | " + " | ".join(QUESTION_TYPES) + " |",

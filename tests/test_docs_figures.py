@@ -268,6 +268,53 @@ FIGURES: list[Figure] = [
         "the scene's shapes, not the object named | {:.1f} | {:.1f} |",
         scale=100,
     ),
+    # Sort-of-CLEVR diagnostics (benchmarks/vqa_diagnostics.py)
+    Figure(
+        "docs/vqa.md",
+        "vqa/diagnostics.json",
+        tuple(
+            f"rn_4000/references/colour-blind reference/accuracy_{t}" for t in ("shape", "closest", "furthest", "count")
+        ),
+        "colour-blind reference's ({:.1f}, {:.1f}, {:.1f} and {:.1f} %)",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa/diagnostics.json",
+        ("rn_4000/curve/step=4000/accuracy_furthest",),
+        "(furthest drops to {:.1f} % at the end)",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa/diagnostics.json",
+        tuple(f"rn_4000/colour_probe_by_layer/{k}" for k in ("trained", "untrained")),
+        "from {:.0f} % to {:.0f}, {:.0f} and {:.0f} % (chance 17 %); the untrained encoder keeps more ({:.0f}, {:.0f}, {:.0f}, {:.0f} %)",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa/diagnostics.json",
+        (
+            *(f"rn_shuffled_2500/curve/step=2500/accuracy_{t}" for t in ("shape", "closest", "furthest", "count")),
+            *(f"rn_shuffled_2500/curve/step=2500/accuracy_{t}" for t in ("horizontal", "vertical")),
+        ),
+        "closest, furthest and count at {:.1f}, {:.1f}, {:.1f} and {:.1f} % against the "
+        "reference's 69.1, 66.4, 68.7 and 81.0 %, left/right and top/bottom at {:.1f} and {:.1f} %",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa/diagnostics.json",
+        (
+            "rn_two_colours_600/curve/step=600/accuracy_shape",
+            "rn_two_colours_600/references/colour-blind reference/accuracy_shape",
+            "rn_two_colours_600/curve/step=600/accuracy_vertical",
+            "rn_two_colours_600/references/colour-blind reference/accuracy_vertical",
+        ),
+        "shape {:.1f} % against {:.1f} %, top/bottom {:.1f} % against {:.1f} %",
+        scale=100,
+    ),
     # Image captioning (chorus bench caption)
     Figure(
         "docs/benchmarks.md",
