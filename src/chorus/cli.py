@@ -124,6 +124,12 @@ def cmd_speak(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({wave.numel() / sample_rate:.2f} s at {sample_rate} Hz)")
 
 
+def command(sub: Any, name: str, what: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line ``what`` is both its entry in the parent's help and its own ``--help``."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=what, description=what)
+    return parser
+
+
 def add_speech_commands(sub: Any) -> None:
     p = sub.add_parser(
         "transcribe",
@@ -355,16 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--data-root", default=None, help="dataset directory (default: $CHORUS_DATA, else ~/.cache/chorus/data)"
         )
 
-    what = "train a small CLIP on scikit-learn digits offline and evaluate it zero-shot"
-    p = sub.add_parser("demo", help=what, description=what)
+    p = command(sub, "demo", "train a small CLIP on scikit-learn digits offline and evaluate it zero-shot")
     p.add_argument("--run-dir", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object on stdout")
     p.set_defaults(func=cmd_demo)
 
-    what = "train an experiment from a YAML config"
-    p = sub.add_parser("train", help=what, description=what)
+    p = command(sub, "train", "train an experiment from a YAML config")
     p.add_argument("config", help="experiment YAML, or the name of a shipped one (e.g. coco_clip; see configs/)")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4")
     p.add_argument("--run-dir", default=None, help="output folder (default: runs/<name>)")
@@ -374,8 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_root_arg(p)
     p.set_defaults(func=cmd_train)
 
-    what = "evaluate a finished run on its eval split"
-    p = sub.add_parser("eval", help=what, description=what)
+    p = command(sub, "eval", "evaluate a finished run on its eval split")
     p.add_argument("run_dir")
     p.add_argument("--split", default=None, help="evaluate on this split instead")
     p.add_argument("--json", action="store_true")
@@ -398,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("zeroshot", cmd_zeroshot, "zero-shot accuracy on a labelled dataset, or labels for your images", "zeroshot"),
         ("retrieve", cmd_retrieve, "retrieval Recall@1/5/10 of a run on a paired dataset", "retrieval"),
     ):
-        p = sub.add_parser(name, help=what, description=what)
+        p = command(sub, name, what)
         p.add_argument("run_dir", help="a run folder, or a CLIP checkpoint (imported on the fly, see `chorus import`)")
         p.add_argument("--dataset", required=name == "retrieve", default=None, help=DATASET_HELP)
         columns_arg(p)
@@ -443,8 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_import)
 
-    what = "labels with probabilities, or embeddings, for your images, audio or texts"
-    p = sub.add_parser("predict", help=what, description=what)
+    p = command(sub, "predict", "labels with probabilities, or embeddings, for your images, audio or texts")
     p.add_argument("run_dir")
     p.add_argument("inputs", nargs="*", help="image or audio files, or folders of them (searched recursively)")
     p.add_argument("--text", action="append", default=[], help="a text to embed (repeat for several)")
@@ -459,8 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--csv", action="store_true", help="CSV: one row per (input, rank), or per embedding")
     p.set_defaults(func=cmd_predict)
 
-    what = "HTTP API and web explorer for trained runs"
-    p = sub.add_parser("serve", help=what, description=what)
+    p = command(sub, "serve", "HTTP API and web explorer for trained runs")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--runs", default="runs", help="a run folder or a folder of runs (default: runs)")
@@ -469,10 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-mb", type=float, default=10.0, help="largest accepted upload")
     p.set_defaults(func=cmd_serve)
 
-    what = "search indexes"
-    index = sub.add_parser("index", help=what, description=what).add_subparsers(dest="index_command", required=True)
-    what = "embed a dataset with a run and save a FAISS index"
-    p = index.add_parser("build", help=what, description=what)
+    index = command(sub, "index", "search indexes").add_subparsers(dest="index_command", required=True)
+    p = command(index, "build", "embed a dataset with a run and save a FAISS index")
     p.add_argument("run_dir")
     p.add_argument("--dataset", required=True, help=DATASET_HELP)
     columns_arg(p)
@@ -516,22 +515,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print [{image, caption}, ...] as JSON")
     p.set_defaults(func=cmd_caption)
 
-    what = "dataset utilities"
-    data = sub.add_parser("data", help=what, description=what).add_subparsers(dest="data_command", required=True)
-    what = "summary of a dataset or a user's folder/manifest: items, classes, formats, problems"
-    p = data.add_parser("info", help=what, description=what)
+    data = command(sub, "data", "dataset utilities").add_subparsers(dest="data_command", required=True)
+    p = command(data, "info", "summary of a dataset or a user's folder/manifest: items, classes, formats, problems")
     p.add_argument("name", help=DATASET_HELP)
     columns_arg(p)
     p.add_argument("--json", action="store_true", help="print the full record as JSON")
     data_root_arg(p)
     p.set_defaults(func=cmd_data_info)
-    what = "download and prepare a dataset under the data root"
-    p = data.add_parser("download", help=what, description=what)
+    p = command(data, "download", "download and prepare a dataset under the data root")
     p.add_argument("name")
     data_root_arg(p)
     p.set_defaults(func=cmd_data_download)
-    what = "write WebDataset tar shards from a dataset"
-    p = data.add_parser("pack", help=what, description=what)
+    p = command(data, "pack", "write WebDataset tar shards from a dataset")
     p.add_argument("name")
     p.add_argument("out_dir")
     p.add_argument("--split", default="train")
