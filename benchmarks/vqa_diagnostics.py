@@ -32,16 +32,12 @@ from sklearn.model_selection import cross_val_score
 
 from chorus.ask import VQAPredictor
 from chorus.bench.vqa import colour_blind_answer, majority_answer, reference_accuracy
-from chorus.data.sort_of_clevr import OBJECT_COLOURS, QUESTION_TYPES, SortOfCLEVR
+from chorus.data.sort_of_clevr import OBJECT_COLOURS, QUESTION_TYPES, SortOfCLEVR, question_text
 from chorus.eval.report import write_json
 from chorus.experiment import load_experiment
 
 PROBE_SCENES = 60  # test scenes whose 360 objects the colour probe reads
-TEMPLATES = {
-    "shape": "what shape is the {} object?",
-    "horizontal": "is the {} object on the left or the right?",
-    "count": "how many objects have the same shape as the {} object?",
-}
+PROBED_TYPES = ("shape", "horizontal", "count")  # question types whose colour variants are compared
 
 
 def eval_curve(run: Path) -> list[dict[str, float]]:
@@ -57,8 +53,9 @@ def eval_curve(run: Path) -> list[dict[str, float]]:
 def question_similarity(predictor: VQAPredictor) -> dict[str, float]:
     """Mean off-diagonal cosine similarity of pooled question embeddings across the six colours, per type."""
     out = {}
-    for kind, template in TEMPLATES.items():
-        ids, mask = predictor.tokenizer([template.format(c) for c in OBJECT_COLOURS], predictor.context_length)
+    for kind in PROBED_TYPES:
+        questions = [question_text(kind, colour) for colour in OBJECT_COLOURS]
+        ids, mask = predictor.tokenizer(questions, predictor.context_length)
         with torch.no_grad():
             pooled = predictor.model.text_encoder(ids, mask=mask).pooled.float()
         unit = torch.nn.functional.normalize(pooled, dim=-1)
