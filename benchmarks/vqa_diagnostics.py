@@ -33,6 +33,7 @@ from sklearn.model_selection import cross_val_score
 from chorus.ask import VQAPredictor
 from chorus.bench.vqa import colour_blind_answer, majority_answer, reference_accuracy
 from chorus.data.sort_of_clevr import OBJECT_COLOURS, QUESTION_TYPES, SortOfCLEVR, question_text
+from chorus.errors import ChorusError
 from chorus.eval.report import write_json
 from chorus.experiment import load_experiment
 
@@ -42,8 +43,13 @@ PROBED_TYPES = ("shape", "horizontal", "count")  # question types whose colour v
 
 def eval_curve(run: Path) -> list[dict[str, float]]:
     """Each evaluation logged during training: step and test accuracy per question type."""
+    log = run / "metrics.jsonl"
+    if not log.is_file():
+        raise SystemExit(
+            f"{run} has no metrics.jsonl: train it with `chorus train sort_of_clevr_vqa ... --run-dir {run}`"
+        )
     rows = []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
+    for line in log.read_text().splitlines():
         record = json.loads(line)
         if "eval/accuracy" in record:
             rows.append({"step": record["step"]} | {k[5:]: v for k, v in record.items() if k.startswith("eval/")})
@@ -125,7 +131,10 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/vqa/diagnostics"))
     args = parser.parse_args()
-    results = {run.name: diagnose(run) for run in args.runs}
+    try:
+        results = {run.name: diagnose(run) for run in args.runs}
+    except ChorusError as err:  # not a finished VQA run folder: one line, nothing written
+        raise SystemExit(f"error: {err}") from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out.with_suffix(".json"), results)
 
