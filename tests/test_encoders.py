@@ -48,7 +48,7 @@ def _expected_tokens(model: nn.Module, name: str, size: str, length: int) -> int
     if name in ("scattering", "scattering_descriptors"):  # subsampled by 2^J, then halved per later head width
         sizes = ENCODERS.get(name).sizes[size]
         return (IMAGE_SIZE // 2 ** sizes["J"] // 2 ** (len(sizes["widths"]) - 1)) ** 2
-    if name == "text_transformer":
+    if name in ("text_transformer", "bag_of_words"):
         return length
     if name == "audio_cnn":
         return math.ceil(length / math.prod(ENCODERS.get(name).sizes[size]["strides"]))
@@ -91,6 +91,7 @@ def _pad(name: str, x: torch.Tensor, extra: int) -> tuple[torch.Tensor, torch.Te
     [
         ("text_transformer", {}),
         ("text_transformer", {"causal": False}),
+        ("bag_of_words", {}),
         ("audio_cnn", {"n_mels": N_MELS}),
         ("audio_transformer", {"n_mels": N_MELS}),
         ("audio_transformer", {"n_mels": N_MELS, "subsample": 1}),
@@ -111,6 +112,24 @@ def test_padding_does_not_change_outputs(name: str, kwargs: dict, length: int) -
         torch.testing.assert_close(padded.tokens[:, real], alone.tokens, atol=1e-5, rtol=0)
     # The test can fail: without the mask the garbage does change the pooled vector.
     assert not torch.allclose(model(xp).pooled, alone.pooled, atol=1e-3)
+
+
+def test_bag_of_words_is_the_mean_of_its_words_embeddings() -> None:
+    """Pooled = mean of the real tokens' embedding rows; position t = mean of tokens 0..t; one word changed
+    moves the bag by exactly its embedding difference over the length, so no word can be dropped."""
+    torch.manual_seed(0)
+    model = build_encoder("bag_of_words", "tiny", vocab_size=50)
+    ids = torch.tensor([[3, 7, 7, 12, 0, 0], [4, 9, 1, 2, 5, 8]])
+    mask = torch.tensor([[True] * 4 + [False] * 2, [True] * 6])
+    out = model(ids, mask)
+    table = model.token_embedding.weight
+    torch.testing.assert_close(out.pooled[0], table[[3, 7, 7, 12]].mean(0))
+    torch.testing.assert_close(out.tokens[1, 2], table[[4, 9, 1]].mean(0))
+    torch.testing.assert_close(out.tokens[0, 3], out.pooled[0])
+    changed = ids.clone()
+    changed[1, 3] = 11
+    moved = model(changed, mask).pooled[1] - out.pooled[1]
+    torch.testing.assert_close(moved, (table[11] - table[2]) / 6)
 
 
 def test_padding_invariance_across_a_mixed_length_batch() -> None:
@@ -420,6 +439,7 @@ def test_registry_and_build_errors() -> None:
         "scattering": "image",
         "scattering_descriptors": "image",
         "text_transformer": "text",
+        "bag_of_words": "text",
         "minilm": "text",
         "audio_cnn": "audio",
         "audio_transformer": "audio",

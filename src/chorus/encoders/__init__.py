@@ -7,6 +7,7 @@ with :func:`build_encoder` (name + size + overrides). See ``docs/encoders.md``.
 from chorus.encoders.audio_cnn import AudioCNNEncoder
 from chorus.encoders.audio_transformer import AudioTransformer
 from chorus.encoders.augmented import AugmentedEncoder, augmented_image_encoder
+from chorus.encoders.bag_of_words import BagOfWords
 from chorus.encoders.base import Encoded
 from chorus.encoders.cnn import CNNEncoder
 from chorus.encoders.descriptors import ScatteringDescriptorEncoder
@@ -22,6 +23,7 @@ __all__ = [
     "AudioCNNEncoder",
     "AudioTransformer",
     "AugmentedEncoder",
+    "BagOfWords",
     "CNNEncoder",
     "Encoded",
     "MiniLMEncoder",
