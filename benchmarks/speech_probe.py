@@ -2,11 +2,11 @@
 
 Two steps, so that decoding variants never retrain a model:
 
-``python benchmarks/speech_probe.py train TAG --steps 500 [--speed 0.9,1.0,1.1] [--vtlp 0.1] [--seed 0]``
+``python benchmarks/speech_probe.py train TAG --steps 500 [--speed 0.9,1.0,1.1] [--vtlp 0.1] [--seed 0] [--train-size 500]``
     trains the benchmark's CTC recogniser (``chorus.bench.speech.experiment``: 500 clean training strings plus
     15 and 5 dB copies, batch 16, cosine schedule with 10 % warm-up) with the given number of steps, training-data
-    perturbation and training seed (the strings stay the benchmark's), into ``runs/speech_probe/TAG`` (a
-    ``chorus transcribe`` run folder).
+    perturbation, training seed (the strings stay the benchmark's) and number of clean training strings, into
+    ``runs/speech_probe/TAG`` (a ``chorus transcribe`` run folder).
 ``python benchmarks/speech_probe.py evaluate TAG [TAG ...] --out benchmarks/results/speech_probe_perturb``
     picks the blank penalty of each run on new strings by the five training voices
     (:func:`chorus.translate.speech_runs.tune_blank_penalty`; never on theo), then decodes the benchmark's 200
@@ -39,8 +39,12 @@ RUNS = Path("runs/speech_probe")
 DEV_SEED = 77  # new strings by the training voices, as benchmarks/speech_diagnostics.py
 
 
-def train(tag: str, steps: int, speed: list[float], vtlp: float, seed: int) -> None:
-    cfg = experiment(Config(), "recognize", "ctc", steps, seed, MAIN_FOLD)
+def train(
+    tag: str, steps: int, speed: list[float], vtlp: float, seed: int, train_size: int, dropout: float, window: int
+) -> None:
+    cfg = experiment(Config(train_size=train_size), "recognize", "ctc", steps, seed, MAIN_FOLD)
+    cfg.model.dropout = dropout
+    cfg.model.window = window
     cfg.data.speed_factors = speed
     cfg.data.vtlp = vtlp
     started = time.time()
@@ -69,6 +73,9 @@ def evaluate(tags: list[str], out: Path, dev_size: int) -> None:
             "seed": cfg.train.seed,
             "speed_factors": cfg.data.speed_factors,
             "vtlp": cfg.data.vtlp,
+            "train_size": cfg.data.train_size,
+            "dropout": cfg.model.dropout,
+            "window": cfg.model.window,
             "train_s": round(timing["train_s"]),
             "s_per_100_steps": round(100 * timing["train_s"] / timing["steps"], 1),
             "decoding": {},
@@ -120,6 +127,9 @@ def _markdown(results: dict[str, Any], out: Path) -> str:
         + (f" --speed {','.join(f'{f:g}' for f in rec['speed_factors'])}" if rec["speed_factors"] != [1.0] else "")
         + (f" --vtlp {rec['vtlp']:g}" if rec["vtlp"] else "")
         + (f" --seed {rec['seed']}" if rec.get("seed") else "")
+        + (f" --train-size {rec['train_size']}" if rec.get("train_size", 500) != 500 else "")
+        + (f" --dropout {rec['dropout']:g}" if rec.get("dropout") else "")
+        + (f" --window {rec['window']}" if rec.get("window") else "")
         for tag, rec in results.items()
     ]
     commands.append(f"python benchmarks/speech_probe.py evaluate {' '.join(results)} --out {out}")
@@ -145,13 +155,27 @@ def main() -> None:
     t.add_argument("--speed", default="1.0", help="comma-separated speed-perturbation factors")
     t.add_argument("--vtlp", type=float, default=0.0, help="largest VTLP warp away from 1 (0: none)")
     t.add_argument("--seed", type=int, default=0, help="training seed (the strings stay the benchmark's)")
+    t.add_argument("--dropout", type=float, default=0.0, help="dropout on the encoder's frames")
+    t.add_argument("--window", type=int, default=0, help="encoder attention window in frames of 40 ms (0: all)")
+    t.add_argument(
+        "--train-size", type=int, default=Config.train_size, help="clean training strings (each also at 15 and 5 dB)"
+    )
     e = sub.add_parser("evaluate")
     e.add_argument("tags", nargs="+")
     e.add_argument("--out", type=Path, default=Path("benchmarks/results/speech_probe_perturb"))
     e.add_argument("--dev-size", type=int, default=200)
     args = parser.parse_args()
     if args.command == "train":
-        train(args.tag, args.steps, [float(f) for f in args.speed.split(",")], args.vtlp, args.seed)
+        train(
+            args.tag,
+            args.steps,
+            [float(f) for f in args.speed.split(",")],
+            args.vtlp,
+            args.seed,
+            args.train_size,
+            args.dropout,
+            args.window,
+        )
     else:
         evaluate(args.tags, args.out, args.dev_size)
 

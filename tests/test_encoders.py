@@ -552,3 +552,29 @@ def test_cnn_fits_a_batch_of_real_mnist(real_data_root: Path) -> None:
     with torch.no_grad():
         acc = (head(encoder(x).pooled).argmax(-1) == y).float().mean().item()
     assert acc > 0.9  # chance is 0.1
+
+
+def test_attention_window_limits_what_each_position_sees() -> None:
+    """One layer with ``window`` w: output i ignores inputs farther than w away and reads those within; a window
+    covering the whole sequence is global attention; padding still never leaks in."""
+    from chorus.encoders.transformer import Transformer
+
+    torch.manual_seed(0)
+    glob = Transformer(16, 1, 2).eval()
+    local = Transformer(16, 1, 2, window=2).eval()
+    local.load_state_dict(glob.state_dict())
+    x = torch.randn(1, 9, 16)
+    far, near = x.clone(), x.clone()
+    far[0, 7] += 3 * torch.randn(16)  # 3 away from position 4 (not a constant: LayerNorm would remove it)
+    near[0, 6] += 3 * torch.randn(16)  # 2 away
+    with torch.no_grad():
+        base = local(x)
+        torch.testing.assert_close(local(far)[0, 4], base[0, 4])
+        assert not torch.allclose(local(near)[0, 4], base[0, 4], atol=1e-4)
+        assert not torch.allclose(glob(far)[0, 4], glob(x)[0, 4], atol=1e-4)  # the test can fail: global sees it
+        whole = Transformer(16, 1, 2, window=8).eval()
+        whole.load_state_dict(glob.state_dict())
+        torch.testing.assert_close(whole(x), glob(x))
+        mask = torch.ones(1, 9, dtype=torch.bool)
+        mask[0, 6:] = False
+        torch.testing.assert_close(local(far, mask)[0, :6], local(x[:, :6])[0])

@@ -95,3 +95,16 @@ def test_blank_penalty_zero_is_the_plain_decoder_and_a_large_one_undoes_deletion
     assert deletions(ctc_greedy_decode(log_p)[0]) == 3
     assert ctc_greedy_decode(log_p, blank_penalty=0.5)[0] == [3, 5, 7]
     assert deletions(ctc_beam_decode(log_p, beam=4, blank_penalty=0.5)[0]) == 0
+
+
+def test_recogniser_dropout_and_window_reach_the_encoder_and_leave_evaluation_deterministic():
+    from chorus.translate.speech_runs import SpeechModelConfig, build_recognizer
+
+    torch.manual_seed(0)
+    model = build_recognizer(SpeechModelConfig(task="recognize", width=32, heads=2, dropout=0.5, window=3))
+    assert model.encoder.transformer.window == 3 and model.encoder.dropout.p == 0.5
+    mel = torch.randn(2, 40, 60)
+    model.train()
+    assert not torch.equal(model.log_probs(mel)[0], model.log_probs(mel)[0])  # dropout (and SpecAugment) draw anew
+    model.eval()
+    torch.testing.assert_close(model.log_probs(mel)[0], model.log_probs(mel)[0])

@@ -65,6 +65,14 @@ def attention_mask(mask: Tensor | None, length: int, causal: bool) -> Tensor | N
     return allowed | eye
 
 
+def local_window(length: int, window: int, causal: bool, device: torch.device) -> Tensor:
+    """[L, L] True where query ``i`` may attend key ``j``: ``|i - j| <= window`` (and ``j <= i`` when causal)."""
+    index = torch.arange(length, device=device)
+    offset = index[:, None] - index[None, :]
+    allowed = offset.abs() <= window
+    return allowed & (offset >= 0) if causal else allowed
+
+
 def _cpu_bf16_training(q: Tensor) -> bool:
     """Whether attention should bypass SDPA: bf16 on a CPU with a backward pass to come.
 
@@ -166,10 +174,12 @@ class Transformer(nn.Module):
         act: Activation = "gelu",
         ln_eps: float = 1e-5,
         causal: bool = False,
+        window: int = 0,
     ) -> None:
         super().__init__()
         self.width = width
         self.causal = causal
+        self.window = window
         blocks = [ResidualAttentionBlock(width, heads, mlp_ratio, act, ln_eps) for _ in range(layers)]
         self.resblocks = nn.ModuleList(blocks)
         attn_std = width**-0.5
@@ -184,6 +194,9 @@ class Transformer(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """``x`` [B, L, D]; ``mask`` [B, L] True = real token (padded keys are not attended to)."""
         attn_mask = attention_mask(mask, x.shape[1], self.causal)
+        if self.window:
+            band = local_window(x.shape[1], self.window, self.causal, x.device)
+            attn_mask = band if attn_mask is None else attn_mask & band
         for block in self.resblocks:
             x = block(x, attn_mask, self.causal)
         return x

@@ -64,6 +64,8 @@ class SpeechEncoder(nn.Module):
 
     ``time_fraction``: SpecAugment's largest time mask as a share of the utterance — smaller than the
     isolated-word towers' 10 %, because a mask over a whole word of a string would contradict its transcript.
+    ``dropout``: applied to the frames entering and leaving the Transformer during training (0: none).
+    ``window``: each frame attends only to frames at most this many away (0: the whole utterance).
     """
 
     def __init__(
@@ -76,9 +78,12 @@ class SpeechEncoder(nn.Module):
         augment: bool = True,
         time_fraction: float = 0.03,
         strides: tuple[int, int] = (2, 2),
+        dropout: float = 0.0,
+        window: int = 0,
     ) -> None:
         super().__init__()
         self.top_db, self.out_dim, self.subsample = top_db, width, strides[0] * strides[1]
+        self.dropout = nn.Dropout(dropout)
         self.augment = MelAugment(time_fraction=time_fraction) if augment else None
         self.stem = nn.ModuleList(
             [
@@ -86,7 +91,7 @@ class SpeechEncoder(nn.Module):
                 MaskedConvBlock(width, width, 5, strides[1], norm=True),
             ]
         )
-        self.transformer = Transformer(width, layers, heads)
+        self.transformer = Transformer(width, layers, heads, window=window)
         self.ln_post = nn.LayerNorm(width)
 
     def forward(self, mel: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -100,8 +105,8 @@ class SpeechEncoder(nn.Module):
         for block in self.stem:
             x, mask = block(x, mask)
         h = x.transpose(1, 2)
-        h = h + sinusoidal_positions(h.shape[1], h.shape[2], h.device).to(h.dtype)
-        return self.ln_post(self.transformer(h, mask)), mask
+        h = self.dropout(h + sinusoidal_positions(h.shape[1], h.shape[2], h.device).to(h.dtype))
+        return self.dropout(self.ln_post(self.transformer(h, mask))), mask
 
 
 class CTCRecognizer(nn.Module):

@@ -118,7 +118,7 @@ class StringsConfig:
 
 @dataclass
 class SpeechModelConfig:
-    """``task``: ``recognize`` or ``synthesize``. Recogniser: ``system``, encoder ``width``/``layers``/``heads``,
+    """``task``: ``recognize`` or ``synthesize``. Recogniser: ``system``, encoder ``width``/``layers``/``heads``/``dropout``/``window``,
     attention decoder ``decoder_layers``/``ctc_weight``/``label_smoothing``, CTC ``beam`` (0 = greedy).
     Synthesiser: ``speaker`` (the voice), ``synth_width``, ``aligner_steps`` (frame tagger for the durations)."""
 
@@ -127,6 +127,8 @@ class SpeechModelConfig:
     width: int = 96
     layers: int = 2
     heads: int = 4
+    dropout: float = 0.0
+    window: int = 0
     decoder_layers: int = 2
     ctc_weight: float = 0.3
     label_smoothing: float = 0.1
@@ -184,7 +186,7 @@ def recognizer_items(cfg: StringsConfig, root: str | None = None, logmel: LogMel
 
 
 def build_recognizer(model: SpeechModelConfig, n_mels: int = 40) -> CTCRecognizer | JointCTCAttention:
-    encoder = SpeechEncoder(n_mels, model.width, model.layers, model.heads)
+    encoder = SpeechEncoder(n_mels, model.width, model.layers, model.heads, dropout=model.dropout, window=model.window)
     if model.system == "ctc":
         return CTCRecognizer(encoder)
     return JointCTCAttention(
