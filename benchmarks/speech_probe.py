@@ -12,6 +12,10 @@ Two steps, so that decoding variants never retrain a model:
     (:func:`chorus.translate.speech_runs.tune_blank_penalty`; never on theo), then decodes the benchmark's 200
     clean and 200 10-dB theo strings greedily and with beam 8 + length prior, with penalty 0 and the picked
     one; writes ``OUT.json`` and ``OUT.md`` (WER, SER and substitution / deletion / insertion counts).
+``python benchmarks/speech_probe.py tts JUDGE [JUDGE ...] --steps 300 --seeds 0 --out benchmarks/results/speech_probe_tts``
+    trains the benchmark's synthesiser in theo's voice (its aligner, data and unseen texts; ``--steps`` synthesiser
+    steps) for each seed and reads its 500 synthesised strings with each judge, a CTC run trained above on the other
+    five speakers: how much of the synthesis WER is the judge's.
 """
 
 from __future__ import annotations
@@ -22,7 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chorus.bench.speech import MAIN_FOLD, Config, experiment, score, test_sets
+from chorus.bench.speech import (
+    MAIN_FOLD,
+    Config,
+    experiment,
+    score,
+    synthesis_data,
+    synthesize_unseen,
+    test_sets,
+)
 from chorus.data.audio import LogMel
 from chorus.translate.recognizer import CTCRecognizer
 from chorus.translate.speech_data import load_strings
@@ -102,14 +114,76 @@ def evaluate(tags: list[str], out: Path, dev_size: int) -> None:
     out.with_suffix(".md").write_text(_markdown(results, out))
 
 
+def tts(judges: list[str], steps: int, seeds: list[int], griffin_lim_iters: int, out: Path) -> None:
+    cfg = Config(tts_steps=steps, seeds=tuple(seeds), griffin_lim_iters=griffin_lim_iters)
+    logmel = LogMel()
+    voice, others, texts = synthesis_data(cfg, logmel)
+    path = out.with_suffix(".json")
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    models = {tag: load_speech_run(RUNS / tag, "recognize")[1] for tag in judges}
+    for seed in seeds:
+        name = f"tts{steps}_gl{griffin_lim_iters}_seed{seed}"
+        _, items = synthesize_unseen(cfg, seed, voice, others, texts, RUNS / name, logmel)
+        record = results.setdefault(
+            name, {"steps": steps, "griffin_lim_iters": griffin_lim_iters, "seed": seed, "texts": len(texts)}
+        )
+        for tag, model in models.items():
+            record[tag] = _counts(score(items, decode_items(model, [it.mel for it in items], beam=cfg.beam)))
+            print(name, tag, record[tag]["wer"], flush=True)
+        path.write_text(json.dumps(results, indent=1))
+    out.with_suffix(".md").write_text(_tts_markdown(results, out))
+
+
+def _tts_markdown(results: dict[str, Any], out: Path) -> str:
+    rows = [
+        "| synthesiser steps | Griffin-Lim iterations | seed | judge | WER (%) | SER (%) | S / D / I |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    commands = []
+    for rec in results.values():
+        judges = [k for k in rec if k not in ("steps", "griffin_lim_iters", "seed", "texts")]
+        for tag in judges:
+            j = rec[tag]
+            rows.append(
+                f"| {rec['steps']} | {rec['griffin_lim_iters']} | {rec['seed']} | {tag} | {100 * j['wer']:.1f} | {100 * j['ser']:.1f} | "
+                f"{j['substitutions']} / {j['deletions']} / {j['insertions']} |"
+            )
+        commands.append(
+            f"python benchmarks/speech_probe.py tts {' '.join(judges)} --steps {rec['steps']} "
+            f"--griffin-lim-iters {rec['griffin_lim_iters']} --seeds {rec['seed']} --out {out}"
+        )
+    return (
+        f"# Synthesis in {MAIN_FOLD}'s voice read by longer-trained recognisers\n\n"
+        f"The benchmark's synthesiser (its aligner, training strings and {next(iter(results.values()))['texts']} "
+        "digit strings never in its training text), read by CTC recognisers of the probe above: trained on the other "
+        f"five speakers, they never heard {MAIN_FOLD}. Beam 8 + length prior, no blank penalty.\n\n"
+        + "\n".join(rows)
+        + "\n\nCommands:\n\n```text\n"
+        + "\n".join(commands)
+        + "\n```\n"
+    )
+
+
 def _counts(scored: dict[str, Any]) -> dict[str, Any]:
     return {k: scored[k] for k in ("wer", "ser", "substitutions", "deletions", "insertions", "words")}
 
 
+def _other_settings(rec: dict[str, Any]) -> str:
+    """What a run changed besides length and perturbation (records older than these options changed none)."""
+    parts = []
+    if rec.get("train_size", Config.train_size) != Config.train_size:
+        parts.append(f"{rec['train_size']} training strings")
+    if rec.get("dropout"):
+        parts.append(f"dropout {rec['dropout']:g}")
+    if rec.get("window"):
+        parts.append(f"attention window ±{rec['window']} frames")
+    return ", ".join(parts) or "–"
+
+
 def _markdown(results: dict[str, Any], out: Path) -> str:
     rows = [
-        "| run | steps | speed factors | VTLP | decoding | blank penalty | WER clean (%) | SER clean (%) | S / D / I clean | WER 10 dB (%) | s / 100 steps |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | steps | speed factors | VTLP | other settings | decoding | blank penalty | WER clean (%) | SER clean (%) | S / D / I clean | WER 10 dB (%) | s / 100 steps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for tag, rec in results.items():
         for dec in rec["decoding"].values():
@@ -117,7 +191,7 @@ def _markdown(results: dict[str, Any], out: Path) -> str:
             decoding = "greedy" if dec["beam"] == 0 else f"beam {dec['beam']} + length prior"
             rows.append(
                 f"| {tag} | {rec['steps']} | {', '.join(f'{f:g}' for f in rec['speed_factors'])} | {rec['vtlp']:g} | "
-                f"{decoding} | {dec['blank_penalty']:g}"
+                f"{_other_settings(rec)} | {decoding} | {dec['blank_penalty']:g}"
                 f"{' (picked)' if dec['picked_on_training_voices'] and dec['blank_penalty'] else ''} | "
                 f"{100 * c['wer']:.1f} | {100 * c['ser']:.1f} | {c['substitutions']} / {c['deletions']} / {c['insertions']} | "
                 f"{100 * n['wer']:.1f} | {rec['s_per_100_steps']} |"
@@ -127,7 +201,11 @@ def _markdown(results: dict[str, Any], out: Path) -> str:
         + (f" --speed {','.join(f'{f:g}' for f in rec['speed_factors'])}" if rec["speed_factors"] != [1.0] else "")
         + (f" --vtlp {rec['vtlp']:g}" if rec["vtlp"] else "")
         + (f" --seed {rec['seed']}" if rec.get("seed") else "")
-        + (f" --train-size {rec['train_size']}" if rec.get("train_size", 500) != 500 else "")
+        + (
+            f" --train-size {rec['train_size']}"
+            if rec.get("train_size", Config.train_size) != Config.train_size
+            else ""
+        )
         + (f" --dropout {rec['dropout']:g}" if rec.get("dropout") else "")
         + (f" --window {rec['window']}" if rec.get("window") else "")
         for tag, rec in results.items()
@@ -164,6 +242,12 @@ def main() -> None:
     e.add_argument("tags", nargs="+")
     e.add_argument("--out", type=Path, default=Path("benchmarks/results/speech_probe_perturb"))
     e.add_argument("--dev-size", type=int, default=200)
+    s = sub.add_parser("tts")
+    s.add_argument("judges", nargs="+", help="CTC runs under runs/speech_probe")
+    s.add_argument("--steps", type=int, default=Config.tts_steps, help="synthesiser training steps")
+    s.add_argument("--seeds", default="0", help="comma-separated synthesiser seeds")
+    s.add_argument("--griffin-lim-iters", type=int, default=Config.griffin_lim_iters, help="vocoder iterations")
+    s.add_argument("--out", type=Path, default=Path("benchmarks/results/speech_probe_tts"))
     args = parser.parse_args()
     if args.command == "train":
         train(
@@ -176,6 +260,8 @@ def main() -> None:
             args.dropout,
             args.window,
         )
+    elif args.command == "tts":
+        tts(args.judges, args.steps, [int(x) for x in args.seeds.split(",")], args.griffin_lim_iters, args.out)
     else:
         evaluate(args.tags, args.out, args.dev_size)
 

@@ -13,13 +13,18 @@ For each run folder (``chorus train configs/sort_of_clevr_vqa.yaml ... --run-dir
   six questions of one type that differ only in the colour word (1.0: the colour is gone);
 - whether the image tower keeps colour where the objects are: the 3-fold accuracy of a logistic-regression probe
   that names an object's colour from the features of the CNN cell nearest its centre, after each conv layer, for
-  the trained encoder and for the same architecture at initialisation (chance: 1/6).
+  the trained encoder and for the same architecture at initialisation (chance: 1/6);
+- for a run trained with ``train.checkpoint_every`` (its ``checkpoints/step_*`` folders): the test accuracy per
+  question type of each checkpoint as saved, and after recomputing its BatchNorm statistics on 50 training
+  batches (:func:`chorus.train.batchnorm.recompute_batchnorm`) — whether an evaluation made mid-training
+  measures the weights or the lag of BatchNorm's running averages.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -27,18 +32,24 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
+from torch.utils.data import DataLoader
 
 from chorus.ask import VQAPredictor
 from chorus.bench.vqa import colour_blind_answer, majority_answer, reference_accuracy
+from chorus.data.collate import Collate
 from chorus.data.sort_of_clevr import OBJECT_COLOURS, QUESTION_TYPES, SortOfCLEVR, question_text
 from chorus.errors import ChorusError
 from chorus.eval.report import write_json
-from chorus.experiment import load_experiment
+from chorus.experiment import build_datasets, load_experiment
+from chorus.fusion.vqa import vqa_accuracy
+from chorus.train.batchnorm import recompute_batchnorm
 
 PROBE_SCENES = 60  # test scenes whose 360 objects the colour probe reads
 PROBED_TYPES = ("shape", "horizontal", "count")  # question types whose colour variants are compared
+STATISTICS_BATCHES = 50  # training batches whose BatchNorm statistics replace a checkpoint's running averages
 
 
 def eval_curve(run: Path) -> list[dict[str, float]]:
@@ -91,6 +102,32 @@ def colour_probe(encoder: Any, images: torch.Tensor, scenes: list[Any]) -> list[
     return scores
 
 
+def batchnorm_check(run: Path, predictor: VQAPredictor) -> list[dict[str, Any]]:
+    """Each checkpoint's test accuracy as saved and after recomputing BatchNorm statistics (none: no checkpoints)."""
+    checkpoints = sorted((run / "checkpoints").glob("step_*"))
+    if not checkpoints:
+        return []
+    cfg = load_experiment(run / "experiment.yaml")
+    train, test, _ = build_datasets(cfg)
+    collate = Collate(predictor.tokenizer, cfg.data.context_length)
+    model = predictor.model
+    final = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def forward(batch: dict[str, Any]) -> None:
+        model.logits(batch["image"], batch["text"], batch["text_mask"], batch.get("image_id"))
+
+    rows = []
+    for checkpoint in checkpoints:
+        model.load_state_dict(load_file(str(checkpoint / "model.safetensors")))
+        saved = vqa_accuracy(model, DataLoader(test, cfg.train.batch_size, collate_fn=collate))
+        batches = itertools.islice(DataLoader(train, cfg.train.batch_size, collate_fn=collate), STATISTICS_BATCHES)
+        recompute_batchnorm(model, forward, batches)
+        recomputed = vqa_accuracy(model, DataLoader(test, cfg.train.batch_size, collate_fn=collate))
+        rows.append({"step": int(checkpoint.name.split("_")[-1]), "saved": saved, "recomputed": recomputed})
+    model.load_state_dict(final)
+    return rows
+
+
 def references(run: Path) -> dict[str, dict[str, float]]:
     """The majority answer and the colour-blind reference on the run's own test questions."""
     options = load_experiment(run / "experiment.yaml").data.options
@@ -123,6 +160,7 @@ def diagnose(run: Path) -> dict[str, Any]:
             "trained": colour_probe(trained, images, test.scenes),
             "untrained": colour_probe(fresh, images, test.scenes),
         },
+        "batchnorm_statistics": batchnorm_check(run, predictor),
     }
 
 
@@ -168,6 +206,23 @@ def main() -> None:
             f"{' / '.join(f'{100 * v:.0f}' for v in probe['trained'])} % | "
             f"{' / '.join(f'{100 * v:.0f}' for v in probe['untrained'])} % |"
         )
+    checked = {
+        name: result["batchnorm_statistics"] for name, result in results.items() if result["batchnorm_statistics"]
+    }
+    if checked:
+        lines += [
+            "",
+            f"Checkpoints evaluated with their BatchNorm running averages as saved, and after recomputing the "
+            f"statistics on {STATISTICS_BATCHES} training batches at the same weights (test accuracy %):",
+            "",
+            "| run | step | statistics | " + " | ".join(QUESTION_TYPES) + " |",
+            "|---|---|---|" + "---|" * len(QUESTION_TYPES),
+        ]
+        for name, rows in checked.items():
+            for point in rows:
+                for kind in ("saved", "recomputed"):
+                    cells = [f"{100 * point[kind][f'accuracy_{t}']:.1f}" for t in QUESTION_TYPES]
+                    lines.append(f"| {name} | {point['step']} | {kind} | " + " | ".join(cells) + " |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -375,3 +375,62 @@ def test_user_errors_are_chorus_errors(tmp_path):
 def test_epochs_define_the_length(tmp_path):
     final = Trainer(LinearModel(), Regression(), cfg(max_steps=None, epochs=2, batch_size=10), tmp_path).fit()
     assert final["step"] == 20 and final["epoch"] == pytest.approx(2.0)  # 96 samples -> 10 batches/epoch
+
+
+def test_recompute_batchnorm_averages_the_batch_statistics_and_restores_modes():
+    """PreciseBN: running mean / variance become the plain average over the batches of each batch's mean and
+    unbiased variance of the layer's input, computed here by hand; dropout stays off while they are gathered,
+    momenta and modes come back, and stale statistics (which the test first plants) are gone."""
+    from chorus.train.batchnorm import recompute_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.9), nn.BatchNorm1d(4))
+    model[2].running_mean.fill_(50.0)  # stale statistics, as after fast-moving weights
+    batches = [torch.randn(8, 3) * (k + 1) + k for k in range(3)]
+    model.train()
+    assert recompute_batchnorm(model, model, batches) == 1
+    with torch.no_grad():
+        inputs = [model[0](b) for b in batches]
+    torch.testing.assert_close(model[2].running_mean, torch.stack([x.mean(0) for x in inputs]).mean(0))
+    torch.testing.assert_close(model[2].running_var, torch.stack([x.var(0) for x in inputs]).mean(0))
+    assert model.training and model[1].training and model[2].momentum == 0.1
+    assert recompute_batchnorm(nn.Linear(3, 4), lambda b: None, batches) == 0
+    with pytest.raises(ValueError, match="at least one batch"):
+        recompute_batchnorm(model, model, [])
+
+
+class BatchNormRegression(nn.Module):
+    """Linear → BatchNorm → linear; records the indices of the batches it trains on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin, self.norm, self.head = nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 1)
+        self.seen: list[list[int]] = []
+
+    def forward(self, batch: dict) -> dict:
+        if torch.is_grad_enabled():
+            self.seen.append(batch["idx"].tolist())
+        return {"loss": ((self.head(self.norm(self.lin(batch["x"]))) - batch["y"]) ** 2).mean()}
+
+
+def test_precise_bn_recomputes_statistics_before_each_evaluation_without_moving_the_sampler(tmp_path):
+    data = Regression()
+    checked = []
+
+    def eval_fn(model):  # statistics of the first 3 stored-order batches at the weights being evaluated
+        with torch.no_grad():
+            inputs = [model.lin(data.x[8 * k : 8 * (k + 1)]) for k in range(3)]
+        torch.testing.assert_close(model.norm.running_mean, torch.stack([h.mean(0) for h in inputs]).mean(0))
+        torch.testing.assert_close(model.norm.running_var, torch.stack([h.var(0) for h in inputs]).mean(0))
+        checked.append(model.norm.momentum)
+        return {}
+
+    plain, precise = BatchNormRegression(), BatchNormRegression()
+    Trainer(plain, data, cfg(max_steps=6, eval_every=2), tmp_path / "plain", eval_fn=lambda m: {}).fit()
+    config = cfg(max_steps=6, eval_every=2, precise_bn_batches=3)
+    Trainer(precise, data, config, tmp_path / "precise", eval_fn=eval_fn).fit()
+    assert checked == [0.1] * 3 and precise.seen == plain.seen  # the training batches are not disturbed
+    assert not torch.equal(plain.norm.running_mean, precise.norm.running_mean)
+    with pytest.raises(ConfigError, match="precise_bn_batches"):
+        cfg(precise_bn_batches=-1)

@@ -20,13 +20,14 @@ Every model trains once per seed (mean ± std); the other folds train with the f
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from chorus.align.models import FrameTagger
 from chorus.bench.driver import Report
 from chorus.data.audio import LogMel
 from chorus.data.sequences import DIGIT_WORDS, DigitStrings, digits_to_text
@@ -272,27 +273,14 @@ def run(cfg: Config, report: Report) -> None:
     results["folds"] = folds
 
     # --- 3. synthesis in the main fold's voice, judged by the main fold's recognisers (never heard it)
-    tts_cfg = experiment(cfg, "synthesize", "ctc", cfg.tts_steps, cfg.seeds[0], MAIN_FOLD)
-    tts_cfg.data.train_size = cfg.tts_train_size
-    voice = voice_items(tts_cfg, cfg.data_root, logmel)
-    seen = {it.text for it in voice}
-    others = load_strings(tts_cfg.data.strings(cfg.data_root, "train", cfg.tts_train_size, seed_offset=3), logmel)
-    texts = unseen_strings(cfg.tts_strings, seen, seed=11)
+    voice, others, texts = synthesis_data(cfg, logmel)
     reference = DigitStrings(cfg.data_root, split="test", size=1, test_speakers=(MAIN_FOLD,), pause_s=(0.05, 0.3))
     tts: list[dict[str, float]] = []
     example: dict[str, Any] = {}
     for seed in cfg.seeds:
-        run_cfg = dataclasses.replace(tts_cfg, train=dataclasses.replace(tts_cfg.train, seed=seed))
-        tagger = train_aligner(others, cfg.aligner_steps, out / "runs" / f"aligner_{seed}", seed)
-        synth = train_synthesizer(run_cfg, voice, align_voice(tagger, voice), out / "runs" / f"tts_{seed}")
-        waves = [synthesize_wave(synth, d, cfg.griffin_lim_iters, seed) for d in texts]
-        with torch.no_grad():
-            mels = [logmel(w) for w in waves]
+        tagger, items = synthesize_unseen(cfg, seed, voice, others, texts, out / "runs", logmel)
+        mels = [it.mel for it in items]
         ctc, classifier = judges[seed]
-        items = [
-            SpeechItem(m, torch.tensor(d), digits_to_text(d), np.zeros((len(d), 2)), torch.zeros(0), "tts", w)
-            for m, w, d in zip(mels, waves, texts)
-        ]
         judged = score(items, decode_items(ctc, mels, beam=cfg.beam))
         spans = align_items(tagger, mels, texts)
         segments = [np.stack([s, e], axis=1) for s, e in spans]
@@ -323,6 +311,40 @@ def run(cfg: Config, report: Report) -> None:
     results["tts_texts"] = len(texts)
 
     write_tables(cfg, report, attention_maps, main_tests["clean"], example)
+
+
+def synthesis_data(cfg: Config, logmel: LogMel) -> tuple[list[SpeechItem], list[SpeechItem], list[list[int]]]:
+    """(the main fold's voice: the synthesiser's training strings; the other speakers' strings, for the aligner;
+    ``cfg.tts_strings`` digit strings whose text the synthesiser never saw)."""
+    tts_cfg = experiment(cfg, "synthesize", "ctc", cfg.tts_steps, cfg.seeds[0], MAIN_FOLD)
+    tts_cfg.data.train_size = cfg.tts_train_size
+    voice = voice_items(tts_cfg, cfg.data_root, logmel)
+    others = load_strings(tts_cfg.data.strings(cfg.data_root, "train", cfg.tts_train_size, seed_offset=3), logmel)
+    return voice, others, unseen_strings(cfg.tts_strings, {it.text for it in voice}, seed=11)
+
+
+def synthesize_unseen(
+    cfg: Config,
+    seed: int,
+    voice: list[SpeechItem],
+    others: list[SpeechItem],
+    texts: list[list[int]],
+    runs: Path,
+    logmel: LogMel,
+) -> tuple[FrameTagger, list[SpeechItem]]:
+    """Train seed ``seed``'s aligner (on ``others``) and synthesiser (on ``voice``) into ``runs``, and speak ``texts``:
+    (the aligner, one item per text with the synthesised wave, its log-mel and the transcript)."""
+    tts_cfg = experiment(cfg, "synthesize", "ctc", cfg.tts_steps, seed, MAIN_FOLD)
+    tts_cfg.data.train_size = cfg.tts_train_size
+    tagger = train_aligner(others, cfg.aligner_steps, runs / f"aligner_{seed}", seed)
+    synth = train_synthesizer(tts_cfg, voice, align_voice(tagger, voice), runs / f"tts_{seed}")
+    waves = [synthesize_wave(synth, d, cfg.griffin_lim_iters, seed) for d in texts]
+    with torch.no_grad():
+        mels = [logmel(w) for w in waves]
+    return tagger, [
+        SpeechItem(m, torch.tensor(d), digits_to_text(d), np.zeros((len(d), 2)), torch.zeros(0), "tts", w)
+        for m, w, d in zip(mels, waves, texts, strict=True)
+    ]
 
 
 def unseen_strings(count: int, seen: set[str], seed: int, digits: tuple[int, int] = (1, 7)) -> list[list[int]]:

@@ -29,6 +29,7 @@ What it guarantees, and why:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -49,6 +50,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from chorus.config import save_config, to_dict
 from chorus.errors import ConfigError, TrainingError
 from chorus.train import distributed as dist
+from chorus.train.batchnorm import recompute_batchnorm
 from chorus.train.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from chorus.train.logging import MetricsLogger, progress_bar
 from chorus.train.precision import resolve_precision
@@ -80,6 +82,13 @@ class TrainConfig:
     ``precision="auto"`` trains in bf16 autocast only where the device runs bf16
     fast, else in fp32 (see :mod:`chorus.train.precision`); the choice is
     printed when training starts and kept in :attr:`Trainer.precision`.
+
+    ``precise_bn_batches`` > 0 recomputes every BatchNorm layer's statistics
+    before each evaluation from that many batches of the training data
+    (PreciseBN, :mod:`chorus.train.batchnorm`): evaluations made while the
+    learning rate is still high then measure the weights, not the lag of
+    BatchNorm's running averages. The saved model keeps the recomputed
+    statistics.
     """
 
     max_steps: int | None = None
@@ -111,6 +120,7 @@ class TrainConfig:
     tensorboard: bool = True
     channels_last: bool = False
     compile: bool = False
+    precise_bn_batches: int = 0
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.epochs is None:
@@ -130,8 +140,8 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be positive, got {value}")
         if self.matmul_precision not in ("highest", "high", "medium"):
             raise ConfigError(f"matmul_precision must be highest, high or medium, got {self.matmul_precision!r}")
-        if self.warmup_steps < 0 or self.num_workers < 0:
-            raise ConfigError("warmup_steps and num_workers must be >= 0")
+        if self.warmup_steps < 0 or self.num_workers < 0 or self.precise_bn_batches < 0:
+            raise ConfigError("warmup_steps, num_workers and precise_bn_batches must be >= 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
@@ -197,6 +207,7 @@ class Trainer:
         )
         # A map-style train_data is a Dataset with __len__ or a plain sequence (DataLoader only indexes it).
         dataset = cast(Dataset, train_data)
+        self.train_data, self.collate_fn = dataset, collate_fn
         if self.iterable:
             self.loader = DataLoader(dataset, batch_size=cfg.batch_size, drop_last=cfg.drop_last, **loader_args)
         else:
@@ -479,6 +490,8 @@ class Trainer:
     def _evaluate(self) -> dict[str, Any]:
         results: dict[str, Any] = {}
         if self.eval_fn is not None and self.is_main:
+            if self.cfg.precise_bn_batches:
+                self._recompute_batchnorm()
             self.raw_model.eval()
             autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
             with torch.no_grad(), autocast:
@@ -488,6 +501,20 @@ class Trainer:
             self.logger.log({"step": self.step, "epoch": self._epoch_progress(), **results})
         dist.barrier()
         return results
+
+    def _recompute_batchnorm(self) -> None:
+        """PreciseBN from the first ``precise_bn_batches`` batches of the training data in stored order, read by a
+        loader of their own (with its own generator) so the training sampler's position and RNG are untouched."""
+        loader = DataLoader(
+            self.train_data, batch_size=self.cfg.batch_size, collate_fn=self.collate_fn, generator=torch.Generator()
+        )
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        with autocast:
+            recompute_batchnorm(
+                self.raw_model,
+                lambda batch: self.raw_model(self._to_device(batch)),
+                itertools.islice(loader, self.cfg.precise_bn_batches),
+            )
 
     def save_checkpoint(self) -> Path | None:
         """Checkpoint now (weights, optimizer, scheduler, RNG of every rank, data position)."""
