@@ -92,3 +92,19 @@ def test_bad_arguments_are_config_errors() -> None:
         build_dataset("sort_of_clevr", split="valid")
     with pytest.raises(ConfigError):
         build_dataset("sort_of_clevr", train_images=-1)
+
+
+def test_questions_about_one_colour_whose_distances_all_tie_fall_back_to_an_answerable_type() -> None:
+    """Red at the centre, the other five at distance 25: closest and furthest about red are ambiguous, so
+    relational questions about red alone can only be counts (asking about it used to loop for ever)."""
+    ring = [(0, 25), (25, 0), (0, -25), (-25, 0), (15, 20)]
+    others = [c for c in COLOURS if c != "red"]
+    scene = (SceneObject("red", "square", 37, 37),) + tuple(
+        SceneObject(c, "circle", 37 + dx, 37 + dy) for c, (dx, dy) in zip(others, ring, strict=True)
+    )
+    questions = ask_questions(scene, np.random.default_rng(0), non_relational=2, relational=10, colours=["red"])
+    assert [q.question_type for q in questions[2:]] == ["count"] * 10
+    assert all(q.answer == "1" for q in questions[2:])  # red is the only square
+    # with all colours, the same scene still yields closest/furthest questions about the others
+    kinds = {q.question_type for q in ask_questions(scene, np.random.default_rng(0), relational=30)}
+    assert {"closest", "furthest"} <= kinds

@@ -203,14 +203,28 @@ def ask_questions(
     questions: list[Question] = []
     for kinds, count in ((NON_RELATIONAL, non_relational), (RELATIONAL, relational)):
         for _ in range(count):
-            question_type = kinds[int(rng.integers(len(kinds)))]
-            while True:
-                colour = colours[int(rng.integers(len(colours)))]
-                answer = answer_question(objects, question_type, colour)
-                if answer is not None:
-                    break
+            question_type, colour, answer = _draw_question(objects, rng, kinds, colours)
             questions.append(Question(question_text(question_type, colour), answer, question_type, colour))
     return questions
+
+
+def _draw_question(
+    objects: Sequence[SceneObject], rng: np.random.Generator, kinds: Sequence[str], colours: Sequence[str]
+) -> tuple[str, str, str]:
+    """A random type of ``kinds`` and colour of ``colours`` whose answer is unambiguous, with that answer.
+
+    Colours are redrawn until the answer is defined; only when every colour ties for the drawn type (possible
+    when few colours are asked about) is the type redrawn — count and the non-relational types never tie.
+    """
+    while True:
+        question_type = kinds[int(rng.integers(len(kinds)))]
+        tied: set[str] = set()
+        while len(tied) < len(set(colours)):
+            colour = colours[int(rng.integers(len(colours)))]
+            answer = answer_question(objects, question_type, colour)
+            if answer is not None:
+                return question_type, colour, answer
+            tied.add(colour)
 
 
 @functools.lru_cache(maxsize=4)
