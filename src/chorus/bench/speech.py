@@ -313,11 +313,17 @@ def run(cfg: Config, report: Report) -> None:
     write_tables(cfg, report, attention_maps, main_tests["clean"], example)
 
 
+def synthesis_experiment(cfg: Config, seed: int) -> SpeechExperiment:
+    """The synthesiser of seed ``seed`` in the main fold's voice, trained on ``cfg.tts_train_size`` of its strings."""
+    tts_cfg = experiment(cfg, "synthesize", "ctc", cfg.tts_steps, seed, MAIN_FOLD)
+    tts_cfg.data.train_size = cfg.tts_train_size
+    return tts_cfg
+
+
 def synthesis_data(cfg: Config, logmel: LogMel) -> tuple[list[SpeechItem], list[SpeechItem], list[list[int]]]:
     """(the main fold's voice: the synthesiser's training strings; the other speakers' strings, for the aligner;
     ``cfg.tts_strings`` digit strings whose text the synthesiser never saw)."""
-    tts_cfg = experiment(cfg, "synthesize", "ctc", cfg.tts_steps, cfg.seeds[0], MAIN_FOLD)
-    tts_cfg.data.train_size = cfg.tts_train_size
+    tts_cfg = synthesis_experiment(cfg, cfg.seeds[0])
     voice = voice_items(tts_cfg, cfg.data_root, logmel)
     others = load_strings(tts_cfg.data.strings(cfg.data_root, "train", cfg.tts_train_size, seed_offset=3), logmel)
     return voice, others, unseen_strings(cfg.tts_strings, {it.text for it in voice}, seed=11)
@@ -334,8 +340,7 @@ def synthesize_unseen(
 ) -> tuple[FrameTagger, list[SpeechItem]]:
     """Train seed ``seed``'s aligner (on ``others``) and synthesiser (on ``voice``) into ``runs``, and speak ``texts``:
     (the aligner, one item per text with the synthesised wave, its log-mel and the transcript)."""
-    tts_cfg = experiment(cfg, "synthesize", "ctc", cfg.tts_steps, seed, MAIN_FOLD)
-    tts_cfg.data.train_size = cfg.tts_train_size
+    tts_cfg = synthesis_experiment(cfg, seed)
     tagger = train_aligner(others, cfg.aligner_steps, runs / f"aligner_{seed}", seed)
     synth = train_synthesizer(tts_cfg, voice, align_voice(tagger, voice), runs / f"tts_{seed}")
     waves = [synthesize_wave(synth, d, cfg.griffin_lim_iters, seed) for d in texts]
