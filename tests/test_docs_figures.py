@@ -450,6 +450,17 @@ FIGURES: list[Figure] = [
         "15,500 steps: {:.1f} % non-relational (target met for that seed), {:.1f} % relational",
         scale=100,
     ),
+    Figure(
+        "docs/vqa.md",
+        "vqa/diagnostics.json",
+        tuple(
+            f"bowcur6_more2/curve/step=6000/accuracy_{t}"
+            for t in ("non_relational", "relational", "closest", "furthest")
+        ),
+        "{:.1f} % non-relational and {:.1f} % relational, closest and furthest at {:.1f} and {:.1f} % against the "
+        "reference's 66.4 and 68.7 %",
+        scale=100,
+    ),
     # Image captioning (chorus bench caption)
     Figure(
         "docs/benchmarks.md",
