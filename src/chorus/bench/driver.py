@@ -3,11 +3,12 @@
 A benchmark module ``chorus.bench.<name>`` is a thin driver over library calls. It defines
 
 - ``Config``: a frozen dataclass holding every setting of the benchmark (sizes, steps, seeds, …);
-- ``PRESETS``: ``{"full": Config(...), "quick": Config(...)}`` — the published run and a smoke run;
+- ``PRESETS``: ``{"full": Config(...), "quick": Config(...)}`` — the published run and a smoke run — and
+  any further named runs a benchmark publishes (``--preset NAME``);
 - ``run(cfg: Config, report: Report) -> None``: trains and evaluates side by side with the baseline,
   filling ``report`` with results, tables, plots and method cards.
 
-``chorus bench NAME [--quick] [--out DIR] [key=value ...]`` picks the preset, applies the overrides
+``chorus bench NAME [--quick | --preset NAME] [--out DIR] [key=value ...]`` picks the preset, applies the overrides
 with the same dotted ``key=value`` syntax as ``chorus train`` (validated by :mod:`chorus.config`, so a
 typo is an error naming the key), runs the benchmark and writes ``results.json`` (results, the resolved
 config, the environment and the command), ``results.md`` (every table) and the plots and method cards
@@ -123,15 +124,17 @@ def summary_line(doc: str | None) -> str | None:
 
 
 def driver_parser(name: str, module: ModuleType) -> argparse.ArgumentParser:
-    """``chorus bench NAME`` options: ``--quick``, ``--out`` and ``key=value`` overrides of ``Config``."""
+    """``chorus bench NAME`` options: ``--quick`` / ``--preset``, ``--out`` and ``key=value`` overrides of ``Config``."""
     fields = ", ".join(f.name for f in dataclasses.fields(module.Config))
     parser = argparse.ArgumentParser(
         prog=f"chorus bench {name}",
         description=summary_line(module.__doc__),
         epilog=f"config keys (key=value): {fields}",
     )
+    presets = ", ".join(module.PRESETS)
     parser.add_argument("--quick", action="store_true", help="the quick preset (a smoke run of minutes)")
-    parser.add_argument("--out", default=None, help=f"output folder (default runs/bench/{name}[_quick])")
+    parser.add_argument("--preset", default=None, help=f"a named preset ({presets}; default full)")
+    parser.add_argument("--out", default=None, help=f"output folder (default runs/bench/{name}[_PRESET])")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. seeds=[0,1]")
     return parser
 
@@ -143,9 +146,11 @@ def run_driver(
     if not is_driver(module):
         raise TypeError(f"chorus.bench.{name} is not a benchmark driver: it needs Config, PRESETS and run(cfg, report)")
     args = driver_parser(name, module).parse_intermixed_args(list(argv))  # overrides may follow options
-    preset = "quick" if args.quick else "full"
+    if args.quick and args.preset not in (None, "quick"):
+        raise ConfigError(f"--quick and --preset {args.preset} name two presets: give one")
+    preset = "quick" if args.quick else args.preset or "full"
     cfg = resolve_config(module, preset, args.overrides)
-    out = Path(args.out or f"runs/bench/{name}{'_quick' if args.quick else ''}")
+    out = Path(args.out or f"runs/bench/{name}{'' if preset == 'full' else f'_{preset}'}")
     report = Report(out, name, cfg)
     module.run(cfg, report)
     record = report.write()
