@@ -34,7 +34,7 @@ _MODULE = types.SimpleNamespace(
     __name__="toy",
     __doc__="A toy benchmark.\n\nMore text.",
     Config=_Config,
-    PRESETS={"full": _Config(), "quick": _Config(steps=5, seeds=(0,))},
+    PRESETS={"full": _Config(), "quick": _Config(steps=5, seeds=(0,)), "long": _Config(steps=1000)},
     run=_run,
 )
 
@@ -69,6 +69,18 @@ def test_run_writes_results_config_table_plot_and_card(tmp_path) -> None:
     assert (tmp_path / "method_card_toy_method.md").exists()
 
 
+def test_named_preset_and_its_default_folder(tmp_path, monkeypatch) -> None:
+    """``--preset NAME`` runs a further published preset into ``runs/bench/NAME_PRESET``; naming two is an error."""
+    monkeypatch.chdir(tmp_path)
+    record = run_driver("toy", _MODULE, ["--preset", "long", "seeds=[0]"], progress=lambda _: None)  # type: ignore[arg-type]
+    assert record["results"] == {"score": 1000}
+    assert (tmp_path / "runs" / "bench" / "toy_long" / "results.json").is_file()
+    with pytest.raises(ConfigError, match="two presets"):
+        run_driver("toy", _MODULE, ["--quick", "--preset", "long"], progress=lambda _: None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="available: full, quick, long"):
+        run_driver("toy", _MODULE, ["--preset", "huge"], progress=lambda _: None)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
 def test_every_benchmark_is_a_driver_with_valid_presets(name: str) -> None:
     """Every registered benchmark has a frozen Config, full and quick presets that load through chorus.config,
@@ -76,8 +88,8 @@ def test_every_benchmark_is_a_driver_with_valid_presets(name: str) -> None:
     module = load_benchmark(name)
     assert is_driver(module), name
     assert dataclasses.is_dataclass(module.Config) and module.Config.__dataclass_params__.frozen
-    assert set(module.PRESETS) == {"full", "quick"}
-    for preset in ("full", "quick"):
+    assert {"full", "quick"} <= set(module.PRESETS)
+    for preset in module.PRESETS:
         assert resolve_config(module, preset) == module.PRESETS[preset]
     assert module.PRESETS["quick"] != module.PRESETS["full"]
     parser = driver_parser(name, module)

@@ -242,3 +242,33 @@ def test_bench_writes_tables_plots_cards_and_loadable_runs(tmp_path) -> None:
         assert (tmp_path / name).stat().st_size > 1000
     _, model, classes, _ = load_run(tmp_path / "runs" / "early_seed0")  # the saved run loads from its folder alone
     assert isinstance(model, VQAModel) and classes == list(ANSWERS)
+
+
+def test_bench_curriculum_chains_stages_and_reuses_finished_ones(tmp_path) -> None:
+    """Each stage asks about its colours and starts from the stage before; a rerun trains only what changed."""
+    from chorus.bench import load_benchmark
+    from chorus.bench.driver import run_driver
+
+    module = load_benchmark("vqa")
+    args = ["--preset", "curriculum", "--out", str(tmp_path), "train_images=3", "test_images=2"]
+    args += ["curriculum=[[1,2],[2,2]]", "models=[early]", "seeds=[0]"]
+    record = run_driver("vqa", module, [*args, "steps=2"], progress=lambda _: None)
+    folder = tmp_path / "runs" / "early_seed0"
+    stages = [load_experiment(folder / f"stage{k}" / "experiment.yaml") for k in (1, 2, 3)]
+    assert [cfg.data.options.get("colours") for cfg in stages] == [["red"], ["red", "blue"], None]  # None: all six
+    assert [cfg.model.init_from for cfg in stages] == [None, str(folder / "stage1"), str(folder / "stage2")]
+    assert {cfg.model.encoders["text"].name for cfg in stages} == {"bag_of_words"}
+    history = record["results"]["stages"]["early"][0]
+    assert len(history) == 3 and history[-1]["accuracy"] == record["results"]["runs"]["early"][0]["accuracy"]
+    assert "Curriculum stages" in (tmp_path / "results.md").read_text() and (tmp_path / "curriculum.png").is_file()
+
+    weights = [(folder / f"stage{k}" / "model.safetensors").stat().st_mtime_ns for k in (1, 2, 3)]
+    again = run_driver("vqa", module, [*args, "steps=2"], progress=lambda _: None)
+    assert again["results"]["stages"] == record["results"]["stages"]
+    assert [(folder / f"stage{k}" / "model.safetensors").stat().st_mtime_ns for k in (1, 2, 3)] == weights
+    longer = run_driver("vqa", module, [*args, "steps=3"], progress=lambda _: None)  # only the last stage changed
+    assert longer["results"]["stages"]["early"][0][:2] == history[:2]
+    assert [(folder / f"stage{k}" / "model.safetensors").stat().st_mtime_ns for k in (1, 2)] == weights[:2]
+    assert load_experiment(folder / "stage3" / "experiment.yaml").train.max_steps == 3
+    with pytest.raises(ConfigError, match="1 to 6 colours"):
+        run_driver("vqa", module, [*args, "curriculum=[[7,2]]"], progress=lambda _: None)

@@ -214,6 +214,9 @@ def run(cfg: Config, report: Report) -> None:
         colour_blind=colour_blind,
         paper={"early": {"relational": 0.63}, "relation_network": {"relational": 0.94, "non_relational": 0.94}},
     )
+    if cfg.curriculum:
+        report.results["stages"] = stages
+        _stage_report(cfg, report, stages, colour_blind)
 
     def cell(model: str, key: str) -> str:
         return fmt_mean_std([r[key] for r in runs[model]])
@@ -248,7 +251,7 @@ def run(cfg: Config, report: Report) -> None:
         headers,
         rows,
         note=f"{cfg.train_images} training / {cfg.test_images} test images, 10 + 10 questions each; "
-        f"{cfg.steps} steps of batch {cfg.batch_size} per run.",
+        f"{_schedule(cfg)} of batch {cfg.batch_size} per run.",
     )
     report.table(
         "Accuracy per question type (%)",
@@ -285,6 +288,68 @@ def run(cfg: Config, report: Report) -> None:
     if "question_attention" in runs and cfg.attention_examples:
         _attention_figure(cfg, report, report.out / "runs" / f"question_attention_seed{cfg.seeds[0]}")
     _cards(cfg, report, runs, majority, colour_blind)
+
+
+def _schedule(cfg: Config) -> str:
+    if not cfg.curriculum:
+        return f"{cfg.steps} steps"
+    stages = " + ".join(f"{steps} ({colours} colour{'s' if colours > 1 else ''})" for colours, steps in cfg.curriculum)
+    total = cfg.steps + sum(steps for _, steps in cfg.curriculum)
+    return f"a colour curriculum of {stages} + {cfg.steps} (six colours) = {total} steps"
+
+
+def _stage_report(
+    cfg: Config, report: Report, stages: dict[str, list[list[dict[str, float]]]], colour_blind: dict[str, float]
+) -> None:
+    """Each curriculum stage's test accuracy (on the colours asked about so far) and a plot of it against steps."""
+    schedule = [*cfg.curriculum, (len(CURRICULUM_COLOURS), cfg.steps)]
+    ends = np.cumsum([steps for _, steps in schedule])
+    rows = []
+    for model, seeds in stages.items():
+        for k, (colours, steps) in enumerate(schedule):
+            rows.append(
+                [
+                    MODELS[model],
+                    k + 1,
+                    ", ".join(CURRICULUM_COLOURS[:colours]) if colours < len(CURRICULUM_COLOURS) else "all six",
+                    steps,
+                    int(ends[k]),
+                    *(
+                        fmt_mean_std([run[k][f"accuracy_{kind}"] for run in seeds])
+                        for kind in ("non_relational", "relational")
+                    ),
+                ]
+            )
+    report.table(
+        "Curriculum stages: test accuracy on the colours asked about so far (%)",
+        ["model", "stage", "colours asked about", "steps", "steps so far", "non-relational %", "relational %"],
+        rows,
+        note="Each stage starts from the weights of the one before; the last row of each model is the score above.",
+    )
+    with report.figure("curriculum", ncols=2, figsize=(9, 3.4), sharey=True) as (_fig, axes):
+        for ax, kind in zip(axes, ("non_relational", "relational"), strict=True):
+            for model, seeds in stages.items():
+                stats = [mean_std([run[k][f"accuracy_{kind}"] for run in seeds]) for k in range(len(schedule))]
+                ax.errorbar(
+                    ends,
+                    [100 * m for m, _ in stats],
+                    yerr=[100 * s for _, s in stats],
+                    marker="o",
+                    capsize=2,
+                    label=MODELS[model],
+                )
+            ax.axhline(
+                100 * colour_blind[f"accuracy_{kind}"],
+                color="k",
+                linestyle="--",
+                linewidth=1,
+                label="colour-blind reference (six colours)",
+            )
+            ax.set_title(kind.replace("_", "-"))
+            ax.set_xlabel("training steps at the end of each stage")
+        axes[0].set_ylabel("test accuracy (%)")
+        axes[0].set_ylim(0, 100)
+        axes[0].legend(fontsize=7, loc="lower right")
 
 
 def _attention_figure(cfg: Config, report: Report, run_dir: Path) -> None:
@@ -353,11 +418,16 @@ def _cards(
             f"{fmt_mean_std([r['accuracy_non_relational'] for r in rs])} % over seeds {list(cfg.seeds)}"
         )
 
+    tower = {
+        "text_transformer": "a 2-layer text transformer (width 64)",
+        "bag_of_words": "a bag of learned word embeddings (width 64)",
+    }.get(cfg.text_encoder, f"the {cfg.text_encoder} text encoder")
+    tokens = {"bpe": "BPE tokens", "minilm": "MiniLM's WordPiece tokens"}.get(cfg.tokenizer, f"{cfg.tokenizer} tokens")
     backbone = (
         f"the paper's image encoder (4 conv layers, 24 channels, stride 2, BatchNorm: 75×75 → 5×5 cells) "
-        f"and a 2-layer text transformer (width 64) over BPE tokens of the question text — the paper fed "
+        f"and {tower} over {tokens} of the question text — the paper fed "
         f"one-hot question codes; here questions are natural language. Trained from scratch with AdamW "
-        f"(lr {cfg.lr}, cosine) for {cfg.steps} steps of batch {cfg.batch_size} on {cfg.train_images} "
+        f"(lr {cfg.lr}, cosine) for {_schedule(cfg)} of batch {cfg.batch_size} on {cfg.train_images} "
         f"images × 20 questions (paper: 9,800 images)"
     )
     base = (
