@@ -17,7 +17,12 @@ For each run folder (``chorus train configs/sort_of_clevr_vqa.yaml ... --run-dir
 - for a run trained with ``train.checkpoint_every`` (its ``checkpoints/step_*`` folders): the test accuracy per
   question type of each checkpoint as saved, and after recomputing its BatchNorm statistics on 50 training
   batches (:func:`chorus.train.batchnorm.recompute_batchnorm`) — whether an evaluation made mid-training
-  measures the weights or the lag of BatchNorm's running averages.
+  measures the weights or the lag of BatchNorm's running averages;
+- whether the answers go beyond the colour-blind reference: the test accuracy per question type on the questions
+  that reference answers wrongly (a model that only reads the scene's statistics scores 0 % there, one that finds
+  the objects scores as on the rest), and for closest and furthest the accuracy by how much nearer (further) the
+  answer's object is than the runner-up (if the cells were too coarse to compare distances, small margins would
+  fail first).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from chorus.bench.vqa import colour_blind_answer, majority_answer, reference_acc
 from chorus.data.collate import Collate
 from chorus.data.sort_of_clevr import OBJECT_COLOURS, QUESTION_TYPES, SortOfCLEVR, question_text
 from chorus.errors import ChorusError
+from chorus.eval.mode import evaluating
 from chorus.eval.report import write_json
 from chorus.experiment import build_datasets, load_experiment
 from chorus.fusion.vqa import vqa_accuracy
@@ -50,6 +56,7 @@ from chorus.train.batchnorm import recompute_batchnorm
 PROBE_SCENES = 60  # test scenes whose 360 objects the colour probe reads
 PROBED_TYPES = ("shape", "horizontal", "count")  # question types whose colour variants are compared
 STATISTICS_BATCHES = 50  # training batches whose BatchNorm statistics replace a checkpoint's running averages
+MARGIN_BINS = (0, 3, 6, 10, 15, 100)  # pixels between the answer object's distance and the runner-up's
 
 
 def eval_curve(run: Path) -> list[dict[str, float]]:
@@ -128,6 +135,45 @@ def batchnorm_check(run: Path, predictor: VQAPredictor) -> list[dict[str, Any]]:
     return rows
 
 
+def beyond_reference(run: Path, predictor: VQAPredictor) -> dict[str, Any]:
+    """Test accuracy per question type where the colour-blind reference is wrong / right, and for closest and
+    furthest by the distance margin between the answer's object and the runner-up (pixels)."""
+    cfg = load_experiment(run / "experiment.yaml")
+    _, test, _ = build_datasets(cfg)
+    model = predictor.model
+    predicted: list[int] = []
+    with evaluating(model):
+        for batch in DataLoader(
+            test, cfg.train.batch_size, collate_fn=Collate(predictor.tokenizer, cfg.data.context_length)
+        ):
+            logits = model.logits(batch["image"], batch["text"], batch["text_mask"], batch.get("image_id"))
+            predicted += logits.argmax(-1).tolist()
+    split: dict[str, dict[str, list[int]]] = {"reference wrong": {}, "reference right": {}}
+    margins: dict[str, list[tuple[float, int]]] = {"closest": [], "furthest": []}
+    for (scene, question), label, guess in zip(test.records, test.labels, predicted, strict=True):
+        objects = test.scenes[scene]
+        ok = int(guess == label)
+        side = "reference right" if colour_blind_answer(objects, question) == question.answer else "reference wrong"
+        split[side].setdefault(question.question_type, []).append(ok)
+        if question.question_type in margins:
+            subject = next(o for o in objects if o.colour == question.colour)
+            distances = sorted(float(np.hypot(o.x - subject.x, o.y - subject.y)) for o in objects if o is not subject)
+            ends = distances[:2] if question.question_type == "closest" else distances[-2:]
+            margins[question.question_type].append((abs(ends[1] - ends[0]), ok))
+    by_margin = {
+        kind: {
+            f"{low}-{high} px": {"accuracy": float(np.mean(hits)) if hits else float("nan"), "questions": len(hits)}
+            for low, high in itertools.pairwise(MARGIN_BINS)
+            for hits in [[ok for margin, ok in rows if low <= margin < high]]
+        }
+        for kind, rows in margins.items()
+    }
+    return {
+        side: {t: {"accuracy": float(np.mean(v)), "questions": len(v)} for t, v in sorted(per_type.items())}
+        for side, per_type in split.items()
+    } | {"by_distance_margin": by_margin}
+
+
 def references(run: Path) -> dict[str, dict[str, float]]:
     """The majority answer and the colour-blind reference on the run's own test questions."""
     options = load_experiment(run / "experiment.yaml").data.options
@@ -161,6 +207,7 @@ def diagnose(run: Path) -> dict[str, Any]:
             "untrained": colour_probe(fresh, images, test.scenes),
         },
         "batchnorm_statistics": batchnorm_check(run, predictor),
+        "beyond_reference": beyond_reference(run, predictor),
     }
 
 
@@ -223,6 +270,25 @@ def main() -> None:
                 for kind in ("saved", "recomputed"):
                     cells = [f"{100 * point[kind][f'accuracy_{t}']:.1f}" for t in QUESTION_TYPES]
                     lines.append(f"| {name} | {point['step']} | {kind} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Test accuracy (%) on the questions the colour-blind reference answers wrongly (right), and for closest /",
+        "furthest by how much nearer / further the answer's object is than the runner-up:",
+        "",
+        "| run | questions | " + " | ".join(QUESTION_TYPES) + " |",
+        "|---|---|" + "---|" * len(QUESTION_TYPES),
+    ]
+    for name, result in results.items():
+        beyond = result["beyond_reference"]
+        for side in ("reference wrong", "reference right"):
+            cells = [f"{100 * beyond[side][t]['accuracy']:.1f}" if t in beyond[side] else "–" for t in QUESTION_TYPES]
+            lines.append(f"| {name} | {side} | " + " | ".join(cells) + " |")
+    bins = [f"{low}-{high} px" for low, high in itertools.pairwise(MARGIN_BINS)]
+    lines += ["", "| run | question | " + " | ".join(bins) + " |", "|---|---|" + "---|" * len(bins)]
+    for name, result in results.items():
+        for kind, rows in result["beyond_reference"]["by_distance_margin"].items():
+            cells = [f"{100 * rows[b]['accuracy']:.1f} ({rows[b]['questions']})" for b in bins]
+            lines.append(f"| {name} | {kind} | " + " | ".join(cells) + " |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

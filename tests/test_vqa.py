@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,26 @@ def test_bench_curriculum_chains_stages_and_reuses_finished_ones(tmp_path) -> No
     assert load_experiment(folder / "stage3" / "experiment.yaml").train.max_steps == 3
     with pytest.raises(ConfigError, match="1 to 6 colours"):
         run_driver("vqa", module, [*args, "curriculum=[[7,2]]"], progress=lambda _: None)
+
+
+def test_diagnostics_split_answers_by_the_colour_blind_reference(tiny_run: Path) -> None:
+    """``vqa_diagnostics.beyond_reference`` partitions every test question once, by the reference's own answer."""
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "benchmarks" / "vqa_diagnostics.py"
+    spec = importlib.util.spec_from_file_location("vqa_diagnostics", script)
+    assert spec is not None and spec.loader is not None
+    diagnostics = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnostics)
+    from chorus.ask import VQAPredictor
+
+    run = tiny_run / "run"
+    result = diagnostics.beyond_reference(run, VQAPredictor.from_run(run))
+    test = SortOfCLEVR(split="test", test_images=2)
+    wrong = Counter(q.question_type for s, q in test.records if colour_blind_answer(test.scenes[s], q) != q.answer)
+    assert {t: v["questions"] for t, v in result["reference wrong"].items()} == dict(wrong)
+    total = sum(v["questions"] for side in ("reference wrong", "reference right") for v in result[side].values())
+    assert total == len(test.records)
+    for kind in ("closest", "furthest"):
+        asked = sum(q.question_type == kind for _, q in test.records)
+        assert sum(b["questions"] for b in result["by_distance_margin"][kind].values()) == asked
