@@ -211,13 +211,22 @@ def diagnose(run: Path) -> dict[str, Any]:
     }
 
 
+def run_names(runs: list[Path]) -> dict[str, Path]:
+    """Each run by its folder name, or with its parent's where names repeat (a benchmark's ``<model>_seed<k>/stage<n>``)."""
+    short = [run.name for run in runs]
+    return {
+        (name if short.count(name) == 1 else f"{run.parent.name}/{name}"): run
+        for name, run in zip(short, runs, strict=True)
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/vqa/diagnostics"))
     args = parser.parse_args()
     try:
-        results = {run.name: diagnose(run) for run in args.runs}
+        results = {name: diagnose(run) for name, run in run_names(args.runs).items()}
     except ChorusError as err:  # not a finished VQA run folder: one line, nothing written
         raise SystemExit(f"error: {err}") from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
