@@ -259,7 +259,8 @@ def test_bench_curriculum_chains_stages_and_reuses_finished_ones(tmp_path) -> No
     assert [cfg.data.options.get("colours") for cfg in stages] == [["red"], ["red", "blue"], None]  # None: all six
     assert [cfg.model.init_from for cfg in stages] == [None, str(folder / "stage1"), str(folder / "stage2")]
     assert {cfg.model.encoders["text"].name for cfg in stages} == {"bag_of_words"}
-    history = record["results"]["stages"]["early"][0]
+    history = record["results"]["stages"]["early"]["seed0"]
+    assert [stage["stage"] for stage in history] == [1, 2, 3]
     assert len(history) == 3 and history[-1]["accuracy"] == record["results"]["runs"]["early"][0]["accuracy"]
     assert "Curriculum stages" in (tmp_path / "results.md").read_text() and (tmp_path / "curriculum.png").is_file()
 
@@ -268,7 +269,7 @@ def test_bench_curriculum_chains_stages_and_reuses_finished_ones(tmp_path) -> No
     assert again["results"]["stages"] == record["results"]["stages"]
     assert [(folder / f"stage{k}" / "model.safetensors").stat().st_mtime_ns for k in (1, 2, 3)] == weights
     longer = run_driver("vqa", module, [*args, "steps=3"], progress=lambda _: None)  # only the last stage changed
-    assert longer["results"]["stages"]["early"][0][:2] == history[:2]
+    assert longer["results"]["stages"]["early"]["seed0"][:2] == history[:2]
     assert [(folder / f"stage{k}" / "model.safetensors").stat().st_mtime_ns for k in (1, 2)] == weights[:2]
     assert load_experiment(folder / "stage3" / "experiment.yaml").train.max_steps == 3
     with pytest.raises(ConfigError, match="1 to 6 colours"):

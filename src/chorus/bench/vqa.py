@@ -189,13 +189,13 @@ def colour_blind_answer(objects: Sequence[SceneObject], question: Question) -> s
 
 def run(cfg: Config, report: Report) -> None:
     runs: dict[str, list[dict[str, float]]] = {}
-    stages: dict[str, list[list[dict[str, float]]]] = {}
+    stages: dict[str, dict[str, list[dict[str, float]]]] = {}  # model → "seed<k>" → each stage's scores
     for seed in cfg.seeds:  # seed-major: every model's first seed is done before any second seed starts
         for model in cfg.models:
             history = train_model(cfg, model, seed, report.out / "runs" / f"{model}_seed{seed}")
             scores = {**history[-1], "seconds": sum(stage["seconds"] for stage in history)}
             runs.setdefault(model, []).append(scores)
-            stages.setdefault(model, []).append(history)
+            stages.setdefault(model, {})[f"seed{seed}"] = [{"stage": k, **h} for k, h in enumerate(history, start=1)]
             write_json(report.out / "runs_so_far.json", {"config": to_dict(cfg), "runs": runs})
             print(
                 f"vqa {model} seed {seed}: relational {scores['accuracy_relational']:.3f} "
@@ -216,7 +216,6 @@ def run(cfg: Config, report: Report) -> None:
     )
     if cfg.curriculum:
         report.results["stages"] = stages
-        _stage_report(cfg, report, stages, colour_blind)
 
     def cell(model: str, key: str) -> str:
         return fmt_mean_std([r[key] for r in runs[model]])
@@ -285,6 +284,8 @@ def run(cfg: Config, report: Report) -> None:
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(0, 100)
         ax.legend(fontsize=7, loc="lower left")
+    if cfg.curriculum:
+        _stage_report(cfg, report, stages, colour_blind)
     if "question_attention" in runs and cfg.attention_examples:
         _attention_figure(cfg, report, report.out / "runs" / f"question_attention_seed{cfg.seeds[0]}")
     _cards(cfg, report, runs, majority, colour_blind)
@@ -293,19 +294,29 @@ def run(cfg: Config, report: Report) -> None:
 def _schedule(cfg: Config) -> str:
     if not cfg.curriculum:
         return f"{cfg.steps} steps"
-    stages = " + ".join(f"{steps} ({colours} colour{'s' if colours > 1 else ''})" for colours, steps in cfg.curriculum)
+
+    def named(colours: int) -> str:
+        return "all six" if colours == len(CURRICULUM_COLOURS) else f"{colours} colour{'s' if colours > 1 else ''}"
+
+    stages = " + ".join(f"{steps} ({named(colours)})" for colours, steps in cfg.curriculum)
     total = cfg.steps + sum(steps for _, steps in cfg.curriculum)
-    return f"a colour curriculum of {stages} + {cfg.steps} (six colours) = {total} steps"
+    return f"a colour curriculum of {stages} + {cfg.steps} (all six) = {total} steps"
+
+
+def _per_seed(values: list[float]) -> str:
+    """``mean ± std (seed values)`` in percent."""
+    return f"{fmt_mean_std(values)} ({' / '.join(f'{100 * v:.1f}' for v in values)})"
 
 
 def _stage_report(
-    cfg: Config, report: Report, stages: dict[str, list[list[dict[str, float]]]], colour_blind: dict[str, float]
+    cfg: Config, report: Report, stages: dict[str, dict[str, list[dict[str, float]]]], colour_blind: dict[str, float]
 ) -> None:
     """Each curriculum stage's test accuracy (on the colours asked about so far) and a plot of it against steps."""
     schedule = [*cfg.curriculum, (len(CURRICULUM_COLOURS), cfg.steps)]
     ends = np.cumsum([steps for _, steps in schedule])
     rows = []
-    for model, seeds in stages.items():
+    for model, by_seed in stages.items():
+        seeds = list(by_seed.values())
         for k, (colours, steps) in enumerate(schedule):
             rows.append(
                 [
@@ -315,29 +326,39 @@ def _stage_report(
                     steps,
                     int(ends[k]),
                     *(
-                        fmt_mean_std([run[k][f"accuracy_{kind}"] for run in seeds])
+                        _per_seed([run[k][f"accuracy_{kind}"] for run in seeds])
                         for kind in ("non_relational", "relational")
                     ),
                 ]
             )
     report.table(
         "Curriculum stages: test accuracy on the colours asked about so far (%)",
-        ["model", "stage", "colours asked about", "steps", "steps so far", "non-relational %", "relational %"],
+        [
+            "model",
+            "stage",
+            "colours asked about",
+            "steps",
+            "steps so far",
+            f"non-relational % (seeds {' / '.join(s.removeprefix('seed') for s in next(iter(stages.values())))})",
+            "relational % (per seed)",
+        ],
         rows,
         note="Each stage starts from the weights of the one before; the last row of each model is the score above.",
     )
     with report.figure("curriculum", ncols=2, figsize=(9, 3.4), sharey=True) as (_fig, axes):
         for ax, kind in zip(axes, ("non_relational", "relational"), strict=True):
-            for model, seeds in stages.items():
-                stats = [mean_std([run[k][f"accuracy_{kind}"] for run in seeds]) for k in range(len(schedule))]
-                ax.errorbar(
-                    ends,
-                    [100 * m for m, _ in stats],
-                    yerr=[100 * s for _, s in stats],
-                    marker="o",
-                    capsize=2,
-                    label=MODELS[model],
-                )
+            for (model, by_seed), colour in zip(stages.items(), ("C0", "C1", "C2", "C3"), strict=False):
+                for n, (seed, run) in enumerate(by_seed.items()):
+                    ax.plot(
+                        ends,
+                        [100 * stage[f"accuracy_{kind}"] for stage in run],
+                        marker="o",
+                        markersize=3,
+                        color=colour,
+                        alpha=0.8,
+                        linestyle=("-", "--", ":", "-.")[n % 4],
+                        label=f"{MODELS[model]}, {seed}",
+                    )
             ax.axhline(
                 100 * colour_blind[f"accuracy_{kind}"],
                 color="k",
