@@ -443,13 +443,6 @@ FIGURES: list[Figure] = [
         scale=100,
     ),
     Figure(
-        "docs/benchmarks.md",
-        "vqa/diagnostics.json",
-        ("bowcur6_more/curve/step=8000/accuracy_non_relational", "bowcur6_more/curve/step=8000/accuracy_relational"),
-        "15,500 steps: {:.1f} % non-relational (target met for that seed), {:.1f} % relational",
-        scale=100,
-    ),
-    Figure(
         "docs/vqa.md",
         "vqa/diagnostics.json",
         tuple(
