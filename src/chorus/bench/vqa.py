@@ -8,6 +8,11 @@ into a run folder that ``chorus ask`` can load. Reported per model over seeds
 (mean ± std): accuracy on non-relational and relational test questions and per
 question type, against the majority answer of each question type (a model that
 reads the question but not the image) and the paper's figures.
+
+With ``curriculum`` stages (the ``curriculum`` preset) each model is trained
+stage by stage, each stage asking about more colours and starting from the
+weights of the one before (``model.init_from``); every stage is its own run
+folder, reused when it already holds that finished stage.
 """
 
 from __future__ import annotations
