@@ -618,6 +618,23 @@ FIGURES: list[Figure] = [
         "{:.1f} / {:.1f} / {:.1f})",
         scale=100,
     ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_curriculum_early/results.json",
+        tuple(
+            f"results/stages/early/seed0/stage=8/accuracy_{t}"
+            for t in ("non_relational", "relational", *QUESTION_TYPES)
+        ),
+        "| CNN + MLP, the paper's baseline (seed 0 only) |" + " {:.1f} |" * 8,
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_curriculum_early/results.json",
+        tuple(f"results/stages/early/seed0/stage=8/accuracy_{t}" for t in ("non_relational", "relational")),
+        "reaches {:.1f} %\nnon-relational and {:.1f} % relational",
+        scale=100,
+    ),
     # Speech <-> text (chorus bench speech)
     Figure(
         "docs/speech.md",
