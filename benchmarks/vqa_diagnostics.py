@@ -48,7 +48,7 @@ from chorus.data.collate import Collate
 from chorus.data.sort_of_clevr import OBJECT_COLOURS, QUESTION_TYPES, SortOfCLEVR, question_text
 from chorus.errors import ChorusError
 from chorus.eval.mode import evaluating
-from chorus.eval.report import write_json
+from chorus.eval.report import markdown_table, write_json
 from chorus.experiment import build_datasets, load_experiment
 from chorus.fusion.vqa import vqa_accuracy
 from chorus.train.batchnorm import recompute_batchnorm
@@ -220,6 +220,72 @@ def run_names(runs: list[Path]) -> dict[str, Path]:
     }
 
 
+def render(results: dict[str, Any]) -> str:
+    """The Markdown report of :func:`diagnose`'s results, one table per diagnostic."""
+
+    def percent(acc: dict[str, float]) -> list[str]:
+        return [f"{100 * acc[f'accuracy_{t}']:.1f}" for t in QUESTION_TYPES]
+
+    curves = []
+    for name, result in results.items():
+        curves += [[f"{name}: {ref}", "", *percent(acc)] for ref, acc in result["references"].items()]
+        curves += [[name, int(point["step"]), *percent(point)] for point in result["curve"]]
+    towers = [
+        [
+            name,
+            " / ".join(f"{v:.3f}" for v in result["question_cosine_across_colours"].values()),
+            " / ".join(f"{100 * v:.0f}" for v in result["colour_probe_by_layer"]["trained"]) + " %",
+            " / ".join(f"{100 * v:.0f}" for v in result["colour_probe_by_layer"]["untrained"]) + " %",
+        ]
+        for name, result in results.items()
+    ]
+    sections = [
+        "# Sort-of-CLEVR diagnostics\n\nThe commands that train these runs and write this file are in docs/vqa.md.\n",
+        "Test accuracy (%) per question type during training, against the references:\n",
+        markdown_table(["run", "step", *QUESTION_TYPES], curves),
+        markdown_table(
+            [
+                "run",
+                "question cosine across colours (shape / left-right / count)",
+                "colour probe by conv layer, trained",
+                "untrained",
+            ],
+            towers,
+        ),
+    ]
+    checked = [
+        [name, point["step"], kind, *percent(point[kind])]
+        for name, result in results.items()
+        for point in result["batchnorm_statistics"]
+        for kind in ("saved", "recomputed")
+    ]
+    if checked:
+        sections += [
+            f"Checkpoints evaluated with their BatchNorm running averages as saved, and after recomputing the "
+            f"statistics on {STATISTICS_BATCHES} training batches at the same weights (test accuracy %):\n",
+            markdown_table(["run", "step", "statistics", *QUESTION_TYPES], checked),
+        ]
+    sides = [
+        [name, side, *(f"{100 * by_type[t]['accuracy']:.1f}" if t in by_type else "–" for t in QUESTION_TYPES)]
+        for name, result in results.items()
+        for side, by_type in result["beyond_reference"].items()
+        if side != "by_distance_margin"
+    ]
+    bins = [f"{low}-{high} px" for low, high in itertools.pairwise(MARGIN_BINS)]
+    margins = [
+        [name, kind, *(f"{100 * rows[b]['accuracy']:.1f} ({rows[b]['questions']})" for b in bins)]
+        for name, result in results.items()
+        for kind, rows in result["beyond_reference"]["by_distance_margin"].items()
+    ]
+    sections += [
+        "Test accuracy (%) on the questions the colour-blind reference answers wrongly (right), and for closest /\n"
+        "furthest by how much nearer / further the answer's object is than the runner-up:\n",
+        markdown_table(["run", "questions", *QUESTION_TYPES], sides),
+        markdown_table(["run", "question", *bins], margins),
+    ]
+    return "\n".join(sections)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
@@ -232,74 +298,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out.with_suffix(".json"), results)
 
-    def row(name: str, acc: dict[str, float], step: Any = "") -> str:
-        cells = [f"{100 * acc[f'accuracy_{t}']:.1f}" for t in QUESTION_TYPES]
-        return f"| {name} | {step} | " + " | ".join(cells) + " |"
-
-    lines = [
-        "# Sort-of-CLEVR diagnostics",
-        "",
-        "The commands that train these runs and write this file are in docs/vqa.md.",
-        "",
-        "Test accuracy (%) per question type during training, against the references:",
-        "",
-        "| run | step | " + " | ".join(QUESTION_TYPES) + " |",
-        "|---|---|" + "---|" * len(QUESTION_TYPES),
-    ]
-    for name, result in results.items():
-        lines += [row(f"{name}: {ref}", acc) for ref, acc in result["references"].items()]
-        lines += [row(name, point, int(point["step"])) for point in result["curve"]]
-    lines += [
-        "",
-        "| run | question cosine across colours (shape / left-right / count) | colour probe by conv layer, trained | untrained |",
-        "|---|---|---|---|",
-    ]
-    for name, result in results.items():
-        cos = result["question_cosine_across_colours"]
-        probe = result["colour_probe_by_layer"]
-        lines.append(
-            f"| {name} | {' / '.join(f'{v:.3f}' for v in cos.values())} | "
-            f"{' / '.join(f'{100 * v:.0f}' for v in probe['trained'])} % | "
-            f"{' / '.join(f'{100 * v:.0f}' for v in probe['untrained'])} % |"
-        )
-    checked = {
-        name: result["batchnorm_statistics"] for name, result in results.items() if result["batchnorm_statistics"]
-    }
-    if checked:
-        lines += [
-            "",
-            f"Checkpoints evaluated with their BatchNorm running averages as saved, and after recomputing the "
-            f"statistics on {STATISTICS_BATCHES} training batches at the same weights (test accuracy %):",
-            "",
-            "| run | step | statistics | " + " | ".join(QUESTION_TYPES) + " |",
-            "|---|---|---|" + "---|" * len(QUESTION_TYPES),
-        ]
-        for name, rows in checked.items():
-            for point in rows:
-                for kind in ("saved", "recomputed"):
-                    cells = [f"{100 * point[kind][f'accuracy_{t}']:.1f}" for t in QUESTION_TYPES]
-                    lines.append(f"| {name} | {point['step']} | {kind} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Test accuracy (%) on the questions the colour-blind reference answers wrongly (right), and for closest /",
-        "furthest by how much nearer / further the answer's object is than the runner-up:",
-        "",
-        "| run | questions | " + " | ".join(QUESTION_TYPES) + " |",
-        "|---|---|" + "---|" * len(QUESTION_TYPES),
-    ]
-    for name, result in results.items():
-        beyond = result["beyond_reference"]
-        for side in ("reference wrong", "reference right"):
-            cells = [f"{100 * beyond[side][t]['accuracy']:.1f}" if t in beyond[side] else "–" for t in QUESTION_TYPES]
-            lines.append(f"| {name} | {side} | " + " | ".join(cells) + " |")
-    bins = [f"{low}-{high} px" for low, high in itertools.pairwise(MARGIN_BINS)]
-    lines += ["", "| run | question | " + " | ".join(bins) + " |", "|---|---|" + "---|" * len(bins)]
-    for name, result in results.items():
-        for kind, rows in result["beyond_reference"]["by_distance_margin"].items():
-            cells = [f"{100 * rows[b]['accuracy']:.1f} ({rows[b]['questions']})" for b in bins]
-            lines.append(f"| {name} | {kind} | " + " | ".join(cells) + " |")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    text = render(results)
+    args.out.with_suffix(".md").write_text(text)
+    print(text, end="")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -276,16 +277,25 @@ def test_bench_curriculum_chains_stages_and_reuses_finished_ones(tmp_path) -> No
         run_driver("vqa", module, [*args, "curriculum=[[7,2]]"], progress=lambda _: None)
 
 
-def test_diagnostics_split_answers_by_the_colour_blind_reference(tiny_run: Path) -> None:
-    """``vqa_diagnostics.beyond_reference`` partitions every test question once, by the reference's own answer."""
+BENCHMARKS_DIR = Path(__file__).parents[1] / "benchmarks"
+
+
+def _diagnostics() -> Any:
+    """``benchmarks/vqa_diagnostics.py`` as a module (a script, not part of the package)."""
     import importlib.util
 
-    script = Path(__file__).parents[1] / "benchmarks" / "vqa_diagnostics.py"
-    spec = importlib.util.spec_from_file_location("vqa_diagnostics", script)
+    spec = importlib.util.spec_from_file_location("vqa_diagnostics", BENCHMARKS_DIR / "vqa_diagnostics.py")
     assert spec is not None and spec.loader is not None
-    diagnostics = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(diagnostics)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_diagnostics_split_answers_by_the_colour_blind_reference(tiny_run: Path) -> None:
+    """``vqa_diagnostics.beyond_reference`` partitions every test question once, by the reference's own answer."""
     from chorus.ask import VQAPredictor
+
+    diagnostics = _diagnostics()
 
     run = tiny_run / "run"
     result = diagnostics.beyond_reference(run, VQAPredictor.from_run(run))
@@ -297,3 +307,10 @@ def test_diagnostics_split_answers_by_the_colour_blind_reference(tiny_run: Path)
     for kind in ("closest", "furthest"):
         asked = sum(q.question_type == kind for _, q in test.records)
         assert sum(b["questions"] for b in result["by_distance_margin"][kind].values()) == asked
+
+
+def test_diagnostics_report_renders_its_committed_results() -> None:
+    """The committed diagnostics report is exactly what ``render`` writes from the committed JSON beside it."""
+    folder = BENCHMARKS_DIR / "results" / "vqa"
+    results = json.loads((folder / "diagnostics_distance.json").read_text())
+    assert _diagnostics().render(results) == (folder / "diagnostics_distance.md").read_text()
