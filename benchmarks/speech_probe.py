@@ -2,7 +2,7 @@
 
 Two steps, so that decoding variants never retrain a model:
 
-``python benchmarks/speech_probe.py train TAG --steps 500 [--speed 0.9,1.0,1.1] [--vtlp 0.1] [--seed 0] [--train-size 500]``
+``python benchmarks/speech_probe.py train TAG --steps 500 [--speed 0.9,1.0,1.1] [--vtlp 0.1] [--seed 0] [--train-size 500] [--adversary 0.3]``
     trains the benchmark's CTC recogniser (``chorus.bench.speech.experiment``: 500 clean training strings plus
     15 and 5 dB copies, batch 16, cosine schedule with 10 % warm-up) with the given number of steps, training-data
     perturbation, training seed (the strings stay the benchmark's) and number of clean training strings, into
@@ -52,11 +52,20 @@ DEV_SEED = 77  # new strings by the training voices, as benchmarks/speech_diagno
 
 
 def train(
-    tag: str, steps: int, speed: list[float], vtlp: float, seed: int, train_size: int, dropout: float, window: int
+    tag: str,
+    steps: int,
+    speed: list[float],
+    vtlp: float,
+    seed: int,
+    train_size: int,
+    dropout: float,
+    window: int,
+    adversary: float,
 ) -> None:
     cfg = experiment(Config(train_size=train_size), "recognize", "ctc", steps, seed, MAIN_FOLD)
     cfg.model.dropout = dropout
     cfg.model.window = window
+    cfg.model.speaker_adversary = adversary
     cfg.data.speed_factors = speed
     cfg.data.vtlp = vtlp
     started = time.time()
@@ -88,6 +97,7 @@ def evaluate(tags: list[str], out: Path, dev_size: int) -> None:
             "train_size": cfg.data.train_size,
             "dropout": cfg.model.dropout,
             "window": cfg.model.window,
+            "speaker_adversary": cfg.model.speaker_adversary,
             "train_s": round(timing["train_s"]),
             "s_per_100_steps": round(100 * timing["train_s"] / timing["steps"], 1),
             "decoding": {},
@@ -177,6 +187,8 @@ def _other_settings(rec: dict[str, Any]) -> str:
         parts.append(f"dropout {rec['dropout']:g}")
     if rec.get("window"):
         parts.append(f"attention window ±{rec['window']} frames")
+    if rec.get("speaker_adversary"):
+        parts.append(f"speaker adversary {rec['speaker_adversary']:g}")
     return ", ".join(parts) or "–"
 
 
@@ -208,6 +220,7 @@ def _markdown(results: dict[str, Any], out: Path) -> str:
         )
         + (f" --dropout {rec['dropout']:g}" if rec.get("dropout") else "")
         + (f" --window {rec['window']}" if rec.get("window") else "")
+        + (f" --adversary {rec['speaker_adversary']:g}" if rec.get("speaker_adversary") else "")
         for tag, rec in results.items()
     ]
     commands.append(f"python benchmarks/speech_probe.py evaluate {' '.join(results)} --out {out}")
@@ -236,6 +249,9 @@ def main() -> None:
     t.add_argument("--dropout", type=float, default=0.0, help="dropout on the encoder's frames")
     t.add_argument("--window", type=int, default=0, help="encoder attention window in frames of 40 ms (0: all)")
     t.add_argument(
+        "--adversary", type=float, default=0.0, help="speaker-adversarial gradient-reversal weight (0: none)"
+    )
+    t.add_argument(
         "--train-size", type=int, default=Config.train_size, help="clean training strings (each also at 15 and 5 dB)"
     )
     e = sub.add_parser("evaluate")
@@ -259,6 +275,7 @@ def main() -> None:
             args.train_size,
             args.dropout,
             args.window,
+            args.adversary,
         )
     elif args.command == "tts":
         tts(args.judges, args.steps, [int(x) for x in args.seeds.split(",")], args.griffin_lim_iters, args.out)

@@ -108,3 +108,62 @@ def test_recogniser_dropout_and_window_reach_the_encoder_and_leave_evaluation_de
     assert not torch.equal(model.log_probs(mel)[0], model.log_probs(mel)[0])  # dropout (and SpecAugment) draw anew
     model.eval()
     torch.testing.assert_close(model.log_probs(mel)[0], model.log_probs(mel)[0])
+
+
+def test_speaker_adversary_reverses_only_the_encoders_share_of_the_speaker_gradient():
+    from chorus.translate.speech_runs import SpeechModelConfig, build_recognizer
+
+    torch.manual_seed(0)
+    model = build_recognizer(SpeechModelConfig(task="recognize", width=32, heads=2, speaker_adversary=0.5)).eval()
+    assert model.speaker_head is not None and model.speaker_head[-1].out_features == 6
+    batch = {
+        "audio": torch.randn(2, 40, 60),
+        "audio_mask": torch.tensor([[True] * 60, [True] * 45 + [False] * 15]),
+        "targets": torch.tensor([[3, 1], [4, 0]]),
+        "target_mask": torch.tensor([[True, True], [True, False]]),
+        "speakers": torch.tensor([0, 4]),
+    }
+    encoder = list(model.encoder.parameters())
+    head = list(model.speaker_head.parameters())
+
+    def grads(weight: float) -> list[torch.Tensor]:
+        model.speaker_adversary = weight
+        return list(torch.autograd.grad(model(batch)["loss"], encoder + head))
+
+    frames, mask = model.encoder(batch["audio"], batch["audio_mask"])
+    speakers = batch["speakers"][:, None].expand_as(mask)[mask]
+    plain_ce = torch.nn.functional.cross_entropy(model.speaker_head(frames[mask]), speakers)
+    ce_grads = torch.autograd.grad(plain_ce, encoder + head)
+    without, with_adversary = grads(0.0), grads(0.5)
+    n = len(encoder)
+    for g0, g, g_ce in zip(without[:n], with_adversary[:n], ce_grads[:n]):
+        torch.testing.assert_close(g, g0 - 0.5 * g_ce)  # the encoder works against the speaker classifier
+    for g0, g, g_ce in zip(without[n:], with_adversary[n:], ce_grads[n:]):
+        torch.testing.assert_close(g, g_ce)  # the classifier itself learns to name the speaker
+        torch.testing.assert_close(g0, g_ce)
+    restored = build_recognizer(SpeechModelConfig(task="recognize", width=32, heads=2, speaker_adversary=0.5))
+    restored.load_state_dict(model.state_dict())  # strict: the run folder's weights load into the same config
+
+
+def test_speaker_adversary_refuses_unknown_speakers_and_bad_weights():
+    from chorus.errors import DataError
+    from chorus.translate.recognizer import CTCRecognizer, SpeechEncoder
+    from chorus.translate.speech_data import SpeechItem, speech_batch
+
+    model = CTCRecognizer(SpeechEncoder(width=32, heads=2), speaker_adversary=0.3, num_speakers=6)
+    items = [
+        SpeechItem(
+            torch.randn(40, 30), torch.tensor([1]), "one", np.zeros((1, 2)), torch.zeros(30), who, torch.zeros(1)
+        )
+        for who in ("theo", "tts")
+    ]
+    batch = speech_batch(items)
+    assert batch["speakers"].tolist()[1] == -1 and batch["speakers"][0] >= 0
+    with pytest.raises(DataError, match="speaker"):
+        model(batch)
+    with pytest.raises(DataError, match="speaker"):
+        model({k: v for k, v in speech_batch(items[:1]).items() if k != "speakers"})
+    assert model(speech_batch(items[:1]))["loss"].requires_grad
+    for weight, speakers in ((-0.1, 6), (0.3, 1)):
+        with pytest.raises(ConfigError):
+            CTCRecognizer(SpeechEncoder(width=32, heads=2), speaker_adversary=weight, num_speakers=speakers)

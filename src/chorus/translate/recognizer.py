@@ -40,7 +40,7 @@ from chorus.encoders.speaker_robust import (
     utterance_cmn,
 )
 from chorus.encoders.transformer import MLP, SelfAttention, Transformer
-from chorus.errors import DataError
+from chorus.errors import ConfigError, DataError
 
 __all__ = ["CTCRecognizer", "JointCTCAttention", "SpeechEncoder", "length_prior"]
 
@@ -109,13 +109,46 @@ class SpeechEncoder(nn.Module):
         return self.dropout(self.ln_post(self.transformer(h, mask))), mask
 
 
-class CTCRecognizer(nn.Module):
-    """Encoder frames → log-posteriors over blank + ten digits; ``forward(batch)`` returns the CTC loss."""
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; the gradient times ``-weight`` backward (Ganin & Lempitsky 2015)."""
 
-    def __init__(self, encoder: SpeechEncoder) -> None:
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: float) -> Tensor:
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return -ctx.weight * grad, None
+
+
+class CTCRecognizer(nn.Module):
+    """Encoder frames → log-posteriors over blank + ten digits; ``forward(batch)`` returns the CTC loss.
+
+    ``speaker_adversary`` > 0 adds speaker-adversarial training (Meng et al. 2018, "Speaker-invariant training
+    via adversarial learning", ICASSP): a classifier names the training speaker of every encoder frame
+    (``batch["speakers"]``, indices below ``num_speakers``) while a gradient-reversal layer makes the encoder
+    work against it with that weight, so the frames keep what names the word and lose what names the voice —
+    the part of a new speaker's error that more training on five voices does not remove. The classifier is
+    used in training only; decoding never reads it.
+    """
+
+    def __init__(self, encoder: SpeechEncoder, speaker_adversary: float = 0.0, num_speakers: int = 0) -> None:
         super().__init__()
+        if speaker_adversary < 0 or (speaker_adversary > 0 and num_speakers < 2):
+            raise ConfigError(
+                f"speaker_adversary must be >= 0 with >= 2 speakers, got {speaker_adversary} and {num_speakers}"
+            )
         self.encoder = encoder
         self.head = nn.Linear(encoder.out_dim, NUM_DIGITS + 1)
+        self.speaker_adversary = speaker_adversary
+        self.speaker_head = (
+            nn.Sequential(
+                nn.Linear(encoder.out_dim, encoder.out_dim), nn.GELU(), nn.Linear(encoder.out_dim, num_speakers)
+            )
+            if speaker_adversary > 0
+            else None
+        )
 
     def log_probs(self, mel: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(log_probs [B, T', 11] float32, frame_mask [B, T'])``; class 0 is the blank."""
@@ -123,9 +156,17 @@ class CTCRecognizer(nn.Module):
         return self.head(frames).float().log_softmax(-1), frame_mask
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        log_probs, frame_mask = self.log_probs(batch["audio"], batch.get("audio_mask"))
+        frames, frame_mask = self.encoder(batch["audio"], batch.get("audio_mask"))
+        log_probs = self.head(frames).float().log_softmax(-1)
         loss = ctc_loss(log_probs, batch["targets"] + 1, frame_mask, batch["target_mask"], zero_infinity=True)
-        return {"loss": loss}
+        if self.speaker_head is None:
+            return {"loss": loss}
+        if "speakers" not in batch or bool((batch["speakers"] < 0).any()):
+            raise DataError("speaker-adversarial training needs every utterance's speaker index in batch['speakers']")
+        logits = self.speaker_head(_ReverseGradient.apply(frames[frame_mask], self.speaker_adversary)).float()
+        speakers = batch["speakers"][:, None].expand_as(frame_mask)[frame_mask]
+        speaker_ce = F.cross_entropy(logits, speakers)
+        return {"loss": loss + speaker_ce, "ctc": loss.detach(), "speaker_ce": speaker_ce.detach()}
 
     @torch.no_grad()
     def decode(

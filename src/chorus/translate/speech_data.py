@@ -87,7 +87,8 @@ def load_strings(strings: DigitStrings, logmel: LogMel) -> list[SpeechItem]:
 
 def speech_batch(items: Sequence[SpeechItem]) -> dict[str, Tensor]:
     """Padded batch: ``audio`` [B, n_mels, T] + ``audio_mask``, ``targets`` [B, L] digit ids + ``target_mask``,
-    ``frame_labels`` [B, T] (padding -100, the cross-entropy's ignore index)."""
+    ``frame_labels`` [B, T] (padding -100, the cross-entropy's ignore index), ``speakers`` [B] (index in
+    :data:`SPEAKER_FOLDS`, -1 for a voice outside it, e.g. synthesised speech)."""
     audio, mask = pad_time([it.mel for it in items], "audio")
     targets, target_mask = pad_time([it.digits for it in items], "digits")
     labels, _ = pad_time([it.frame_labels for it in items], "frame_labels")
@@ -97,4 +98,7 @@ def speech_batch(items: Sequence[SpeechItem]) -> dict[str, Tensor]:
         "targets": targets,
         "target_mask": target_mask,
         "frame_labels": labels.masked_fill(~mask, -100),
+        "speakers": torch.tensor(
+            [SPEAKER_FOLDS.index(it.speaker) if it.speaker in SPEAKER_FOLDS else -1 for it in items], dtype=torch.long
+        ),
     }

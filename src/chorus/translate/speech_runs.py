@@ -40,7 +40,7 @@ from chorus.eval.wer import error_counts
 from chorus.train import TrainConfig, Trainer, seed_everything
 from chorus.translate.griffinlim import log_mel_to_audio
 from chorus.translate.recognizer import CTCRecognizer, JointCTCAttention, SpeechEncoder
-from chorus.translate.speech_data import SpeechItem, load_strings, speech_batch
+from chorus.translate.speech_data import SPEAKER_FOLDS, SpeechItem, load_strings, speech_batch
 from chorus.translate.synthesizer import (
     DigitSynthesizer,
     SynthesisItem,
@@ -119,6 +119,7 @@ class StringsConfig:
 @dataclass
 class SpeechModelConfig:
     """``task``: ``recognize`` or ``synthesize``. Recogniser: ``system``, encoder ``width``/``layers``/``heads``/``dropout``/``window``,
+    ``speaker_adversary`` (CTC only: the gradient-reversal weight of :class:`CTCRecognizer`'s speaker classifier, 0 = none),
     attention decoder ``decoder_layers``/``ctc_weight``/``label_smoothing``, CTC ``beam`` (0 = greedy).
     Synthesiser: ``speaker`` (the voice), ``synth_width``, ``aligner_steps`` (frame tagger for the durations)."""
 
@@ -129,6 +130,7 @@ class SpeechModelConfig:
     heads: int = 4
     dropout: float = 0.0
     window: int = 0
+    speaker_adversary: float = 0.0
     decoder_layers: int = 2
     ctc_weight: float = 0.3
     label_smoothing: float = 0.1
@@ -187,8 +189,10 @@ def recognizer_items(cfg: StringsConfig, root: str | None = None, logmel: LogMel
 
 def build_recognizer(model: SpeechModelConfig, n_mels: int = 40) -> CTCRecognizer | JointCTCAttention:
     encoder = SpeechEncoder(n_mels, model.width, model.layers, model.heads, dropout=model.dropout, window=model.window)
+    if model.speaker_adversary and model.system != "ctc":
+        raise ConfigError("model.speaker_adversary is an option of the CTC recogniser (model.system: ctc)")
     if model.system == "ctc":
-        return CTCRecognizer(encoder)
+        return CTCRecognizer(encoder, model.speaker_adversary, num_speakers=len(SPEAKER_FOLDS))
     return JointCTCAttention(
         encoder, model.decoder_layers, model.heads, ctc_weight=model.ctc_weight, label_smoothing=model.label_smoothing
     )
