@@ -620,19 +620,33 @@ FIGURES: list[Figure] = [
     ),
     Figure(
         "docs/vqa.md",
-        "vqa_curriculum_early/results.json",
-        tuple(
-            f"results/stages/early/seed0/stage=8/accuracy_{t}"
-            for t in ("non_relational", "relational", *QUESTION_TYPES)
-        ),
-        "| CNN + MLP, the paper's baseline (seed 0 only) |" + " {:.1f} |" * 8,
+        "vqa_curriculum/results.json",
+        tuple(f"results/summary/early/accuracy_{t}" for t in ("non_relational", "relational", *QUESTION_TYPES)),
+        "| CNN + MLP, the paper's baseline |" + " {:.1f} ± {:.1f} |" * 8,
         scale=100,
     ),
     Figure(
         "docs/vqa.md",
-        "vqa_curriculum_early/results.json",
-        tuple(f"results/stages/early/seed0/stage=8/accuracy_{t}" for t in ("non_relational", "relational")),
-        "reaches {:.1f} %\nnon-relational and {:.1f} % relational",
+        "vqa_curriculum/results.json",
+        (
+            *(f"results/summary/early/accuracy_{t}" for t in ("non_relational", "relational")),
+            *(f"results/stages/early/seed{k}/stage=8/accuracy_relational" for k in (0, 1, 2)),
+        ),
+        "reaches\n{:.1f} ± {:.1f} % non-relational and {:.1f} ± {:.1f} % relational (per seed\n{:.1f} / {:.1f} / {:.1f} %)",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_curriculum/results.json",
+        tuple(f"results/summary/early/accuracy_{t}" for t in ("count", "closest", "furthest")),
+        "count {:.1f} ± {:.1f} % (reference\n81.0), closest {:.1f} ± {:.1f} % (66.4) and furthest {:.1f} ± {:.1f} % (68.7)",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks.md",
+        "vqa_curriculum/results.json",
+        tuple(f"results/summary/early/accuracy_{t}" for t in ("non_relational", "relational")),
+        "CNN + MLP {:.1f} ± {:.1f} / {:.1f} ± {:.1f}; colour-blind",
         scale=100,
     ),
     # Speech <-> text (chorus bench speech)
