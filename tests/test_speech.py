@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jiwer
@@ -29,6 +30,7 @@ from chorus.translate.speech_runs import (
     SpeechModelConfig,
     StringsConfig,
     decode_items,
+    load_speech_run,
     speak,
     train_recognizer,
     train_synthesizer,
@@ -140,6 +142,18 @@ def test_ctc_recogniser_learns_and_transcribe_reproduces_its_decoding(real_data_
     printed = [line.split("\t")[1] for line in capsys.readouterr().out.strip().splitlines()]
     assert printed == [digits_to_text(h) for h in hyps[:4]]
     assert main(["transcribe", str(tmp_path / "missing"), str(files[0])]) == 2
+
+    def never() -> list:
+        raise AssertionError("a finished run of the same experiment must not rebuild its training data")
+
+    again = train_recognizer(cfg, never, tmp_path / "run", reuse=True)  # read back, not trained
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    shorter = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=2))
+    calls: list[int] = []
+    retrained = train_recognizer(shorter, lambda: calls.append(1) or train, tmp_path / "run", reuse=True)
+    assert calls == [1]  # another experiment in the folder is trained over, from its data
+    assert not torch.equal(retrained.head.weight, model.head.weight)
+    assert load_speech_run(tmp_path / "run", "recognize")[0] == shorter
 
 
 def test_synthesiser_durations_lengths_and_speak(real_data_root, tmp_path):

@@ -17,6 +17,7 @@ other speakers (:mod:`chorus.translate.synthesizer`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,7 @@ from chorus.errors import ConfigError, DataError
 from chorus.eval.mode import evaluating
 from chorus.eval.wer import error_counts
 from chorus.train import TrainConfig, Trainer, seed_everything
+from chorus.train.checkpoint import atomic_write
 from chorus.translate.griffinlim import log_mel_to_audio
 from chorus.translate.recognizer import CTCRecognizer, JointCTCAttention, SpeechEncoder
 from chorus.translate.speech_data import SPEAKER_FOLDS, SpeechItem, load_strings, speech_batch
@@ -199,9 +201,28 @@ def build_recognizer(model: SpeechModelConfig, n_mels: int = 40) -> CTCRecognize
 
 
 def train_recognizer(
-    cfg: SpeechExperiment, items: list[SpeechItem], run_dir: str | os.PathLike
+    cfg: SpeechExperiment,
+    items: list[SpeechItem] | Callable[[], list[SpeechItem]],
+    run_dir: str | os.PathLike,
+    reuse: bool = False,
 ) -> CTCRecognizer | JointCTCAttention:
-    """Train the configured recogniser on ``items`` and save the run folder; returns the model in eval mode."""
+    """Train the configured recogniser on ``items`` (or what calling it returns) and save the run folder; returns
+    the model in eval mode.
+
+    ``reuse``: when ``run_dir`` already holds a finished run of exactly this experiment, load it instead (and never
+    build ``items``) — so a benchmark stopped after hours restarts where it was, and processes that each train some
+    seeds can share one output folder.
+    """
+    if reuse:
+        try:
+            done, model = load_speech_run(run_dir, "recognize")
+        except ConfigError:
+            done = None
+        if done == cfg and isinstance(model, CTCRecognizer | JointCTCAttention):
+            print(f"speech: reusing the finished recogniser in {run_dir}", flush=True)
+            return model
+    if callable(items):
+        items = items()
     seed_everything(cfg.train.seed)
     model = build_recognizer(cfg.model)
     Trainer(model, items, cfg.train, run_dir, collate_fn=speech_batch).fit()
@@ -335,12 +356,12 @@ def voice_items(cfg: SpeechExperiment, root: str | None = None, logmel: LogMel |
 
 
 def _save(cfg: SpeechExperiment, model: nn.Module, run_dir: str | os.PathLike) -> None:
+    """Weights, then the experiment: both written atomically, so a folder with ``experiment.yaml`` is a finished run."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write(run_dir / "model.safetensors", lambda tmp: save_file(weights, str(tmp)))
     save_config(cfg, run_dir / "experiment.yaml")
-    save_file(
-        {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(run_dir / "model.safetensors")
-    )
 
 
 def train_speech(cfg: SpeechExperiment, run_dir: str | os.PathLike, data_root: str | None = None) -> dict[str, Any]:
