@@ -688,6 +688,17 @@ FIGURES: list[Figure] = [
         "encoder's frames {:.1f} %; and attention limited to ±8 frames (±320 ms, about one word, `window8_4000`) {:.1f} %",
         scale=100,
     ),
+    Figure(
+        "docs/speech.md",
+        "speech_probe_perturb.json",
+        (
+            *(f"{tag}/decoding/beam8_penalty0/clean/wer" for tag in ("adv0.3_4000", "adv1.0_4000", "speedvtlp4000")),
+            *(f"{tag}/decoding/beam8_penalty0/noisy/wer" for tag in ("adv0.3_4000", "adv1.0_4000", "speedvtlp4000")),
+        ),
+        "weight 0.3 gives {:.1f} % on `theo` and weight 1 gives {:.1f} %, against {:.1f} % without the adversary; at\n"
+        "10 dB {:.1f} and {:.1f} % against {:.1f} %",
+        scale=100,
+    ),
     *(
         Figure(
             "docs/speech.md",
