@@ -739,6 +739,60 @@ FIGURES: list[Figure] = [
         scale=100,
         seeds=True,
     ),
+    # Speech <-> text, long preset (chorus bench speech --preset long)
+    *(
+        Figure(
+            "docs/speech.md",
+            "speech_long/results.json",
+            tuple(f"results/recognition/{system}/{c}/*/{m}" for c in ("clean", "noisy") for m in ("wer", "ser")),
+            f"| {label} |" + " {:.1f} ± {:.1f} |" * 4,
+            scale=100,
+            seeds=True,
+        )
+        for system, label in (
+            ("oracle", "baseline (a): isolated-digit classifier on oracle word segments"),
+            ("ctc_beam", "CTC recogniser, beam 8 + length prior"),
+            ("attention", "joint CTC-attention recogniser, greedy"),
+        )
+    ),
+    Figure(
+        "docs/speech.md",
+        "speech_long/results.json",
+        ("results/tts/*/wer", "results/tts/*/string_error"),
+        "| **{:.1f} ± {:.1f} %** |\n| round trip text → speech → text, string error | 51.7 ± 6.2 % | {:.1f} ± {:.1f} % |",
+        scale=100,
+        seeds=True,
+    ),
+    Figure(
+        "docs/speech.md",
+        "speech_long/results.json",
+        ("results/tts/*/wer",),
+        "{:.1f}, {:.1f} and {:.1f} % for the three synthesiser\n  seeds",
+        scale=100,
+    ),
+    Figure(
+        "docs/speech.md",
+        "speech_long/results.json",
+        tuple(f"results/folds/{fold}/clean" for fold in ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")),
+        "george {:.1f}, jackson {:.1f}, lucas {:.1f}, nicolas {:.1f}, theo {:.1f},\nyweweler {:.1f} % WER",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks.md",
+        "speech_long/results.json",
+        (
+            "results/recognition/ctc_beam/clean/*/wer",
+            "results/recognition/ctc_beam/noisy/*/wer",
+            "results/recognition/attention/clean/*/wer",
+            "results/recognition/attention_alignment/clean/*/peak_hit",
+            "results/tts/*/wer",
+        ),
+        "CTC WER on theo {:.1f} ± {:.1f} % clean, {:.1f} ± {:.1f} % at 10 dB (six-fold mean 15.3 %); isolated-digit "
+        "classifier on oracle segments 12.5 ± 2.8 %; joint CTC-attention {:.1f} ± {:.1f} %, attention peaks in the "
+        "right word {:.1f} ± {:.1f} % (uniform read-out 82.2 %); synthesis in theo's voice {:.1f} ± {:.1f} % WER",
+        scale=100,
+        seeds=True,
+    ),
     # chorus serve load test (CHORUS_SERVE_LOAD_OUT=benchmarks/results/serve pytest tests/test_serve_load.py -k load_500)
     Figure(
         "docs/benchmarks.md",
