@@ -130,7 +130,8 @@ class CTCRecognizer(nn.Module):
     (``batch["speakers"]``, indices below ``num_speakers``) while a gradient-reversal layer makes the encoder
     work against it with that weight, so the frames keep what names the word and lose what names the voice —
     the part of a new speaker's error that more training on five voices does not remove. The classifier is
-    used in training only; decoding never reads it.
+    used in training only; decoding never reads it. Off by default: on FSDD's held-out voice it did not lower
+    the WER (``docs/speech.md``, "What stands in the way").
     """
 
     def __init__(self, encoder: SpeechEncoder, speaker_adversary: float = 0.0, num_speakers: int = 0) -> None:
