@@ -28,7 +28,7 @@ VTLP-warped (±0.1) training strings — the setting that held up best on the un
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +216,8 @@ def run(cfg: Config, report: Report) -> None:
 
     # --- 1. recognition on the main fold, every seed; baselines with the isolated-digit classifier
     main_cfg = experiment(cfg, "recognize", "ctc", cfg.steps, cfg.seeds[0], MAIN_FOLD)
-    train_items = recognizer_items(main_cfg.data, cfg.data_root, logmel)
+    # built once, on the first recogniser that is trained rather than read back (a report-only rerun never builds it)
+    train_items = cache(partial(recognizer_items, main_cfg.data, cfg.data_root, logmel))
     strings = main_cfg.data.strings(cfg.data_root, "train", 1)
     clip_mels, clip_labels = isolated_clips(strings, logmel)
     rec: dict[str, dict[str, list[dict[str, Any]]]] = {}
