@@ -20,10 +20,10 @@ from chorus.data.sequences import (
     digits_to_text,
     text_to_digits,
 )
-from chorus.errors import DataError
+from chorus.errors import ConfigError, DataError
 from chorus.eval.wer import align_words, error_counts, word_error_rate
 from chorus.train import TrainConfig
-from chorus.translate.recognizer import length_prior
+from chorus.translate.recognizer import EOS, SOS, JointCTCAttention, SpeechEncoder, length_prior
 from chorus.translate.speech_data import load_strings
 from chorus.translate.speech_runs import (
     SpeechExperiment,
@@ -154,6 +154,64 @@ def test_ctc_recogniser_learns_and_transcribe_reproduces_its_decoding(real_data_
     assert calls == [1]  # another experiment in the folder is trained over, from its data
     assert not torch.equal(retrained.head.weight, model.head.weight)
     assert load_speech_run(tmp_path / "run", "recognize")[0] == shorter
+
+
+def test_joint_decoding_is_the_exhaustive_argmax_when_the_beam_holds_every_string():
+    """With max_len 2 and a beam of 121 the decoder's beam search keeps every string of 1–2 digits, so joint
+    decoding must return the best of all 110 strings under the weighted score, computed here without the beam."""
+    torch.manual_seed(0)
+    model = JointCTCAttention(SpeechEncoder(n_mels=40, width=32, layers=1, heads=2), layers=1, heads=2, max_len=2)
+    model.eval()
+    mel = torch.randn(3, 40, 48)
+    mask = torch.ones(3, 48, dtype=torch.bool)
+    mask[1, 30:] = False
+    strings = [(d,) for d in range(10)] + [(a, b) for a in range(10) for b in range(10)]
+    with torch.no_grad():
+        frames, frame_mask = model.encoder(mel, mask)
+        ctc_log_probs = model.ctc_head(frames).float().log_softmax(-1)
+    for weight in (0.0, 0.5, 1.0):
+        decoded = model.decode(mel, mask, beam=121, ctc_weight=weight, digits=(1, 2))
+        for b in range(3):
+            one, one_mask = frames[b : b + 1], frame_mask[b : b + 1]
+            with torch.no_grad():
+                ctc, att = model.hypothesis_log_probs(one, one_mask, ctc_log_probs[b : b + 1], strings)
+            assert decoded[b] == list(strings[int(torch.argmax(weight * ctc + (1 - weight) * att))])
+    # the attention score is the decoder's step-by-step log-probability of the digits and <eos>
+    with torch.no_grad():
+        one, one_mask = frames[:1], frame_mask[:1]
+        _, att = model.hypothesis_log_probs(one, one_mask, ctc_log_probs[:1], [(4, 2)])
+        tokens, total = [SOS], 0.0
+        for token in (4, 2, EOS):
+            logits, _ = model.decode_step(torch.tensor([tokens]), one, one_mask)
+            total += float(logits[0, -1].log_softmax(-1)[token])
+            tokens.append(token)
+    assert math.isclose(float(att[0]), total, rel_tol=1e-4)
+    with pytest.raises(ConfigError):
+        model.decode(mel, mask, beam=4, ctc_weight=1.5)
+
+
+def test_attention_recogniser_learns_and_transcribe_uses_joint_decoding(real_data_root, tmp_path, capsys):
+    torch.manual_seed(0)
+    cfg = _experiment("recognize", "attention", 300)
+    logmel = LogMel()
+    train = load_strings(DigitStrings(real_data_root, split="train", size=192, **KW), logmel)
+    model = train_recognizer(cfg, train, tmp_path / "run")
+    test = load_strings(DigitStrings(real_data_root, split="train", size=24, seed=5, **KW), logmel)
+    mels, texts = [it.mel for it in test], [it.text for it in test]
+    joint = decode_items(model, mels, beam=4, digits=(1, 3), ctc_weight=cfg.model.decode_ctc_weight)
+    wer = error_counts(texts, [digits_to_text(h) for h in joint]).wer
+    rng = np.random.default_rng(0)
+    chance = error_counts(texts, [digits_to_text(rng.integers(0, 10, rng.integers(1, 4)).tolist()) for _ in test]).wer
+    assert chance > 0.8 and wer < chance - 0.3, (wer, chance)  # unseen strings of the training voices
+    files = []
+    for k, it in enumerate(test[:4]):
+        files.append(tmp_path / f"u{k}.wav")
+        sf.write(files[-1], it.audio.numpy(), 8000, subtype="FLOAT")
+    assert main(["transcribe", str(tmp_path / "run"), *map(str, files)]) == 0
+    printed = [line.split("\t")[1] for line in capsys.readouterr().out.strip().splitlines()]
+    assert printed == [digits_to_text(h) for h in joint[:4]]
+    with pytest.raises(ConfigError, match="decode_ctc_weight"):
+        dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, decode_ctc_weight=-0.1))
 
 
 def test_synthesiser_durations_lengths_and_speak(real_data_root, tmp_path):

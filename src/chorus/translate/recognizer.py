@@ -276,9 +276,43 @@ class JointCTCAttention(nn.Module):
         return weights.mean(1), frame_mask
 
     @torch.no_grad()
-    def decode(self, mel: Tensor, mask: Tensor | None = None) -> list[list[int]]:
-        """Greedy autoregressive decoding until ``<eos>`` (or ``max_len`` digits)."""
+    def decode(
+        self,
+        mel: Tensor,
+        mask: Tensor | None = None,
+        beam: int = 0,
+        ctc_weight: float = 0.5,
+        digits: tuple[int, int] = (1, 7),
+    ) -> list[list[int]]:
+        """Digit ids per utterance: greedy autoregressive decoding until ``<eos>`` (``beam`` 0), or joint
+        CTC-attention decoding (``beam`` > 0).
+
+        Joint decoding (Watanabe et al. 2017, §III-C) scores each hypothesis ``y`` by
+        ``ctc_weight · log P_CTC(y | x) + (1 − ctc_weight) · log P_att(y <eos> | x)``, both from this one model. It
+        is done as N-best rescoring: the candidates are the attention decoder's beam and the CTC head's best prefix
+        beam path, each ``digits[0]..digits[1]`` long. Why: the decoder alone drops or repeats words when its
+        attention slips off the diagonal, which the CTC term, monotonic by construction, scores low; and the CTC
+        head alone cannot use the decoder's view of the whole string."""
+        if beam < 0 or not 0.0 <= ctc_weight <= 1.0:
+            raise ConfigError(f"decode needs beam >= 0 and 0 <= ctc_weight <= 1, got {beam} and {ctc_weight}")
         frames, frame_mask = self.encoder(mel, mask)
+        if beam == 0:
+            return self._greedy(frames, frame_mask)
+        ctc_log_probs = self.ctc_head(frames).float().log_softmax(-1)
+        ctc_best = ctc_beam_decode(ctc_log_probs, frame_mask, beam=beam, length_prior=length_prior(*digits))
+        out = []
+        for b, ctc_path in enumerate(ctc_best):
+            one, one_mask = frames[b : b + 1], frame_mask[b : b + 1]
+            hyps = self._beam_search(one, one_mask, beam) | {tuple(label - 1 for label in ctc_path)}
+            legal = sorted(h for h in hyps if digits[0] <= len(h) <= digits[1]) or sorted(h for h in hyps if h)
+            if not legal:
+                out.append([])
+                continue
+            ctc_score, att_score = self.hypothesis_log_probs(one, one_mask, ctc_log_probs[b : b + 1], legal)
+            out.append(list(legal[int(torch.argmax(ctc_weight * ctc_score + (1 - ctc_weight) * att_score))]))
+        return out
+
+    def _greedy(self, frames: Tensor, frame_mask: Tensor) -> list[list[int]]:
         batch = frames.shape[0]
         tokens = torch.full((batch, 1), SOS, dtype=torch.long, device=frames.device)
         done = torch.zeros(batch, dtype=torch.bool, device=frames.device)
@@ -290,6 +324,48 @@ class JointCTCAttention(nn.Module):
             if bool(done.all()):
                 break
         return [row[1:] for row in _until_eos(tokens)]
+
+    def _beam_search(self, frames: Tensor, frame_mask: Tensor, beam: int) -> set[tuple[int, ...]]:
+        """Digit strings of the decoder's ``beam`` best hypotheses for one utterance (frames [1, T', width]):
+        those that ended with ``<eos>`` among the best ``beam`` extensions of a step, and the survivors at ``max_len``."""
+        alive: list[tuple[list[int], float]] = [([SOS], 0.0)]
+        finished: set[tuple[int, ...]] = set()
+        for _ in range(self.max_len):
+            tokens = torch.tensor([t for t, _ in alive], device=frames.device)
+            logits, _ = self.decode_step(tokens, frames.expand(len(alive), -1, -1), frame_mask.expand(len(alive), -1))
+            log_probs = logits[:, -1].log_softmax(-1)
+            extended = sorted(
+                (
+                    (t + [k], s + float(log_probs[i, k]))
+                    for i, (t, s) in enumerate(alive)
+                    for k in range(NUM_DIGITS + 1)
+                ),
+                key=lambda c: -c[1],
+            )[:beam]
+            finished |= {tuple(t[1:-1]) for t, _ in extended if t[-1] == EOS}
+            alive = [(t, s) for t, s in extended if t[-1] != EOS]
+            if not alive:
+                break
+        return finished | {tuple(t[1:]) for t, _ in alive}
+
+    def hypothesis_log_probs(
+        self, frames: Tensor, frame_mask: Tensor, ctc_log_probs: Tensor, hyps: list[tuple[int, ...]]
+    ) -> tuple[Tensor, Tensor]:
+        """(log P_CTC(y | x), log P_att(y <eos> | x)) [N] of N non-empty digit strings of one utterance
+        (frames [1, T', width], its CTC log-posteriors [1, T', 11])."""
+        n, longest = len(hyps), max(len(h) for h in hyps)
+        targets = torch.zeros(n, longest, dtype=torch.long, device=frames.device)
+        target_mask = torch.zeros(n, longest, dtype=torch.bool, device=frames.device)
+        for i, h in enumerate(hyps):
+            targets[i, : len(h)] = torch.tensor(h, device=frames.device)
+            target_mask[i, : len(h)] = True
+        ctc = -ctc_loss(
+            ctc_log_probs.expand(n, -1, -1), targets + 1, frame_mask.expand(n, -1), target_mask, reduction="none"
+        )
+        inputs, outputs = self.teacher_inputs(targets, target_mask)
+        logits, _ = self.decode_step(inputs, frames.expand(n, -1, -1), frame_mask.expand(n, -1))
+        attention = -F.cross_entropy(logits.transpose(1, 2), outputs, reduction="none").sum(1)
+        return ctc, attention
 
 
 def _until_eos(tokens: Tensor) -> list[list[int]]:

@@ -122,7 +122,9 @@ class StringsConfig:
 class SpeechModelConfig:
     """``task``: ``recognize`` or ``synthesize``. Recogniser: ``system``, encoder ``width``/``layers``/``heads``/``dropout``/``window``,
     ``speaker_adversary`` (CTC only: the gradient-reversal weight of :class:`CTCRecognizer`'s speaker classifier, 0 = none),
-    attention decoder ``decoder_layers``/``ctc_weight``/``label_smoothing``, CTC ``beam`` (0 = greedy).
+    attention decoder ``decoder_layers``/``ctc_weight`` (training)/``label_smoothing``/``decode_ctc_weight`` (the CTC
+    term's weight in joint decoding, :meth:`JointCTCAttention.decode`), ``beam`` (0 = greedy; CTC: prefix beam search,
+    attention: joint CTC-attention decoding over the decoder's beam), CTC ``blank_penalty``.
     Synthesiser: ``speaker`` (the voice), ``synth_width``, ``aligner_steps`` (frame tagger for the durations)."""
 
     task: Literal["recognize", "synthesize"]
@@ -136,6 +138,7 @@ class SpeechModelConfig:
     decoder_layers: int = 2
     ctc_weight: float = 0.3
     label_smoothing: float = 0.1
+    decode_ctc_weight: float = 0.5
     beam: int = 8
     blank_penalty: float = 0.0
     speaker: str = "theo"
@@ -151,6 +154,11 @@ class SpeechExperiment:
     train: TrainConfig
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.model.decode_ctc_weight <= 1.0 or self.model.beam < 0:
+            raise ConfigError(
+                f"model.decode_ctc_weight must be in [0, 1] and model.beam >= 0, got "
+                f"{self.model.decode_ctc_weight} and {self.model.beam}"
+            )
         if self.model.task == "synthesize" and self.model.speaker in self.data.test_speakers:
             # the voice's utterances train the synthesiser; the aligner trains on the others
             self.data.test_speakers = [self.model.speaker]
@@ -238,9 +246,11 @@ def decode_items(
     digits: tuple[int, int] = (1, 7),
     batch_size: int = 32,
     blank_penalty: float = 0.0,
+    ctc_weight: float = 0.5,
 ) -> list[list[int]]:
     """Digit ids of each log-mel [n_mels, T]: CTC (greedy or beam, ``blank_penalty`` as
-    :meth:`CTCRecognizer.decode`) or attention (greedy) decoding."""
+    :meth:`CTCRecognizer.decode`) or attention (greedy, or joint CTC-attention with ``beam`` and ``ctc_weight`` as
+    :meth:`JointCTCAttention.decode`) decoding."""
     out: list[list[int]] = []
     with evaluating(model):
         for i in range(0, len(mels), batch_size):
@@ -248,7 +258,7 @@ def decode_items(
             if isinstance(model, CTCRecognizer):
                 out += model.decode(audio, mask, beam=beam, digits=digits, blank_penalty=blank_penalty)
             else:
-                out += model.decode(audio, mask)
+                out += model.decode(audio, mask, beam=beam, ctc_weight=ctc_weight, digits=digits)
     return out
 
 
@@ -411,7 +421,7 @@ def load_speech_run(run_dir: str | os.PathLike, task: str | None = None) -> tupl
 
 def transcribe_files(run_dir: str | os.PathLike, files: list[str | os.PathLike]) -> list[str]:
     """``chorus transcribe``: the transcript of each audio file (resampled to 8 kHz, mono), decoded as the
-    benchmark decodes (CTC: the config's ``beam``; attention: greedy)."""
+    benchmark decodes (the config's ``beam``, ``blank_penalty`` and ``decode_ctc_weight``)."""
     cfg, model = load_speech_run(run_dir, "recognize")
     logmel = LogMel()
     mels = []
@@ -429,6 +439,7 @@ def transcribe_files(run_dir: str | os.PathLike, files: list[str | os.PathLike])
         cfg.model.beam,
         (cfg.data.num_digits[0], cfg.data.num_digits[1]),
         blank_penalty=cfg.model.blank_penalty,
+        ctc_weight=cfg.model.decode_ctc_weight,
     )
     return [digits_to_text(d) for d in digits]
 
