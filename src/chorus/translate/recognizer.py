@@ -300,7 +300,7 @@ class JointCTCAttention(nn.Module):
             return self._greedy(frames, frame_mask)
         ctc_log_probs = self.ctc_head(frames).float().log_softmax(-1)
         ctc_best = ctc_beam_decode(ctc_log_probs, frame_mask, beam=beam, length_prior=length_prior(*digits))
-        out = []
+        out: list[list[int]] = []
         for b, ctc_path in enumerate(ctc_best):
             one, one_mask = frames[b : b + 1], frame_mask[b : b + 1]
             hyps = self._beam_search(one, one_mask, beam) | {tuple(label - 1 for label in ctc_path)}
