@@ -662,6 +662,13 @@ FIGURES: list[Figure] = [
         "stage ({:.1f} % non-relational, against 76.8 % after 1,000 steps in the\nbenchmark); seed 0 stays at {:.1f} %",
         scale=100,
     ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_twocolourstart/results.json",
+        ("results/stages/relation_network/seed0/stage=1/accuracy_non_relational",),
+        "It answers {:.1f} % of the non-relational questions about red and blue",
+        scale=100,
+    ),
     # Speech <-> text (chorus bench speech)
     Figure(
         "docs/speech.md",
