@@ -2,7 +2,7 @@
 
 Two steps, so that decoding variants never retrain a model:
 
-``python benchmarks/speech_probe.py train TAG --steps 500 [--speed 0.9,1.0,1.1] [--vtlp 0.1] [--seed 0] [--train-size 500] [--adversary 0.3]``
+``python benchmarks/speech_probe.py train TAG --steps 500 [--speed 0.9,1.0,1.1] [--vtlp 0.1] [--seed 0] [--train-size 500] [--adversary 0.3] [--width 192]``
     trains the benchmark's CTC recogniser (``chorus.bench.speech.experiment``: 500 clean training strings plus
     15 and 5 dB copies, batch 16, cosine schedule with 10 % warm-up) with the given number of steps, training-data
     perturbation, training seed (the strings stay the benchmark's) and number of clean training strings, into
@@ -12,6 +12,11 @@ Two steps, so that decoding variants never retrain a model:
     (:func:`chorus.translate.speech_runs.tune_blank_penalty`; never on theo), then decodes the benchmark's 200
     clean and 200 10-dB theo strings greedily and with beam 8 + length prior, with penalty 0 and the picked
     one; writes ``OUT.json`` and ``OUT.md`` (WER, SER and substitution / deletion / insertion counts).
+``python benchmarks/speech_probe.py joint RUN [RUN ...] --out benchmarks/results/speech_probe_joint``
+    decodes with each joint CTC-attention run folder (e.g. the benchmark's ``runs/attention_<seed>``) greedily and
+    with joint decoding (beam 8) at CTC weights 0, 0.3, 0.5, 0.7 and 1, on new strings by the five training voices
+    and on the benchmark's 200 clean theo strings: how much the fixed weight of the benchmark (0.5) matters, and
+    whether the training voices would have picked another.
 ``python benchmarks/speech_probe.py tts JUDGE [JUDGE ...] --steps 300 --seeds 0 --out benchmarks/results/speech_probe_tts``
     trains the benchmark's synthesiser in theo's voice (its aligner, data and unseen texts; ``--steps`` synthesiser
     steps) for each seed and reads its 500 synthesised strings with each judge, a CTC run trained above on the other
@@ -26,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from chorus.bench.speech import (
     MAIN_FOLD,
     Config,
@@ -36,9 +43,10 @@ from chorus.bench.speech import (
     test_sets,
 )
 from chorus.data.audio import LogMel
-from chorus.translate.recognizer import CTCRecognizer
+from chorus.translate.recognizer import CTCRecognizer, JointCTCAttention
 from chorus.translate.speech_data import load_strings
 from chorus.translate.speech_runs import (
+    SpeechModelConfig,
     StringsConfig,
     decode_items,
     load_speech_run,
@@ -48,6 +56,7 @@ from chorus.translate.speech_runs import (
 )
 
 RUNS = Path("runs/speech_probe")
+WIDTH = SpeechModelConfig.width
 DEV_SEED = 77  # new strings by the training voices, as benchmarks/speech_diagnostics.py
 
 
@@ -61,8 +70,10 @@ def train(
     dropout: float,
     window: int,
     adversary: float,
+    width: int,
 ) -> None:
     cfg = experiment(Config(train_size=train_size), "recognize", "ctc", steps, seed, MAIN_FOLD)
+    cfg.model.width = width
     cfg.model.dropout = dropout
     cfg.model.window = window
     cfg.model.speaker_adversary = adversary
@@ -98,6 +109,7 @@ def evaluate(tags: list[str], out: Path, dev_size: int) -> None:
             "dropout": cfg.model.dropout,
             "window": cfg.model.window,
             "speaker_adversary": cfg.model.speaker_adversary,
+            "width": cfg.model.width,
             "train_s": round(timing["train_s"]),
             "s_per_100_steps": round(100 * timing["train_s"] / timing["steps"], 1),
             "decoding": {},
@@ -122,6 +134,59 @@ def evaluate(tags: list[str], out: Path, dev_size: int) -> None:
         results[tag] = record
         out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     out.with_suffix(".md").write_text(_markdown(results, out))
+
+
+JOINT_WEIGHTS = (0.0, 0.3, 0.5, 0.7, 1.0)
+
+
+def joint(runs: list[Path], out: Path, dev_size: int) -> None:
+    logmel = LogMel()
+    sets = {
+        "training voices": load_strings(
+            StringsConfig(gain_db=6.0, seed=DEV_SEED).strings(None, "train", dev_size), logmel
+        ),
+        f"{MAIN_FOLD} clean": test_sets(Config(), MAIN_FOLD, logmel)["clean"],
+    }
+    results: dict[str, Any] = {}
+    for run in runs:
+        cfg, model = load_speech_run(run, "recognize")
+        assert isinstance(model, JointCTCAttention)
+        record: dict[str, Any] = {"steps": cfg.train.max_steps, "seed": cfg.train.seed}
+        for name, items in sets.items():
+            mels = [it.mel for it in items]
+            row = {"greedy": score(items, decode_items(model, mels))["wer"]}
+            for weight in JOINT_WEIGHTS:
+                row[f"{weight:g}"] = score(items, decode_items(model, mels, beam=8, ctc_weight=weight))["wer"]
+            record[name] = row
+            print(run, name, {k: round(100 * v, 1) for k, v in row.items()}, flush=True)
+        results[str(run)] = record
+        out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    header = (
+        "| run | steps | strings | greedy | " + " | ".join(f"joint, CTC weight {w:g}" for w in JOINT_WEIGHTS) + " |"
+    )
+    rows = [header, "|" + "---|" * (4 + len(JOINT_WEIGHTS))]
+    for run, rec in results.items():
+        for name in sets:
+            r = rec[name]
+            rows.append(
+                f"| {Path(run).name} | {rec['steps']} | {name} | {100 * r['greedy']:.1f} | "
+                + " | ".join(f"{100 * r[f'{w:g}']:.1f}" for w in JOINT_WEIGHTS)
+                + " |"
+            )
+    for name in sets:
+        means = [
+            np.mean([rec[name][k] for rec in results.values()]) for k in ("greedy", *(f"{w:g}" for w in JOINT_WEIGHTS))
+        ]
+        rows.append(f"| mean | | {name} | " + " | ".join(f"{100 * m:.1f}" for m in means) + " |")
+    out.with_suffix(".md").write_text(
+        "# Joint CTC-attention decoding: the CTC weight\n\n"
+        f"WER (%) of each joint CTC-attention recogniser decoded greedily (the decoder alone) and by joint decoding "
+        f"(beam 8: the decoder's beam and the CTC head's best path, rescored by w · log P_CTC + (1 − w) · log P_att) "
+        f"on {dev_size} new strings by the five training voices (DigitStrings seed {DEV_SEED}) and the benchmark's "
+        f"{len(sets[f'{MAIN_FOLD} clean'])} clean {MAIN_FOLD} strings. The benchmark fixes w = 0.5 without looking "
+        "at either.\n\n" + "\n".join(rows) + "\n\nCommand:\n\n```text\n"
+        f"python benchmarks/speech_probe.py joint {' '.join(results)} --out {out}\n```\n"
+    )
 
 
 def tts(judges: list[str], steps: int, seeds: list[int], griffin_lim_iters: int, out: Path) -> None:
@@ -189,6 +254,8 @@ def _other_settings(rec: dict[str, Any]) -> str:
         parts.append(f"attention window ±{rec['window']} frames")
     if rec.get("speaker_adversary"):
         parts.append(f"speaker adversary {rec['speaker_adversary']:g}")
+    if rec.get("width", WIDTH) != WIDTH:
+        parts.append(f"encoder width {rec['width']}")
     return ", ".join(parts) or "–"
 
 
@@ -221,6 +288,7 @@ def _markdown(results: dict[str, Any], out: Path) -> str:
         + (f" --dropout {rec['dropout']:g}" if rec.get("dropout") else "")
         + (f" --window {rec['window']}" if rec.get("window") else "")
         + (f" --adversary {rec['speaker_adversary']:g}" if rec.get("speaker_adversary") else "")
+        + (f" --width {rec['width']}" if rec.get("width", WIDTH) != WIDTH else "")
         for tag, rec in results.items()
     ]
     commands.append(f"python benchmarks/speech_probe.py evaluate {' '.join(results)} --out {out}")
@@ -251,6 +319,7 @@ def main() -> None:
     t.add_argument(
         "--adversary", type=float, default=0.0, help="speaker-adversarial gradient-reversal weight (0: none)"
     )
+    t.add_argument("--width", type=int, default=WIDTH, help="encoder width (the benchmark's: 96)")
     t.add_argument(
         "--train-size", type=int, default=Config.train_size, help="clean training strings (each also at 15 and 5 dB)"
     )
@@ -258,6 +327,10 @@ def main() -> None:
     e.add_argument("tags", nargs="+")
     e.add_argument("--out", type=Path, default=Path("benchmarks/results/speech_probe_perturb"))
     e.add_argument("--dev-size", type=int, default=200)
+    j = sub.add_parser("joint")
+    j.add_argument("runs", nargs="+", type=Path, help="joint CTC-attention run folders")
+    j.add_argument("--out", type=Path, default=Path("benchmarks/results/speech_probe_joint"))
+    j.add_argument("--dev-size", type=int, default=200)
     s = sub.add_parser("tts")
     s.add_argument("judges", nargs="+", help="CTC runs under runs/speech_probe")
     s.add_argument("--steps", type=int, default=Config.tts_steps, help="synthesiser training steps")
@@ -276,7 +349,10 @@ def main() -> None:
             args.dropout,
             args.window,
             args.adversary,
+            args.width,
         )
+    elif args.command == "joint":
+        joint(args.runs, args.out, args.dev_size)
     elif args.command == "tts":
         tts(args.judges, args.steps, [int(x) for x in args.seeds.split(",")], args.griffin_lim_iters, args.out)
     else:

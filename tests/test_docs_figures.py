@@ -719,6 +719,17 @@ FIGURES: list[Figure] = [
         "10 dB {:.1f} and {:.1f} % against {:.1f} %",
         scale=100,
     ),
+    Figure(
+        "docs/speech.md",
+        "speech_probe_perturb.json",
+        tuple(
+            f"{tag}/decoding/beam8_penalty0/{c}/wer"
+            for c in ("clean", "noisy")
+            for tag in ("wide192_4000", "speedvtlp4000")
+        ),
+        "reads `theo` at {:.1f} % against {:.1f} %, at 10 dB {:.1f} against {:.1f} %",
+        scale=100,
+    ),
     *(
         Figure(
             "docs/speech.md",
@@ -772,8 +783,17 @@ FIGURES: list[Figure] = [
         for system, label in (
             ("oracle", "baseline (a): isolated-digit classifier on oracle word segments"),
             ("ctc_beam", "CTC recogniser, beam 8 + length prior"),
-            ("attention", "joint CTC-attention recogniser, greedy"),
+            ("attention", "joint CTC-attention recogniser, greedy (decoder alone)"),
+            ("attention_joint", "joint CTC-attention recogniser, joint decoding (beam 8, CTC weight 0.5)"),
         )
+    ),
+    Figure(
+        "docs/speech.md",
+        "speech_long/results.json",
+        tuple(f"results/recognition/{s}/{c}/*/wer" for s, c in (("attention_joint", "clean"), ("ctc_beam", "clean"))),
+        "with joint decoding {:.1f} ± {:.1f} % against {:.1f} ± {:.1f} %, 1.0 point",
+        scale=100,
+        seeds=True,
     ),
     Figure(
         "docs/speech.md",
@@ -803,12 +823,14 @@ FIGURES: list[Figure] = [
         (
             "results/recognition/ctc_beam/clean/*/wer",
             "results/recognition/ctc_beam/noisy/*/wer",
+            "results/recognition/attention_joint/clean/*/wer",
             "results/recognition/attention/clean/*/wer",
             "results/recognition/attention_alignment/clean/*/peak_hit",
             "results/tts/*/wer",
         ),
         "CTC WER on theo {:.1f} ± {:.1f} % clean, {:.1f} ± {:.1f} % at 10 dB (six-fold mean 15.3 %); isolated-digit "
-        "classifier on oracle segments 12.5 ± 2.8 %; joint CTC-attention {:.1f} ± {:.1f} %, attention peaks in the "
+        "classifier on oracle segments 12.5 ± 2.8 %; joint CTC-attention {:.1f} ± {:.1f} % with joint decoding "
+        "({:.1f} ± {:.1f} % decoder alone), attention peaks in the "
         "right word {:.1f} ± {:.1f} % (uniform read-out 82.2 %); synthesis in theo's voice {:.1f} ± {:.1f} % WER",
         scale=100,
         seeds=True,

@@ -15,7 +15,8 @@ layout of Whisper's and Conformer-style encoders, at a size a CPU trains in minu
   and the CTC loss on the encoder as an auxiliary objective: Watanabe et al. 2017 ("Hybrid CTC/attention
   architecture for end-to-end speech recognition", IEEE JSTSP) show the CTC term's monotonic alignment makes
   the attention converge quickly and stay on the diagonal, which a decoder with position queries alone
-  does not learn from a few hundred utterances (``docs/align.md``).
+  does not learn from a few hundred utterances (``docs/align.md``). Decoded greedily or by joint CTC-attention
+  decoding, which rescores the decoder's beam with the CTC head (:meth:`JointCTCAttention.decode`).
 
 Labels: CTC class 0 is the blank and digit ``d`` is class ``d + 1``; the decoder's vocabulary is the ten
 digits, ``<eos>`` = 10 and ``<sos>`` = 11 (input only).
