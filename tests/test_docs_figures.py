@@ -774,6 +774,20 @@ FIGURES: list[Figure] = [
     *(
         Figure(
             "docs/speech.md",
+            "speech_probe_joint.json",
+            tuple(f"*/{strings}/{key}" for key in ("greedy", "0", "0.3", "0.5", "0.7", "1")),
+            f"| {label} |" + "".join(f" {{{2 * k}:.1f}} |" for k in range(6)),  # the means; not the stds
+            scale=100,
+            seeds=True,
+        )
+        for strings, label in (
+            ("training voices", "new strings by the training voices"),
+            ("theo clean", "`theo`, clean"),
+        )
+    ),
+    *(
+        Figure(
+            "docs/speech.md",
             "speech_long/results.json",
             tuple(f"results/recognition/{system}/{c}/*/{m}" for c in ("clean", "noisy") for m in ("wer", "ser")),
             f"| {label} |" + " {:.1f} ± {:.1f} |" * 4,
