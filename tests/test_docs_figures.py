@@ -679,6 +679,22 @@ FIGURES: list[Figure] = [
         seeds=True,
     ),
     Figure(
+        "docs/speech.md",
+        "speech/results.json",
+        tuple(f"results/recognition/attention_joint/{c}/*/{m}" for c in ("clean", "noisy") for m in ("wer", "ser")),
+        "| joint CTC-attention recogniser, joint decoding (beam 8, CTC weight 0.5) |" + " {:.1f} ± {:.1f} |" * 4,
+        scale=100,
+        seeds=True,
+    ),
+    Figure(
+        "docs/benchmarks.md",
+        "speech/results.json",
+        ("results/recognition/attention_joint/clean/*/wer", "results/recognition/attention/clean/*/wer"),
+        "joint CTC-attention {:.1f} ± {:.1f} % with joint decoding ({:.1f} ± {:.1f} % decoder alone)",
+        scale=100,
+        seeds=True,
+    ),
+    Figure(
         "docs/benchmarks.md",
         "speech/results.json",
         ("results/recognition/ctc_beam/clean/*/wer", "results/recognition/ctc_beam/noisy/*/wer"),
