@@ -669,6 +669,13 @@ FIGURES: list[Figure] = [
         "It answers {:.1f} % of the non-relational questions about red and blue",
         scale=100,
     ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_twocolourstart/wide_g_metrics.json",
+        ("eval/accuracy_non_relational",),
+        "two-colour steps: {:.1f} % non-relational",
+        scale=100,
+    ),
     # Speech <-> text (chorus bench speech)
     Figure(
         "docs/speech.md",
