@@ -669,12 +669,16 @@ FIGURES: list[Figure] = [
         "It answers {:.1f} % of the non-relational questions about red and blue",
         scale=100,
     ),
-    Figure(
-        "docs/vqa.md",
-        "vqa_twocolourstart/wide_g_metrics.json",
-        ("eval/accuracy_non_relational",),
-        "two-colour steps: {:.1f} % non-relational",
-        scale=100,
+    *(
+        Figure(
+            "docs/vqa.md", f"vqa_twocolourstart/{name}_metrics.json", ("eval/accuracy_non_relational",), fmt, scale=100
+        )
+        for name, fmt in (
+            ("seed1", "seed 1 either\n({:.1f} %)"),
+            ("lr1e-3", "half the learning rate ({:.1f} %)"),
+            ("shuffle", "20 questions each ({:.1f} %)"),
+            ("wide_g", "about four times the cost per step — {:.1f} %"),
+        )
     ),
     # Speech <-> text (chorus bench speech)
     Figure(
