@@ -118,30 +118,36 @@ def _experiment(task: str, system: str, steps: int) -> SpeechExperiment:
     return SpeechExperiment(f"test_{system}", data, model, train)
 
 
-def test_ctc_recogniser_learns_and_transcribe_reproduces_its_decoding(real_data_root, tmp_path, capsys):
+def _learns_and_transcribes(system: str, steps: int, train_size: int, root, run, capsys):
+    """Train a small recogniser on strings by the training voices; assert its WER on new strings is far below
+    chance and that ``chorus transcribe`` prints the library's decoding. Returns (cfg, model, train, test, hyps, wer)."""
     torch.manual_seed(0)
-    cfg = _experiment("recognize", "ctc", 150)
+    cfg = _experiment("recognize", system, steps)
     logmel = LogMel()
-    train = load_strings(DigitStrings(real_data_root, split="train", size=96, **KW), logmel)
-    model = train_recognizer(cfg, train, tmp_path / "run")
-    test = load_strings(DigitStrings(real_data_root, split="train", size=24, seed=5, **KW), logmel)
-    hyps = decode_items(model, [it.mel for it in test], beam=4, digits=(1, 3))
-    wer = error_counts([it.text for it in test], [digits_to_text(h) for h in hyps]).wer
+    train = load_strings(DigitStrings(root, split="train", size=train_size, **KW), logmel)
+    model = train_recognizer(cfg, train, run)
+    test = load_strings(DigitStrings(root, split="train", size=24, seed=5, **KW), logmel)
+    texts = [it.text for it in test]
+    hyps = decode_items(model, [it.mel for it in test], beam=4, digits=(1, 3), ctc_weight=cfg.model.decode_ctc_weight)
+    wer = error_counts(texts, [digits_to_text(h) for h in hyps]).wer
     rng = np.random.default_rng(0)
-    chance = error_counts(
-        [it.text for it in test], [digits_to_text(rng.integers(0, 10, rng.integers(1, 4)).tolist()) for _ in test]
-    ).wer
+    chance = error_counts(texts, [digits_to_text(rng.integers(0, 10, rng.integers(1, 4)).tolist()) for _ in test]).wer
     assert chance > 0.8 and wer < chance - 0.3, (wer, chance)  # unseen strings of the training voices
-    best, sweep = tune_blank_penalty(model, [it.mel for it in test], [it.text for it in test], beam=4, digits=(1, 3))
-    assert sweep["0"] == wer and sweep[f"{best:g}"] == min(sweep.values())  # penalty 0 is the plain decoder
     files = []
     for k, it in enumerate(test[:4]):
-        files.append(tmp_path / f"u{k}.wav")
+        files.append(run.parent / f"u{k}.wav")
         sf.write(files[-1], it.audio.numpy(), 8000, subtype="FLOAT")
-    assert main(["transcribe", str(tmp_path / "run"), *map(str, files)]) == 0
+    assert main(["transcribe", str(run), *map(str, files)]) == 0
     printed = [line.split("\t")[1] for line in capsys.readouterr().out.strip().splitlines()]
     assert printed == [digits_to_text(h) for h in hyps[:4]]
-    assert main(["transcribe", str(tmp_path / "missing"), str(files[0])]) == 2
+    assert main(["transcribe", str(run.parent / "missing"), str(files[0])]) == 2
+    return cfg, model, train, test, hyps, wer
+
+
+def test_ctc_recogniser_learns_and_transcribe_reproduces_its_decoding(real_data_root, tmp_path, capsys):
+    cfg, model, train, test, _, wer = _learns_and_transcribes("ctc", 150, 96, real_data_root, tmp_path / "run", capsys)
+    best, sweep = tune_blank_penalty(model, [it.mel for it in test], [it.text for it in test], beam=4, digits=(1, 3))
+    assert sweep["0"] == wer and sweep[f"{best:g}"] == min(sweep.values())  # penalty 0 is the plain decoder
 
     def never() -> list:
         raise AssertionError("a finished run of the same experiment must not rebuild its training data")
@@ -191,25 +197,7 @@ def test_joint_decoding_is_the_exhaustive_argmax_when_the_beam_holds_every_strin
 
 
 def test_attention_recogniser_learns_and_transcribe_uses_joint_decoding(real_data_root, tmp_path, capsys):
-    torch.manual_seed(0)
-    cfg = _experiment("recognize", "attention", 300)
-    logmel = LogMel()
-    train = load_strings(DigitStrings(real_data_root, split="train", size=192, **KW), logmel)
-    model = train_recognizer(cfg, train, tmp_path / "run")
-    test = load_strings(DigitStrings(real_data_root, split="train", size=24, seed=5, **KW), logmel)
-    mels, texts = [it.mel for it in test], [it.text for it in test]
-    joint = decode_items(model, mels, beam=4, digits=(1, 3), ctc_weight=cfg.model.decode_ctc_weight)
-    wer = error_counts(texts, [digits_to_text(h) for h in joint]).wer
-    rng = np.random.default_rng(0)
-    chance = error_counts(texts, [digits_to_text(rng.integers(0, 10, rng.integers(1, 4)).tolist()) for _ in test]).wer
-    assert chance > 0.8 and wer < chance - 0.3, (wer, chance)  # unseen strings of the training voices
-    files = []
-    for k, it in enumerate(test[:4]):
-        files.append(tmp_path / f"u{k}.wav")
-        sf.write(files[-1], it.audio.numpy(), 8000, subtype="FLOAT")
-    assert main(["transcribe", str(tmp_path / "run"), *map(str, files)]) == 0
-    printed = [line.split("\t")[1] for line in capsys.readouterr().out.strip().splitlines()]
-    assert printed == [digits_to_text(h) for h in joint[:4]]
+    cfg, *_ = _learns_and_transcribes("attention", 300, 192, real_data_root, tmp_path / "run", capsys)
     with pytest.raises(ConfigError, match="decode_ctc_weight"):
         dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, decode_ctc_weight=-0.1))
 
