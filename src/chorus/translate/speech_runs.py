@@ -246,7 +246,7 @@ def decode_items(
     digits: tuple[int, int] = (1, 7),
     batch_size: int = 32,
     blank_penalty: float = 0.0,
-    ctc_weight: float = 0.5,
+    ctc_weight: float = SpeechModelConfig.decode_ctc_weight,
 ) -> list[list[int]]:
     """Digit ids of each log-mel [n_mels, T]: CTC (greedy or beam, ``blank_penalty`` as
     :meth:`CTCRecognizer.decode`) or attention (greedy, or joint CTC-attention with ``beam`` and ``ctc_weight`` as
