@@ -17,6 +17,11 @@ Two steps, so that decoding variants never retrain a model:
     with joint decoding (beam 8) at CTC weights 0, 0.3, 0.5, 0.7 and 1, on new strings by the five training voices
     and on the benchmark's 200 clean theo strings: how much the fixed weight of the benchmark (0.5) matters, and
     whether the training voices would have picked another.
+``python benchmarks/speech_probe.py adapt TAG [TAG ...] --out benchmarks/results/speech_probe_adapt``
+    decodes each CTC run's held-out speaker (200 clean and 200 10-dB strings, beam 8 + length prior) before and
+    after unsupervised speaker adaptation (:func:`chorus.translate.speaker_adapt.adapt_to_speaker` on the same
+    untranscribed utterances, each condition on its own), and the adapted decoding of the 200 clean strings when
+    the adaptation saw only ``--enrol`` other strings of the speaker (a disjoint draw of its clips into strings).
 ``python benchmarks/speech_probe.py tts JUDGE [JUDGE ...] --steps 300 --seeds 0 --out benchmarks/results/speech_probe_tts``
     trains the benchmark's synthesiser in theo's voice (its aligner, data and unseen texts; ``--steps`` synthesiser
     steps) for each seed and reads its 500 synthesised strings with each judge, a CTC run trained above on the other
@@ -44,7 +49,8 @@ from chorus.bench.speech import (
 )
 from chorus.data.audio import LogMel
 from chorus.translate.recognizer import CTCRecognizer, JointCTCAttention
-from chorus.translate.speech_data import load_strings
+from chorus.translate.speaker_adapt import adapt_to_speaker
+from chorus.translate.speech_data import SPEAKER_FOLDS, load_strings
 from chorus.translate.speech_runs import (
     SpeechModelConfig,
     StringsConfig,
@@ -71,8 +77,9 @@ def train(
     window: int,
     adversary: float,
     width: int,
+    fold: str,
 ) -> None:
-    cfg = experiment(Config(train_size=train_size), "recognize", "ctc", steps, seed, MAIN_FOLD)
+    cfg = experiment(Config(train_size=train_size), "recognize", "ctc", steps, seed, fold)
     cfg.model.width = width
     cfg.model.dropout = dropout
     cfg.model.window = window
@@ -134,6 +141,61 @@ def evaluate(tags: list[str], out: Path, dev_size: int) -> None:
         results[tag] = record
         out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     out.with_suffix(".md").write_text(_markdown(results, out))
+
+
+def adapt(tags: list[str], out: Path, enrol: list[int]) -> None:
+    logmel = LogMel()
+    path = out.with_suffix(".json")
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    for tag in tags:
+        cfg, model = load_speech_run(RUNS / tag, "recognize")
+        assert isinstance(model, CTCRecognizer)
+        fold = cfg.data.test_speakers[0]
+        tests = test_sets(Config(), fold, logmel)
+        record: dict[str, Any] = {"fold": fold, "seed": cfg.train.seed, "steps": cfg.train.max_steps}
+        for condition, items in tests.items():
+            mels = [it.mel for it in items]
+            record[condition] = _counts(score(items, decode_items(model, mels, beam=8)))
+            started = time.time()
+            adapted = adapt_to_speaker(model, mels)
+            record[f"{condition}_adapt_s"] = round(time.time() - started, 1)
+            record[f"{condition}_adapted"] = _counts(score(items, decode_items(adapted, mels, beam=8)))
+        other = StringsConfig(test_speakers=[fold], gain_db=Config.gain_db, seed=DEV_SEED)
+        clean = tests["clean"]
+        for n in enrol:
+            enrolment = [it.mel for it in load_strings(other.strings(None, "test", n), logmel)]
+            adapted = adapt_to_speaker(model, enrolment)
+            record[f"clean_adapted_enrol{n}"] = _counts(
+                score(clean, decode_items(adapted, [it.mel for it in clean], beam=8))
+            )
+        print(tag, fold, {k: round(100 * v["wer"], 1) for k, v in record.items() if isinstance(v, dict)}, flush=True)
+        results[tag] = record
+        path.write_text(json.dumps(results, indent=1))
+    rows = [
+        "| run | held-out speaker | seed | clean | clean, adapted | S / D / I before → after | "
+        + " | ".join(f"clean, adapted on {n} other strings" for n in enrol)
+        + " | 10 dB | 10 dB, adapted |",
+        "|---|---|---|---|---|---|" + "---|" * len(enrol) + "---|---|",
+    ]
+    for tag, rec in results.items():
+        c, a = rec["clean"], rec["clean_adapted"]
+        rows.append(
+            f"| {tag} | {rec['fold']} | {rec['seed']} | {100 * c['wer']:.1f} | **{100 * a['wer']:.1f}** | "
+            f"{c['substitutions']} / {c['deletions']} / {c['insertions']} → "
+            f"{a['substitutions']} / {a['deletions']} / {a['insertions']} | "
+            + " | ".join(f"{100 * rec[f'clean_adapted_enrol{n}']['wer']:.1f}" for n in enrol)
+            + f" | {100 * rec['noisy']['wer']:.1f} | {100 * rec['noisy_adapted']['wer']:.1f} |"
+        )
+    out.with_suffix(".md").write_text(
+        "# Unsupervised speaker adaptation of the CTC recogniser\n\n"
+        "WER (%) on each run's held-out speaker (the benchmark's 200 strings, beam 8 + length prior) before and after "
+        "adapting the encoder's LayerNorms to that speaker's untranscribed utterances (`adapt_to_speaker`, default "
+        "`AdaptConfig`: settings chosen on `jackson`, never on `theo`). 'Adapted' adapts on the test utterances "
+        "themselves (each condition on its own); 'adapted on N other strings' adapts on N other strings of the "
+        f"speaker (DigitStrings seed {DEV_SEED}; the same 500 clips, drawn into other strings) and decodes the "
+        "clean test strings.\n\n" + "\n".join(rows) + "\n\nCommand:\n\n```text\n"
+        f"python benchmarks/speech_probe.py adapt {' '.join(results)} --enrol {','.join(map(str, enrol))} --out {out}\n```\n"
+    )
 
 
 JOINT_WEIGHTS = (0.0, 0.3, 0.5, 0.7, 1.0)
@@ -320,6 +382,7 @@ def main() -> None:
         "--adversary", type=float, default=0.0, help="speaker-adversarial gradient-reversal weight (0: none)"
     )
     t.add_argument("--width", type=int, default=WIDTH, help="encoder width (the benchmark's: 96)")
+    t.add_argument("--fold", default=MAIN_FOLD, choices=SPEAKER_FOLDS, help="the held-out speaker")
     t.add_argument(
         "--train-size", type=int, default=Config.train_size, help="clean training strings (each also at 15 and 5 dB)"
     )
@@ -331,6 +394,10 @@ def main() -> None:
     j.add_argument("runs", nargs="+", type=Path, help="joint CTC-attention run folders")
     j.add_argument("--out", type=Path, default=Path("benchmarks/results/speech_probe_joint"))
     j.add_argument("--dev-size", type=int, default=200)
+    a = sub.add_parser("adapt")
+    a.add_argument("tags", nargs="+")
+    a.add_argument("--enrol", default="20,50", help="comma-separated sizes of the other-strings adaptation sets")
+    a.add_argument("--out", type=Path, default=Path("benchmarks/results/speech_probe_adapt"))
     s = sub.add_parser("tts")
     s.add_argument("judges", nargs="+", help="CTC runs under runs/speech_probe")
     s.add_argument("--steps", type=int, default=Config.tts_steps, help="synthesiser training steps")
@@ -350,7 +417,10 @@ def main() -> None:
             args.window,
             args.adversary,
             args.width,
+            args.fold,
         )
+    elif args.command == "adapt":
+        adapt(args.tags, args.out, [int(n) for n in args.enrol.split(",")])
     elif args.command == "joint":
         joint(args.runs, args.out, args.dev_size)
     elif args.command == "tts":

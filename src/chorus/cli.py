@@ -108,9 +108,11 @@ def _train_speech(args: argparse.Namespace, path: str | Path) -> None:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> None:
+    from chorus.translate.speaker_adapt import AdaptConfig
     from chorus.translate.speech_runs import transcribe_files
 
-    for path, text in zip(args.files, transcribe_files(args.run_dir, args.files)):
+    adapt = AdaptConfig() if args.adapt else None
+    for path, text in zip(args.files, transcribe_files(args.run_dir, args.files, adapt)):
         print(f"{path}\t{text}")
 
 
@@ -138,6 +140,12 @@ def add_speech_commands(sub: Any) -> None:
     )
     p.add_argument("run_dir", help="run folder of `chorus train speech_ctc` (or speech_attention)")
     p.add_argument("files", nargs="+", help="audio files (any rate; resampled to 8 kHz mono)")
+    p.add_argument(
+        "--adapt",
+        action="store_true",
+        help="first adapt a CTC recogniser to the files' speaker, without transcripts (all files one speaker; "
+        "docs/speech.md, 'Speaker adaptation')",
+    )
     p.set_defaults(func=cmd_transcribe)
     p = sub.add_parser(
         "speak",

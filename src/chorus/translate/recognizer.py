@@ -43,7 +43,7 @@ from chorus.encoders.speaker_robust import (
 from chorus.encoders.transformer import MLP, SelfAttention, Transformer
 from chorus.errors import ConfigError, DataError
 
-__all__ = ["CTCRecognizer", "JointCTCAttention", "SpeechEncoder", "length_prior"]
+__all__ = ["CTCRecognizer", "JointCTCAttention", "SpeechEncoder", "decode_digits", "length_prior"]
 
 NUM_DIGITS = 10
 EOS, SOS = NUM_DIGITS, NUM_DIGITS + 1
@@ -57,6 +57,24 @@ def length_prior(min_digits: int, max_digits: int) -> Any:
         return -math.log(max_digits - min_digits + 1) if min_digits <= n <= max_digits else float("-inf")
 
     return prior
+
+
+def decode_digits(
+    log_probs: Tensor,
+    frame_mask: Tensor,
+    beam: int = 0,
+    digits: tuple[int, int] = (1, 7),
+    blank_penalty: float = 0.0,
+) -> list[list[int]]:
+    """Digit ids per utterance from CTC log-posteriors [B, T', 11] (class 0 the blank): greedy best path (``beam``
+    0) or prefix beam search rescored by the uniform length prior over ``digits``."""
+    if beam > 0:
+        paths = ctc_beam_decode(
+            log_probs, frame_mask, beam=beam, length_prior=length_prior(*digits), blank_penalty=blank_penalty
+        )
+    else:
+        paths = ctc_greedy_decode(log_probs, frame_mask, blank_penalty=blank_penalty)
+    return [[label - 1 for label in path] for path in paths]
 
 
 class SpeechEncoder(nn.Module):
@@ -182,14 +200,7 @@ class CTCRecognizer(nn.Module):
         """Digit ids per utterance: greedy best path (``beam`` 0) or prefix beam search with the length prior;
         ``blank_penalty`` lowers the blank's log-probability per frame against deletions
         (:func:`chorus.align.ctc.penalise_blank`)."""
-        log_probs, frame_mask = self.log_probs(mel, mask)
-        if beam > 0:
-            paths = ctc_beam_decode(
-                log_probs, frame_mask, beam=beam, length_prior=length_prior(*digits), blank_penalty=blank_penalty
-            )
-        else:
-            paths = ctc_greedy_decode(log_probs, frame_mask, blank_penalty=blank_penalty)
-        return [[label - 1 for label in path] for path in paths]
+        return decode_digits(*self.log_probs(mel, mask), beam=beam, digits=digits, blank_penalty=blank_penalty)
 
 
 class DecoderLayer(nn.Module):

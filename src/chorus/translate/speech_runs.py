@@ -42,6 +42,7 @@ from chorus.train import TrainConfig, Trainer, seed_everything
 from chorus.train.checkpoint import atomic_write
 from chorus.translate.griffinlim import log_mel_to_audio
 from chorus.translate.recognizer import CTCRecognizer, JointCTCAttention, SpeechEncoder
+from chorus.translate.speaker_adapt import AdaptConfig, SpeakerAdaptedCTC, adapt_to_speaker
 from chorus.translate.speech_data import SPEAKER_FOLDS, SpeechItem, load_strings, speech_batch
 from chorus.translate.synthesizer import (
     DigitSynthesizer,
@@ -240,7 +241,7 @@ def train_recognizer(
 
 @torch.no_grad()
 def decode_items(
-    model: CTCRecognizer | JointCTCAttention,
+    model: CTCRecognizer | SpeakerAdaptedCTC | JointCTCAttention,
     mels: list[torch.Tensor],
     beam: int = 0,
     digits: tuple[int, int] = (1, 7),
@@ -248,14 +249,14 @@ def decode_items(
     blank_penalty: float = 0.0,
     ctc_weight: float = SpeechModelConfig.decode_ctc_weight,
 ) -> list[list[int]]:
-    """Digit ids of each log-mel [n_mels, T]: CTC (greedy or beam, ``blank_penalty`` as
-    :meth:`CTCRecognizer.decode`) or attention (greedy, or joint CTC-attention with ``beam`` and ``ctc_weight`` as
+    """Digit ids of each log-mel [n_mels, T]: CTC, speaker-adapted or not (greedy or beam, ``blank_penalty`` as
+    :meth:`CTCRecognizer.decode`), or attention (greedy, or joint CTC-attention with ``beam`` and ``ctc_weight`` as
     :meth:`JointCTCAttention.decode`) decoding."""
     out: list[list[int]] = []
     with evaluating(model):
         for i in range(0, len(mels), batch_size):
             audio, mask = pad_time(mels[i : i + batch_size], "audio")
-            if isinstance(model, CTCRecognizer):
+            if isinstance(model, CTCRecognizer | SpeakerAdaptedCTC):
                 out += model.decode(audio, mask, beam=beam, digits=digits, blank_penalty=blank_penalty)
             else:
                 out += model.decode(audio, mask, beam=beam, ctc_weight=ctc_weight, digits=digits)
@@ -419,10 +420,17 @@ def load_speech_run(run_dir: str | os.PathLike, task: str | None = None) -> tupl
     return cfg, model.eval()
 
 
-def transcribe_files(run_dir: str | os.PathLike, files: list[str | os.PathLike]) -> list[str]:
+def transcribe_files(
+    run_dir: str | os.PathLike, files: list[str | os.PathLike], adapt: AdaptConfig | None = None
+) -> list[str]:
     """``chorus transcribe``: the transcript of each audio file (resampled to 8 kHz, mono), decoded as the
-    benchmark decodes (the config's ``beam``, ``blank_penalty`` and ``decode_ctc_weight``)."""
+    benchmark decodes (the config's ``beam``, ``blank_penalty`` and ``decode_ctc_weight``).
+
+    ``adapt``: first adapt a CTC recogniser to the files' speaker without transcripts
+    (:func:`chorus.translate.speaker_adapt.adapt_to_speaker`) — every file must then be the one speaker's."""
     cfg, model = load_speech_run(run_dir, "recognize")
+    if adapt is not None and not isinstance(model, CTCRecognizer):
+        raise ConfigError(f"{run_dir}: speaker adaptation needs a CTC recogniser run, not {cfg.model.system}")
     logmel = LogMel()
     mels = []
     for path in files:
@@ -433,8 +441,9 @@ def transcribe_files(run_dir: str | os.PathLike, files: list[str | os.PathLike])
             mels.append(logmel(resample(wave, sr, SAMPLE_RATE)))
     if not isinstance(model, CTCRecognizer | JointCTCAttention):
         raise ConfigError(f"{run_dir} is not a recogniser run")
+    decoder = adapt_to_speaker(model, mels, adapt) if isinstance(model, CTCRecognizer) and adapt is not None else model
     digits = decode_items(
-        model,
+        decoder,
         mels,
         cfg.model.beam,
         (cfg.data.num_digits[0], cfg.data.num_digits[1]),
