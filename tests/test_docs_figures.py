@@ -50,6 +50,11 @@ class Figure:
 
 VARIANTS = ("chorus", "openclip", "openclip+tricks")
 SPEECH_SEEDS = ("speedvtlp8000", "speedvtlp8000_seed1", "speedvtlp8000_seed2")  # the speech probe's 3 training seeds
+SPEECH_ADAPT_THEO = ("speedvtlp4000", "speedvtlp4000_seed1", "speedvtlp4000_seed2")  # the long preset's theo CTC runs
+SPEECH_ADAPT_FIVE = (  # seed 0 of every held-out speaker but jackson, on which the adaptation settings were chosen
+    "speedvtlp4000",
+    *(f"speedvtlp4000_{fold}" for fold in ("george", "lucas", "nicolas", "yweweler")),
+)
 
 FIGURES: list[Figure] = [
     # Offline demo CLIP (chorus demo --json --run-dir runs/demo; its metrics.json)
@@ -808,6 +813,50 @@ FIGURES: list[Figure] = [
         "isolated-digit classifier on oracle segments {:.1f} ± {:.1f} %",
         scale=100,
         seeds=True,
+    ),
+    # Speech <-> text: unsupervised speaker adaptation (python benchmarks/speech_probe.py adapt ...)
+    *(
+        Figure(
+            "docs/speech.md",
+            "speech_probe_adapt.json",
+            tuple(f"{tag}/{key}/wer" for key in ("clean", "clean_adapted")),
+            f"| {tag} | {fold} | {seed} | {{:.1f}} | **{{:.1f}}** |",
+            scale=100,
+        )
+        for tag, fold, seed in (
+            *((t, "theo", k) for k, t in enumerate(SPEECH_ADAPT_THEO)),
+            *((f"speedvtlp4000_{f}", f, 0) for f in ("jackson", "george", "lucas", "nicolas", "yweweler")),
+        )
+    ),
+    *(
+        Figure(
+            "docs/speech.md",
+            "speech_probe_adapt.json",
+            tuple(f"{t}/{key}/wer" for t in SPEECH_ADAPT_THEO),
+            fmt,
+            100,
+            True,
+        )
+        for key, fmt in (
+            ("clean", "**`theo`:** {:.1f} ± {:.1f} % →"),
+            ("clean_adapted", "→ **{:.1f} ± {:.1f} %** over the three seeds"),
+            ("noisy", "at 10 dB {:.1f} ± {:.1f} →"),
+            ("noisy_adapted", "→ {:.1f} ± {:.1f} %. Seed 0 does not move"),
+        )
+    ),
+    *(
+        Figure(
+            "docs/speech.md",
+            "speech_probe_adapt.json",
+            tuple(f"{t}/{key}/wer" for t in SPEECH_ADAPT_FIVE),
+            fmt,
+            100,
+            True,
+        )
+        for key, fmt in (
+            ("clean", "the seed-0 mean goes from {0:.1f} % to"),
+            ("clean_adapted", "to {0:.1f} % WER (all six"),
+        )
     ),
     # Speech <-> text, long preset (chorus bench speech --preset long)
     *(
