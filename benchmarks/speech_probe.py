@@ -2,16 +2,18 @@
 
 Two steps, so that decoding variants never retrain a model:
 
-``python benchmarks/speech_probe.py train TAG --steps 500 [--speed 0.9,1.0,1.1] [--vtlp 0.1] [--seed 0] [--train-size 500] [--adversary 0.3] [--width 192]``
-    trains the benchmark's CTC recogniser (``chorus.bench.speech.experiment``: 500 clean training strings plus
+``python benchmarks/speech_probe.py train TAG --steps 500 [--speed 0.9,1.0,1.1] [--vtlp 0.1] [--seed 0] [--train-size 500] [--adversary 0.3] [--width 192] [--fold jackson]``
+    trains the benchmark's CTC recogniser (``chorus.bench.speech.experiment``, theo held out unless ``--fold`` names
+    another speaker: 500 clean training strings plus
     15 and 5 dB copies, batch 16, cosine schedule with 10 % warm-up) with the given number of steps, training-data
     perturbation, training seed (the strings stay the benchmark's) and number of clean training strings, into
     ``runs/speech_probe/TAG`` (a ``chorus transcribe`` run folder).
 ``python benchmarks/speech_probe.py evaluate TAG [TAG ...] --out benchmarks/results/speech_probe_perturb``
     picks the blank penalty of each run on new strings by the five training voices
-    (:func:`chorus.translate.speech_runs.tune_blank_penalty`; never on theo), then decodes the benchmark's 200
-    clean and 200 10-dB theo strings greedily and with beam 8 + length prior, with penalty 0 and the picked
-    one; writes ``OUT.json`` and ``OUT.md`` (WER, SER and substitution / deletion / insertion counts).
+    (:func:`chorus.translate.speech_runs.tune_blank_penalty`; never on the held-out voice), then decodes the
+    benchmark's 200 clean and 200 10-dB strings of the run's held-out speaker (theo unless trained with
+    ``--fold``) greedily and with beam 8 + length prior, with penalty 0 and the picked one; writes ``OUT.json``
+    and ``OUT.md`` (WER, SER and substitution / deletion / insertion counts).
 ``python benchmarks/speech_probe.py joint RUN [RUN ...] --out benchmarks/results/speech_probe_joint``
     decodes with each joint CTC-attention run folder (e.g. the benchmark's ``runs/attention_<seed>``) greedily and
     with joint decoding (beam 8) at CTC weights 0, 0.3, 0.5, 0.7 and 1, on new strings by the five training voices
@@ -98,14 +100,17 @@ def train(
 
 def evaluate(tags: list[str], out: Path, dev_size: int) -> None:
     logmel = LogMel()
-    tests = test_sets(Config(), MAIN_FOLD, logmel)
-    dev = load_strings(StringsConfig(gain_db=6.0, seed=DEV_SEED).strings(None, "train", dev_size), logmel)
     results: dict[str, Any] = (
         json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
     )
     for tag in tags:
         cfg, model = load_speech_run(RUNS / tag, "recognize")
         assert isinstance(model, CTCRecognizer)
+        fold = cfg.data.test_speakers[0]  # the run's held-out speaker
+        tests = test_sets(Config(), fold, logmel)
+        dev = load_strings(
+            StringsConfig(test_speakers=[fold], gain_db=6.0, seed=DEV_SEED).strings(None, "train", dev_size), logmel
+        )
         timing = json.loads((RUNS / tag / "timing.json").read_text())
         record: dict[str, Any] = {
             "steps": cfg.train.max_steps,

@@ -21,6 +21,7 @@ adapted model's. Settings were chosen on one held-out speaker (``jackson``) and 
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,12 @@ from chorus.errors import ConfigError, DataError
 from chorus.translate.recognizer import CTCRecognizer, decode_digits
 
 __all__ = ["AdaptConfig", "SpeakerAdaptedCTC", "adapt_to_speaker", "class_confusion", "word_frame_objective"]
+
+log = logging.getLogger(__name__)
+
+FEW_UTTERANCES = 100
+"""Adapting to fewer utterances warns: measured with 200 of a speaker's, the gain shrank with 50 and mostly
+vanished with 20 (``docs/speech.md``, "Speaker adaptation")."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,12 @@ def adapt_to_speaker(model: CTCRecognizer, mels: list[Tensor], cfg: AdaptConfig 
         raise ConfigError(f"speaker adaptation needs a CTC recogniser, got {type(model).__name__}")
     if not mels:
         raise DataError("speaker adaptation needs at least one utterance of the speaker")
+    if len(mels) < FEW_UTTERANCES:
+        log.warning(
+            "adapting to %d utterances of the speaker: the gain measured with 200 shrank with 50 and mostly vanished "
+            "with 20 (docs/speech.md, 'Speaker adaptation')",
+            len(mels),
+        )
     source = copy.deepcopy(model).eval().requires_grad_(False)
     adapted = copy.deepcopy(model).eval().requires_grad_(False)  # eval: no SpecAugment, no dropout
     params = [p for m in adapted.encoder.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()]
