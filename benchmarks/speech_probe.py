@@ -401,7 +401,7 @@ def main() -> None:
     j.add_argument("--dev-size", type=int, default=200)
     a = sub.add_parser("adapt")
     a.add_argument("tags", nargs="+")
-    a.add_argument("--enrol", default="20,50", help="comma-separated sizes of the other-strings adaptation sets")
+    a.add_argument("--enrol", default="20,50,200", help="comma-separated sizes of the other-strings adaptation sets")
     a.add_argument("--out", type=Path, default=Path("benchmarks/results/speech_probe_adapt"))
     s = sub.add_parser("tts")
     s.add_argument("judges", nargs="+", help="CTC runs under runs/speech_probe")

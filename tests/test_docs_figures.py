@@ -858,6 +858,18 @@ FIGURES: list[Figure] = [
             ("clean_adapted", "to {0:.1f} % WER (all six"),
         )
     ),
+    Figure(
+        "docs/speech.md",
+        "speech_probe_adapt.json",
+        tuple(
+            f"speedvtlp4000_{fold}/{key}/wer"
+            for fold in ("jackson", "george", "lucas", "nicolas")
+            for key in ("clean_adapted_enrol200", "clean_adapted")
+        ),
+        "(`jackson` {:.1f} against {:.1f} %, `george` {:.1f} against {:.1f}, `lucas` {:.1f} against {:.1f}, "
+        "`nicolas` {:.1f} against {:.1f})",
+        scale=100,
+    ),
     # Speech <-> text, long preset (chorus bench speech --preset long)
     *(
         Figure(
