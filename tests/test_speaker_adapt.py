@@ -73,6 +73,8 @@ def test_bad_adaptation_requests_are_refused():
         AdaptConfig(batch_size=0)
     with pytest.raises(DataError):
         adapt_to_speaker(_small(), [])
+    with pytest.raises(DataError, match=r"\[1\]"):
+        adapt_to_speaker(_small(), [torch.randn(40, 50), torch.full((40, 50), float("nan"))])
     attention = JointCTCAttention(SpeechEncoder(n_mels=40, width=32, layers=1, heads=2), layers=1, heads=2)
     with pytest.raises(ConfigError):
         adapt_to_speaker(attention, [torch.randn(40, 50)])  # type: ignore[arg-type]

@@ -122,6 +122,9 @@ def adapt_to_speaker(model: CTCRecognizer, mels: list[Tensor], cfg: AdaptConfig 
         raise ConfigError(f"speaker adaptation needs a CTC recogniser, got {type(model).__name__}")
     if not mels:
         raise DataError("speaker adaptation needs at least one utterance of the speaker")
+    bad = [i for i, mel in enumerate(mels) if mel.dim() != 2 or not bool(torch.isfinite(mel).all())]
+    if bad:
+        raise DataError(f"speaker adaptation: utterances {bad[:5]} are not finite log-mels [n_mels, T]")
     if len(mels) < FEW_UTTERANCES:
         log.warning(
             "adapting to %d utterances of the speaker: the gain measured with 200 shrank with 50 and mostly vanished "
@@ -136,7 +139,7 @@ def adapt_to_speaker(model: CTCRecognizer, mels: list[Tensor], cfg: AdaptConfig 
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
     order: list[int] = []
-    for _ in range(cfg.steps):
+    for step in range(cfg.steps):
         if not order:
             order = torch.randperm(len(mels), generator=generator).tolist()
         batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
@@ -148,6 +151,8 @@ def adapt_to_speaker(model: CTCRecognizer, mels: list[Tensor], cfg: AdaptConfig 
             continue
         log_probs, _ = adapted.log_probs(audio, mask)
         loss = word_frame_objective(log_probs[words][:, 1:], cfg.entropy_weight, cfg.temperature)
+        if not bool(torch.isfinite(loss)):
+            raise DataError(f"speaker adaptation: the objective is not finite at step {step} (lower AdaptConfig.lr)")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
