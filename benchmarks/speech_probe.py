@@ -109,7 +109,8 @@ def evaluate(tags: list[str], out: Path, dev_size: int) -> None:
         fold = cfg.data.test_speakers[0]  # the run's held-out speaker
         tests = test_sets(Config(), fold, logmel)
         dev = load_strings(
-            StringsConfig(test_speakers=[fold], gain_db=6.0, seed=DEV_SEED).strings(None, "train", dev_size), logmel
+            StringsConfig(test_speakers=[fold], gain_db=Config.gain_db, seed=DEV_SEED).strings(None, "train", dev_size),
+            logmel,
         )
         timing = json.loads((RUNS / tag / "timing.json").read_text())
         record: dict[str, Any] = {
@@ -210,7 +211,7 @@ def joint(runs: list[Path], out: Path, dev_size: int) -> None:
     logmel = LogMel()
     sets = {
         "training voices": load_strings(
-            StringsConfig(gain_db=6.0, seed=DEV_SEED).strings(None, "train", dev_size), logmel
+            StringsConfig(gain_db=Config.gain_db, seed=DEV_SEED).strings(None, "train", dev_size), logmel
         ),
         f"{MAIN_FOLD} clean": test_sets(Config(), MAIN_FOLD, logmel)["clean"],
     }

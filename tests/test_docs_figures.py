@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from chorus.data.sort_of_clevr import QUESTION_TYPES
+from chorus.translate.speech_data import SPEAKER_FOLDS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -937,17 +938,14 @@ FIGURES: list[Figure] = [
     Figure(
         "docs/speech.md",
         "speech_long/results.json",
-        tuple(f"results/folds/{fold}/clean" for fold in ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")),
+        tuple(f"results/folds/{fold}/clean" for fold in SPEAKER_FOLDS),
         "george {:.1f}, jackson {:.1f}, lucas {:.1f}, nicolas {:.1f}, theo {:.1f},\nyweweler {:.1f} % WER",
         scale=100,
     ),
     Figure(
         "docs/speech.md",
         "speech_long/results.json",
-        tuple(
-            f"results/folds/{fold}/clean_adapted"
-            for fold in ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
-        ),
+        tuple(f"results/folds/{fold}/clean_adapted" for fold in SPEAKER_FOLDS),
         "adapted to each speaker: {:.1f}, {:.1f}, {:.1f}, {:.1f}, {:.1f} and {:.1f} %",
         scale=100,
     ),
