@@ -314,3 +314,59 @@ def test_diagnostics_report_renders_its_committed_results() -> None:
     folder = BENCHMARKS_DIR / "results" / "vqa"
     results = json.loads((folder / "diagnostics_distance.json").read_text())
     assert _diagnostics().render(results) == (folder / "diagnostics_distance.md").read_text()
+
+
+def _state_probe() -> Any:
+    """``benchmarks/vqa_state_probe.py`` as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vqa_state_probe", BENCHMARKS_DIR / "vqa_state_probe.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("positions", ["exact", "cell"])
+def test_state_probe_encodes_each_scene_and_its_questions(positions: str) -> None:
+    """The probe's object tokens and question codes say what the generator drew, and its answers are the dataset's."""
+    from chorus.data.sort_of_clevr import (
+        OBJECT_COLOURS,
+        QUESTION_TYPES,
+        SHAPES,
+        ask_questions,
+        generate_scene,
+        scene_rng,
+    )
+
+    probe = _state_probe()
+    objects, codes, answers, types = probe.encode("test", 3, 0, positions)
+    for s in range(3):
+        rng = scene_rng(0, "test", s)
+        scene = generate_scene(rng)
+        questions = ask_questions(scene, rng)
+        assert [ANSWERS[a] for a in answers[s]] == [q.answer for q in questions]
+        assert list(types[s]) == [q.question_type for q in questions]
+        for q, question in zip(codes[s], questions, strict=True):
+            assert q.nonzero().flatten().tolist() == [
+                OBJECT_COLOURS.index(question.colour),
+                len(OBJECT_COLOURS) + QUESTION_TYPES.index(question.question_type),
+            ]
+        assert objects[s, len(scene) :].abs().sum() == 0  # the padding tokens are empty
+        for token, obj in zip(objects[s], scene, strict=False):
+            assert token[: len(OBJECT_COLOURS)].argmax() == OBJECT_COLOURS.index(obj.colour)
+            assert token[len(OBJECT_COLOURS) : -2].argmax() == SHAPES.index(obj.shape)
+            pixel = (token[-2:] + 1) * 75 / 2
+            if positions == "exact":
+                assert torch.allclose(pixel, torch.tensor([obj.x, obj.y], dtype=torch.float32), atol=1e-4)
+            else:  # the centre of the 15-px cell that holds the object's centre
+                assert torch.allclose(pixel, torch.tensor([obj.x // 15 * 15 + 7.5, obj.y // 15 * 15 + 7.5]), atol=1e-4)
+
+
+def test_state_probe_report_renders_its_committed_results() -> None:
+    """The committed state-probe reports are exactly what ``render`` writes from the JSON beside them."""
+    probe = _state_probe()
+    for name in ("vqa_state_probe", "vqa_state_probe_long", "vqa_state_probe_distance"):
+        folder = BENCHMARKS_DIR / "results" / "vqa"
+        results = json.loads((folder / f"{name}.json").read_text())
+        assert probe.render(results) == (folder / f"{name}.md").read_text()

@@ -486,7 +486,7 @@ def _cards(
             base,
             both("film"),
             "Perez et al. 2018 (AAAI), FiLM: 97.7 % on CLEVR; not published on Sort-of-CLEVR, so the comparison "
-            "is with the relation network of this run.",
+            "is with the relation network trained with the same settings (docs/vqa.md).",
         ),
         "question_attention": MethodCard(
             "Question attention (cross-modal transformer)",
@@ -497,7 +497,8 @@ def _cards(
             base,
             both("question_attention"),
             "Attention over image regions for VQA: Yang et al. 2016 (Stacked Attention Networks, CVPR); not "
-            "published on Sort-of-CLEVR, so the comparison is with the relation network of this run.",
+            "published on Sort-of-CLEVR, so the comparison is with the relation network trained with the same "
+            "settings (docs/vqa.md).",
         ),
         "early": MethodCard(
             "CNN + MLP (early fusion baseline)",
