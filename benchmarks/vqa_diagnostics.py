@@ -136,8 +136,10 @@ def batchnorm_check(run: Path, predictor: VQAPredictor) -> list[dict[str, Any]]:
 
 
 def beyond_reference(run: Path, predictor: VQAPredictor) -> dict[str, Any]:
-    """Test accuracy per question type where the colour-blind reference is wrong / right, and for closest and
-    furthest by the distance margin between the answer's object and the runner-up (pixels)."""
+    """Test accuracy per question type where the colour-blind reference is wrong / right, for closest and
+    furthest by the distance margin between the answer's object and the runner-up (pixels), and on
+    non-relational / relational questions by the colour they name (a model that has bound some colours to
+    their objects and not others shows it here)."""
     cfg = load_experiment(run / "experiment.yaml")
     _, test, _ = build_datasets(cfg)
     model = predictor.model
@@ -150,11 +152,13 @@ def beyond_reference(run: Path, predictor: VQAPredictor) -> dict[str, Any]:
             predicted += logits.argmax(-1).tolist()
     split: dict[str, dict[str, list[int]]] = {"reference wrong": {}, "reference right": {}}
     margins: dict[str, list[tuple[float, int]]] = {"closest": [], "furthest": []}
+    colours: dict[str, dict[str, list[int]]] = {c: {"non_relational": [], "relational": []} for c in OBJECT_COLOURS}
     for (scene, question), label, guess in zip(test.records, test.labels, predicted, strict=True):
         objects = test.scenes[scene]
         ok = int(guess == label)
         side = "reference right" if colour_blind_answer(objects, question) == question.answer else "reference wrong"
         split[side].setdefault(question.question_type, []).append(ok)
+        colours[question.colour]["relational" if question.relational else "non_relational"].append(ok)
         if question.question_type in margins:
             subject = next(o for o in objects if o.colour == question.colour)
             distances = sorted(float(np.hypot(o.x - subject.x, o.y - subject.y)) for o in objects if o is not subject)
@@ -171,7 +175,13 @@ def beyond_reference(run: Path, predictor: VQAPredictor) -> dict[str, Any]:
     return {
         side: {t: {"accuracy": float(np.mean(v)), "questions": len(v)} for t, v in sorted(per_type.items())}
         for side, per_type in split.items()
-    } | {"by_distance_margin": by_margin}
+    } | {
+        "by_distance_margin": by_margin,
+        "by_colour": {
+            colour: {kind: {"accuracy": float(np.mean(v)), "questions": len(v)} for kind, v in kinds.items() if v}
+            for colour, kinds in colours.items()
+        },
+    }
 
 
 def references(run: Path) -> dict[str, dict[str, float]]:
@@ -269,7 +279,7 @@ def render(results: dict[str, Any]) -> str:
         [name, side, *(f"{100 * by_type[t]['accuracy']:.1f}" if t in by_type else "–" for t in QUESTION_TYPES)]
         for name, result in results.items()
         for side, by_type in result["beyond_reference"].items()
-        if side != "by_distance_margin"
+        if side not in ("by_distance_margin", "by_colour")
     ]
     bins = [f"{low}-{high} px" for low, high in itertools.pairwise(MARGIN_BINS)]
     margins = [
@@ -283,6 +293,22 @@ def render(results: dict[str, Any]) -> str:
         markdown_table(["run", "questions", *QUESTION_TYPES], sides),
         markdown_table(["run", "question", *bins], margins),
     ]
+    by_colour = [
+        [
+            name,
+            kind.replace("_", "-"),
+            *(f"{100 * rows[c][kind]['accuracy']:.1f}" if kind in rows[c] else "–" for c in OBJECT_COLOURS),
+        ]
+        for name, result in results.items()
+        if "by_colour" in result["beyond_reference"]
+        for rows in [result["beyond_reference"]["by_colour"]]
+        for kind in ("non_relational", "relational")
+    ]
+    if by_colour:
+        sections += [
+            "Test accuracy (%) by the colour the question names:\n",
+            markdown_table(["run", "questions", *OBJECT_COLOURS], by_colour),
+        ]
     return "\n".join(sections)
 
 

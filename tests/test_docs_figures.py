@@ -1215,6 +1215,40 @@ FIGURES: list[Figure] = [
         "speaker `theo` **{:.1f} %**",
         scale=100,
     ),
+    # The relation network on object lists (benchmarks/vqa_state_probe.py)
+    Figure(
+        "docs/vqa.md",
+        "vqa/vqa_state_probe.json",
+        tuple(f"runs/64/exact/*/{t}" for t in ("non_relational", "count", "closest", "furthest")),
+        "it answers the non-relational questions at {:.1f} ± {:.1f} % and count at {:.1f} ± {:.1f} %, but closest "
+        "and furthest at {:.1f} ± {:.1f} and {:.1f} ± {:.1f} %.",
+        scale=100,
+        seeds=True,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa/vqa_state_probe.json",
+        ("runs/64/cell/*/closest", "runs/64/cell/*/furthest"),
+        "cells changes neither ({:.1f} ± {:.1f} and {:.1f} ± {:.1f} %)",
+        scale=100,
+        seeds=True,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa/vqa_state_probe_long.json",
+        ("runs/64/exact/*/closest", "runs/64/exact/*/furthest"),
+        "trained for 12,000 steps (seed 0) they creep to {:.1f} and {:.1f} %",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa/vqa_state_probe_distance.json",
+        tuple(f"runs/64/{p}/*/{t}" for p in ("exact", "cell") for t in ("closest", "furthest")),
+        "closest and furthest rise to {:.1f} ± {:.1f} and {:.1f} ± {:.1f} % in the same 4,000 steps, and to "
+        "{:.1f} ± {:.1f} and {:.1f} ± {:.1f} % from the cells' centres alone",
+        scale=100,
+        seeds=True,
+    ),
 ]
 
 
