@@ -292,7 +292,8 @@ def _diagnostics() -> Any:
 
 
 def test_diagnostics_split_answers_by_the_colour_blind_reference(tiny_run: Path) -> None:
-    """``vqa_diagnostics.beyond_reference`` partitions every test question once, by the reference's own answer."""
+    """``vqa_diagnostics.beyond_reference`` partitions every test question once, by the reference's own answer,
+    and once by the colour it names."""
     from chorus.ask import VQAPredictor
 
     diagnostics = _diagnostics()
@@ -307,6 +308,15 @@ def test_diagnostics_split_answers_by_the_colour_blind_reference(tiny_run: Path)
     for kind in ("closest", "furthest"):
         asked = sum(q.question_type == kind for _, q in test.records)
         assert sum(b["questions"] for b in result["by_distance_margin"][kind].values()) == asked
+    asked_about = Counter((q.colour, "relational" if q.relational else "non_relational") for _, q in test.records)
+    by_colour = result["by_colour"]
+    assert {(c, k): v["questions"] for c, kinds in by_colour.items() for k, v in kinds.items()} == dict(asked_about)
+    right = sum(
+        v["accuracy"] * v["questions"] for side in ("reference wrong", "reference right") for v in result[side].values()
+    )
+    assert sum(v["accuracy"] * v["questions"] for kinds in by_colour.values() for v in kinds.values()) == pytest.approx(
+        right
+    )
 
 
 def test_diagnostics_report_renders_its_committed_results() -> None:
