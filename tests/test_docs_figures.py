@@ -1249,6 +1249,120 @@ FIGURES: list[Figure] = [
         scale=100,
         seeds=True,
     ),
+    # FiLM and question attention through the colour curriculum
+    Figure(
+        "docs/vqa.md",
+        "vqa_curriculum_film/results.json",
+        tuple(f"results/summary/film/accuracy_{t}" for t in ("non_relational", "relational", *QUESTION_TYPES)),
+        "| CNN + FiLM (3 seeds) |" + " {:.1f} ± {:.1f} |" * 8,
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_curriculum_attention/results.json",
+        tuple(
+            f"results/stages/question_attention/seed0/stage=8/accuracy_{t}"
+            for t in ("non_relational", "relational", *QUESTION_TYPES)
+        ),
+        "| CNN + question attention (seed 0) |" + " {:.1f} |" * 8,
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_curriculum_film/results.json",
+        tuple(
+            f"results/stages/film/seed{k}/stage=8/accuracy_{t}"
+            for t in ("non_relational", "relational")
+            for k in (0, 1, 2)
+        ),
+        "Per FiLM seed (0 / 1 / 2): non-relational {:.1f} / {:.1f} / {:.1f} %, relational\n{:.1f} / {:.1f} / {:.1f} %.",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_curriculum_film/results.json",
+        tuple(
+            f"results/stages/film/seed0/stage=8/accuracy_{t}"
+            for t in ("non_relational", "relational", "closest", "furthest")
+        ),
+        "{:.1f} % non-relational and {:.1f} % relational, closest {:.1f} % and furthest {:.1f} %,",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_curriculum/results.json",
+        tuple(f"results/stages/relation_network/seed2/stage=8/accuracy_{t}" for t in ("closest", "furthest")),
+        "where the relation network's best seed had {:.1f} and {:.1f} %.",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa/diagnostics_film.json",
+        tuple(
+            f"film_seed1/stage8/beyond_reference/by_colour/{c}/{k}/accuracy"
+            for k in ("non_relational", "relational")
+            for c in ("red", "blue")
+        ),
+        "stages: {:.1f} and {:.1f} % of the non-relational questions about them and\n{:.1f} and {:.1f} % of the "
+        "relational ones",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa/diagnostics_film.json",
+        tuple(f"film_seed2/stage8/beyond_reference/by_colour/{c}/relational/accuracy" for c in ("red", "blue")),
+        "its relational answers are at {:.1f} and {:.1f} % for red and\nblue",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_curriculum_attention/results.json",
+        tuple(
+            f"results/stages/question_attention/seed0/stage=8/accuracy_{t}"
+            for t in ("non_relational", "count", "closest", "furthest")
+        ),
+        "({:.1f} %\nnon-relational, count {:.1f} %), but its closest and furthest, {:.1f} and\n{:.1f} %,",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_curriculum_film/results.json",
+        tuple(f"results/summary/film/accuracy_{t}" for t in ("non_relational", "relational")),
+        "three-seed mean is {:.1f} ± {:.1f} % and {:.1f} ± {:.1f} %",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks.md",
+        "vqa_curriculum_film/results.json",
+        (
+            *(f"results/summary/film/accuracy_{t}" for t in ("non_relational", "relational")),
+            *(
+                f"results/stages/film/seed{k}/stage=8/accuracy_{t}"
+                for t in ("non_relational", "relational")
+                for k in (0, 1, 2)
+            ),
+        ),
+        "FiLM non-relational / relational {:.1f} ± {:.1f} / {:.1f} ± {:.1f} % (per seed {:.1f} / {:.1f} / {:.1f} and "
+        "{:.1f} / {:.1f} / {:.1f})",
+        scale=100,
+    ),
+    Figure(
+        "docs/benchmarks.md",
+        "vqa_curriculum_attention/results.json",
+        tuple(
+            f"results/stages/question_attention/seed0/stage=8/accuracy_{t}" for t in ("non_relational", "relational")
+        ),
+        "question attention (seed 0) {:.1f} / {:.1f}",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa/vqa_state_probe_distance.json",
+        ("runs/64/cell/*/closest", "runs/64/cell/*/furthest"),
+        "furthest {:.1f} ± {:.1f} and {:.1f} ± {:.1f} % after 4,000 steps, against",
+        scale=100,
+        seeds=True,
+    ),
 ]
 
 

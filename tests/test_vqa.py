@@ -255,6 +255,10 @@ def test_bench_curriculum_chains_stages_and_reuses_finished_ones(tmp_path) -> No
     args = ["--preset", "curriculum", "--out", str(tmp_path), "train_images=3", "test_images=2"]
     args += ["curriculum=[[1,2],[2,2]]", "models=[early]", "seeds=[0]"]
     record = run_driver("vqa", module, [*args, "steps=2"], progress=lambda _: None)
+    # the attention maps are drawn from the last stage, the model scored
+    attention = ["models=[question_attention]", "attention_examples=1", "steps=2"]
+    run_driver("vqa", module, [*args, *attention, "--out", str(tmp_path / "attention")], progress=lambda _: None)
+    assert (tmp_path / "attention" / "attention.png").is_file()
     folder = tmp_path / "runs" / "early_seed0"
     stages = [load_experiment(folder / f"stage{k}" / "experiment.yaml") for k in (1, 2, 3)]
     assert [cfg.data.options.get("colours") for cfg in stages] == [["red"], ["red", "blue"], None]  # None: all six
@@ -320,10 +324,11 @@ def test_diagnostics_split_answers_by_the_colour_blind_reference(tiny_run: Path)
 
 
 def test_diagnostics_report_renders_its_committed_results() -> None:
-    """The committed diagnostics report is exactly what ``render`` writes from the committed JSON beside it."""
+    """The committed diagnostics reports are exactly what ``render`` writes from the committed JSON beside them."""
     folder = BENCHMARKS_DIR / "results" / "vqa"
-    results = json.loads((folder / "diagnostics_distance.json").read_text())
-    assert _diagnostics().render(results) == (folder / "diagnostics_distance.md").read_text()
+    for name in ("diagnostics_distance", "diagnostics_film"):
+        results = json.loads((folder / f"{name}.json").read_text())
+        assert _diagnostics().render(results) == (folder / f"{name}.md").read_text()
 
 
 def _state_probe() -> Any:

@@ -140,10 +140,17 @@ def train_model(cfg: Config, model: str, seed: int, folder: Path) -> list[dict[s
     scores: list[dict[str, float]] = []
     previous: Path | None = None
     for index, (colours, steps) in enumerate(stages, start=1):
-        run_dir = folder if len(stages) == 1 else folder / f"stage{index}"
+        run_dir = stage_dir(cfg, folder, index)
         scores.append(_train_stage(_overrides(cfg, model, seed, colours, steps, previous), run_dir))
         previous = run_dir
     return scores
+
+
+def stage_dir(cfg: Config, folder: Path, index: int | None = None) -> Path:
+    """The run folder of stage ``index`` (1-based; default the last, the one scored) of a model trained in ``folder``."""
+    if not cfg.curriculum:
+        return folder
+    return folder / f"stage{len(cfg.curriculum) + 1 if index is None else index}"
 
 
 Answerer = Callable[[Sequence[SceneObject], Question], str]
@@ -292,7 +299,7 @@ def run(cfg: Config, report: Report) -> None:
     if cfg.curriculum:
         _stage_report(cfg, report, stages, colour_blind)
     if "question_attention" in runs and cfg.attention_examples:
-        _attention_figure(cfg, report, report.out / "runs" / f"question_attention_seed{cfg.seeds[0]}")
+        _attention_figure(cfg, report, stage_dir(cfg, report.out / "runs" / f"question_attention_seed{cfg.seeds[0]}"))
     _cards(cfg, report, runs, majority, colour_blind)
 
 
@@ -437,7 +444,7 @@ def _cards(
 ) -> None:
     def both(model: str) -> str:
         if model not in runs:
-            return "not run"
+            return "not in this report: trained in a separate run (docs/vqa.md)"
         rs = runs[model]
         return (
             f"relational {fmt_mean_std([r['accuracy_relational'] for r in rs])} %, non-relational "
