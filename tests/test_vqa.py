@@ -284,11 +284,11 @@ def test_bench_curriculum_chains_stages_and_reuses_finished_ones(tmp_path) -> No
 BENCHMARKS_DIR = Path(__file__).parents[1] / "benchmarks"
 
 
-def _diagnostics() -> Any:
-    """``benchmarks/vqa_diagnostics.py`` as a module (a script, not part of the package)."""
+def _script(name: str) -> Any:
+    """``benchmarks/<name>.py`` as a module (a script, not part of the package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("vqa_diagnostics", BENCHMARKS_DIR / "vqa_diagnostics.py")
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS_DIR / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -300,7 +300,7 @@ def test_diagnostics_split_answers_by_the_colour_blind_reference(tiny_run: Path)
     and once by the colour it names."""
     from chorus.ask import VQAPredictor
 
-    diagnostics = _diagnostics()
+    diagnostics = _script("vqa_diagnostics")
 
     run = tiny_run / "run"
     result = diagnostics.beyond_reference(run, VQAPredictor.from_run(run))
@@ -328,18 +328,7 @@ def test_diagnostics_report_renders_its_committed_results() -> None:
     folder = BENCHMARKS_DIR / "results" / "vqa"
     for name in ("diagnostics_distance", "diagnostics_film"):
         results = json.loads((folder / f"{name}.json").read_text())
-        assert _diagnostics().render(results) == (folder / f"{name}.md").read_text()
-
-
-def _state_probe() -> Any:
-    """``benchmarks/vqa_state_probe.py`` as a module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("vqa_state_probe", BENCHMARKS_DIR / "vqa_state_probe.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+        assert _script("vqa_diagnostics").render(results) == (folder / f"{name}.md").read_text()
 
 
 @pytest.mark.parametrize("positions", ["exact", "cell"])
@@ -354,7 +343,7 @@ def test_state_probe_encodes_each_scene_and_its_questions(positions: str) -> Non
         scene_rng,
     )
 
-    probe = _state_probe()
+    probe = _script("vqa_state_probe")
     objects, codes, answers, types = probe.encode("test", 3, 0, positions)
     for s in range(3):
         rng = scene_rng(0, "test", s)
@@ -380,7 +369,7 @@ def test_state_probe_encodes_each_scene_and_its_questions(positions: str) -> Non
 
 def test_state_probe_report_renders_its_committed_results() -> None:
     """The committed state-probe reports are exactly what ``render`` writes from the JSON beside them."""
-    probe = _state_probe()
+    probe = _script("vqa_state_probe")
     for name in ("vqa_state_probe", "vqa_state_probe_long", "vqa_state_probe_distance"):
         folder = BENCHMARKS_DIR / "results" / "vqa"
         results = json.loads((folder / f"{name}.json").read_text())
