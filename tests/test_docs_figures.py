@@ -1363,6 +1363,20 @@ FIGURES: list[Figure] = [
         scale=100,
         seeds=True,
     ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_film_stage9/seed2_metrics.json",
+        tuple(f"eval/accuracy_{k}" for k in ("non_relational", "relational", "closest", "furthest")),
+        "Seed 2 reaches {:.1f} % non-relational and {:.1f} % relational (closest {:.1f} %,\nfurthest {:.1f} %)",
+        scale=100,
+    ),
+    Figure(
+        "docs/vqa.md",
+        "vqa_film_stage9/seed1_metrics.json",
+        tuple(f"eval/accuracy_{k}" for k in ("non_relational", "relational")),
+        "seed 1 stays at {:.1f} and {:.1f} %",
+        scale=100,
+    ),
 ]
 
 
