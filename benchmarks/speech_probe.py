@@ -52,7 +52,7 @@ from chorus.bench.speech import (
 from chorus.data.audio import LogMel
 from chorus.translate.recognizer import CTCRecognizer, JointCTCAttention
 from chorus.translate.speaker_adapt import adapt_to_speaker
-from chorus.translate.speech_data import SPEAKER_FOLDS, load_strings
+from chorus.translate.speech_data import SPEAKER_FOLDS, SpeechItem, load_strings
 from chorus.translate.speech_runs import (
     SpeechModelConfig,
     StringsConfig,
@@ -103,15 +103,19 @@ def evaluate(tags: list[str], out: Path, dev_size: int) -> None:
     results: dict[str, Any] = (
         json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
     )
+    # held-out speaker → (its test sets, dev strings by the training voices), built once however many runs share it
+    by_fold: dict[str, tuple[dict[str, list[SpeechItem]], list[SpeechItem]]] = {}
     for tag in tags:
         cfg, model = load_speech_run(RUNS / tag, "recognize")
         assert isinstance(model, CTCRecognizer)
         fold = cfg.data.test_speakers[0]  # the run's held-out speaker
-        tests = test_sets(Config(), fold, logmel)
-        dev = load_strings(
-            StringsConfig(test_speakers=[fold], gain_db=Config.gain_db, seed=DEV_SEED).strings(None, "train", dev_size),
-            logmel,
-        )
+        if fold not in by_fold:
+            strings = StringsConfig(test_speakers=[fold], gain_db=Config.gain_db, seed=DEV_SEED)
+            by_fold[fold] = (
+                test_sets(Config(), fold, logmel),
+                load_strings(strings.strings(None, "train", dev_size), logmel),
+            )
+        tests, dev = by_fold[fold]
         timing = json.loads((RUNS / tag / "timing.json").read_text())
         record: dict[str, Any] = {
             "steps": cfg.train.max_steps,

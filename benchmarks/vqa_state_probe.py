@@ -66,9 +66,11 @@ def _position(v: int, positions: str) -> float:
     return 2.0 * pixel / IMAGE_SIZE - 1.0
 
 
-def encode(
-    split: str, scenes: int, seed: int, positions: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+Encoded = tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]
+"""What :func:`encode` returns: object tokens, question codes, answers, question types."""
+
+
+def encode(split: str, scenes: int, seed: int, positions: str) -> Encoded:
     """(object tokens [S, 9, STATE], question codes [S, 20, QUESTION], answers [S, 20], types [S, 20])."""
     objects = torch.zeros(scenes, TOKENS, STATE)
     codes = torch.zeros(scenes, 20, QUESTION)
@@ -123,12 +125,12 @@ def _logits(model: RelationNetwork, objects: torch.Tensor, codes: torch.Tensor) 
 
 
 def train_and_score(
-    width: int, positions: str, seed: int, steps: int, train_scenes: int, test_scenes: int, pair_distance: bool = False
+    width: int, seed: int, steps: int, train: Encoded, test: Encoded, pair_distance: bool = False
 ) -> dict[str, float]:
-    """Test accuracy per question type (and relational / non-relational) of one trained relation network."""
+    """Test accuracy per question type (and relational / non-relational) of one relation network trained on
+    ``train`` (encoded scenes) and scored on ``test``."""
     torch.manual_seed(seed)
-    train = encode("train", train_scenes, 0, positions)
-    test = encode("test", test_scenes, 0, positions)
+    train_scenes, test_scenes = len(train[0]), len(test[0])
     kind = DistanceRelationNetwork if pair_distance else RelationNetwork
     model = kind({"image": STATE, "text": QUESTION}, len(ANSWERS), hidden=width)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
@@ -197,12 +199,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = {k: v for k, v in vars(args).items() if k != "out"}
     runs: dict[str, list[dict[str, float]]] = {}
     for positions in args.positions:
+        train = encode("train", args.train_scenes, 0, positions)  # the same scenes for every width and seed
+        test = encode("test", args.test_scenes, 0, positions)
         for width in args.widths:
             name = f"{width}/{positions}"
             for seed in args.seeds:
-                scores = train_and_score(
-                    width, positions, seed, args.steps, args.train_scenes, args.test_scenes, args.pair_distance
-                )
+                scores = train_and_score(width, seed, args.steps, train, test, args.pair_distance)
                 runs.setdefault(name, []).append(scores)
                 print(name, seed, {k: round(v, 3) for k, v in scores.items()}, flush=True)
     results = {"config": config, "runs": runs}
